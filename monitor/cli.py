@@ -1,0 +1,259 @@
+"""Command line: ``python -m monitor {train,score,rank,generate,demo}``.
+
+The CLI parses arguments, calls the library and maps the project's errors to exit codes; it holds no logic
+of its own. ``main(argv)`` returns the exit code so tests can call it in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from monitor import __version__
+from monitor.errors import InputError, MonitorError
+
+log = logging.getLogger("monitor")
+
+SCORE_CHUNK_ROWS = 20_000  # rows scored per batch: bounded memory on files of any size
+SCORE_COLUMNS = ("line", "sequence", "error", "percentile", "abnormal", "explanation", "problem")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.run(args) or 0)
+    except MonitorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="monitor", description="Learn the formats of string sequences "
+                                     "with an autoencoder and tell how abnormal each sequence is.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(commands)
+    _add_score(commands)
+    _add_rank(commands)
+    _add_generate(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _add_input_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    group = parser.add_argument_group("input")
+    group.add_argument("--input", type=Path, required=required,
+                       help="text file (one sequence per line), CSV or JSONL")
+    group.add_argument("--input-format", default="auto", choices=("auto", "text", "csv", "jsonl"),
+                       help="default: from the file's suffix (.csv, .jsonl), else text")
+    group.add_argument("--column", help="the CSV column or JSON field holding the sequence")
+
+
+# -- train ------------------------------------------------------------------------------------------------
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("train", help="learn the formats of a file of sequences")
+    _add_input_arguments(p)
+    p.add_argument("--model", type=Path, required=True, help="bundle directory to write")
+    prep = p.add_argument_group("preparation")
+    prep.add_argument("--tokenize", default="auto", choices=("auto", "separators", "chars"))
+    prep.add_argument("--separator-pattern", default=r"[^0-9A-Za-z]+", help="regular expression of separators")
+    prep.add_argument("--lowercase", action="store_true", help="fold case (off: case is part of a format)")
+    prep.add_argument("--encoding", default="positional", choices=("positional", "bag"))
+    prep.add_argument("--length", type=int, help="tokens kept per sequence (default: from the data)")
+    prep.add_argument("--vocabulary-size", type=int, default=750)
+    net = p.add_argument_group("network")
+    net.add_argument("--model-kind", default="dense", choices=("dense", "lstm"))
+    net.add_argument("--epochs", type=int, default=40, help="upper bound; training stops early")
+    net.add_argument("--batch-size", type=int, default=256)
+    net.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threshold-quantile", type=float, default=0.99,
+                   help="flag sequences whose error exceeds this quantile of the training errors")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from monitor import bundle as bundle_lib
+    from monitor.model import ModelSettings
+    from monitor.prepare import PrepareSettings
+    from monitor.source import read_sequences
+    from monitor.train import TrainSettings, train
+
+    settings = TrainSettings(
+        prepare=PrepareSettings(tokenize=args.tokenize, separator_pattern=args.separator_pattern,
+                                lowercase=args.lowercase, encoding=args.encoding, length=args.length,
+                                vocabulary_size=args.vocabulary_size),
+        model=ModelSettings(kind=args.model_kind, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed),
+        threshold_quantile=args.threshold_quantile,
+    )
+    sequences, rejected = read_sequences(args.input, args.input_format, args.column)
+    for row in rejected[:5]:
+        log.warning("line %d skipped: %s", row.line, row.problem)
+    if rejected:
+        log.warning("%d of %d input lines skipped (not usable as sequences)", len(rejected),
+                    len(rejected) + len(sequences))
+    bundle = train(sequences, settings)
+    bundle.metadata["skipped_input_lines"] = len(rejected)
+    bundle_lib.save(bundle, args.model)
+    meta = bundle.metadata
+    print(f"trained on {meta['training_rows']} sequences ({meta['distinct_sequences']} distinct) in "
+          f"{meta['training_seconds']}s, {meta['history']['epochs']} epochs; "
+          f"{meta['preparation']['mode']} tokens, length {meta['preparation']['length']}, "
+          f"{meta['preparation']['features']} features")
+    print(f"threshold (quantile {bundle.threshold_quantile:g} of training errors): {bundle.threshold:.6g}")
+    print(f"saved bundle {bundle.version} to {args.model}")
+    return 0
+
+
+# -- score ------------------------------------------------------------------------------------------------
+def _add_score(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("score", help="score every line of a file; one output row per input line")
+    p.add_argument("--model", type=Path, required=True, help="bundle directory")
+    _add_input_arguments(p)
+    p.add_argument("--output", default="-", help="CSV file to write (default: standard output)")
+    p.add_argument("--explain", choices=("abnormal", "all", "none"), default="abnormal",
+                   help="which rows get an explanation (default: those flagged abnormal)")
+    p.set_defaults(run=_run_score)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from monitor.bundle import load
+    from monitor.score import Scorer
+    from monitor.source import read_rows
+
+    scorer = Scorer(load(args.model))
+    rows = read_rows(args.input, args.input_format, args.column)
+    with _open_output(args.output) as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(SCORE_COLUMNS)
+        counts = {"rows": 0, "abnormal": 0, "problems": 0}
+        while chunk := list(itertools.islice(rows, SCORE_CHUNK_ROWS)):
+            _score_chunk(scorer, chunk, args.explain, writer, counts)
+    print(f"scored {counts['rows'] - counts['problems']} of {counts['rows']} lines: {counts['abnormal']} "
+          f"abnormal, {counts['problems']} unusable (see the problem column)", file=sys.stderr)
+    return 0
+
+
+def _score_chunk(scorer: object, chunk: list, explain: str, writer: csv.writer, counts: dict[str, int]) -> None:
+    usable = [row for row in chunk if row.sequence is not None]
+    scores = scorer.score([row.sequence for row in usable])
+    wanted = [i for i, flag in enumerate(scores.flags) if explain == "all" or (explain == "abnormal" and flag)]
+    reasons = dict(zip(wanted, scorer.explain([usable[i].sequence for i in wanted]))) if wanted else {}
+    position = {id(row): i for i, row in enumerate(usable)}
+    for row in chunk:
+        counts["rows"] += 1
+        if row.sequence is None:
+            counts["problems"] += 1
+            writer.writerow((row.line, "", "", "", "", "", row.problem))
+            continue
+        i = position[id(row)]
+        counts["abnormal"] += int(scores.flags[i])
+        writer.writerow((row.line, row.sequence, f"{scores.errors[i]:.6g}", f"{scores.percentiles[i]:.2f}",
+                         str(bool(scores.flags[i])).lower(), _format_reasons(reasons.get(i, [])), ""))
+
+
+def _format_reasons(reasons: Iterable[tuple[str, float]]) -> str:
+    return "; ".join(f"{part} ({share:.0%})" for part, share in reasons)
+
+
+class _open_output:
+    """Standard output for ``-``, else a file opened for writing; closes only what it opened."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.handle: TextIO | None = None
+
+    def __enter__(self) -> TextIO:
+        if self.target == "-":
+            return sys.stdout
+        try:
+            self.handle = open(self.target, "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise InputError(f"cannot write {self.target}: {exc.strerror}") from exc
+        return self.handle
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+# -- rank -------------------------------------------------------------------------------------------------
+def _add_rank(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("rank", help="score a few sequences given on the command line")
+    p.add_argument("--model", type=Path, required=True, help="bundle directory")
+    p.add_argument("sequences", nargs="+", help="sequences to score")
+    p.add_argument("--top", type=int, default=3, help="parts shown in each explanation")
+    p.set_defaults(run=_run_rank)
+
+
+def _run_rank(args: argparse.Namespace) -> int:
+    from monitor.bundle import load
+    from monitor.score import Scorer
+
+    sequences = [s for s in args.sequences]
+    empty = [i for i, s in enumerate(sequences) if not s]
+    if empty:
+        raise InputError(f"argument {empty[0] + 1} is an empty sequence; there is nothing to score")
+    scorer = Scorer(load(args.model))
+    scores = scorer.score(sequences)
+    for sequence, error, pct, flag, reasons in zip(sequences, scores.errors, scores.percentiles, scores.flags,
+                                                   scorer.explain(sequences, args.top)):
+        verdict = "ABNORMAL" if flag else "normal"
+        print(f"{sequence!r}: error {error:.6g}, percentile rank {pct:.2f}, {verdict}")
+        print(f"    why: {_format_reasons(reasons)}")
+    return 0
+
+
+# -- generate ---------------------------------------------------------------------------------------------
+def _add_generate(commands: argparse._SubParsersAction) -> None:
+    from monitor.generate import ANOMALY_KINDS, FORMATS
+
+    p = commands.add_parser("generate", help="write generated sequences of a built-in format")
+    p.add_argument("--format", default="serial", choices=list(FORMATS))
+    p.add_argument("-n", "--count", type=int, default=10_000)
+    p.add_argument("--anomalies", choices=ANOMALY_KINDS, help="write abnormal sequences of this kind instead")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default="-", help="file to write (default: standard output)")
+    p.set_defaults(run=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from monitor import generate
+
+    if args.count < 0:
+        raise InputError(f"--count must not be negative, got {args.count}")
+    if args.anomalies:
+        lines = generate.anomalies(args.format, args.anomalies, args.count, set(), seed=args.seed)
+    else:
+        lines = generate.sample(args.format, args.count, seed=args.seed)
+    with _open_output(args.output) as out:
+        out.writelines(f"{line}\n" for line in lines)
+    return 0
+
+
+# -- demo -------------------------------------------------------------------------------------------------
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("demo", help="the built-in first run: train, score and explain generated data")
+    p.add_argument("--rows", type=int, default=20_000, help="training rows per format")
+    p.add_argument("--formats", nargs="+", default=["serial", "uid", "residues"])
+    p.add_argument("--output-dir", type=Path, help="keep the trained bundles here (default: a temporary folder)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    return run_demo(args.formats, args.rows, args.output_dir, args.seed, sys.stdout)

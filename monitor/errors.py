@@ -1,0 +1,35 @@
+"""Every exception the project raises on purpose, each with the exit code the CLI gives it.
+
+    MonitorError                  base class; exit code 1
+    ├── InputError                a user's input cannot be used (file, column, empty corpus); exit 2
+    ├── BundleError               a model bundle is missing, incomplete, corrupt or of another version; exit 3
+    └── ConfigError               a setting has the wrong type, range or name; exit 2
+
+Bad records inside a stream or a scoring file are not errors: they become rows or counts with a reason.
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Base class of the project's errors; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class InputError(MonitorError):
+    """An input file, column or corpus cannot be used as given."""
+
+    exit_code = 2
+
+
+class ConfigError(MonitorError):
+    """A setting is unknown, of the wrong type or out of range."""
+
+    exit_code = 2
+
+
+class BundleError(MonitorError):
+    """A model bundle cannot be loaded or saved: the message names the file and the problem."""
+
+    exit_code = 3

@@ -1,0 +1,153 @@
+"""Keras autoencoders: the dense bottleneck network of the seed articles and an LSTM sequence autoencoder.
+
+This is the only module that imports TensorFlow/Keras. It knows shapes, not tokens: a model takes a flat
+float32 matrix and returns its reconstruction; the LSTM variant reshapes it into ``steps`` rows internally.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter is not ours to show
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from monitor.errors import BundleError, ConfigError  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+MODEL_KINDS = ("dense", "lstm")
+LOSSES = ("mse", "binary_crossentropy")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Network and training settings; the defaults train a usable model with no tuning.
+
+    ``kind``: ``dense`` (input → hidden → bottleneck → hidden → input) or ``lstm`` (encoder LSTM, repeated
+    bottleneck, decoder LSTM, per-step dense output). ``hidden``: widths of the encoder layers before the
+    bottleneck (mirrored by the decoder). ``loss``: what training minimizes; the score is always the mean
+    squared reconstruction error. Training stops early when the validation loss has not improved for
+    ``patience`` epochs and keeps the best weights. ``seed`` makes a run repeatable.
+    """
+
+    kind: str = "dense"
+    hidden: tuple[int, ...] = (64,)
+    bottleneck: int = 32
+    loss: str = "binary_crossentropy"
+    epochs: int = 40
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    validation_split: float = 0.1
+    patience: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ConfigError(f"model kind must be one of {MODEL_KINDS}, got {self.kind!r}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.bottleneck < 1 or any(h < 1 for h in self.hidden):
+            raise ConfigError(f"layer widths must be positive, got hidden={self.hidden} bottleneck={self.bottleneck}")
+        if not 0 <= self.validation_split < 0.5:
+            raise ConfigError(f"validation_split must be in [0, 0.5), got {self.validation_split}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError(f"epochs and batch_size must be positive, got {self.epochs} and {self.batch_size}")
+
+
+def build(settings: ModelSettings, width: int, steps: int = 1) -> keras.Model:
+    """An uncompiled autoencoder for ``width`` features (``steps`` equal rows of them for the LSTM)."""
+    keras.utils.set_random_seed(settings.seed)
+    if settings.kind == "lstm":
+        return _build_lstm(settings, width, steps)
+    inputs = keras.Input(shape=(width,), name="sequence")
+    x = inputs
+    for units in settings.hidden:
+        x = keras.layers.Dense(units, activation="relu")(x)
+    x = keras.layers.Dense(settings.bottleneck, activation="relu", name="bottleneck")(x)
+    for units in reversed(settings.hidden):
+        x = keras.layers.Dense(units, activation="relu")(x)
+    outputs = keras.layers.Dense(width, activation="sigmoid", name="reconstruction")(x)
+    return keras.Model(inputs, outputs, name="dense_autoencoder")
+
+
+def _build_lstm(settings: ModelSettings, width: int, steps: int) -> keras.Model:
+    if width % steps:
+        raise ConfigError(f"the LSTM needs equal steps: {width} features do not split into {steps} steps")
+    per_step = width // steps
+    inputs = keras.Input(shape=(width,), name="sequence")
+    x = keras.layers.Reshape((steps, per_step))(inputs)
+    for units in settings.hidden:
+        x = keras.layers.LSTM(units, return_sequences=True)(x)
+    x = keras.layers.LSTM(settings.bottleneck, name="bottleneck")(x)
+    x = keras.layers.RepeatVector(steps)(x)
+    for units in reversed(settings.hidden):
+        x = keras.layers.LSTM(units, return_sequences=True)(x)
+    x = keras.layers.TimeDistributed(keras.layers.Dense(per_step, activation="sigmoid"))(x)
+    outputs = keras.layers.Reshape((width,), name="reconstruction")(x)
+    return keras.Model(inputs, outputs, name="lstm_autoencoder")
+
+
+def fit(model: keras.Model, x: np.ndarray, settings: ModelSettings, verbose: int | None = None) -> dict[str, Any]:
+    """Train ``model`` to reconstruct ``x``; returns the history (loss per epoch, epochs run)."""
+    keras.utils.set_random_seed(settings.seed)
+    model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=settings.loss)
+    callbacks = []
+    if settings.validation_split > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=settings.patience, restore_best_weights=True, min_delta=1e-5))
+    # Keras' validation_split takes the *last* rows; shuffle once (seeded) so it is a fair sample.
+    order = np.random.default_rng(settings.seed).permutation(len(x))
+    history = model.fit(
+        x[order], x[order], epochs=settings.epochs, batch_size=settings.batch_size,
+        validation_split=settings.validation_split, shuffle=True, callbacks=callbacks,
+        verbose=_progress_style() if verbose is None else verbose,
+    )
+    return {"loss": [float(v) for v in history.history["loss"]],
+            "val_loss": [float(v) for v in history.history.get("val_loss", [])],
+            "epochs": len(history.history["loss"])}
+
+
+def _progress_style() -> int:
+    return 1 if sys.stderr.isatty() else 2  # a bar on a terminal, one line per epoch in logs
+
+
+class Reconstructor:
+    """Runs a trained model over batches without Keras' ``predict`` overhead per call."""
+
+    def __init__(self, model: keras.Model, batch_size: int = 8192) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if len(x) == 0:
+            return np.zeros_like(x)
+        parts = [self._call(x[i: i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def save(model: keras.Model, path: Path) -> None:
+    """Save in Keras' native ``.keras`` format."""
+    model.save(path)
+
+
+def load(path: Path) -> keras.Model:
+    """Load a ``.keras`` file with safe mode on (no arbitrary code in lambdas is run)."""
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for a damaged archive; one message for all
+        raise BundleError(f"{path} is not a loadable Keras model: {exc}") from exc
+
+
+def library_versions() -> dict[str, str]:
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
+            "python": sys.version.split()[0]}

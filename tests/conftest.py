@@ -1,0 +1,33 @@
+"""Shared fixtures: a small trained bundle (once per session) and its directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor import bundle as bundle_lib
+from monitor import generate
+from monitor.bundle import Bundle
+from monitor.model import ModelSettings
+from monitor.train import TrainSettings, train
+
+TINY_SETTINGS = TrainSettings(model=ModelSettings(epochs=25, seed=7))
+
+
+@pytest.fixture(scope="session")
+def serial_corpus() -> list[str]:
+    return generate.sample("serial", 4000, seed=3)
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory, serial_corpus: list[str]) -> Path:
+    """A bundle trained on generated serials and saved; tests must not modify it (copy it first)."""
+    directory = tmp_path_factory.mktemp("bundles") / "serials"
+    bundle_lib.save(train(serial_corpus, TINY_SETTINGS, verbose=0), directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def serial_bundle(bundle_dir: Path) -> Bundle:
+    return bundle_lib.load(bundle_dir)

@@ -1,0 +1,31 @@
+# Two entry points do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench-quality bench-score bench-train clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m monitor demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench-quality: $(STAMP)
+	$(BIN)/python bench/quality.py
+
+bench-score: $(STAMP)
+	$(BIN)/python bench/score.py
+
+bench-train: $(STAMP)
+	$(BIN)/python bench/train.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

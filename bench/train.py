@@ -1,0 +1,48 @@
+"""Training time at the seed's data size: 250,000 sequences, default settings, all cores.
+
+    python bench/train.py [--rows 250000] [--formats serial residues]
+
+Prints, per format, the wall-clock seconds of ``monitor.train.train`` (preparation, fitting with early
+stopping, training errors) and the epochs it ran, next to the time of one epoch of the seed recipe on the
+same data as the reference measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from monitor import generate
+from monitor.model import ModelSettings
+from monitor.prepare import PrepareSettings
+from monitor.train import TrainSettings, train
+
+SEED_RECIPE_ONE_EPOCH = TrainSettings(
+    prepare=PrepareSettings(tokenize="separators", lowercase=True, encoding="bag", length=4),
+    model=ModelSettings(loss="mse", bottleneck=16, epochs=1, validation_split=0.0),
+)
+
+
+def timed(corpus: list[str], settings: TrainSettings) -> tuple[float, int]:
+    started = time.perf_counter()
+    bundle = train(corpus, settings, verbose=0)
+    return time.perf_counter() - started, int(bundle.metadata["history"]["epochs"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=250_000)
+    parser.add_argument("--formats", nargs="+", default=["serial", "residues"], choices=list(generate.FORMATS))
+    args = parser.parse_args(argv)
+    for fmt in args.formats:
+        corpus = generate.sample(fmt, args.rows)
+        seconds, epochs = timed(corpus, TrainSettings())
+        seed_seconds, _ = timed(corpus, SEED_RECIPE_ONE_EPOCH)
+        print(f"{fmt:9} {args.rows:,} rows: default training {seconds:6.1f}s ({epochs} epochs, "
+              f"{seconds / epochs:.1f}s per epoch); seed recipe, one epoch: {seed_seconds:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

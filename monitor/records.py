@@ -1,0 +1,50 @@
+"""Values that cross the service's stages: a raw message, a decoded record, a rejection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A message as the source delivered it: the original bytes and where they came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class Record:
+    """A usable sequence with its weight and event time, and the message it came from."""
+
+    sequence: str
+    weight: float
+    event_time_ms: int
+    message: RawMessage
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message that gave no usable sequence. ``reason`` is one of ``REJECTION_REASONS``; ``detail``
+    is a sentence for a person."""
+
+    reason: str
+    detail: str
+    message: RawMessage
+
+
+REJECTION_REASONS = (
+    "empty_value",
+    "oversized_value",
+    "invalid_utf8",
+    "invalid_json",
+    "missing_field",
+    "invalid_sequence",
+    "invalid_weight",
+    "invalid_timestamp",
+)

@@ -1,0 +1,39 @@
+"""Fixtures for integration tests that need a real Kafka broker.
+
+``kafka_broker`` starts one single-node KRaft broker for the whole session
+(see ``monitor.local_services``), or uses an existing cluster when
+``MONITOR_KAFKA_BOOTSTRAP`` is set.  A broker that cannot be obtained makes
+the tests fail with ``LocalServiceError``'s message, never skip: a skipped
+integration suite would look green while testing nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from monitor.local_services import BOOTSTRAP_ENV_VAR, ExternalKafka, KafkaBroker
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker | ExternalKafka]:
+    """A running Kafka for the session; tests use its ``bootstrap_servers``."""
+    external = os.environ.get(BOOTSTRAP_ENV_VAR)
+    if external:
+        yield ExternalKafka(external)
+        return
+    with KafkaBroker() as broker:
+        yield broker
+
+
+@pytest.fixture
+def restartable_kafka_broker() -> Iterator[KafkaBroker]:
+    """A broker of the test's own, to stop or restart (simulated outages).
+
+    Always local, even with ``MONITOR_KAFKA_BOOTSTRAP`` set: an outage can
+    only be staged on a broker we run, and the shared one must stay up.
+    """
+    with KafkaBroker() as broker:
+        yield broker

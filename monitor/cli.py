@@ -10,6 +10,7 @@ import argparse
 import csv
 import itertools
 import logging
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -49,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_score(commands)
     _add_rank(commands)
     _add_generate(commands)
+    _add_run(commands)
+    _add_produce(commands)
     _add_demo(commands)
     return parser
 
@@ -241,6 +244,61 @@ def _run_generate(args: argparse.Namespace) -> int:
     with _open_output(args.output) as out:
         out.writelines(f"{line}\n" for line in lines)
     return 0
+
+
+# -- run ------------------------------------------------------------------------------------------------
+def _add_run(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("run", help="consume a Kafka topic and score every sequence as it arrives")
+    p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
+                   help="YAML configuration (env MONITOR_CONFIG; default: built-in defaults, see "
+                        "config/monitor.yaml); MONITOR__SECTION__KEY variables override single settings")
+    p.add_argument("--model", help="bundle directory; overrides model.path")
+    p.set_defaults(run=_run_service)
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def _run_service(args: argparse.Namespace) -> int:
+    from monitor.runner import run_service
+
+    return run_service(args.config, args.model)
+
+
+# -- produce ----------------------------------------------------------------------------------------------
+def _add_produce(commands: argparse._SubParsersAction) -> None:
+    from monitor.generate import ANOMALY_KINDS, FORMATS
+
+    p = commands.add_parser("produce", help="write sequences to a topic (load generator, replayable hours)")
+    p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
+                   help="take the Kafka connection and topic from this configuration (env MONITOR_CONFIG)")
+    p.add_argument("--bootstrap-servers", help="host:port[,host:port]; overrides the configuration")
+    p.add_argument("--topic", help="default: the configuration's first input topic")
+    what = p.add_argument_group("what to write")
+    what.add_argument("--input", type=Path, help="a text file of sequences (default: the built-in generator)")
+    what.add_argument("--format", default="serial", choices=list(FORMATS), help="built-in generator format")
+    what.add_argument("-n", "--count", type=int, default=10_000)
+    what.add_argument("--json", action="store_true",
+                      help='write {"sequence": ..., "event_time_ms": ...} objects instead of plain strings')
+    when = p.add_argument_group("event time and pace")
+    when.add_argument("--hours", type=float, default=1.0, help="simulated hours the records' timestamps span")
+    when.add_argument("--start", help="ISO 8601 time of the first record (default: --hours before now, "
+                                      "on an hour boundary)")
+    when.add_argument("--rate", type=float, default=0.0, help="records per second (default 0: as fast as possible)")
+    drift = p.add_argument_group("format drift")
+    drift.add_argument("--drift-from-hour", type=float, help="inject anomalies from this simulated hour on")
+    drift.add_argument("--drift-kind", default="other_format", choices=ANOMALY_KINDS)
+    drift.add_argument("--drift-share", type=float, default=0.5, help="share of records replaced once drifting")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_run_produce)
+
+
+def _run_produce(args: argparse.Namespace) -> int:
+    from monitor.runner import run_produce
+
+    return run_produce(args)
 
 
 # -- demo -------------------------------------------------------------------------------------------------

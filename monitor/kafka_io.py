@@ -1,0 +1,141 @@
+"""The only module that imports kafka-python: the consumer source and the producers of dead letters and
+scored events.
+
+Offsets are never committed automatically: the service commits positions it has finished with (after their
+records were scored, dead-lettered and confirmed), so delivery is at least once. A broker outage surfaces
+as ``BrokerUnavailable`` from ``commit`` and the senders; the service retries those with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from monitor.errors import ConfigError, MonitorError
+from monitor.records import RawMessage
+
+log = logging.getLogger(__name__)
+
+Position = tuple[str, int]  # (topic, partition)
+_OURS = {"bootstrap_servers", "group_id", "enable_auto_commit", "auto_offset_reset", "key_deserializer",
+         "value_deserializer", "key_serializer", "value_serializer"}
+
+
+class BrokerUnavailable(MonitorError):
+    """The cluster could not be reached or did not answer in time; worth retrying."""
+
+
+def client_options(kafka: Any, role: str) -> dict[str, Any]:
+    """kafka-python options for ``role`` (``consumer`` or ``producer``) from the ``kafka`` config section:
+    the shared ``client`` options, then the role's own, checked against what kafka-python accepts."""
+    known = set((KafkaConsumer if role == "consumer" else KafkaProducer).DEFAULT_CONFIG)
+    problems = []
+    merged: dict[str, Any] = {}
+    for section, options in (("client", kafka.client), (role, getattr(kafka, role))):
+        for key, value in options.items():
+            if key in _OURS:
+                problems.append(f"kafka.{section}.{key}: set by the monitor itself; remove it")
+            elif key not in known and not (section == "client" and _known_to_other_role(key, role)):
+                problems.append(f"kafka.{section}.{key}: not a kafka-python {role} option")
+            elif key in known:
+                merged[key] = value
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return {"bootstrap_servers": list(kafka.bootstrap_servers), **merged}
+
+
+def _known_to_other_role(key: str, role: str) -> bool:
+    other = KafkaProducer if role == "consumer" else KafkaConsumer
+    return key in other.DEFAULT_CONFIG
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means the cluster is (temporarily) unreachable rather than that a request was wrong."""
+    if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, BrokerUnavailable)):
+        return True
+    return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
+
+
+class KafkaSource:
+    """A consumer-group member handing out batches of ``RawMessage``; commits only what it is told."""
+
+    def __init__(self, kafka: Any, topics: Sequence[str], group_id: str, auto_offset_reset: str) -> None:
+        options = client_options(kafka, "consumer")
+        self.consumer = KafkaConsumer(**options, group_id=group_id, enable_auto_commit=False,
+                                      auto_offset_reset=auto_offset_reset)
+        self.consumer.subscribe(list(topics))
+
+    def next_batch(self, max_records: int, timeout_ms: int) -> list[RawMessage]:
+        """Up to ``max_records`` messages, waiting at most ``timeout_ms`` for the first."""
+        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        return [_raw(record) for records in polled.values() for record in records]
+
+    def assignment(self) -> set[Position]:
+        return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+
+    def commit(self, next_offsets: Mapping[Position, int], timeout_ms: int = 10_000) -> None:
+        """Commit, for each partition still assigned, the offset of the next message to read."""
+        assigned = self.assignment()
+        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                   for (t, p), o in next_offsets.items() if (t, p) in assigned}
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            if is_outage(exc):
+                raise BrokerUnavailable(f"offset commit failed: {exc}") from exc
+            raise
+
+    def committed(self, positions: Iterable[Position]) -> dict[Position, int | None]:
+        """The group's committed offsets (for tests and diagnostics)."""
+        return {(t, p): self.consumer.committed(TopicPartition(t, p)) for t, p in positions}
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+class KafkaSink:
+    """A producer that sends a batch and waits until every message is acknowledged."""
+
+    def __init__(self, kafka: Any) -> None:
+        # acks=all: a dead letter or scored event counts as delivered only once replicated; max_block_ms bounds
+        # how long send() waits for metadata while the cluster is away.
+        options = {"acks": "all", "max_block_ms": 10_000, **client_options(kafka, "producer")}
+        self.producer = KafkaProducer(**options)
+
+    def send_all(self, topic: str, messages: Iterable[tuple[bytes | None, bytes, list[tuple[str, bytes]]]],
+                 timeout_s: float = 30.0) -> int:
+        """Send ``(key, value, headers)`` triples; returns how many were confirmed, or raises."""
+        try:
+            futures = [self.producer.send(topic, value=value, key=key, headers=headers)
+                       for key, value, headers in messages]
+            self.producer.flush(timeout=timeout_s)
+            for future in futures:
+                future.get(timeout=timeout_s)
+        except KafkaError as exc:
+            if is_outage(exc):
+                raise BrokerUnavailable(f"delivery to {topic} failed: {exc}") from exc
+            raise
+        return len(futures)
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None, timestamp_ms: int | None = None) -> Any:
+        """Queue one message without waiting (for load generation); ``flush`` waits for all of them."""
+        return self.producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        self.producer.flush(timeout=timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self.producer.close(timeout=timeout_s)
+
+
+def _raw(record: Any) -> RawMessage:
+    headers = tuple((k, v if v is not None else b"") for k, v in (record.headers or []))
+    timestamp = record.timestamp if record.timestamp is not None and record.timestamp >= 0 else None
+    return RawMessage(record.topic, record.partition, record.offset, timestamp, record.key, record.value, headers)

@@ -1,0 +1,157 @@
+"""Wiring for the long-running commands: configuration → model → Kafka clients → service, with signals.
+
+``run_service`` is what ``python -m monitor run`` does; ``run_produce`` is the load generator's command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TypeVar
+
+from monitor import bundle as bundle_lib
+from monitor import logs
+from monitor.config import MonitorConfig, load_config
+from monitor.errors import InputError
+from monitor.kafka_io import KafkaSink, KafkaSource, client_options, is_outage
+from monitor.produce import HOUR_MS, StreamPlan, encode_value, paced, planned_stream
+from monitor.score import Scorer
+from monitor.service import BACKOFF_MAX_S, Service
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# After a stop request the loop is bounded by the shutdown timeout; this margin covers closing the clients.
+_WATCHDOG_MARGIN_S = 15.0
+
+
+def run_service(config_path: Path | None, model_path: str | None = None) -> int:
+    config = load_config(config_path)
+    if model_path:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, path=model_path))
+    logs.configure(config.logging.level, config.logging.format)
+    scorer = Scorer(bundle_lib.load(Path(config.model.path)))
+    log.info("model bundle %s loaded from %s", scorer.bundle.version, config.model.path)
+    client_options(config.kafka, "consumer")  # refuse unknown client options before connecting
+    client_options(config.kafka, "producer")
+    stop = threading.Event()
+    restore = _install_stop_handlers(stop)
+    try:
+        source = _connect(lambda: KafkaSource(config.kafka, config.input.topics, config.input.group_id,
+                                              config.input.auto_offset_reset), stop, "consumer")
+        sink = _connect(lambda: KafkaSink(config.kafka), stop, "producer") if source else None
+        if source is None or sink is None:
+            return 0  # stopped before the cluster was ever reachable: nothing was read
+        service = Service(config, scorer, source, sink)
+        threading.Thread(target=_forward_stop, args=(stop, service, config), daemon=True).start()
+        service.run()
+    finally:
+        restore()
+    log.info("stopped")
+    return 0
+
+
+def _connect(make: Callable[[], T], stop: threading.Event, what: str) -> T | None:
+    """Build a Kafka client, retrying with backoff while the cluster is unreachable; ``None`` if stopped."""
+    delay, warned = 1.0, False
+    while not stop.is_set():
+        try:
+            client = make()
+        except Exception as exc:  # kafka-python raises several types for "no broker"; ask is_outage
+            if not is_outage(exc) and type(exc).__name__ != "NoBrokersAvailable":
+                raise
+            if not warned:
+                log.warning("cannot reach the Kafka cluster for the %s (%s); retrying with backoff", what, exc)
+                warned = True
+            stop.wait(delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
+            continue
+        if warned:
+            log.warning("Kafka cluster reachable; %s connected", what)
+        return client
+    return None
+
+
+def _install_stop_handlers(stop: threading.Event) -> Callable[[], None]:
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second signal: stop now
+        log.info("received %s: finishing the batch in hand, committing, closing", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+    return restore
+
+
+def _forward_stop(stop: threading.Event, service: Service, config: MonitorConfig) -> None:
+    """Turn the signal into a service stop, and end the process if the stop overruns its bound."""
+    stop.wait()
+    service.request_stop()
+    deadline = config.shutdown.timeout_seconds + _WATCHDOG_MARGIN_S
+    time.sleep(deadline)
+    log.error("shutdown did not finish within %.0fs; exiting without a clean close", deadline)
+    logging.shutdown()
+    os._exit(1)
+
+
+# -- produce ---------------------------------------------------------------------------------------------
+def run_produce(args: argparse.Namespace) -> int:
+    logs.configure()
+    config = load_config(args.config)
+    kafka = config.kafka
+    if args.bootstrap_servers:
+        kafka = dataclasses.replace(kafka, bootstrap_servers=tuple(args.bootstrap_servers.split(",")))
+    topic = args.topic or config.input.topics[0]
+    plan = StreamPlan(count=args.count, start_ms=_start_ms(args.start, args.hours), hours=args.hours,
+                      fmt=args.format, drift_from_hour=args.drift_from_hour, drift_kind=args.drift_kind,
+                      drift_share=args.drift_share, seed=args.seed)
+    sequences = _file_sequences(args.input) if args.input else None
+    sink = KafkaSink(kafka)
+    sent = 0
+    try:
+        for timestamp, sequence in paced(planned_stream(plan, sequences), args.rate):
+            sink.send(topic, encode_value(sequence, timestamp, args.json), timestamp_ms=timestamp)
+            sent += 1
+        sink.flush()
+    finally:
+        sink.close()
+    print(f"produced {sent} records to {topic}, event times from "
+          f"{_iso(plan.start_ms)} over {args.hours:g} simulated hours")
+    return 0
+
+
+def _start_ms(start: str | None, hours: float) -> int:
+    if start:
+        try:
+            moment = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InputError(f"--start {start!r} is not an ISO 8601 time") from exc
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return int(moment.timestamp() * 1000)
+    now_ms = int(time.time() * 1000)
+    return (now_ms - int(hours * HOUR_MS)) // HOUR_MS * HOUR_MS
+
+
+def _file_sequences(path: Path) -> list[str]:
+    from monitor.source import read_sequences
+
+    sequences, _ = read_sequences(path)
+    return sequences
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
+

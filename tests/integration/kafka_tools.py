@@ -1,0 +1,98 @@
+"""Helpers for tests against a real broker: topics, producing, reading a topic back, waiting."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+
+from monitor.config import MonitorConfig, config_from_dict
+
+
+def new_topic(bootstrap: str, prefix: str, partitions: int = 1) -> str:
+    # uuid-named, so reruns against a long-lived cluster never see old data.
+    topic = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
+        admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}},
+                            wait_for_metadata=True)
+    return topic
+
+
+def produce(bootstrap: str, topic: str, values: Sequence[bytes | None],
+            timestamps_ms: Sequence[int] | None = None) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        futures = [producer.send(topic, value=v, key=f"k{i}".encode(), headers=[("origin", b"test")],
+                                 timestamp_ms=timestamps_ms[i] if timestamps_ms else None)
+                   for i, v in enumerate(values)]
+        producer.flush()
+        for future in futures:
+            future.get(timeout=10)
+    finally:
+        producer.close()
+
+
+def read_topic(bootstrap: str, topic: str, at_least: int, timeout_s: float = 30.0) -> list[Any]:
+    """Every record of partition 0 of ``topic`` once at least ``at_least`` are there (or the timeout)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        consumer.seek_to_beginning(partition)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+            end = consumer.end_offsets([partition])[partition]
+            if len(records) >= at_least and consumer.position(partition) >= end:
+                break
+        return records
+    finally:
+        consumer.close()
+
+
+def committed_offset(bootstrap: str, group: str, topic: str) -> int | None:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return consumer.committed(TopicPartition(topic, 0))
+    finally:
+        consumer.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def service_config(bootstrap: str, topic: str, bundle_dir: Path, **sections: dict[str, Any]) -> MonitorConfig:
+    """A configuration for ``topic`` with its own group, dead-letter and output topics."""
+    data: dict[str, Any] = {
+        "kafka": {"bootstrap_servers": [bootstrap]},
+        "input": {"topics": [topic], "group_id": f"g-{uuid.uuid4().hex[:8]}"},
+        "batch": {"max_records": 100, "max_wait_ms": 100},
+        "model": {"path": str(bundle_dir)},
+        "dead_letter": {"topic": new_topic(bootstrap, "dlq")},
+        "output": {"topic": new_topic(bootstrap, "scored")},
+        "shutdown": {"timeout_seconds": 20},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return config_from_dict(data, environ={})
+
+
+def source_offsets(records: Sequence[Any], from_headers: bool) -> list[int]:
+    """The input offsets that output or dead-letter records name."""
+    import json
+
+    if from_headers:
+        return [int(dict(r.headers)["monitor.source.offset"]) for r in records]
+    return [json.loads(r.value)["source"]["offset"] for r in records]

@@ -1,0 +1,169 @@
+"""The consumer service against a real broker: accounting, dead letters, restarts, SIGTERM, outages."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from monitor.bundle import Bundle
+from monitor.config import MonitorConfig
+from monitor.kafka_io import KafkaSink, KafkaSource
+from monitor.score import Scorer
+from monitor.service import Service
+
+from .kafka_tools import (committed_offset, new_topic, produce, read_topic, service_config, source_offsets,
+                          wait_for)
+
+pytestmark = pytest.mark.integration
+
+GOOD = [json.dumps({"payload": {"serial": s}, "w": 1 + i % 3}).encode()
+        for i, s in enumerate(["AB121E", "DN176", "KQ4411", "RT5521X", "MV12"] * 40)]
+BAD = {
+    "invalid_utf8": b"AB\xff121E",
+    "invalid_json": b'{"payload": ',
+    "missing_field": b'{"payload": {}}',
+    "empty_value": b"",
+    "oversized_value": json.dumps({"payload": {"serial": "A" * 3000}}).encode(),
+    "invalid_weight": b'{"payload": {"serial": "AB121E"}, "w": -2}',
+    "invalid_timestamp": b'{"payload": {"serial": "AB121E"}, "t": "not a time"}',
+    "invalid_sequence": b'{"payload": {"serial": 42}}',
+}
+JSON_INPUT = {"value_format": "json", "sequence_field": "payload.serial", "weight_field": "w",
+              "event_time_field": "t", "event_time_format": "iso8601", "max_value_bytes": 2000}
+
+
+class Running:
+    """A service on its own thread, stopped and joined on exit."""
+
+    def __init__(self, config: MonitorConfig, bundle: Bundle) -> None:
+        source = KafkaSource(config.kafka, config.input.topics, config.input.group_id,
+                             config.input.auto_offset_reset)
+        self.service = Service(config, Scorer(bundle), source, KafkaSink(config.kafka))
+        self.thread = threading.Thread(target=self.service.run, daemon=True)
+
+    def __enter__(self) -> Service:
+        self.thread.start()
+        return self.service
+
+    def __exit__(self, *exc: object) -> None:
+        self.service.request_stop()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "the service did not stop"
+
+
+def interleaved() -> list[bytes]:
+    values = list(GOOD)
+    for i, bad in enumerate(BAD.values()):
+        values.insert(i * 23 + 5, bad)
+    return values
+
+
+def test_every_message_is_scored_or_dead_lettered_with_its_reason(kafka_broker, bundle_dir: Path,
+                                                                  serial_bundle: Bundle) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "in")
+    values = interleaved()
+    produce(bootstrap, topic, values)
+    config = service_config(bootstrap, topic, bundle_dir, input=JSON_INPUT)
+    with Running(config, serial_bundle) as service:
+        wait_for(lambda: service.counts.consumed >= len(values), 60, "all messages consumed")
+    assert service.counts.scored + service.counts.dead_lettered == len(values)
+    assert service.counts.rejected == Counter(BAD.keys())
+
+    letters = read_topic(bootstrap, config.dead_letter.topic, len(BAD))
+    assert len(letters) == len(BAD)
+    for letter in letters:
+        headers = dict(letter.headers)
+        reason = headers["monitor.reason"].decode()
+        assert letter.value == BAD[reason]  # the original bytes
+        assert headers["origin"] == b"test" and headers["monitor.detail"]
+        assert headers["monitor.source.topic"].decode() == topic
+        assert values[int(headers["monitor.source.offset"])] == BAD[reason]
+
+    scored = read_topic(bootstrap, config.output.topic, len(GOOD))
+    events = [json.loads(r.value) for r in scored]
+    assert len(events) == len(GOOD)
+    assert sorted(source_offsets(scored, False) + source_offsets(letters, True)) == list(range(len(values)))
+    assert {e["weight"] for e in events} == {1.0, 2.0, 3.0}
+    assert all(r.key is not None and dict(r.headers)["origin"] == b"test" for r in scored)
+    assert committed_offset(bootstrap, config.input.group_id, topic) == len(values)
+
+
+def test_a_restarted_service_neither_repeats_nor_skips(kafka_broker, bundle_dir: Path,
+                                                       serial_bundle: Bundle) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "in")
+    values = [s.encode() for s in ["AB121E", "DN176", "KQ4411"] * 200]
+    produce(bootstrap, topic, values)
+    config = service_config(bootstrap, topic, bundle_dir, batch={"max_records": 50})
+    with Running(config, serial_bundle) as first:
+        wait_for(lambda: first.counts.consumed >= 200, 60, "a first part consumed")
+    partway = committed_offset(bootstrap, config.input.group_id, topic)
+    assert partway == first.counts.consumed < len(values)
+    with Running(config, serial_bundle) as second:
+        wait_for(lambda: first.counts.consumed + second.counts.consumed >= len(values), 60, "the rest consumed")
+    assert first.counts.consumed + second.counts.consumed == len(values)
+    offsets = source_offsets(read_topic(bootstrap, config.output.topic, len(values)), False)
+    assert sorted(offsets) == list(range(len(values)))  # each exactly once
+
+
+def test_sigterm_mid_stream_exits_0_with_consistent_offsets(kafka_broker, bundle_dir: Path,
+                                                            tmp_path: Path) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "in")
+    values = [s.encode() for s in ["AB121E", "DN176", "KQ4411", "MV12"] * 5000]
+    produce(bootstrap, topic, values)
+    config = service_config(bootstrap, topic, bundle_dir, batch={"max_records": 200})
+    config_file = tmp_path / "monitor.yaml"
+    config_file.write_text(yaml.safe_dump(config.to_dict()))
+    process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config_file)],
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_for(lambda: (committed_offset(bootstrap, config.input.group_id, topic) or 0) > 0, 90,
+                 "a first commit")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "received SIGTERM" in stderr
+    committed = committed_offset(bootstrap, config.input.group_id, topic)
+    assert committed is not None and 0 < committed < len(values), "stopped mid-stream"
+    offsets = source_offsets(read_topic(bootstrap, config.output.topic, committed), False)
+    assert sorted(offsets) == list(range(committed))  # all processed were committed, nothing beyond
+
+
+def test_the_service_survives_a_broker_outage_and_catches_up(restartable_kafka_broker, bundle_dir: Path,
+                                                             serial_bundle: Bundle,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    broker = restartable_kafka_broker
+    bootstrap = broker.bootstrap_servers
+    topic = new_topic(bootstrap, "in")
+    first_part = [s.encode() for s in ["AB121E", "DN176"] * 25_000]  # far more than is scored before the stop
+    produce(bootstrap, topic, first_part)
+    config = service_config(bootstrap, topic, bundle_dir, batch={"max_records": 20})
+    running = Running(config, serial_bundle)
+    with running as service:
+        wait_for(lambda: service.counts.consumed >= 40, 60, "consumption under way")
+        broker.stop()
+        threading.Event().wait(15)  # longer than a send or commit may take: the service must notice
+        assert running.thread.is_alive()
+        broker.start()
+        produce(bootstrap, topic, [b"KQ4411"] * 100)
+        total = len(first_part) + 100
+        wait_for(lambda: service.counts.consumed >= total, 180, "catching up after the outage")
+    offsets = source_offsets(read_topic(bootstrap, config.output.topic, total), False)
+    assert set(offsets) == set(range(total))  # duplicates are allowed (at least once), gaps are not
+    assert committed_offset(bootstrap, config.input.group_id, topic) == total
+    down = [r for r in caplog.records if r.message.startswith("broker unavailable")]
+    back = [r for r in caplog.records if r.message.startswith("broker reachable again")]
+    assert 1 <= len(down) == len(back) <= 3  # once per change of state, not once per retry

@@ -99,6 +99,24 @@ def _positive_number(value: Any) -> float:
     return float(value)
 
 
+def _number(minimum: float) -> Check:
+    def check(value: Any) -> float:
+        value = _typed(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Invalid("a number", value)
+        if not (math.isfinite(value) and value >= minimum):
+            raise _Invalid(f"a finite number >= {minimum:g}", value)
+        return float(value)
+    return check
+
+
+def _boolean(value: Any) -> bool:
+    value = _typed(value)
+    if not isinstance(value, bool):
+        raise _Invalid("true or false", value)
+    return value
+
+
 def _matching(pattern: str, what: str) -> Check:
     compiled = re.compile(pattern)
 
@@ -294,6 +312,82 @@ class ShutdownConfig(_Section):
 
 
 @dataclass(frozen=True)
+class WindowConfig(_Section):
+    """Event-time windows: their length, how long one waits for late records, how often the clock closes."""
+
+    length_seconds: float = _setting(3600.0, _positive_number)
+    allowed_lateness_seconds: float = _setting(300.0, _number(0))
+    close_check_seconds: float = _setting(5.0, _positive_number)
+    quiet_seconds: float = _setting(30.0, _number(0))
+
+    @property
+    def length_ms(self) -> int:
+        return int(self.length_seconds * 1000)
+
+    @property
+    def allowed_lateness_ms(self) -> int:
+        return int(self.allowed_lateness_seconds * 1000)
+
+
+@dataclass(frozen=True)
+class CompareConfig(_Section):
+    """How a closed window is judged against history (see ``monitor.compare.CompareSettings``)."""
+
+    baseline: str = _setting("previous", _choice("previous", "same_hour"))
+    previous_windows: int = _setting(168, _integer(1))
+    same_hour_days: int = _setting(7, _integer(1))
+    min_history: int = _setting(24, _integer(1))
+    min_count: int = _setting(1, _integer(1))
+    warning_z: float = _setting(3.0, _positive_number)
+    critical_z: float = _setting(6.0, _positive_number)
+    warning_share_ratio: float = _setting(3.0, _positive_number)
+    critical_share_ratio: float = _setting(10.0, _positive_number)
+    share_floor: float = _setting(0.01, _positive_number)
+    min_relative_spread: float = _setting(0.05, _number(0))
+    exclude_abnormal: bool = _setting(True, _boolean)
+    same_model_only: bool = _setting(True, _boolean)
+
+
+@dataclass(frozen=True)
+class StateConfig(_Section):
+    """Where window state and the offsets it is exact at are checkpointed, and how often."""
+
+    path: str = _setting("state/monitor.sqlite", _text)
+    checkpoint_interval_seconds: float = _setting(5.0, _positive_number)
+
+
+@dataclass(frozen=True)
+class ReloadConfig(_Section):
+    """How often the model bundle directory is checked for a newly published bundle (0: never)."""
+
+    check_interval_seconds: float = _setting(30.0, _number(0))
+
+
+@dataclass(frozen=True)
+class RetrainConfig(_Section):
+    """Optional scheduled retraining on recent records that scored normal."""
+
+    enabled: bool = _setting(False, _boolean)
+    interval_hours: float = _setting(24.0, _positive_number)
+    min_records: int = _setting(10_000, _integer(20))
+    max_records: int = _setting(200_000, _integer(20))
+    output_path: str | None = _setting(None, _optional(_text))
+
+    def _cross_check(self) -> Iterator[tuple[str, str]]:
+        if self.min_records > self.max_records:
+            yield "min_records", f"{self.min_records} is more than max_records ({self.max_records})"
+
+
+@dataclass(frozen=True)
+class MetricsConfig(_Section):
+    """The Prometheus endpoint (/metrics) with /healthz and /readyz."""
+
+    enabled: bool = _setting(True, _boolean)
+    host: str = _setting("0.0.0.0", _text)
+    port: int = _setting(9108, _integer(0))
+
+
+@dataclass(frozen=True)
 class MonitorConfig(_Section):
     """The whole configuration. Its fields are the table of sections: a new section is one line here."""
 
@@ -305,6 +399,12 @@ class MonitorConfig(_Section):
     output: OutputConfig = _section(OutputConfig)
     logging: LoggingConfig = _section(LoggingConfig)
     shutdown: ShutdownConfig = _section(ShutdownConfig)
+    window: WindowConfig = _section(WindowConfig)
+    compare: CompareConfig = _section(CompareConfig)
+    state: StateConfig = _section(StateConfig)
+    reload: ReloadConfig = _section(ReloadConfig)
+    retrain: RetrainConfig = _section(RetrainConfig)
+    metrics: MetricsConfig = _section(MetricsConfig)
 
     def _cross_check(self) -> Iterator[tuple[str, str]]:
         # Writing to a topic the monitor reads would score its own output again, forever.

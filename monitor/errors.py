@@ -3,7 +3,8 @@
     MonitorError                  base class; exit code 1
     ├── InputError                a user's input cannot be used (file, column, empty corpus); exit 2
     ├── BundleError               a model bundle is missing, incomplete, corrupt or of another version; exit 3
-    └── ConfigError               a setting has the wrong type, range or name; exit 2
+    ├── ConfigError               a setting has the wrong type, range or name; exit 2
+    └── StateError                the state file is corrupt or of another version; exit 4
 
 Bad records inside a stream or a scoring file are not errors: they become rows or counts with a reason.
 """
@@ -33,3 +34,9 @@ class BundleError(MonitorError):
     """A model bundle cannot be loaded or saved: the message names the file and the problem."""
 
     exit_code = 3
+
+
+class StateError(MonitorError):
+    """The state file cannot be used; it is left as it is for a person to inspect."""
+
+    exit_code = 4

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -64,16 +64,32 @@ def is_outage(exc: BaseException) -> bool:
 class KafkaSource:
     """A consumer-group member handing out batches of ``RawMessage``; commits only what it is told."""
 
-    def __init__(self, kafka: Any, topics: Sequence[str], group_id: str, auto_offset_reset: str) -> None:
+    def __init__(self, kafka: Any, topics: Sequence[str], group_id: str, auto_offset_reset: str,
+                 resume_at: Mapping[Position, int] | None = None) -> None:
         options = client_options(kafka, "consumer")
         self.consumer = KafkaConsumer(**options, group_id=group_id, enable_auto_commit=False,
                                       auto_offset_reset=auto_offset_reset)
-        self.consumer.subscribe(list(topics))
+        # The checkpoint, not the group, knows where the window sums are exact: seek there on assignment.
+        self.resume_at = dict(resume_at or {})
+        self.consumer.subscribe(list(topics), listener=_SeekOnAssign(self))
 
     def next_batch(self, max_records: int, timeout_ms: int) -> list[RawMessage]:
         """Up to ``max_records`` messages, waiting at most ``timeout_ms`` for the first."""
         polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         return [_raw(record) for records in polled.values() for record in records]
+
+    def processed(self, next_offsets: Mapping[Position, int]) -> None:
+        """Note how far the caller's state has read, so a re-assigned partition resumes there."""
+        self.resume_at.update(next_offsets)
+
+    def lag(self) -> dict[Position, int]:
+        """Records between each assigned partition's position and its end (from the last fetch's metadata)."""
+        lags: dict[Position, int] = {}
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                lags[(tp.topic, tp.partition)] = max(0, highwater - self.consumer.position(tp))
+        return lags
 
     def assignment(self) -> set[Position]:
         return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
@@ -98,6 +114,21 @@ class KafkaSource:
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
+
+
+class _SeekOnAssign(ConsumerRebalanceListener):
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        for tp in assigned:
+            offset = self.source.resume_at.get((tp.topic, tp.partition))
+            if offset is not None:
+                log.info("resuming %s[%d] at checkpointed offset %d", tp.topic, tp.partition, offset)
+                self.source.consumer.seek(tp, offset)
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass  # batches are processed to the end inside poll's caller: nothing is in hand here
 
 
 class KafkaSink:

@@ -12,10 +12,10 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from monitor import bundle as bundle_lib
 from monitor import logs
@@ -23,8 +23,12 @@ from monitor.config import MonitorConfig, load_config
 from monitor.errors import InputError
 from monitor.kafka_io import KafkaSink, KafkaSource, client_options, is_outage
 from monitor.produce import HOUR_MS, StreamPlan, encode_value, paced, planned_stream
+from monitor.hourly import HourlyPipeline, compare_settings
+from monitor.model_lifecycle import BundleWatcher, Retrainer
+from monitor.schedule import start_jobs
 from monitor.score import Scorer
-from monitor.service import BACKOFF_MAX_S, Service
+from monitor.service import BACKOFF_MAX_S, BatchResult, Hooks, NoHooks, Service
+from monitor.state import StateStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,25 +41,74 @@ def run_service(config_path: Path | None, model_path: str | None = None) -> int:
     if model_path:
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, path=model_path))
     logs.configure(config.logging.level, config.logging.format)
+    # Everything that can be wrong with the settings, the model or the state is found before connecting.
+    client_options(config.kafka, "consumer")
+    client_options(config.kafka, "producer")
+    pipeline = HourlyPipeline(config.window.length_ms, config.window.allowed_lateness_ms,
+                              compare_settings(config.compare))
     scorer = Scorer(bundle_lib.load(Path(config.model.path)))
     log.info("model bundle %s loaded from %s", scorer.bundle.version, config.model.path)
-    client_options(config.kafka, "consumer")  # refuse unknown client options before connecting
-    client_options(config.kafka, "producer")
+    state = StateStore(config.state.path)
     stop = threading.Event()
     restore = _install_stop_handlers(stop)
     try:
-        source = _connect(lambda: KafkaSource(config.kafka, config.input.topics, config.input.group_id,
-                                              config.input.auto_offset_reset), stop, "consumer")
-        sink = _connect(lambda: KafkaSink(config.kafka), stop, "producer") if source else None
-        if source is None or sink is None:
+        service = _start(config, scorer, state, pipeline, stop)
+        if service is None:
             return 0  # stopped before the cluster was ever reachable: nothing was read
-        service = Service(config, scorer, source, sink)
+        scheduler = _schedule(config, service)
         threading.Thread(target=_forward_stop, args=(stop, service, config), daemon=True).start()
-        service.run()
+        try:
+            service.run()
+        finally:
+            scheduler.shutdown(wait=False)
     finally:
         restore()
     log.info("stopped")
     return 0
+
+
+def build_service(config: MonitorConfig, scorer: Scorer, state: StateStore, pipeline: HourlyPipeline,
+                  source: KafkaSource | None = None, sink: KafkaSink | None = None,
+                  hooks: Sequence[Hooks] = ()) -> Service:
+    """A service with its checkpoint restored and the consumer told where to resume."""
+    service = Service(config, scorer, source, sink, state, pipeline, hooks)  # type: ignore[arg-type]
+    service.restore()
+    return service
+
+
+def _start(config: MonitorConfig, scorer: Scorer, state: StateStore, pipeline: HourlyPipeline,
+           stop: threading.Event) -> Service | None:
+    service = build_service(config, scorer, state, pipeline)
+    source = _connect(lambda: KafkaSource(config.kafka, config.input.topics, config.input.group_id,
+                                          config.input.auto_offset_reset, service.positions), stop, "consumer")
+    sink = _connect(lambda: KafkaSink(config.kafka), stop, "producer") if source else None
+    if source is None or sink is None:
+        state.close()
+        return None
+    service.source, service.sink = source, sink
+    if config.retrain.enabled:
+        service.retrainer = Retrainer(lambda: service.scorer.bundle,
+                                      Path(config.retrain.output_path or config.model.path),
+                                      config.retrain.min_records, config.retrain.max_records)
+        service.hooks.append(KeepNormal(service.retrainer))
+    return service
+
+
+def _schedule(config: MonitorConfig, service: Service) -> Any:
+    watcher = BundleWatcher(Path(config.model.path), service.scorer.bundle.version, service.offer_scorer)
+    retrainer = getattr(service, "retrainer", None)
+    return start_jobs(config, service.request_close_check, service.request_checkpoint, watcher.check,
+                      retrainer.retrain if retrainer else None)
+
+
+class KeepNormal(NoHooks):
+    """Feeds the retrainer the sequences each batch scored normal."""
+
+    def __init__(self, retrainer: Retrainer) -> None:
+        self.retrainer = retrainer
+
+    def on_batch(self, result: BatchResult, seconds: float) -> None:
+        self.retrainer.keep_normal([r.sequence for r in result.records], result.flags)
 
 
 def _connect(make: Callable[[], T], stop: threading.Event, what: str) -> T | None:

@@ -1,8 +1,13 @@
-"""The long-running loop: poll a batch, decode, score, send dead letters and scored events, commit.
+"""The long-running loop: poll a batch, decode, score, window, send dead letters and scored events,
+checkpoint, commit.
 
-Offsets are committed only after every record of the batch was scored or dead-lettered and each message
-sent was acknowledged, so a crash re-reads at most the batch in hand (at-least-once) and a clean stop
-re-reads nothing. Broker outages are retried with backoff and logged once per change of state.
+Window sums and the offsets they are exact at are checkpointed together (``monitor.state``); Kafka offsets
+are committed after each checkpoint, never ahead of it, and only once every record up to them was scored or
+dead-lettered and each message sent was acknowledged. A crash re-reads from the checkpoint, so no record is
+counted twice in a window (scored events and dead letters may repeat: at least once); a clean stop
+checkpoints last and re-reads nothing. Broker outages are retried with backoff and logged once per change
+of state. Scheduled jobs (``monitor.schedule``) only *request* work; the loop does it between batches, so
+the state is only ever touched by one thread.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from monitor.decode import decode
+from monitor.hourly import HourlyPipeline, WindowReport, group_by_partition
 from monitor.kafka_io import BrokerUnavailable, Position
 from monitor.records import RawMessage, Record, Rejected
 from monitor.score import Scorer
+from monitor.state import Checkpoint, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +42,27 @@ REQUEST_TIMEOUT_S = 10.0
 class Source(Protocol):
     def next_batch(self, max_records: int, timeout_ms: int) -> list[RawMessage]: ...
     def commit(self, next_offsets: Mapping[Position, int], timeout_ms: int = ...) -> None: ...
+    def processed(self, next_offsets: Mapping[Position, int]) -> None: ...
     def close(self) -> None: ...
+
+
+class Hooks(Protocol):
+    """What the service tells an observer (the metrics exporter); every method is optional to act on."""
+
+    def on_batch(self, result: BatchResult, seconds: float) -> None: ...
+    def on_window_closed(self, report: WindowReport, streak: int) -> None: ...
+    def on_checkpoint(self, saved_at: float) -> None: ...
+
+
+class NoHooks:
+    def on_batch(self, result: BatchResult, seconds: float) -> None:
+        pass
+
+    def on_window_closed(self, report: WindowReport, streak: int) -> None:
+        pass
+
+    def on_checkpoint(self, saved_at: float) -> None:
+        pass
 
 
 class Sink(Protocol):
@@ -53,6 +82,8 @@ class Counts:
     consumed: int = 0
     scored: int = 0
     abnormal: int = 0
+    late: int = 0
+    windows_closed: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     committed_batches: int = 0
@@ -64,35 +95,89 @@ class Counts:
 
 @dataclass
 class BatchResult:
-    """What one batch became; ``next_offsets`` is the commit position per partition."""
+    """What one batch became; ``next_offsets`` is the resume position per partition."""
 
     records: list[Record]
     rejected: list[Rejected]
     next_offsets: dict[Position, int]
+    errors: np.ndarray = field(default_factory=lambda: np.empty(0))
+    flags: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
+    late: int = 0
 
 
 class Service:
-    """Consumes, scores and accounts for a stream; ``run`` returns when ``stop`` is set."""
+    """Consumes, scores, windows and accounts for a stream; ``run`` returns after ``request_stop``."""
 
-    def __init__(self, config: Any, scorer: Scorer, source: Source, sink: Sink,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, config: Any, scorer: Scorer, source: Source, sink: Sink, state: StateStore,
+                 pipeline: HourlyPipeline, hooks: Sequence[Hooks] = (),
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.scorer = scorer
         self.source = source
         self.sink = sink
+        self.state = state
+        self.pipeline = pipeline
+        self.hooks = list(hooks)
         self.counts = Counts()
+        self.positions: dict[Position, int] = {}  # where the window state is exact, per partition
+        self.last_record_at = 0.0
+        self.last_checkpoint_at = clock()
         self._sleep = sleep
+        self._clock = clock
         self._stop = threading.Event()
         self._stop_deadline: float | None = None
         self._outage_since: float | None = None
+        self._closed_since_checkpoint: list[WindowReport] = []
+        self._close_requested = threading.Event()
+        self._checkpoint_requested = threading.Event()
+        self._next_scorer: Scorer | None = None
+        self._lock = threading.Lock()
+        self.retrainer: Any = None  # set by the runner when scheduled retraining is on
 
-    # -- lifecycle ------------------------------------------------------------------------------------------
+    # -- state ----------------------------------------------------------------------------------------------
+    def restore(self) -> Checkpoint | None:
+        """Load the last checkpoint into the windows; returns it (``None`` on a first start)."""
+        checkpoint = self.state.load()
+        if checkpoint is not None:
+            self.pipeline.restore(checkpoint.windows, checkpoint.history)
+            self.positions = dict(checkpoint.offsets)
+            log.info("state restored from %s: %d partitions, checkpoint of %s", self.state.path,
+                     len(self.positions), time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                        time.gmtime(checkpoint.saved_at_ms / 1000)))
+        return checkpoint
+
+    def checkpoint(self) -> None:
+        """Store windows, history and positions in one transaction, then commit the positions to Kafka."""
+        windows, history = self.pipeline.snapshot()
+        self.state.save(Checkpoint(dict(self.positions), windows, history, self.scorer.bundle.version),
+                        [r.to_dict() for r in self._closed_since_checkpoint])
+        self._closed_since_checkpoint = []
+        self.last_checkpoint_at = self._clock()
+        for hook in self.hooks:
+            hook.on_checkpoint(self.last_checkpoint_at)
+        positions = dict(self.positions)
+        self._until_done("commit offsets", lambda: self.source.commit(positions, int(REQUEST_TIMEOUT_S * 1000)))
+        self.counts.committed_batches = self.counts.batches
+
+    # -- requests from scheduled jobs (any thread) ----------------------------------------------------------
     def request_stop(self) -> None:
-        """Finish the batch in hand, commit, and return from ``run`` (safe to call from a signal handler)."""
+        """Finish the batch in hand, checkpoint, commit, and return from ``run`` (signal-handler safe)."""
         if not self._stop.is_set():
             self._stop_deadline = time.monotonic() + self.config.shutdown.timeout_seconds
             self._stop.set()
 
+    def request_close_check(self) -> None:
+        self._close_requested.set()
+
+    def request_checkpoint(self) -> None:
+        self._checkpoint_requested.set()
+
+    def offer_scorer(self, scorer: Scorer) -> None:
+        """Swap to ``scorer`` (a validated, newly published bundle) between two batches."""
+        with self._lock:
+            self._next_scorer = scorer
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
     def run(self) -> None:
         log.info("consuming %s as group %r; dead letters to %r; scored events to %r",
                  ", ".join(self.config.input.topics), self.config.input.group_id, self.config.dead_letter.topic,
@@ -101,12 +186,14 @@ class Service:
         try:
             while not self._stop.is_set():
                 self.run_once()
+                self._do_requests()
                 if time.monotonic() - last_stats >= STATS_INTERVAL_S:
                     self._log_stats()
                     last_stats = time.monotonic()
+            self.checkpoint()
         except ShutdownTimeout:
-            log.warning("stopped with the broker unreachable: the last batch was not committed and will be "
-                        "read again on restart")
+            log.warning("stopped with the broker unreachable: offsets after the last commit will be read "
+                        "again on restart (the state file is exact; nothing is counted twice)")
         finally:
             self._close()
 
@@ -116,33 +203,56 @@ class Service:
         messages = self.source.next_batch(batch.max_records, batch.max_wait_ms)
         if not messages:
             return None
+        started = time.perf_counter()
         result = self.process(messages)
-        self._until_done("commit offsets",
-                         lambda: self.source.commit(result.next_offsets, int(REQUEST_TIMEOUT_S * 1000)))
-        self.counts.committed_batches += 1
+        self.positions.update(result.next_offsets)
+        self.source.processed(result.next_offsets)
+        self.last_record_at = self._clock()
+        self._close_windows(now_ms=None)
+        seconds = time.perf_counter() - started
+        for hook in self.hooks:
+            hook.on_batch(result, seconds)
         return result
+
+    def _do_requests(self) -> None:
+        with self._lock:
+            scorer, self._next_scorer = self._next_scorer, None
+        if scorer is not None:
+            log.info("model bundle %s replaces %s", scorer.bundle.version, self.scorer.bundle.version)
+            self.scorer = scorer
+        if self._close_requested.is_set():
+            self._close_requested.clear()
+            if self._clock() - self.last_record_at >= self.config.window.quiet_seconds:
+                # A quiet stream moves no watermark: let the wall clock close what is due.
+                self._close_windows(now_ms=int(self._clock() * 1000))
+        if self._checkpoint_requested.is_set():
+            self._checkpoint_requested.clear()
+            self.checkpoint()
 
     # -- one batch ------------------------------------------------------------------------------------------
     def process(self, messages: list[RawMessage]) -> BatchResult:
-        """Decode, score and send; returns once everything of the batch is accounted for."""
+        """Decode, score, window and send; returns once everything of the batch is accounted for."""
         decoded = [decode(m, self.config.input) for m in messages]
         records = [d for d in decoded if isinstance(d, Record)]
         rejected = [d for d in decoded if isinstance(d, Rejected)]
-        scored = self._score(records)
+        result = BatchResult(records, rejected, next_offsets(messages))
+        scored = self._score(records, result)
+        result.late = self._window(records, result)
         if rejected:
             letters = [dead_letter(r) for r in rejected]
             self._until_done("send dead letters", lambda: self._send(self.config.dead_letter.topic, letters))
         if self.config.output.topic and records:
             self._until_done("send scored events", lambda: self._send(self.config.output.topic, scored))
-        self._account(messages, records, rejected)
-        return BatchResult(records, rejected, next_offsets(messages))
+        self._account(messages, result)
+        return result
 
-    def _score(self, records: list[Record]) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+    def _score(self, records: list[Record], result: BatchResult
+               ) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
         if not records:
             return []
         sequences = [r.sequence for r in records]
         scores = self.scorer.score(sequences)
-        self.counts.abnormal += int(scores.flags.sum())
+        result.errors, result.flags = scores.errors, scores.flags
         if not self.config.output.topic:
             return []
         flagged = [i for i, flag in enumerate(scores.flags) if flag]
@@ -150,14 +260,40 @@ class Service:
         return [scored_event(r, float(scores.errors[i]), float(scores.percentiles[i]), bool(scores.flags[i]),
                              reasons.get(i, [])) for i, r in enumerate(records)]
 
+    def _window(self, records: list[Record], result: BatchResult) -> int:
+        if not records:
+            return 0
+        weights = np.fromiter((r.weight for r in records), dtype=np.float64, count=len(records))
+        times = np.fromiter((r.event_time_ms for r in records), dtype=np.int64, count=len(records))
+        now_ms = int(self._clock() * 1000)
+        late = 0
+        for partition, idx in group_by_partition((r.message.topic, r.message.partition) for r in records).items():
+            late += self.pipeline.add(partition, result.errors[idx], weights[idx], times[idx], result.flags[idx],
+                                      now_ms=now_ms)
+        return late
+
+    def _close_windows(self, now_ms: int | None) -> None:
+        for report in self.pipeline.close_due(self.scorer.bundle.version, now_ms):
+            self.counts.windows_closed += 1
+            self._closed_since_checkpoint.append(report)
+            streak = self.pipeline.streaks.get(report.topic, 0)
+            log_level = logging.WARNING if report.abnormal else logging.INFO
+            log.log(log_level, "window %s %s closed: %d records, weighted mean error %.6g, z %.2f, verdict %s",
+                    report.topic, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(report.start_ms / 1000)),
+                    report.count, report.weighted_mean, report.robust_z, report.verdict)
+            for hook in self.hooks:
+                hook.on_window_closed(report, streak)
+
     def _send(self, topic: str, messages: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
         self.sink.send_all(topic, messages, REQUEST_TIMEOUT_S)
 
-    def _account(self, messages: list[RawMessage], records: list[Record], rejected: list[Rejected]) -> None:
+    def _account(self, messages: list[RawMessage], result: BatchResult) -> None:
         self.counts.batches += 1
         self.counts.consumed += len(messages)
-        self.counts.scored += len(records)
-        self.counts.rejected.update(r.reason for r in rejected)
+        self.counts.scored += len(result.records)
+        self.counts.abnormal += int(result.flags.sum())
+        self.counts.late += result.late
+        self.counts.rejected.update(r.reason for r in result.rejected)
 
     # -- outages --------------------------------------------------------------------------------------------
     def _until_done(self, what: str, action: Callable[[], object]) -> None:
@@ -182,15 +318,16 @@ class Service:
 
     def _log_stats(self) -> None:
         c = self.counts
-        log.info("consumed %d: scored %d (%d abnormal), dead-lettered %d %s", c.consumed, c.scored, c.abnormal,
-                 c.dead_lettered, dict(c.rejected) or "")
+        log.info("consumed %d: scored %d (%d abnormal, %d late), dead-lettered %d %s; %d windows closed",
+                 c.consumed, c.scored, c.abnormal, c.late, c.dead_lettered, dict(c.rejected) or "", c.windows_closed)
 
     def _close(self) -> None:
         self._log_stats()
-        for name, close in (("consumer", self.source.close), ("producer", self.sink.close)):
+        for name, close in (("consumer", self.source.close), ("producer", self.sink.close),
+                            ("state file", self.state.close)):
             try:
                 close()
-            except Exception:  # closing is best effort: the offsets that matter are already committed
+            except Exception:  # closing is best effort: what matters is checkpointed and committed
                 log.warning("closing the %s failed", name, exc_info=True)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -83,6 +85,9 @@ def service_config(bootstrap: str, topic: str, bundle_dir: Path, **sections: dic
         "dead_letter": {"topic": new_topic(bootstrap, "dlq")},
         "output": {"topic": new_topic(bootstrap, "scored")},
         "shutdown": {"timeout_seconds": 20},
+        "state": {"path": str(Path(tempfile.mkdtemp(prefix="monitor-state-")) / "state.sqlite"),
+                  "checkpoint_interval_seconds": 1},
+        "metrics": {"enabled": False},
     }
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}
@@ -96,3 +101,37 @@ def source_offsets(records: Sequence[Any], from_headers: bool) -> list[int]:
     if from_headers:
         return [int(dict(r.headers)["monitor.source.offset"]) for r in records]
     return [json.loads(r.value)["source"]["offset"] for r in records]
+
+
+class Running:
+    """A service built as ``monitor run`` builds it (checkpoint restored, scheduled jobs), on a thread."""
+
+    def __init__(self, config: MonitorConfig, bundle: Any) -> None:
+        from monitor.hourly import HourlyPipeline, compare_settings
+        from monitor.kafka_io import KafkaSink, KafkaSource
+        from monitor.runner import build_service
+        from monitor.score import Scorer
+        from monitor.state import StateStore
+
+        pipeline = HourlyPipeline(config.window.length_ms, config.window.allowed_lateness_ms,
+                                  compare_settings(config.compare))
+        self.service = build_service(config, Scorer(bundle), StateStore(config.state.path), pipeline)
+        self.service.source = KafkaSource(config.kafka, config.input.topics, config.input.group_id,
+                                          config.input.auto_offset_reset, self.service.positions)
+        self.service.sink = KafkaSink(config.kafka)
+        self.thread = threading.Thread(target=self.service.run, daemon=True)
+        self.scheduler: Any = None
+
+    def __enter__(self) -> Any:
+        from monitor.schedule import start_jobs
+
+        self.scheduler = start_jobs(self.service.config, self.service.request_close_check,
+                                    self.service.request_checkpoint)
+        self.thread.start()
+        return self.service
+
+    def __exit__(self, *exc: object) -> None:
+        self.service.request_stop()
+        self.thread.join(60)
+        self.scheduler.shutdown(wait=False)
+        assert not self.thread.is_alive(), "the service did not stop"

@@ -15,13 +15,9 @@ import pytest
 import yaml
 
 from monitor.bundle import Bundle
-from monitor.config import MonitorConfig
-from monitor.kafka_io import KafkaSink, KafkaSource
-from monitor.score import Scorer
-from monitor.service import Service
 
-from .kafka_tools import (committed_offset, new_topic, produce, read_topic, service_config, source_offsets,
-                          wait_for)
+from .kafka_tools import (Running, committed_offset, new_topic, produce, read_topic, service_config,
+                          source_offsets, wait_for)
 
 pytestmark = pytest.mark.integration
 
@@ -39,25 +35,6 @@ BAD = {
 }
 JSON_INPUT = {"value_format": "json", "sequence_field": "payload.serial", "weight_field": "w",
               "event_time_field": "t", "event_time_format": "iso8601", "max_value_bytes": 2000}
-
-
-class Running:
-    """A service on its own thread, stopped and joined on exit."""
-
-    def __init__(self, config: MonitorConfig, bundle: Bundle) -> None:
-        source = KafkaSource(config.kafka, config.input.topics, config.input.group_id,
-                             config.input.auto_offset_reset)
-        self.service = Service(config, Scorer(bundle), source, KafkaSink(config.kafka))
-        self.thread = threading.Thread(target=self.service.run, daemon=True)
-
-    def __enter__(self) -> Service:
-        self.thread.start()
-        return self.service
-
-    def __exit__(self, *exc: object) -> None:
-        self.service.request_stop()
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "the service did not stop"
 
 
 def interleaved() -> list[bytes]:
@@ -108,7 +85,7 @@ def test_a_restarted_service_neither_repeats_nor_skips(kafka_broker, bundle_dir:
     with Running(config, serial_bundle) as first:
         wait_for(lambda: first.counts.consumed >= 200, 60, "a first part consumed")
     partway = committed_offset(bootstrap, config.input.group_id, topic)
-    assert partway == first.counts.consumed < len(values)
+    assert partway == first.counts.consumed < len(values)  # a clean stop checkpoints and commits last
     with Running(config, serial_bundle) as second:
         wait_for(lambda: first.counts.consumed + second.counts.consumed >= len(values), 60, "the rest consumed")
     assert first.counts.consumed + second.counts.consumed == len(values)

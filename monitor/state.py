@@ -1,0 +1,130 @@
+"""SQLite checkpoint: open windows, closed-window history and the offsets they are exact at, stored together.
+
+One ``save`` is one transaction, so after a crash the file holds a checkpoint whose window sums match its
+offsets exactly: the service seeks to those offsets and nothing is counted twice or lost. A file of another
+schema version, or one that is not a readable state file, is refused with ``StateError`` and left untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import StateError
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), saved_at_ms INTEGER NOT NULL,
+                         model_version TEXT NOT NULL, offsets TEXT NOT NULL, windows TEXT NOT NULL,
+                         history TEXT NOT NULL);
+CREATE TABLE closed_windows (topic TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,
+                             verdict TEXT NOT NULL, model_version TEXT NOT NULL, report TEXT NOT NULL,
+                             PRIMARY KEY (topic, start_ms));
+"""
+Position = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything the service needs to resume exactly: per-topic window snapshots and histories, and per
+    partition the offset of the next record to read."""
+
+    offsets: dict[Position, int]
+    windows: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, Any] = field(default_factory=dict)
+    model_version: str = ""
+    saved_at_ms: int = 0
+
+
+class StateStore:
+    """The state file at ``path`` (created with its folder when missing)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        try:
+            # Opened by the starting thread, then used only by the service loop: one user at a time.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            if existed:
+                self._check_version()
+            else:
+                self._create()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{self.path} is not a readable state file ({exc}); move it aside to start "
+                             "afresh, or point state.path elsewhere") from exc
+
+    def _create(self) -> None:
+        with self._transaction():
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self._db.execute(statement)
+            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _check_version(self) -> None:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{self.path} is not a monitor state file ({exc}); it was left untouched") from exc
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            found = row[0] if row else "none"
+            raise StateError(f"{self.path} has state schema version {found}; this monitor uses "
+                             f"{SCHEMA_VERSION}. Replay or move the file aside; it was left untouched")
+
+    def _transaction(self) -> _Commit:
+        self._db.execute("BEGIN IMMEDIATE")
+        return _Commit(self._db)
+
+    def load(self) -> Checkpoint | None:
+        """The last checkpoint, or ``None`` for a new file."""
+        row = self._db.execute("SELECT saved_at_ms, model_version, offsets, windows, history FROM checkpoint"
+                               ).fetchone()
+        if row is None:
+            return None
+        try:
+            offsets = {(topic, int(p)): int(o) for topic, p, o in json.loads(row[2])}
+            return Checkpoint(offsets, json.loads(row[3]), json.loads(row[4]), row[1], int(row[0]))
+        except (ValueError, TypeError) as exc:
+            raise StateError(f"{self.path}: the checkpoint is corrupt ({exc}); it was left untouched") from exc
+
+    def save(self, checkpoint: Checkpoint, closed: Sequence[dict[str, Any]] = ()) -> None:
+        """Store ``checkpoint`` and the windows closed since the last one, atomically."""
+        offsets = [[t, p, o] for (t, p), o in sorted(checkpoint.offsets.items())]
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO checkpoint VALUES (1, ?, ?, ?, ?, ?)",
+                (checkpoint.saved_at_ms or int(time.time() * 1000), checkpoint.model_version, json.dumps(offsets),
+                 json.dumps(checkpoint.windows), json.dumps(checkpoint.history)))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO closed_windows VALUES (?, ?, ?, ?, ?, ?)",
+                [(r["topic"], r["start_ms"], r["end_ms"], r["verdict"], r.get("model_version", ""),
+                  json.dumps(r)) for r in closed])
+
+    def closed_windows(self, topic: str | None = None) -> list[dict[str, Any]]:
+        """Every closed window's report, oldest first (optionally of one topic)."""
+        query = "SELECT report FROM closed_windows" + (" WHERE topic = ?" if topic else "") + \
+            " ORDER BY start_ms, topic"
+        return [json.loads(r[0]) for r in self._db.execute(query, (topic,) if topic else ())]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Commit:
+    """``with`` block that commits a ``BEGIN``-ed transaction, or rolls it back on error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.db
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -14,10 +14,10 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TextIO
 
 from monitor import __version__
 from monitor.errors import InputError, MonitorError
+from monitor.source import open_output
 
 log = logging.getLogger("monitor")
 
@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_generate(commands)
     _add_run(commands)
     _add_produce(commands)
+    _add_replay(commands)
     _add_demo(commands)
     return parser
 
@@ -138,7 +139,7 @@ def _run_score(args: argparse.Namespace) -> int:
 
     scorer = Scorer(load(args.model))
     rows = read_rows(args.input, args.input_format, args.column)
-    with _open_output(args.output) as out:
+    with open_output(args.output) as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(SCORE_COLUMNS)
         counts = {"rows": 0, "abnormal": 0, "problems": 0}
@@ -169,27 +170,6 @@ def _score_chunk(scorer: object, chunk: list, explain: str, writer: csv.writer, 
 
 def _format_reasons(reasons: Iterable[tuple[str, float]]) -> str:
     return "; ".join(f"{part} ({share:.0%})" for part, share in reasons)
-
-
-class _open_output:
-    """Standard output for ``-``, else a file opened for writing; closes only what it opened."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.handle: TextIO | None = None
-
-    def __enter__(self) -> TextIO:
-        if self.target == "-":
-            return sys.stdout
-        try:
-            self.handle = open(self.target, "w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise InputError(f"cannot write {self.target}: {exc.strerror}") from exc
-        return self.handle
-
-    def __exit__(self, *exc: object) -> None:
-        if self.handle is not None:
-            self.handle.close()
 
 
 # -- rank -------------------------------------------------------------------------------------------------
@@ -241,7 +221,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         lines = generate.anomalies(args.format, args.anomalies, args.count, set(), seed=args.seed)
     else:
         lines = generate.sample(args.format, args.count, seed=args.seed)
-    with _open_output(args.output) as out:
+    with open_output(args.output) as out:
         out.writelines(f"{line}\n" for line in lines)
     return 0
 
@@ -299,6 +279,30 @@ def _run_produce(args: argparse.Namespace) -> int:
     from monitor.runner import run_produce
 
     return run_produce(args)
+
+
+# -- replay ---------------------------------------------------------------------------------------------
+def _add_replay(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("replay", help="the hourly monitor over a file: one report row per window")
+    p.add_argument("--model", type=Path, required=True, help="bundle directory")
+    p.add_argument("--input", type=Path, required=True, help="CSV (with a header) or JSONL file")
+    p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
+                   help="window, compare and input limits from this configuration (env MONITOR_CONFIG)")
+    cols = p.add_argument_group("columns")
+    cols.add_argument("--sequence-column", default="sequence")
+    cols.add_argument("--time-column", default="timestamp")
+    cols.add_argument("--time-format", default="epoch_ms", choices=("epoch_ms", "epoch_s", "iso8601"))
+    cols.add_argument("--weight-column", help="default: every record weighs 1")
+    p.add_argument("--window-seconds", type=float, help="window length; overrides window.length_seconds")
+    p.add_argument("--output", default="-", help="file to write (default: standard output)")
+    p.add_argument("--format", default="csv", choices=("csv", "json"), help="csv, or json (one object a line)")
+    p.set_defaults(run=_run_replay)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from monitor.runner import run_replay
+
+    return run_replay(args)
 
 
 # -- demo -------------------------------------------------------------------------------------------------

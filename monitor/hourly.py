@@ -77,7 +77,11 @@ class HourlyPipeline:
 
     def flush(self, model_version: str) -> list[WindowReport]:
         """Close every open window (the end of a replayed input)."""
-        far_future = max((w.watermark_ms or 0 for w in self.windows.values()), default=0) + \
+        # From the open windows' ends, not the watermarks: an event time beyond the wall clock given to
+        # ``add`` opens a window past the watermark, and it must close too.
+        last_end = max((start + self.length_ms for w in self.windows.values() for start, _ in w.open_summary()),
+                       default=0)
+        far_future = max([last_end, *(w.watermark_ms or 0 for w in self.windows.values())]) + \
             self.length_ms + self.allowed_lateness_ms + 1
         return self.close_due(model_version, now_ms=far_future)
 

@@ -12,6 +12,11 @@ Command line::
     python -m monitor.local_services kafka [--cache-dir DIR] [--work-dir DIR] [--partitions N]
 
 starts a broker, prints its bootstrap address and runs until Ctrl-C/SIGTERM.
+
+:class:`PrometheusServer` runs the ``prometheus`` binary from PATH (Debian:
+``apt-get install prometheus``) the same way: a free loopback port, its own
+temporary TSDB, a readiness wait with a deadline that also watches the
+process; :func:`prometheus_scrape_config` writes the configuration tests need.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import contextlib
 import ctypes
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -32,13 +38,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, NoReturn
+from typing import IO, Any, NoReturn
 
+import yaml
 from kafka import KafkaAdminClient
 
 # The newest Kafka line that kafka-python 3.0.12 knows by name (its version
@@ -108,7 +118,7 @@ logger.config.level = WARN
 
 
 class LocalServiceError(RuntimeError):
-    """A local service (Kafka) could not be obtained, started or reached."""
+    """A local service (Kafka, Prometheus) could not be obtained, started or reached."""
 
 
 @dataclass(frozen=True)
@@ -360,6 +370,11 @@ def _server_properties(
         "share.coordinator.state.topic.min.isr": "1",
         # Consumers of a fresh group start at once instead of after 3 s.
         "group.initial.rebalance.delay.ms": "0",
+        # Demos and tests replay simulated hours from the past: time-based retention would delete them
+        # (by their record timestamps) in the middle of a run.
+        "log.retention.ms": "-1",
+        # Let tests shorten consumer session timeouts, so a killed consumer's partitions move on quickly.
+        "group.min.session.timeout.ms": "1000",
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -603,6 +618,249 @@ class KafkaBroker:
         self.stop()
         raise LocalServiceError(
             f"Kafka broker {reason}; log {self.log_path}:\n{_log_excerpt(self.log_path)}"
+        )
+
+
+# --------------------------------------------------------------------------
+# Prometheus
+# --------------------------------------------------------------------------
+
+PROMETHEUS_STARTUP_TIMEOUT_S = 30.0
+PROMETHEUS_HTTP_TIMEOUT_S = 5.0
+# Loopback requests must not go through an http_proxy from the environment.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a server that must know its address before it starts."""
+    return _free_ports(1)[0]
+
+
+def prometheus_scrape_config(
+    target: str, *, job: str = "sequence-monitor", rule_files: Sequence[Path] = ()
+) -> str:
+    """Prometheus configuration text: scrape ``target`` (``host:port``) and evaluate rules every second.
+
+    Rule files are written as absolute paths: Prometheus resolves relative
+    ones against the configuration file's folder, which is a temporary one
+    when the text is handed to :class:`PrometheusServer`.
+    """
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(Path(path).resolve()) for path in rule_files],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [target]}]}],
+    }
+    text: str = yaml.safe_dump(config, sort_keys=False)
+    return text
+
+
+def _prometheus_executable() -> str:
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        raise LocalServiceError(
+            "Prometheus ('prometheus') is not on PATH (Debian: apt-get install prometheus)."
+        )
+    return prometheus
+
+
+def _http_get(url: str, timeout_s: float = PROMETHEUS_HTTP_TIMEOUT_S) -> tuple[int, bytes]:
+    """Status and body of a GET; an HTTP error status is returned, not raised."""
+    try:
+        with _DIRECT.open(url, timeout=timeout_s) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:  # closes the response it carries
+            return exc.code, exc.read()
+
+
+def _prometheus_log_excerpt(path: Path) -> str:
+    # Prometheus logs logfmt: its errors carry level=error, and the tail shows how it ended.
+    if not path.is_file():
+        return f"(no log at {path})"
+    lines = path.read_text(errors="replace").splitlines()
+    errors = [line for line in lines if "level=error" in line][:20]
+    tail = "\n".join(lines[-LOG_TAIL_LINES:])
+    return ("error lines:\n" + "\n".join(errors) + "\n...\nlast lines:\n" + tail) if errors else tail
+
+
+class PrometheusServer:
+    """One Prometheus server on a free loopback port with its own temporary TSDB.
+
+    Give the configuration as ``config_text`` (written to the work directory)
+    or as ``config_path`` (used in place, so its relative ``rule_files``
+    resolve as in production).  ``port`` is chosen free unless given: a
+    server that scrapes itself needs it first (:func:`free_loopback_port`).
+    The lifecycle API is on, so :meth:`reload` re-reads the configuration.
+    ``stop()`` keeps the work directory (log, TSDB); ``close()``, and leaving
+    a ``with`` block, also deletes it if this object created it.
+    """
+
+    def __init__(
+        self,
+        config_text: str | None = None,
+        *,
+        config_path: Path | None = None,
+        port: int | None = None,
+        work_dir: Path | None = None,
+        startup_timeout_s: float = PROMETHEUS_STARTUP_TIMEOUT_S,
+    ) -> None:
+        if (config_text is None) == (config_path is None):
+            raise ValueError("give exactly one of config_text and config_path")
+        self._config_text = config_text
+        self._given_config_path = config_path
+        self._port = port
+        self._owns_work_dir = work_dir is None
+        self._work_dir = work_dir or Path(tempfile.mkdtemp(prefix="monitor-prometheus-"))
+        self._startup_timeout_s = startup_timeout_s
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_handle: IO[bytes] | None = None
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``"http://127.0.0.1:PORT"``; fixed once the server first started."""
+        if self._port is None:
+            raise LocalServiceError("the Prometheus server has not been started yet")
+        return f"http://{LOOPBACK}:{self._port}"
+
+    @property
+    def work_dir(self) -> Path:
+        return self._work_dir
+
+    @property
+    def log_path(self) -> Path:
+        return self._work_dir / "prometheus.log"
+
+    @property
+    def config_path(self) -> Path:
+        return self._given_config_path or self._work_dir / "prometheus.yml"
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> PrometheusServer:
+        """Start the server and wait until ``/-/ready`` answers."""
+        if self.is_running():
+            return self
+        self.stop()  # reaps a server that crashed and closes its log file
+        prometheus = _prometheus_executable()
+        self._work_dir.mkdir(parents=True, exist_ok=True)
+        if self._config_text is not None:
+            self.config_path.write_text(self._config_text)
+        if self._port is None:
+            self._port = free_loopback_port()
+        self._launch(prometheus)
+        self._wait_until_ready()
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM the server, SIGKILL it if it lingers; safe to call twice."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
+
+    def close(self) -> None:
+        """Stop the server and delete a work directory this object made."""
+        self.stop()
+        if self._owns_work_dir:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+
+    def reload(self) -> None:
+        """Ask the running server to re-read its configuration and rule files."""
+        request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
+        try:
+            with _DIRECT.open(request, timeout=PROMETHEUS_HTTP_TIMEOUT_S):
+                pass
+        except (urllib.error.URLError, OSError) as exc:
+            raise LocalServiceError(
+                f"Prometheus at {self.url} refused to reload: {exc}; log {self.log_path}:\n"
+                f"{_prometheus_log_excerpt(self.log_path)}"
+            ) from exc
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """The result list of an instant query: ``[{"metric": {...}, "value": [time, "text"]}, ...]``."""
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+        try:
+            status, body = _http_get(url)
+            answer = json.loads(body)
+        except (OSError, ValueError) as exc:
+            raise LocalServiceError(f"querying {expr!r} at {self.url} failed: {exc}") from exc
+        if status != 200 or answer.get("status") != "success":
+            raise LocalServiceError(f"Prometheus refused {expr!r} (HTTP {status}): {answer.get('error')}")
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+    def __enter__(self) -> PrometheusServer:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- steps of start() ---------------------------------------------------
+
+    def _launch(self, prometheus: str) -> None:
+        command = [
+            prometheus,
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self._work_dir / 'data'}",
+            f"--web.listen-address={LOOPBACK}:{self._port}",
+            "--web.enable-lifecycle",
+        ]
+        self._log_handle = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            cwd=self._work_dir,
+            start_new_session=True,  # Ctrl-C reaches Python only, which stops the server in order
+            preexec_fn=_parent_death_signal_setter(),  # noqa: PLW1509 - only a pre-resolved prctl
+        )
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self._startup_timeout_s
+        while True:
+            self._raise_if_exited()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._fail(f"did not answer /-/ready within {self._startup_timeout_s:.0f}s")
+            if self._is_ready(min(remaining, 2.0)):
+                return
+            time.sleep(0.1)
+
+    def _is_ready(self, timeout_s: float) -> bool:
+        try:
+            status, _ = _http_get(f"{self.url}/-/ready", timeout_s)
+        except OSError:  # refused or reset while it binds: not yet
+            return False
+        return status == 200
+
+    def _raise_if_exited(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            self._fail(f"exited with code {self._process.returncode} while starting")
+
+    def _fail(self, reason: str) -> NoReturn:
+        self.stop()
+        raise LocalServiceError(
+            f"Prometheus {reason}; log {self.log_path}:\n{_prometheus_log_excerpt(self.log_path)}"
         )
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 HUMAN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # kafka-python logs every failed connection attempt; the service logs outages once per change of state.
-QUIET_LOGGERS = {"kafka": logging.CRITICAL}
+QUIET_LOGGERS = {"kafka": logging.CRITICAL, "apscheduler": logging.WARNING}
 
 
 class JsonFormatter(logging.Formatter):

@@ -120,7 +120,7 @@ class Service:
         self.hooks = list(hooks)
         self.counts = Counts()
         self.positions: dict[Position, int] = {}  # where the window state is exact, per partition
-        self.last_record_at = 0.0
+        self.last_record_at = clock()  # "quiet" counts from the start, not from 1970
         self.last_checkpoint_at = clock()
         self._sleep = sleep
         self._clock = clock

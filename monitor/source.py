@@ -1,4 +1,4 @@
-"""File inputs: text (one sequence per line), CSV or JSONL with a named column.
+"""File inputs: text (one sequence per line), CSV or JSONL with a named column; and the output stream.
 
 Every physical line becomes exactly one ``InputRow``, in order, so an output can keep one row per input
 line. A line that cannot give a sequence (invalid UTF-8, empty, broken JSON, missing field) becomes a row
@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from monitor.errors import InputError
 
@@ -133,3 +135,24 @@ def _csv_rows(lines: Iterator[bytes], column: str, path: Path) -> Iterator[Input
             yield InputRow(number, None, f"only {len(cells)} cells; column {column!r} is cell {index + 1}")
         else:
             yield _field_row(number, cells[index], column, True)
+
+
+class open_output:
+    """Standard output for ``-``, else a file opened for writing; closes only what it opened."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.handle: TextIO | None = None
+
+    def __enter__(self) -> TextIO:
+        if self.target == "-":
+            return sys.stdout
+        try:
+            self.handle = open(self.target, "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise InputError(f"cannot write {self.target}: {exc.strerror}") from exc
+        return self.handle
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.close()

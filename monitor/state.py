@@ -52,15 +52,24 @@ class StateStore:
         try:
             # Opened by the starting thread, then used only by the service loop: one user at a time.
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{self.path} cannot be opened as a state file ({exc})") from exc
+        try:
+            # The version is checked before anything writes: switching to WAL rewrites the file header, and
+            # a refused file must stay byte for byte as it was.
             if existed:
                 self._check_version()
-            else:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            if not existed:
                 self._create()
         except sqlite3.DatabaseError as exc:
+            self._db.close()
             raise StateError(f"{self.path} is not a readable state file ({exc}); move it aside to start "
                              "afresh, or point state.path elsewhere") from exc
+        except StateError:
+            self._db.close()
+            raise
 
     def _create(self) -> None:
         with self._transaction():

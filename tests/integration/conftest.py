@@ -1,20 +1,27 @@
-"""Fixtures for integration tests that need a real Kafka broker.
+"""Fixtures for integration tests that need a real Kafka broker or Prometheus server.
 
 ``kafka_broker`` starts one single-node KRaft broker for the whole session
 (see ``monitor.local_services``), or uses an existing cluster when
 ``MONITOR_KAFKA_BOOTSTRAP`` is set.  A broker that cannot be obtained makes
 the tests fail with ``LocalServiceError``'s message, never skip: a skipped
-integration suite would look green while testing nothing.
+integration suite would look green while testing nothing.  The same holds
+for ``prometheus_factory``, which starts Prometheus servers on demand.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from monitor.local_services import BOOTSTRAP_ENV_VAR, ExternalKafka, KafkaBroker
+from monitor.local_services import (
+    BOOTSTRAP_ENV_VAR,
+    ExternalKafka,
+    KafkaBroker,
+    PrometheusServer,
+)
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +44,25 @@ def restartable_kafka_broker() -> Iterator[KafkaBroker]:
     """
     with KafkaBroker() as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def prometheus_factory() -> Iterator[Callable[..., PrometheusServer]]:
+    """Start Prometheus servers: ``prometheus_factory(config_text, port=None)`` or
+    ``prometheus_factory(config_path=...)`` returns a running, ready server.
+
+    Every server started through it is stopped, and its temporary TSDB
+    deleted, when the session ends.
+    """
+    servers: list[PrometheusServer] = []
+
+    def start(
+        config_text: str | None = None, *, config_path: Path | None = None, port: int | None = None
+    ) -> PrometheusServer:
+        server = PrometheusServer(config_text, config_path=config_path, port=port)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.close()

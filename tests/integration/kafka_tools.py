@@ -91,6 +91,7 @@ def service_config(bootstrap: str, topic: str, bundle_dir: Path, **sections: dic
     }
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values}
+    data["kafka"]["bootstrap_servers"] = [bootstrap]
     return config_from_dict(data, environ={})
 
 

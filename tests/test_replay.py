@@ -1,0 +1,258 @@
+"""Replaying a CSV or JSONL file through decoding, scoring, windows and comparison."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from monitor import generate
+from monitor import replay as replay_module
+from monitor.bundle import Bundle
+from monitor.cli import main
+from monitor.compare import CompareSettings
+from monitor.config import InputConfig, config_from_dict
+from monitor.errors import InputError
+from monitor.hourly import HourlyPipeline
+from monitor.replay import REPORT_COLUMNS, ReplayColumns, ReplayResult, replay, write_reports
+from monitor.score import Scorer
+
+WINDOW_MS = 60_000
+START_MS = 1_700_000_040_000  # a window boundary
+SETTINGS = CompareSettings(min_history=3, previous_windows=10)
+COLUMNS = ReplayColumns(sequence="sequence", time="timestamp", weight="weight")
+
+
+@pytest.fixture(scope="module")
+def scorer(serial_bundle: Bundle) -> Scorer:
+    return Scorer(serial_bundle)
+
+
+@pytest.fixture
+def input_options() -> InputConfig:
+    return config_from_dict({}, environ={}).input
+
+
+def timeline(windows: int = 6, per_window: int = 40, drift_window: int | None = 5) -> list[dict[str, Any]]:
+    """Records over ``windows`` one-minute windows, in time order; one window of malformed serials."""
+    normal = generate.sample("serial", windows * per_window, seed=17)
+    drifted = generate.anomalies("serial", "other_format", per_window, set(), seed=5)
+    records = []
+    for w in range(windows):
+        for i in range(per_window):
+            sequence = drifted[i] if w == drift_window else normal[w * per_window + i]
+            records.append({"sequence": sequence, "timestamp": START_MS + w * WINDOW_MS + i * 1_400,
+                            "weight": 1 + i % 3})
+    return records
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def write_csv(path: Path, records: list[dict[str, Any]], fields: tuple[str, ...] = ("timestamp", "sequence",
+                                                                                     "weight")) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(records)
+    return path
+
+
+def run(path: Path, scorer: Scorer, options: InputConfig, columns: ReplayColumns = COLUMNS,
+        lateness_ms: int = 0) -> ReplayResult:
+    return replay(path, scorer, HourlyPipeline(WINDOW_MS, lateness_ms, SETTINGS), columns, options)
+
+
+def test_jsonl_and_an_equivalent_csv_give_identical_reports(tmp_path: Path, scorer: Scorer,
+                                                             input_options: InputConfig) -> None:
+    records = timeline()
+    from_jsonl = run(write_jsonl(tmp_path / "in.jsonl", records), scorer, input_options)
+    from_csv = run(write_csv(tmp_path / "in.csv", records), scorer, input_options)
+    assert [r.to_dict() for r in from_jsonl.reports] == [r.to_dict() for r in from_csv.reports]
+    assert (from_jsonl.rows, from_jsonl.rejected, from_jsonl.late) == (len(records), Counter(), 0)
+    assert (from_csv.rows, from_csv.rejected, from_csv.late) == (len(records), Counter(), 0)
+
+
+def test_one_report_per_window_in_start_order_with_the_drifted_window_flagged(
+        tmp_path: Path, scorer: Scorer, input_options: InputConfig) -> None:
+    records = timeline()
+    result = run(write_jsonl(tmp_path / "in.jsonl", records), scorer, input_options)
+    assert [r.start_ms for r in result.reports] == [START_MS + w * WINDOW_MS for w in range(6)]
+    assert {r.topic for r in result.reports} == {"replay"}
+    assert [r.count for r in result.reports] == [40] * 6
+    assert result.reports[0].weight_sum == sum(r["weight"] for r in records[:40])
+    assert result.reports[0].model_version == scorer.bundle.version
+    assert [r.verdict for r in result.reports[:3]] == ["learning"] * 3
+    assert result.reports[5].abnormal
+    assert result.reports[5].weighted_mean > 5 * max(r.weighted_mean for r in result.reports[:5])
+
+
+def test_window_figures_match_scoring_the_records_directly(tmp_path: Path, scorer: Scorer,
+                                                           input_options: InputConfig) -> None:
+    records = timeline(windows=2, drift_window=None)
+    result = run(write_jsonl(tmp_path / "in.jsonl", records), scorer, input_options)
+    first = records[:40]
+    errors = scorer.errors([r["sequence"] for r in first])
+    weights = np.array([r["weight"] for r in first], dtype=float)
+    assert result.reports[0].weighted_mean == pytest.approx(float(np.dot(errors, weights) / weights.sum()))
+
+
+def test_iso_times_give_the_same_reports_as_epoch_milliseconds(tmp_path: Path, scorer: Scorer,
+                                                               input_options: InputConfig) -> None:
+    records = timeline(windows=3, drift_window=None)
+    iso = [{**r, "timestamp": datetime.fromtimestamp(r["timestamp"] / 1000, timezone.utc).isoformat()}
+           for r in records]
+    from_epoch = run(write_csv(tmp_path / "epoch.csv", records), scorer, input_options)
+    from_iso = run(write_csv(tmp_path / "iso.csv", iso), scorer, input_options,
+                   ReplayColumns("sequence", "timestamp", "weight", "iso8601"))
+    assert [r.to_dict() for r in from_iso.reports] == [r.to_dict() for r in from_epoch.reports]
+
+
+def test_bad_jsonl_rows_are_counted_by_reason_and_the_rest_is_replayed(tmp_path: Path, scorer: Scorer,
+                                                                       input_options: InputConfig) -> None:
+    good = timeline(windows=2, drift_window=None)
+    path = tmp_path / "in.jsonl"
+    bad_lines = [
+        json.dumps({"timestamp": START_MS, "weight": 1}),  # no sequence
+        json.dumps({"sequence": "AB121E", "timestamp": "yesterday"}),
+        json.dumps({"sequence": "AB121E", "timestamp": START_MS, "weight": -2}),
+        json.dumps({"sequence": "AB121E", "timestamp": START_MS, "weight": "heavy"}),
+        json.dumps({"sequence": "AB121E"}),  # no time at all
+        "{broken",
+        "",
+    ]
+    path.write_text("\n".join([*bad_lines[:4], *(json.dumps(r) for r in good), *bad_lines[4:]]) + "\n")
+    result = run(path, scorer, input_options)
+    assert result.rejected == Counter({"missing_field": 1, "invalid_timestamp": 2, "invalid_weight": 2,
+                                       "invalid_json": 1, "empty_value": 1})
+    assert result.rows == len(good) + len(bad_lines)
+    assert [r.count for r in result.reports] == [40, 40]
+
+
+def test_bad_csv_rows_are_counted_by_reason_and_the_rest_is_replayed(tmp_path: Path, scorer: Scorer,
+                                                                     input_options: InputConfig) -> None:
+    good = timeline(windows=2, drift_window=None)
+    bad = [{"timestamp": START_MS, "sequence": "", "weight": 1},
+           {"timestamp": "yesterday", "sequence": "AB121E", "weight": 1},
+           {"timestamp": "", "sequence": "AB121E", "weight": 1},
+           {"timestamp": START_MS, "sequence": "AB121E", "weight": -2},
+           {"timestamp": START_MS, "sequence": "AB121E", "weight": "heavy"}]
+    result = run(write_csv(tmp_path / "in.csv", bad + good), scorer, input_options)
+    assert result.rejected == Counter({"empty_value": 1, "invalid_timestamp": 2, "invalid_weight": 2})
+    assert result.rows == len(good) + len(bad)
+    assert [r.count for r in result.reports] == [40, 40]
+
+
+def test_an_empty_weight_cell_weighs_1_like_a_missing_json_field(tmp_path: Path, scorer: Scorer,
+                                                                 input_options: InputConfig) -> None:
+    records = [{"timestamp": START_MS + i, "sequence": s, "weight": ""}
+               for i, s in enumerate(generate.sample("serial", 10, seed=2))]
+    from_csv = run(write_csv(tmp_path / "in.csv", records), scorer, input_options)
+    from_jsonl = run(write_jsonl(tmp_path / "in.jsonl", [{k: v for k, v in r.items() if k != "weight"}
+                                                         for r in records]), scorer, input_options)
+    assert from_csv.rejected == Counter()
+    assert [r.to_dict() for r in from_csv.reports] == [r.to_dict() for r in from_jsonl.reports]
+    assert from_csv.reports[0].weight_sum == 10.0
+
+
+def test_records_behind_a_closed_window_are_counted_late(tmp_path: Path, scorer: Scorer, input_options: InputConfig,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(replay_module, "BATCH_ROWS", 40)  # windows close between batches: one window a batch
+    records = timeline(windows=3, drift_window=None)
+    records.append({**records[0], "timestamp": START_MS + 5})  # window 0 closed when window 2 began
+    result = run(write_jsonl(tmp_path / "in.jsonl", records), scorer, input_options)
+    assert result.late == 1 and result.rejected == Counter()
+    assert [r.count for r in result.reports] == [40, 40, 40]
+
+
+def test_a_sequence_of_digits_stays_text(tmp_path: Path, scorer: Scorer, input_options: InputConfig) -> None:
+    path = tmp_path / "digits.csv"
+    path.write_text(f"serial,time\n00123,{START_MS}\n0042,{START_MS + 1}\n7,{START_MS + 2}\n")
+    result = run(path, scorer, input_options, ReplayColumns(sequence="serial", time="time"))
+    assert result.rejected == Counter()
+    [report] = result.reports
+    assert report.count == 3
+    assert report.weighted_mean == pytest.approx(float(scorer.errors(["00123", "0042", "7"]).mean()))
+
+
+def test_a_missing_input_file_raises_input_error(tmp_path: Path, scorer: Scorer,
+                                                 input_options: InputConfig) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        run(tmp_path / "absent.jsonl", scorer, input_options)
+
+
+def test_a_csv_without_a_header_raises_input_error(tmp_path: Path, scorer: Scorer,
+                                                   input_options: InputConfig) -> None:
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputError, match="header"):
+        run(tmp_path / "empty.csv", scorer, input_options)
+
+
+def test_an_empty_jsonl_file_gives_no_reports(tmp_path: Path, scorer: Scorer, input_options: InputConfig) -> None:
+    (tmp_path / "empty.jsonl").write_text("")
+    result = run(tmp_path / "empty.jsonl", scorer, input_options)
+    assert (result.reports, result.rows, result.rejected, result.late) == ([], 0, Counter(), 0)
+
+
+def test_write_reports_as_csv_has_the_columns_and_one_row_per_window(tmp_path: Path, scorer: Scorer,
+                                                                     input_options: InputConfig) -> None:
+    result = run(write_jsonl(tmp_path / "in.jsonl", timeline()), scorer, input_options)
+    out = io.StringIO()
+    write_reports(result.reports, out)
+    rows = list(csv.reader(io.StringIO(out.getvalue())))
+    assert tuple(rows[0]) == REPORT_COLUMNS
+    table = [dict(zip(REPORT_COLUMNS, row)) for row in rows[1:]]
+    assert len(table) == len(result.reports) == 6
+    assert table[0]["start"] == datetime.fromtimestamp(START_MS / 1000, timezone.utc).isoformat()
+    assert table[0]["end"] == "2023-11-14T22:15:00+00:00" and table[0]["start"] == "2023-11-14T22:14:00+00:00"
+    assert [row["verdict"] for row in table] == [r.verdict for r in result.reports]
+    assert table[0]["robust_z"] == "" and table[0]["count"] == "40"  # no baseline yet: empty, not "nan"
+    assert float(table[3]["weighted_mean"]) == pytest.approx(result.reports[3].weighted_mean, rel=1e-5)
+
+
+def test_write_reports_as_json_writes_one_object_per_window(tmp_path: Path, scorer: Scorer,
+                                                            input_options: InputConfig) -> None:
+    result = run(write_jsonl(tmp_path / "in.jsonl", timeline(windows=2, drift_window=None)), scorer,
+                 input_options)
+    out = io.StringIO()
+    write_reports(result.reports, out, "json")
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == [r.to_dict() for r in result.reports]
+
+
+def test_write_reports_without_windows_writes_only_the_header() -> None:
+    out = io.StringIO()
+    write_reports([], out)
+    assert out.getvalue() == ",".join(REPORT_COLUMNS) + "\n"
+
+
+def test_the_replay_command_writes_one_row_per_window(tmp_path: Path, bundle_dir: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+    source = write_jsonl(tmp_path / "in.jsonl", timeline(windows=4, drift_window=None))
+    out = tmp_path / "reports.csv"
+    assert main(["replay", "--model", str(bundle_dir), "--input", str(source), "--window-seconds", "60",
+                 "--output", str(out)]) == 0
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["start"] for r in rows] == [
+        datetime.fromtimestamp((START_MS + w * WINDOW_MS) / 1000, timezone.utc).isoformat() for w in range(4)]
+    assert [r["count"] for r in rows] == ["40"] * 4
+    assert "replayed 160 rows into 4 windows" in capsys.readouterr().err
+
+
+def test_the_replay_command_exits_2_for_a_missing_input(tmp_path: Path, bundle_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+    assert main(["replay", "--model", str(bundle_dir), "--input", str(tmp_path / "absent.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from monitor.config import MonitorConfig, load_config
 from monitor.errors import InputError
 from monitor.kafka_io import KafkaSink, KafkaSource, client_options, is_outage
 from monitor.produce import HOUR_MS, StreamPlan, encode_value, paced, planned_stream
+from monitor import export
 from monitor.hourly import HourlyPipeline, compare_settings
 from monitor.model_lifecycle import BundleWatcher, Retrainer
 from monitor.schedule import start_jobs
@@ -56,12 +57,15 @@ def run_service(config_path: Path | None, model_path: str | None = None) -> int:
         service = _start(config, scorer, state, pipeline, stop)
         if service is None:
             return 0  # stopped before the cluster was ever reachable: nothing was read
+        server = _serve_metrics(config, service)
         scheduler = _schedule(config, service)
         threading.Thread(target=_forward_stop, args=(stop, service, config), daemon=True).start()
         try:
             service.run()
         finally:
             scheduler.shutdown(wait=False)
+            if server is not None:
+                server.shutdown()
     finally:
         restore()
     log.info("stopped")
@@ -93,6 +97,17 @@ def _start(config: MonitorConfig, scorer: Scorer, state: StateStore, pipeline: H
                                       config.retrain.min_records, config.retrain.max_records)
         service.hooks.append(KeepNormal(service.retrainer))
     return service
+
+
+def _serve_metrics(config: MonitorConfig, service: Service) -> Any:
+    """Metrics hooks on the service and the HTTP endpoint, when ``metrics.enabled``."""
+    if not config.metrics.enabled:
+        return None
+    metrics, server = export.start(service.scorer.bundle, config.metrics.host, config.metrics.port)
+    service.hooks.append(metrics)
+    log.info("metrics on http://%s:%d/metrics (also /healthz, /readyz)", config.metrics.host,
+             server.server_port)
+    return server
 
 
 def _schedule(config: MonitorConfig, service: Service) -> Any:

@@ -52,6 +52,7 @@ class Hooks(Protocol):
     def on_batch(self, result: BatchResult, seconds: float) -> None: ...
     def on_window_closed(self, report: WindowReport, streak: int) -> None: ...
     def on_checkpoint(self, saved_at: float) -> None: ...
+    def on_tick(self, service: Service) -> None: ...
 
 
 class NoHooks:
@@ -62,6 +63,9 @@ class NoHooks:
         pass
 
     def on_checkpoint(self, saved_at: float) -> None:
+        pass
+
+    def on_tick(self, service: Service) -> None:
         pass
 
 
@@ -102,7 +106,7 @@ class BatchResult:
     next_offsets: dict[Position, int]
     errors: np.ndarray = field(default_factory=lambda: np.empty(0))
     flags: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
-    late: int = 0
+    late: Counter[str] = field(default_factory=Counter)  # records after their window closed, by topic
 
 
 class Service:
@@ -187,6 +191,8 @@ class Service:
             while not self._stop.is_set():
                 self.run_once()
                 self._do_requests()
+                for hook in self.hooks:
+                    hook.on_tick(self)
                 if time.monotonic() - last_stats >= STATS_INTERVAL_S:
                     self._log_stats()
                     last_stats = time.monotonic()
@@ -260,16 +266,16 @@ class Service:
         return [scored_event(r, float(scores.errors[i]), float(scores.percentiles[i]), bool(scores.flags[i]),
                              reasons.get(i, [])) for i, r in enumerate(records)]
 
-    def _window(self, records: list[Record], result: BatchResult) -> int:
+    def _window(self, records: list[Record], result: BatchResult) -> Counter[str]:
+        late: Counter[str] = Counter()
         if not records:
-            return 0
+            return late
         weights = np.fromiter((r.weight for r in records), dtype=np.float64, count=len(records))
         times = np.fromiter((r.event_time_ms for r in records), dtype=np.int64, count=len(records))
         now_ms = int(self._clock() * 1000)
-        late = 0
         for partition, idx in group_by_partition((r.message.topic, r.message.partition) for r in records).items():
-            late += self.pipeline.add(partition, result.errors[idx], weights[idx], times[idx], result.flags[idx],
-                                      now_ms=now_ms)
+            late[partition[0]] += self.pipeline.add(partition, result.errors[idx], weights[idx], times[idx],
+                                                    result.flags[idx], now_ms=now_ms)
         return late
 
     def _close_windows(self, now_ms: int | None) -> None:
@@ -292,7 +298,7 @@ class Service:
         self.counts.consumed += len(messages)
         self.counts.scored += len(result.records)
         self.counts.abnormal += int(result.flags.sum())
-        self.counts.late += result.late
+        self.counts.late += sum(result.late.values())
         self.counts.rejected.update(r.reason for r in result.rejected)
 
     # -- outages --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-quality bench-score bench-train clean
+.PHONY: demo test bench-quality bench-score bench-train bench-throughput bench-detection clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(BIN)/python -m monitor demo
 
 test: $(STAMP)
+	deploy/local/install-system-deps.sh
 	$(BIN)/python -m pytest
 
 bench-quality: $(STAMP)
@@ -26,6 +27,13 @@ bench-score: $(STAMP)
 
 bench-train: $(STAMP)
 	$(BIN)/python bench/train.py
+
+bench-throughput: $(STAMP)
+	deploy/local/install-system-deps.sh
+	$(BIN)/python bench/throughput.py
+
+bench-detection: $(STAMP)
+	$(BIN)/python bench/detection.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

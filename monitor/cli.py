@@ -312,10 +312,12 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--formats", nargs="+", default=["serial", "uid", "residues"])
     p.add_argument("--output-dir", type=Path, help="keep the trained bundles here (default: a temporary folder)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chart", type=Path, help="where to write the hourly chart PNG (default: demo-hourly.png "
+                                              "in --output-dir, else in the current directory)")
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo
 
-    return run_demo(args.formats, args.rows, args.output_dir, args.seed, sys.stdout)
+    return run_demo(args.formats, args.rows, args.output_dir, args.seed, sys.stdout, chart=args.chart)

@@ -81,7 +81,9 @@ def test_generate_writes_the_requested_count(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_prints_the_most_abnormal_sequences_with_reasons(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--rows", "2000", "--formats", "serial"]) == 0
+def test_demo_prints_the_most_abnormal_sequences_with_reasons(capsys: pytest.CaptureFixture[str],
+                                                              tmp_path: Path) -> None:
+    assert main(["demo", "--rows", "2000", "--formats", "serial", "--chart", str(tmp_path / "h.png")]) == 0
     out = capsys.readouterr().out
     assert "most abnormal" in out and "flagged" in out and "%)" in out
+    assert "first critical hour" in out and (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

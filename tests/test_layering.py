@@ -10,7 +10,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "monitor"
 # Third-party imports allowed only in the named modules (everything else: stdlib, numpy, monitor.*).
 OWNERS = {"tensorflow": {"model"}, "keras": {"model"}, "kafka": {"kafka_io", "local_services"},
-          "prometheus_client": {"export"}, "apscheduler": {"schedule"}, "sqlite3": {"state"}}
+          "prometheus_client": {"export"}, "apscheduler": {"schedule"}, "sqlite3": {"state"},
+          "matplotlib": {"chart"}}
 PURE = {"errors", "prepare", "generate", "source", "score", "bundle", "train"}  # no Keras without model.py
 
 

@@ -126,7 +126,9 @@ class Reconstructor:
     def __init__(self, model: keras.Model, batch_size: int = 8192) -> None:
         self.model = model
         self.batch_size = batch_size
-        self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        # One signature for every batch size: a shape-specialised trace per batch size would retrace often.
+        spec = tf.TensorSpec(shape=(None, model.input_shape[-1]), dtype=tf.float32)
+        self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if len(x) == 0:

@@ -79,7 +79,7 @@ def test_a_restarted_service_neither_repeats_nor_skips(kafka_broker, bundle_dir:
                                                        serial_bundle: Bundle) -> None:
     bootstrap = kafka_broker.bootstrap_servers
     topic = new_topic(bootstrap, "in")
-    values = [s.encode() for s in ["AB121E", "DN176", "KQ4411"] * 200]
+    values = [s.encode() for s in ["AB121E", "DN176", "KQ4411"] * 10_000]  # more than one stop's worth
     produce(bootstrap, topic, values)
     config = service_config(bootstrap, topic, bundle_dir, batch={"max_records": 50})
     with Running(config, serial_bundle) as first:
@@ -87,9 +87,9 @@ def test_a_restarted_service_neither_repeats_nor_skips(kafka_broker, bundle_dir:
     partway = committed_offset(bootstrap, config.input.group_id, topic)
     assert partway == first.counts.consumed < len(values)  # a clean stop checkpoints and commits last
     with Running(config, serial_bundle) as second:
-        wait_for(lambda: first.counts.consumed + second.counts.consumed >= len(values), 60, "the rest consumed")
+        wait_for(lambda: first.counts.consumed + second.counts.consumed >= len(values), 120, "the rest consumed")
     assert first.counts.consumed + second.counts.consumed == len(values)
-    offsets = source_offsets(read_topic(bootstrap, config.output.topic, len(values)), False)
+    offsets = source_offsets(read_topic(bootstrap, config.output.topic, len(values), timeout_s=60), False)
     assert sorted(offsets) == list(range(len(values)))  # each exactly once
 
 

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, TypeVar
 
 import yaml
 from kafka import KafkaAdminClient
@@ -414,7 +414,61 @@ def _broker_is_ready(bootstrap_servers: str, timeout_s: float) -> bool:
 # --------------------------------------------------------------------------
 
 
-class KafkaBroker:
+_P = TypeVar("_P", bound="_LocalProcess")
+
+
+class _LocalProcess:
+    """What a locally started server shares: a work directory, a child process, its log file."""
+
+    def __init__(self, work_dir: Path | None, prefix: str) -> None:
+        self._owns_work_dir = work_dir is None
+        self._work_dir = work_dir or Path(tempfile.mkdtemp(prefix=prefix))
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_handle: IO[bytes] | None = None
+
+    @property
+    def work_dir(self) -> Path:
+        return self._work_dir
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self: _P) -> _P:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """SIGTERM the server, SIGKILL it if it lingers; safe to call twice."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
+
+    def close(self) -> None:
+        """Stop the server and delete a work directory this object made."""
+        self.stop()
+        if self._owns_work_dir:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+
+    def __enter__(self: _P) -> _P:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+
+class KafkaBroker(_LocalProcess):
     """One Kafka JVM in KRaft combined mode on free loopback ports.
 
     ``stop()`` keeps the data, so ``restart()`` (or a later ``start()``)
@@ -432,15 +486,12 @@ class KafkaBroker:
         startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
         heap: str = DEFAULT_HEAP,
     ) -> None:
-        self._owns_work_dir = work_dir is None
-        self._work_dir = work_dir or Path(tempfile.mkdtemp(prefix="monitor-kafka-"))
+        super().__init__(work_dir, "monitor-kafka-")
         self._cache_dir = cache_dir
         self._num_partitions = num_partitions
         self._startup_timeout_s = startup_timeout_s
         self._heap = heap
         self._ports: tuple[int, int] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_handle: IO[bytes] | None = None
 
     # -- public API ---------------------------------------------------------
 
@@ -452,15 +503,8 @@ class KafkaBroker:
         return f"{LOOPBACK}:{self._ports[0]}"
 
     @property
-    def work_dir(self) -> Path:
-        return self._work_dir
-
-    @property
     def log_path(self) -> Path:
         return self._work_dir / "broker.log"
-
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     def start(self) -> KafkaBroker:
         """Start (or restart) the broker and wait until it accepts clients."""
@@ -478,45 +522,10 @@ class KafkaBroker:
         self._wait_until_ready()
         return self
 
-    def stop(self) -> None:
-        """SIGTERM the broker, SIGKILL it if it lingers; safe to call twice."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._log_handle is not None:
-            self._log_handle.close()
-            self._log_handle = None
-
     def restart(self) -> KafkaBroker:
         """Stop and start again on the same ports with the same data."""
         self.stop()
         return self.start()
-
-    def close(self) -> None:
-        """Stop the broker and delete a work directory this object made."""
-        self.stop()
-        if self._owns_work_dir:
-            shutil.rmtree(self._work_dir, ignore_errors=True)
-
-    def __enter__(self) -> KafkaBroker:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- steps of start() ---------------------------------------------------
 
@@ -683,7 +692,7 @@ def _prometheus_log_excerpt(path: Path) -> str:
     return ("error lines:\n" + "\n".join(errors) + "\n...\nlast lines:\n" + tail) if errors else tail
 
 
-class PrometheusServer:
+class PrometheusServer(_LocalProcess):
     """One Prometheus server on a free loopback port with its own temporary TSDB.
 
     Give the configuration as ``config_text`` (written to the work directory)
@@ -709,11 +718,8 @@ class PrometheusServer:
         self._config_text = config_text
         self._given_config_path = config_path
         self._port = port
-        self._owns_work_dir = work_dir is None
-        self._work_dir = work_dir or Path(tempfile.mkdtemp(prefix="monitor-prometheus-"))
+        super().__init__(work_dir, "monitor-prometheus-")
         self._startup_timeout_s = startup_timeout_s
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_handle: IO[bytes] | None = None
 
     # -- public API ---------------------------------------------------------
 
@@ -725,19 +731,12 @@ class PrometheusServer:
         return f"http://{LOOPBACK}:{self._port}"
 
     @property
-    def work_dir(self) -> Path:
-        return self._work_dir
-
-    @property
     def log_path(self) -> Path:
         return self._work_dir / "prometheus.log"
 
     @property
     def config_path(self) -> Path:
         return self._given_config_path or self._work_dir / "prometheus.yml"
-
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     def start(self) -> PrometheusServer:
         """Start the server and wait until ``/-/ready`` answers."""
@@ -753,26 +752,6 @@ class PrometheusServer:
         self._launch(prometheus)
         self._wait_until_ready()
         return self
-
-    def stop(self) -> None:
-        """SIGTERM the server, SIGKILL it if it lingers; safe to call twice."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._log_handle is not None:
-            self._log_handle.close()
-            self._log_handle = None
-
-    def close(self) -> None:
-        """Stop the server and delete a work directory this object made."""
-        self.stop()
-        if self._owns_work_dir:
-            shutil.rmtree(self._work_dir, ignore_errors=True)
 
     def reload(self) -> None:
         """Ask the running server to re-read its configuration and rule files."""
@@ -798,21 +777,6 @@ class PrometheusServer:
             raise LocalServiceError(f"Prometheus refused {expr!r} (HTTP {status}): {answer.get('error')}")
         result: list[dict[str, Any]] = answer["data"]["result"]
         return result
-
-    def __enter__(self) -> PrometheusServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- steps of start() ---------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from monitor.errors import ConfigError
+from monitor.window import HIST_EDGES
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -27,6 +28,8 @@ MAD_SCALE = 1.4826  # makes the median absolute deviation estimate the standard 
 # The spread used for the robust z is never below this (besides the relative floor): a baseline of
 # all-zero errors would otherwise make any positive error infinitely abnormal.
 SPREAD_FLOOR = 1e-9
+# A representative error per histogram slot (underflow ~0, log-midpoints, the overflow's lower edge).
+_BIN_VALUES = np.concatenate([[0.0], np.sqrt(HIST_EDGES[:-1] * HIST_EDGES[1:]), [HIST_EDGES[-1]]])
 
 
 class _Histogram(Protocol):
@@ -248,7 +251,8 @@ def compare(current: HourFigures, history: Sequence[HourFigures], settings: Comp
     baseline = select_baseline(current, history, settings, length_ms)
     means = np.array([h.weighted_mean for h in baseline])
     median, mad = _median_mad(means)
-    spread = max(mad, settings.min_relative_spread * abs(median), SPREAD_FLOOR)
+    spread = max(mad, settings.min_relative_spread * abs(median), SPREAD_FLOOR,
+                 _sampling_noise(current, baseline))
     figures = Comparison("normal", (current.weighted_mean - median) / spread,
                          _percentile(current.weighted_mean, means), _share_ratio(current, baseline, settings),
                          _baseline_distance(current, baseline), median, mad, len(baseline))
@@ -272,6 +276,25 @@ def _usable(figures: HourFigures, settings: CompareSettings) -> bool:
     if figures.count < settings.min_count or not math.isfinite(figures.weighted_mean):
         return False
     return not (settings.exclude_abnormal and figures.verdict in ABNORMAL)
+
+
+def _sampling_noise(current: HourFigures, baseline: Sequence[HourFigures]) -> float:
+    """Standard error of a mean of ``current.count`` records drawn from the baseline's error distribution.
+
+    Per-record errors are heavy-tailed (a rare broken record costs ~1000x a clean one), so a window of a few
+    dozen records moves far more by chance than hourly windows of thousands: without this floor one broken
+    record in a sparse window reads as z in the thousands. Estimated from the pooled histograms.
+    """
+    same_bins = [h.histogram for h in baseline if len(h.histogram) == len(_BIN_VALUES)]
+    if not same_bins or current.count <= 0:
+        return 0.0
+    pooled = np.sum(np.asarray(same_bins, dtype=np.float64), axis=0)
+    total = pooled.sum()
+    if total <= 0:
+        return 0.0
+    mean = float(pooled @ _BIN_VALUES) / total
+    variance = max(float(pooled @ np.square(_BIN_VALUES)) / total - mean * mean, 0.0)
+    return math.sqrt(variance / current.count)
 
 
 def _median_mad(values: np.ndarray) -> tuple[float, float]:

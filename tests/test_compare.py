@@ -236,3 +236,25 @@ def test_settings_reject_bad_values_naming_the_field(changes: dict[str, object],
 def test_hour_figures_refuse_an_unknown_verdict() -> None:
     with pytest.raises(ValueError, match="verdict"):
         hour(0, verdict="fine")
+
+
+def test_one_broken_record_in_a_sparse_window_is_sampling_noise_not_a_critical_hour() -> None:
+    from monitor.window import ErrorHistogram
+
+    rng = np.random.default_rng(3)
+
+    def window(hour: int, errors: np.ndarray) -> HourFigures:
+        histogram = ErrorHistogram()
+        histogram.add(errors)
+        return HourFigures(hour * HOUR_MS, len(errors), float(len(errors)), float(errors.mean()), 0.0,
+                           tuple(histogram.to_list()), verdict="normal")
+
+    def clean(n: int) -> np.ndarray:
+        return rng.lognormal(np.log(1e-6), 1.0, n)
+
+    # 30 records an hour, about 1% of them broken (error ~0.04) across the baseline's history
+    history = [window(h, np.r_[clean(29), [0.04]] if h % 3 == 0 else clean(30)) for h in range(48)]
+    sparse = compare(window(48, np.r_[clean(29), [0.04]]), history)
+    assert sparse.verdict != "critical"
+    drifted = compare(window(48, np.r_[clean(15), np.full(15, 0.04)]), history)
+    assert drifted.verdict == "critical"

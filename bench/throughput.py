@@ -1,0 +1,451 @@
+"""Consumer throughput from a real broker: the monitor next to bare Kafka consumers, in the same run.
+
+    python bench/throughput.py [--records 1000000] [--repeats 3] [--bootstrap HOST:PORT] [--partitions 1]
+
+Starts a local single-node broker (or uses ``--bootstrap``), fills one new topic with ``--records``
+generated serials (plain UTF-8 values, timestamps spread over the last hour, written by confluent-kafka's
+producer, or kafka-python's with ``--producer kafka-python``), trains a default bundle on 20,000 serials,
+then reads the whole topic from the beginning, each time with a fresh consumer group, with:
+
+- ``bare kafka-python``    a KafkaConsumer poll loop (``--max-records`` per poll) that only decodes values;
+- ``monitor``              the real ``Service`` with default settings (batches of 5,000, no output topic,
+                           a fresh state file, the metrics hooks but no HTTP endpoint) looped as
+                           ``Service.run`` loops it: ``run_once`` (decode, score, hourly windows) and,
+                           every ``state.checkpoint_interval_seconds``, a checkpoint, then the commit;
+- ``bare confluent-kafka`` a confluent_kafka Consumer ``consume`` loop that only decodes values (the
+                           ceiling for Python);
+
+interleaved, ``--repeats`` times each. A rate is steady state: records after the first batch, divided by
+the time from the end of the first batch to the last record (group join and first fetch excluded; they are
+shown as ``start``). Also prints ``Scorer.score`` alone over the same strings in batches of
+``--max-records``, where the monitor's time went, and the ratios. Figures are medians on a shared machine
+whose broker shares the CPU with the client: compare ratios measured in one run, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import libversion as confluent_libversion
+from confluent_kafka import version as confluent_version
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import __version__ as kafka_version
+from kafka.admin import NewTopic
+from kafka.record import util as kafka_record_util
+from prometheus_client import CollectorRegistry
+
+from monitor import generate
+from monitor.config import MonitorConfig, config_from_dict
+from monitor.export import Metrics, error_buckets, model_info
+from monitor.hourly import HourlyPipeline, compare_settings
+from monitor.kafka_io import KafkaSink, KafkaSource
+from monitor.local_services import KafkaBroker
+from monitor.score import Scorer
+from monitor.service import Service
+from monitor.state import StateStore
+from monitor.train import train
+
+BARE_KP, MONITOR, BARE_CK = "bare kafka-python", "monitor", "bare confluent-kafka"
+VARIANTS = (BARE_KP, MONITOR, BARE_CK)
+HOUR_MS = 3_600_000
+STALL_S = 60.0  # no record for this long means the topic holds fewer than --records: give up
+
+
+@dataclass
+class Run:
+    """One read of the topic: steady-state rate, time to the first batch, and (monitor) where time went."""
+
+    rate: float
+    start_s: float
+    parts: Counter[str] = field(default_factory=Counter)
+
+
+class Pace:
+    """Counts records as they arrive; the clock starts when the first batch has been handled."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.created = time.perf_counter()
+        self.first_at: float | None = None
+        self.first_count = 0
+        self.last_record_at = self.created
+
+    def handled(self, count: int) -> None:
+        now = time.perf_counter()
+        if count == 0:
+            if now - self.last_record_at > STALL_S:
+                raise RuntimeError(f"no record for {STALL_S:.0f}s; the topic holds fewer than {self.expected}")
+            return
+        self.last_record_at = now
+        if self.first_at is None:
+            self.first_at, self.first_count = now, count
+
+    def run(self, seen: int, parts: Counter[str] | None = None) -> Run:
+        if seen < self.expected or self.first_at is None:  # more: a profile stops at a batch boundary
+            raise RuntimeError(f"read {seen} records, expected {self.expected}")
+        rate = (seen - self.first_count) / max(self.last_record_at - self.first_at, 1e-9)
+        return Run(rate, self.first_at - self.created, parts or Counter())
+
+
+# ---- the topic ---------------------------------------------------------------------------------------------
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        admin.close()
+
+
+def delete_topic(bootstrap: str, topic: str) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
+
+
+def produce_confluent(bootstrap: str, topic: str, values: list[bytes], timestamps: list[int]) -> None:
+    """The default: some 20 times kafka-python's producer on one partition here (about 0.5 M against 25 k/s)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000,
+                         "batch.num.messages": 100_000, "queue.buffering.max.messages": 2_000_000,
+                         "queue.buffering.max.kbytes": 1_048_576, "compression.type": "none"})
+    send = producer.produce
+    for value, timestamp in zip(values, timestamps):
+        while True:
+            try:
+                send(topic, value, timestamp=timestamp)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.5)
+    if producer.flush(120) != 0:
+        raise RuntimeError("confluent-kafka producer could not deliver every record within 120 s")
+
+
+def produce_kafka_python(bootstrap: str, topic: str, values: list[bytes], timestamps: list[int]) -> None:
+    # Batches stay under the broker's default message.max.bytes (1 MiB).
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=1_000_000)
+    send = producer.send
+    for value, timestamp in zip(values, timestamps):
+        send(topic, value=value, timestamp_ms=timestamp)
+    producer.flush(timeout=300)
+    producer.close()
+
+
+PRODUCERS: dict[str, Callable[[str, str, list[bytes], list[int]], None]] = {
+    "confluent-kafka": produce_confluent, "kafka-python": produce_kafka_python}
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-size-{uuid.uuid4().hex}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(_partition_size(consumer, topic, p) for p in partitions)
+    finally:
+        consumer.close()
+
+
+def _partition_size(consumer: Consumer, topic: str, partition: int) -> int:
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    return high - low
+
+
+# ---- the three readers -------------------------------------------------------------------------------------
+
+
+def read_kafka_python(bootstrap: str, topic: str, n: int, max_records: int) -> Run:
+    """A bare KafkaConsumer, set up like the monitor's: group, no auto-commit, from the earliest offset."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=_group("kp"), enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+    consumer.subscribe([topic])
+    pace, seen = Pace(n), 0
+    try:
+        while seen < n:
+            polled = consumer.poll(timeout_ms=200, max_records=max_records)
+            count = 0
+            for records in polled.values():
+                values = [r.value.decode("utf-8") for r in records]
+                count += len(values)
+            seen += count
+            pace.handled(count)
+    finally:
+        consumer.close(autocommit=False)
+    return pace.run(seen)
+
+
+def read_confluent(bootstrap: str, topic: str, n: int, max_records: int) -> Run:
+    # librdkafka (>= 2.4) waits fetch.queue.backoff.ms (1 s) before fetching again once 100,000 records are
+    # queued: a fast reader would spend most of its time waiting for that. 10 ms keeps it a ceiling.
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": _group("ck"), "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "fetch.queue.backoff.ms": 10})
+    consumer.subscribe([topic])
+    pace, seen = Pace(n), 0
+    try:
+        while seen < n:
+            messages = consumer.consume(num_messages=max_records, timeout=0.2)
+            values = [_value(m) for m in messages]
+            seen += len(values)
+            pace.handled(len(values))
+    finally:
+        consumer.close()
+    return pace.run(seen)
+
+
+def _value(message: Any) -> str:
+    if message.error():
+        raise KafkaException(message.error())
+    return message.value().decode("utf-8")
+
+
+def read_monitor(bootstrap: str, topic: str, n: int, scorer: Scorer) -> Run:
+    """The real service over the topic, looped as ``Service.run`` does; its stages timed from outside."""
+    with tempfile.TemporaryDirectory(prefix="bench-state-") as folder:
+        config = monitor_config(bootstrap, topic, Path(folder) / "state.sqlite")
+        service, clock = timed_service(config, scorer)
+        pace, before = Pace(n), 0
+        try:
+            while service.counts.consumed < n:
+                step(service, config.state.checkpoint_interval_seconds, clock)
+                pace.handled(service.counts.consumed - before)
+                before = service.counts.consumed
+            _timed(clock, "loop", service.checkpoint)()  # as a clean stop does
+        finally:
+            close(service)
+    return pace.run(service.counts.consumed, clock)
+
+
+def step(service: Service, checkpoint_interval_s: float, clock: Counter[str]) -> None:
+    """One turn of ``Service.run``: a batch, the hooks' tick, and the checkpoint (then commit) that the
+    scheduler asks for every ``state.checkpoint_interval_seconds``."""
+    started = time.perf_counter()
+    service.run_once()
+    for hook in service.hooks:
+        hook.on_tick(service)
+    if time.time() - service.last_checkpoint_at >= checkpoint_interval_s:
+        service.checkpoint()
+    clock["loop"] += time.perf_counter() - started
+
+
+def monitor_config(bootstrap: str, topic: str, state_path: Path) -> MonitorConfig:
+    return config_from_dict({"kafka": {"bootstrap_servers": [bootstrap]},
+                             "input": {"topics": [topic], "group_id": _group("monitor")},
+                             "output": {"topic": None}, "state": {"path": str(state_path)}}, environ={})
+
+
+def timed_service(config: MonitorConfig, scorer: Scorer) -> tuple[Service, Counter[str]]:
+    """A service wired as ``monitor.runner`` wires it (metrics hooks, no HTTP endpoint), with timers around
+    its stages."""
+    clock: Counter[str] = Counter()
+    source = KafkaSource(config.kafka, config.input.topics, config.input.group_id, config.input.auto_offset_reset)
+    pipeline = HourlyPipeline(config.window.length_ms, config.window.allowed_lateness_ms,
+                              compare_settings(config.compare))
+    timed_scorer = SimpleNamespace(score=_timed(clock, "score", scorer.score), explain=scorer.explain,
+                                   bundle=scorer.bundle)
+    metrics = Metrics(CollectorRegistry(), error_buckets(scorer.bundle.training_errors), model_info(scorer.bundle))
+    service = Service(config, timed_scorer, source, KafkaSink(config.kafka),  # type: ignore[arg-type]
+                      StateStore(config.state.path), pipeline, [metrics])
+    service.restore()
+    for obj, name, label in ((source.consumer, "poll", "kafka poll"), (source, "next_batch", "next_batch"),
+                             (service, "process", "process"), (service, "_window", "window"),
+                             (service, "_close_windows", "close windows"), (service, "checkpoint", "checkpoint"),
+                             (metrics, "on_batch", "metrics"), (metrics, "on_tick", "metrics")):
+        setattr(obj, name, _timed(clock, label, getattr(obj, name)))
+    return service, clock
+
+
+def _timed(clock: Counter[str], name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            clock[name] += time.perf_counter() - started
+    return timed
+
+
+def close(service: Service) -> None:
+    service.source.close()
+    service.sink.close()
+    service.state.close()
+
+
+def _group(kind: str) -> str:
+    return f"bench-{kind}-{uuid.uuid4().hex[:12]}"
+
+
+def score_only(scorer: Scorer, sequences: list[str], batch: int) -> float:
+    """Sequences per second of ``Scorer.score`` alone over ``sequences`` in batches of ``batch``."""
+    started = time.perf_counter()
+    for i in range(0, len(sequences), batch):
+        scorer.score(sequences[i: i + batch])
+    return len(sequences) / (time.perf_counter() - started)
+
+
+# ---- reporting ---------------------------------------------------------------------------------------------
+
+
+def breakdown(parts: Counter[str]) -> list[tuple[str, float]]:
+    """The monitor's loop split into exclusive stages (seconds), from the nested timers."""
+    return [
+        ("kafka-python poll", parts["kafka poll"]),
+        ("RawMessage per record", parts["next_batch"] - parts["kafka poll"]),
+        ("decode + bookkeeping", parts["process"] - parts["score"] - parts["window"]),
+        ("Scorer.score", parts["score"]),
+        ("windows", parts["window"] + parts["close windows"]),
+        ("checkpoint + commit", parts["checkpoint"]),
+        ("metrics hooks", parts["metrics"]),
+        ("rest of the loop", parts["loop"] - parts["next_batch"] - parts["process"] - parts["close windows"]
+         - parts["checkpoint"] - parts["metrics"]),
+    ]
+
+
+def print_rates(runs: dict[str, list[Run]], scoring: list[float]) -> dict[str, float]:
+    print(f"{'reader':22} {'median rec/s':>13} {'min':>10} {'max':>10} {'start s':>8}")
+    medians = {}
+    for name, results in runs.items():
+        rates = [r.rate for r in results]
+        medians[name] = statistics.median(rates)
+        start = statistics.median(r.start_s for r in results)
+        print(f"{name:22} {medians[name]:13,.0f} {min(rates):10,.0f} {max(rates):10,.0f} {start:8.2f}")
+    medians["score only"] = statistics.median(scoring)
+    print(f"{'Scorer.score alone':22} {medians['score only']:13,.0f} {min(scoring):10,.0f} {max(scoring):10,.0f}")
+    return medians
+
+
+def print_ratios(medians: dict[str, float]) -> None:
+    kp, mon, ck, sc = (medians[k] for k in (BARE_KP, MONITOR, BARE_CK, "score only"))
+    serial = 1 / (1 / kp + 1 / sc)
+    print(f"monitor / bare kafka-python:           {mon / kp:5.2f}   (target >= 0.70)")
+    print(f"bare kafka-python / confluent-kafka:    {kp / ck:5.2f}")
+    print(f"Scorer.score alone / bare kafka-python: {sc / kp:5.2f}")
+    print(f"bare poll + score alone, one thread:    {serial:,.0f} rec/s = {serial / kp:.2f} of bare kafka-python "
+          "(the monitor's bound)")
+
+
+def print_breakdown(monitor_runs: list[Run], n: int) -> None:
+    total = sum((r.parts for r in monitor_runs), Counter())
+    records = n * len(monitor_runs)
+    loop = total["loop"]
+    print(f"where the monitor's time goes (all {len(monitor_runs)} runs, incl. first batch):")
+    for name, seconds in breakdown(total):
+        print(f"  {name:24} {seconds / records * 1e6:7.2f} us/record  {seconds / loop:6.1%}")
+
+
+# ---- main --------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def kafka(bootstrap: str | None, partitions: int) -> Iterator[str]:
+    if bootstrap:
+        yield bootstrap
+        return
+    started = time.perf_counter()
+    with KafkaBroker(num_partitions=partitions) as broker:
+        print(f"local broker up in {time.perf_counter() - started:.1f}s at {broker.bootstrap_servers}",
+              file=sys.stderr)
+        yield broker.bootstrap_servers
+
+
+def fill(bootstrap: str, topic: str, sequences: list[str], partitions: int, producer: str) -> None:
+    create_topic(bootstrap, topic, partitions)
+    values = [s.encode("utf-8") for s in sequences]
+    start_ms = int(time.time() * 1000) - HOUR_MS  # event times spread over the last hour
+    timestamps = [start_ms + i * HOUR_MS // len(values) for i in range(len(values))]
+    started = time.perf_counter()
+    PRODUCERS[producer](bootstrap, topic, values, timestamps)
+    seconds = time.perf_counter() - started
+    size = topic_size(bootstrap, topic)
+    if size != len(values):
+        raise RuntimeError(f"the topic holds {size} records, {len(values)} were produced")
+    print(f"produced {len(values):,} records with {producer} in {seconds:.1f}s "
+          f"({len(values) / seconds:,.0f} rec/s)")
+
+
+def measure(bootstrap: str, topic: str, sequences: list[str], scorer: Scorer,
+            args: argparse.Namespace) -> tuple[dict[str, list[Run]], list[float]]:
+    n = len(sequences)
+    readers: dict[str, Callable[[], Run]] = {
+        BARE_KP: lambda: read_kafka_python(bootstrap, topic, n, args.max_records),
+        MONITOR: lambda: read_monitor(bootstrap, topic, n, scorer),
+        BARE_CK: lambda: read_confluent(bootstrap, topic, n, args.max_records),
+    }
+    runs: dict[str, list[Run]] = {name: [] for name in VARIANTS}
+    scoring = []
+    for repeat in range(args.repeats):
+        for name in VARIANTS:
+            runs[name].append(readers[name]())
+            print(f"  run {repeat + 1} {name:22} {runs[name][-1].rate:11,.0f} rec/s", file=sys.stderr)
+        scoring.append(score_only(scorer, sequences, args.max_records))
+    return runs, scoring
+
+
+def profile_monitor(bootstrap: str, topic: str, n: int, scorer: Scorer, top: int = 18) -> None:
+    """cProfile over one monitor read of the first ``n`` records (a fresh group); top functions by own time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    read_monitor(bootstrap, topic, n, scorer)
+    profiler.disable()
+    print(f"\ncProfile of the monitor loop over {n:,} records (own time; profiling slows Python code):")
+    stats = pstats.Stats(profiler, stream=sys.stdout)
+    stats.sort_stats("tottime").print_stats(top)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bootstrap", help="use this cluster (HOST:PORT) instead of starting a local broker")
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--producer", default="confluent-kafka", choices=list(PRODUCERS))
+    parser.add_argument("--max-records", type=int, default=5000, help="records per poll of the bare readers")
+    parser.add_argument("--train-rows", type=int, default=20_000)
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="afterwards, cProfile one monitor read of the first N records")
+    args = parser.parse_args(argv)
+
+    sequences = generate.sample("serial", args.records, seed=1)
+    scorer = Scorer(train(generate.sample("serial", args.train_rows), verbose=0))
+    scorer.score(sequences[: args.max_records])  # the first call traces the forward pass
+    topic = f"bench-throughput-{uuid.uuid4().hex[:8]}"
+    with kafka(args.bootstrap, args.partitions) as bootstrap:
+        fill(bootstrap, topic, sequences, args.partitions, args.producer)
+        try:
+            runs, scoring = measure(bootstrap, topic, sequences, scorer, args)
+            report(runs, scoring, args)
+            if args.profile:
+                profile_monitor(bootstrap, topic, min(args.profile, args.records), scorer)
+        finally:
+            if args.bootstrap:
+                delete_topic(bootstrap, topic)
+    return 0
+
+
+def report(runs: dict[str, list[Run]], scoring: list[float], args: argparse.Namespace) -> None:
+    print(f"\n{args.records:,} serials, topic with {args.partitions} partition(s), median of {args.repeats} "
+          f"interleaved runs; rates are steady state (after the first batch); start = time to first batch")
+    crc = "C (crc32c package)" if kafka_record_util.crc32c_c is not None else "pure Python (no crc32c package)"
+    print(f"kafka-python {kafka_version}, its CRC32C check: {crc}; confluent-kafka {confluent_version()} "
+          f"(librdkafka {confluent_libversion()[0]})")
+    medians = print_rates(runs, scoring)
+    print_ratios(medians)
+    print_breakdown(runs[MONITOR], args.records)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,6 +37,7 @@ _SHAPE_TABLE = str.maketrans(
      **{c: "9" for c in "0123456789"}}
 )
 _MAX_COUNT_VALUE = 999  # token counts above this share one summary value
+MEMO_SIZE = 200_000  # distinct strings whose encodings are remembered (emptied when full)
 
 
 def shape_of(text: str) -> str:
@@ -223,12 +224,27 @@ class Preparer:
         return out
 
     def _positional_indices(self, sequences: Sequence[str]) -> np.ndarray:
-        lookups = self._lookups
-        out = np.empty((len(sequences), len(lookups)), dtype=np.int32)
-        for row, sequence in enumerate(sequences):
-            values = self._flat_values(self.split(sequence))
-            out[row] = [table.get(v, miss) for (table, miss), v in zip(lookups, values)]
-        return out
+        # Identifier streams repeat (a serial, a user id, a residue triplet seen before): a bounded memo of
+        # each string's feature indices skips tokenizing and the dictionary look-ups for repeats.
+        memo = self._memo
+        rows = []
+        for sequence in sequences:
+            row = memo.get(sequence)
+            if row is None:
+                row = self._indices_of(sequence)
+                if len(memo) >= MEMO_SIZE:
+                    memo.clear()
+                memo[sequence] = row
+            rows.append(row)
+        return np.array(rows, dtype=np.int32).reshape(len(sequences), len(self._lookups))
+
+    def forget(self) -> None:
+        """Empty the memo of encodings (benchmarks start each run as cold as a new process)."""
+        self._memo.clear()
+
+    def _indices_of(self, sequence: str) -> tuple[int, ...]:
+        values = self._flat_values(self.split(sequence))
+        return tuple(table.get(v, miss) for (table, miss), v in zip(self._lookups, values))
 
     def _flat_values(self, split: Tokens) -> list[str | None]:
         per_channel = self._step_values(split)
@@ -256,6 +272,7 @@ class Preparer:
         self._separator_re = re.compile(f"({self.settings.separator_pattern})")
         self._vocabulary_index = {tok: i + _RESERVED for i, tok in enumerate(self.vocabulary)}
         self._lookups: list[tuple[dict[str | None, int], int]] = []
+        self._memo: dict[str, tuple[int, ...]] = {}
         if self.settings.encoding != "positional" or not self.dictionaries:
             return
         offset = 0

@@ -1,12 +1,16 @@
-"""Values that cross the service's stages: a raw message, a decoded record, a rejection."""
+"""Values that cross the service's stages: a raw message, a decoded record, a rejection.
+
+The two made once per record are NamedTuples: immutable like frozen dataclasses, but built several times
+faster, which shows at tens of thousands of records a second.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class RawMessage:
+class RawMessage(NamedTuple):
     """A message as the source delivered it: the original bytes and where they came from."""
 
     topic: str
@@ -18,8 +22,7 @@ class RawMessage:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """A usable sequence with its weight and event time, and the message it came from."""
 
     sequence: str

@@ -112,3 +112,12 @@ def test_any_text_encodes_to_one_feature_per_group(texts: list[str]) -> None:
 
 _RESIDUE_PREPARER = Preparer.fit(RESIDUES)
 _SERIAL_PREPARER = Preparer.fit(SERIALS)
+
+
+def test_remembered_encodings_equal_fresh_ones() -> None:
+    p = Preparer.fit(RESIDUES)
+    batch = ["PHE-SER-CYS", "XXX", "PHE-SER-CYS", "ala-gly"]
+    first = p.encode(batch)
+    assert np.array_equal(p.encode(batch), first)  # from the memo
+    p.forget()
+    assert np.array_equal(p.encode(batch), first)

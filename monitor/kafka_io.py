@@ -167,6 +167,8 @@ class KafkaSink:
 
 
 def _raw(record: Any) -> RawMessage:
-    headers = tuple((k, v if v is not None else b"") for k, v in (record.headers or []))
-    timestamp = record.timestamp if record.timestamp is not None and record.timestamp >= 0 else None
-    return RawMessage(record.topic, record.partition, record.offset, timestamp, record.key, record.value, headers)
+    headers = record.headers
+    timestamp = record.timestamp
+    return RawMessage(record.topic, record.partition, record.offset,
+                      timestamp if timestamp is not None and timestamp >= 0 else None, record.key, record.value,
+                      tuple((k, v or b"") for k, v in headers) if headers else ())

@@ -107,6 +107,7 @@ class BatchResult:
     errors: np.ndarray = field(default_factory=lambda: np.empty(0))
     flags: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
     late: Counter[str] = field(default_factory=Counter)  # records after their window closed, by topic
+    by_partition: dict[Position, np.ndarray] = field(default_factory=dict)  # record indices per partition
 
 
 class Service:
@@ -273,7 +274,8 @@ class Service:
         weights = np.fromiter((r.weight for r in records), dtype=np.float64, count=len(records))
         times = np.fromiter((r.event_time_ms for r in records), dtype=np.int64, count=len(records))
         now_ms = int(self._clock() * 1000)
-        for partition, idx in group_by_partition((r.message.topic, r.message.partition) for r in records).items():
+        result.by_partition = group_by_partition((r.message.topic, r.message.partition) for r in records)
+        for partition, idx in result.by_partition.items():
             late[partition[0]] += self.pipeline.add(partition, result.errors[idx], weights[idx], times[idx],
                                                     result.flags[idx], now_ms=now_ms)
         return late

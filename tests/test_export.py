@@ -27,7 +27,8 @@ def batch() -> BatchResult:
     records = [Record("AB121E", 1.0, 1_700_000_000_000, message(offset=i)) for i in range(3)]
     rejected = [Rejected("invalid_utf8", "bad", message(offset=3))]
     return BatchResult(records, rejected, {("serials", 0): 4}, errors=np.array([1e-4, 2e-3, 0.5]),
-                       flags=np.array([False, False, True]), late=Counter({"serials": 2}))
+                       flags=np.array([False, False, True]), late=Counter({"serials": 2}),
+                       by_partition={("serials", 0): np.arange(3)})
 
 
 def report(verdict: str = "critical") -> WindowReport:

@@ -239,9 +239,12 @@ class Service:
     # -- one batch ------------------------------------------------------------------------------------------
     def process(self, messages: list[RawMessage]) -> BatchResult:
         """Decode, score, window and send; returns once everything of the batch is accounted for."""
-        decoded = [decode(m, self.config.input) for m in messages]
-        records = [d for d in decoded if isinstance(d, Record)]
-        rejected = [d for d in decoded if isinstance(d, Rejected)]
+        options = self.config.input
+        records: list[Record] = []
+        rejected: list[Rejected] = []
+        for message in messages:
+            decoded = decode(message, options)
+            (records if type(decoded) is Record else rejected).append(decoded)  # type: ignore[arg-type]
         result = BatchResult(records, rejected, next_offsets(messages))
         scored = self._score(records, result)
         result.late = self._window(records, result)
@@ -274,7 +277,10 @@ class Service:
         weights = np.fromiter((r.weight for r in records), dtype=np.float64, count=len(records))
         times = np.fromiter((r.event_time_ms for r in records), dtype=np.int64, count=len(records))
         now_ms = int(self._clock() * 1000)
-        result.by_partition = group_by_partition((r.message.topic, r.message.partition) for r in records)
+        if len(result.next_offsets) == 1:  # the usual batch: one partition, no grouping needed
+            result.by_partition = {next(iter(result.next_offsets)): np.arange(len(records))}
+        else:
+            result.by_partition = group_by_partition((r.message.topic, r.message.partition) for r in records)
         for partition, idx in result.by_partition.items():
             late[partition[0]] += self.pipeline.add(partition, result.errors[idx], weights[idx], times[idx],
                                                     result.flags[idx], now_ms=now_ms)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from monitor import bundle as bundle_lib
-from monitor.errors import BundleError, MonitorError
+from monitor.errors import MonitorError
 from monitor.model import ModelSettings
 from monitor.score import Scorer
 from monitor.train import TrainSettings, train
@@ -44,7 +44,7 @@ class BundleWatcher:
             return False
         try:
             scorer = Scorer(bundle_lib.load(self.path))
-        except BundleError as exc:
+        except Exception as exc:  # a bundle that fails in any way is refused once, not retried every check
             log.warning("a new bundle at %s was refused, keeping %s: %s", self.path, self.current_version, exc)
             self._refused = version
             return False

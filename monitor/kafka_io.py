@@ -108,10 +108,6 @@ class KafkaSource:
                 raise BrokerUnavailable(f"offset commit failed: {exc}") from exc
             raise
 
-    def committed(self, positions: Iterable[Position]) -> dict[Position, int | None]:
-        """The group's committed offsets (for tests and diagnostics)."""
-        return {(t, p): self.consumer.committed(TopicPartition(t, p)) for t, p in positions}
-
     def close(self) -> None:
         self.consumer.close(autocommit=False)
 

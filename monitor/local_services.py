@@ -420,9 +420,10 @@ _P = TypeVar("_P", bound="_LocalProcess")
 class _LocalProcess:
     """What a locally started server shares: a work directory, a child process, its log file."""
 
-    def __init__(self, work_dir: Path | None, prefix: str) -> None:
+    def __init__(self, work_dir: Path | None, prefix: str, startup_timeout_s: float) -> None:
         self._owns_work_dir = work_dir is None
         self._work_dir = work_dir or Path(tempfile.mkdtemp(prefix=prefix))
+        self._startup_timeout_s = startup_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._log_handle: IO[bytes] | None = None
 
@@ -456,6 +457,48 @@ class _LocalProcess:
         if self._owns_work_dir:
             shutil.rmtree(self._work_dir, ignore_errors=True)
 
+    def _spawn(self, command: list[str], cwd: Path) -> None:
+        """Start ``command`` with its output appended to ``log_path`` (a restart keeps the earlier log)."""
+        self._log_handle = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            # Own session: a terminal's Ctrl-C reaches only Python, which
+            # then stops the server in order instead of both racing.
+            start_new_session=True,
+            # Safe despite client threads: the hook only calls a pre-resolved prctl.
+            preexec_fn=_parent_death_signal_setter(),  # noqa: PLW1509
+        )
+
+    def _wait_until_ready(self, waiting_for: str) -> None:
+        """Poll ``_is_ready`` until it answers, the process exits, or the start-up deadline passes."""
+        deadline = time.monotonic() + self._startup_timeout_s
+        while True:
+            self._raise_if_exited()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._fail(f"did not {waiting_for} within {self._startup_timeout_s:.0f}s")
+            if self._is_ready(min(remaining, 2.0)):
+                return
+            time.sleep(0.1)
+
+    def _raise_if_exited(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            self._fail(f"exited with code {self._process.returncode} while starting")
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def _is_ready(self, timeout_s: float) -> bool:
+        raise NotImplementedError
+
+    def _fail(self, reason: str) -> NoReturn:
+        raise NotImplementedError
+
     def __enter__(self: _P) -> _P:
         try:
             return self.start()
@@ -486,10 +529,9 @@ class KafkaBroker(_LocalProcess):
         startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
         heap: str = DEFAULT_HEAP,
     ) -> None:
-        super().__init__(work_dir, "monitor-kafka-")
+        super().__init__(work_dir, "monitor-kafka-", startup_timeout_s)
         self._cache_dir = cache_dir
         self._num_partitions = num_partitions
-        self._startup_timeout_s = startup_timeout_s
         self._heap = heap
         self._ports: tuple[int, int] | None = None
 
@@ -519,7 +561,7 @@ class KafkaBroker(_LocalProcess):
             self._write_config()
             self._format_storage(java, classpath)
         self._launch(java, classpath)
-        self._wait_until_ready()
+        self._wait_until_ready("accept clients")
         return self
 
     def restart(self) -> KafkaBroker:
@@ -593,35 +635,10 @@ class KafkaBroker(_LocalProcess):
 
     def _launch(self, java: str, classpath: Sequence[Path]) -> None:
         command = self._java_base_command(java, classpath) + ["kafka.Kafka", str(self._config_path)]
-        # Append, so the log of a broker before restart() is still there.
-        self._log_handle = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_handle,
-            stderr=subprocess.STDOUT,
-            cwd=self._work_dir,
-            # Own session: a terminal's Ctrl-C reaches only Python, which
-            # then stops the broker in order instead of both racing.
-            start_new_session=True,
-            # Safe despite client threads: the hook only calls a pre-resolved prctl.
-            preexec_fn=_parent_death_signal_setter(),  # noqa: PLW1509
-        )
+        self._spawn(command, self._work_dir)
 
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + self._startup_timeout_s
-        while True:
-            self._raise_if_exited()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._fail(f"did not accept clients within {self._startup_timeout_s:.0f}s")
-            if _broker_is_ready(self.bootstrap_servers, min(remaining, 2.0)):
-                return
-            time.sleep(0.2)
-
-    def _raise_if_exited(self) -> None:
-        if self._process is not None and self._process.poll() is not None:
-            self._fail(f"exited with code {self._process.returncode} while starting")
+    def _is_ready(self, timeout_s: float) -> bool:
+        return _broker_is_ready(self.bootstrap_servers, timeout_s)
 
     def _fail(self, reason: str) -> NoReturn:
         self.stop()
@@ -718,8 +735,7 @@ class PrometheusServer(_LocalProcess):
         self._config_text = config_text
         self._given_config_path = config_path
         self._port = port
-        super().__init__(work_dir, "monitor-prometheus-")
-        self._startup_timeout_s = startup_timeout_s
+        super().__init__(work_dir, "monitor-prometheus-", startup_timeout_s)
 
     # -- public API ---------------------------------------------------------
 
@@ -750,7 +766,7 @@ class PrometheusServer(_LocalProcess):
         if self._port is None:
             self._port = free_loopback_port()
         self._launch(prometheus)
-        self._wait_until_ready()
+        self._wait_until_ready("answer /-/ready")
         return self
 
     def reload(self) -> None:
@@ -788,27 +804,7 @@ class PrometheusServer(_LocalProcess):
             f"--web.listen-address={LOOPBACK}:{self._port}",
             "--web.enable-lifecycle",
         ]
-        self._log_handle = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_handle,
-            stderr=subprocess.STDOUT,
-            cwd=self._work_dir,
-            start_new_session=True,  # Ctrl-C reaches Python only, which stops the server in order
-            preexec_fn=_parent_death_signal_setter(),  # noqa: PLW1509 - only a pre-resolved prctl
-        )
-
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + self._startup_timeout_s
-        while True:
-            self._raise_if_exited()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._fail(f"did not answer /-/ready within {self._startup_timeout_s:.0f}s")
-            if self._is_ready(min(remaining, 2.0)):
-                return
-            time.sleep(0.1)
+        self._spawn(command, self._work_dir)
 
     def _is_ready(self, timeout_s: float) -> bool:
         try:
@@ -816,10 +812,6 @@ class PrometheusServer(_LocalProcess):
         except OSError:  # refused or reset while it binds: not yet
             return False
         return status == 200
-
-    def _raise_if_exited(self) -> None:
-        if self._process is not None and self._process.poll() is not None:
-            self._fail(f"exited with code {self._process.returncode} while starting")
 
     def _fail(self, reason: str) -> NoReturn:
         self.stop()

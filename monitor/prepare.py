@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -360,7 +360,3 @@ def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
 
-
-def distinct(values: Iterable[str]) -> int:
-    """How many different values ``values`` holds."""
-    return len(set(values))

@@ -14,23 +14,22 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 from monitor import bundle as bundle_lib
-from monitor import logs
+from monitor import export, logs
 from monitor.config import MonitorConfig, load_config
 from monitor.errors import InputError
-from monitor.kafka_io import KafkaSink, KafkaSource, client_options, is_outage
-from monitor.produce import HOUR_MS, StreamPlan, encode_value, paced, planned_stream
-from monitor import export
 from monitor.hourly import HourlyPipeline, compare_settings
+from monitor.kafka_io import KafkaSink, KafkaSource, client_options, is_outage
 from monitor.model_lifecycle import BundleWatcher, Retrainer
+from monitor.produce import HOUR_MS, StreamPlan, encode_value, paced, planned_stream
 from monitor.schedule import start_jobs
 from monitor.score import Scorer
-from monitor.service import BACKOFF_MAX_S, BatchResult, Hooks, NoHooks, Service
+from monitor.service import BACKOFF_MAX_S, BatchResult, NoHooks, Service
 from monitor.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -76,11 +75,10 @@ def run_service(config_path: Path | None, model_path: str | None = None) -> int:
     return 0
 
 
-def build_service(config: MonitorConfig, scorer: Scorer, state: StateStore, pipeline: HourlyPipeline,
-                  source: KafkaSource | None = None, sink: KafkaSink | None = None,
-                  hooks: Sequence[Hooks] = ()) -> Service:
-    """A service with its checkpoint restored and the consumer told where to resume."""
-    service = Service(config, scorer, source, sink, state, pipeline, hooks)  # type: ignore[arg-type]
+def build_service(config: MonitorConfig, scorer: Scorer, state: StateStore, pipeline: HourlyPipeline) -> Service:
+    """A service with its checkpoint restored; its source and sink are attached once the cluster answers,
+    the source told to resume at ``service.positions``."""
+    service = Service(config, scorer, None, None, state, pipeline)  # type: ignore[arg-type]
     service.restore()
     return service
 

@@ -71,6 +71,7 @@ class KafkaSource:
                                       auto_offset_reset=auto_offset_reset)
         # The checkpoint, not the group, knows where the window sums are exact: seek there on assignment.
         self.resume_at = dict(resume_at or {})
+        _keep_rebalances_requested(self.consumer)
         self.consumer.subscribe(list(topics), listener=_SeekOnAssign(self))
 
     def next_batch(self, max_records: int, timeout_ms: int) -> list[RawMessage]:
@@ -110,6 +111,28 @@ class KafkaSource:
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
+
+
+def _keep_rebalances_requested(consumer: KafkaConsumer) -> None:
+    """Make a rebalance that a metadata change started run to its end, even across short polls.
+
+    kafka-python 3.0.12 notices a new topic or partition by comparing metadata snapshots, without setting
+    the coordinator's ``rejoin_needed`` flag. The leader's assignment makes the snapshots equal again, so a
+    poll whose timeout ran out during SyncGroup never comes back for the join in flight: the member stays
+    in the group with no partitions (seen at startup, when the first join runs before the topic's metadata
+    arrives, as soon as polls are short or the machine is busy). Recording the request in the flag keeps
+    ``need_rejoin()`` true until the join completes.
+    """
+    coordinator = consumer._coordinator  # noqa: SLF001 - no public hook; kafka-python is pinned
+    detects_rejoin = coordinator.need_rejoin
+
+    def need_rejoin() -> bool:
+        if detects_rejoin():
+            coordinator.request_rejoin()
+            return True
+        return False
+
+    coordinator.need_rejoin = need_rejoin
 
 
 class _SeekOnAssign(ConsumerRebalanceListener):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -38,6 +38,51 @@ _SHAPE_TABLE = str.maketrans(
 )
 _MAX_COUNT_VALUE = 999  # token counts above this share one summary value
 MEMO_SIZE = 200_000  # distinct strings whose encodings are remembered (emptied when full)
+
+
+class _RowMemo:
+    """Rows of feature indices of strings seen before, kept in one matrix so a batch is one gather.
+
+    Holds up to ``capacity`` distinct strings; when a batch would overflow it, it starts over empty.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._slots: dict[str, int] = {}
+        self._rows = np.empty((0, 0), dtype=np.int32)  # grown by doubling, up to ``capacity`` rows
+
+    def rows(self, sequences: Sequence[str], compute: Callable[[str], tuple[int, ...]]) -> np.ndarray:
+        """The row of each sequence, computing (and remembering) those not seen before."""
+        get = self._slots.get
+        slots = np.array([get(s, -1) for s in sequences], dtype=np.int64)
+        missing = np.flatnonzero(slots < 0)
+        if len(missing):
+            if len(missing) > self.capacity:  # a batch larger than the memo: nothing to remember
+                return np.array([compute(s) for s in sequences], dtype=np.int32).reshape(len(sequences), -1)
+            if len(self._slots) + len(missing) > self.capacity:
+                self.clear()
+                slots[:], missing = -1, np.arange(len(sequences))
+            for i in missing:
+                sequence = sequences[i]
+                slot = self._slots.get(sequence)
+                if slot is None:  # not a repeat within this batch
+                    slot = self._store(compute(sequence))
+                    self._slots[sequence] = slot
+                slots[i] = slot
+        return self._rows[slots]
+
+    def clear(self) -> None:
+        self._slots.clear()
+
+    def _store(self, row: tuple[int, ...]) -> int:
+        slot = len(self._slots)
+        if slot >= len(self._rows) or self._rows.shape[1] != len(row):
+            grown = np.empty((min(max(2 * len(self._rows), 1024), self.capacity), len(row)), dtype=np.int32)
+            if self._rows.shape[1] == len(row):
+                grown[: len(self._rows)] = self._rows
+            self._rows = grown
+        self._rows[slot] = row
+        return slot
 
 
 def shape_of(text: str) -> str:
@@ -226,17 +271,7 @@ class Preparer:
     def _positional_indices(self, sequences: Sequence[str]) -> np.ndarray:
         # Identifier streams repeat (a serial, a user id, a residue triplet seen before): a bounded memo of
         # each string's feature indices skips tokenizing and the dictionary look-ups for repeats.
-        memo = self._memo
-        rows = []
-        for sequence in sequences:
-            row = memo.get(sequence)
-            if row is None:
-                row = self._indices_of(sequence)
-                if len(memo) >= MEMO_SIZE:
-                    memo.clear()
-                memo[sequence] = row
-            rows.append(row)
-        return np.array(rows, dtype=np.int32).reshape(len(sequences), len(self._lookups))
+        return self._memo.rows(sequences, self._indices_of)
 
     def forget(self) -> None:
         """Empty the memo of encodings (benchmarks start each run as cold as a new process)."""
@@ -272,7 +307,7 @@ class Preparer:
         self._separator_re = re.compile(f"({self.settings.separator_pattern})")
         self._vocabulary_index = {tok: i + _RESERVED for i, tok in enumerate(self.vocabulary)}
         self._lookups: list[tuple[dict[str | None, int], int]] = []
-        self._memo: dict[str, tuple[int, ...]] = {}
+        self._memo = _RowMemo(MEMO_SIZE)
         if self.settings.encoding != "positional" or not self.dictionaries:
             return
         offset = 0

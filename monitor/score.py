@@ -6,7 +6,8 @@ Higher always means more abnormal. No I/O happens here: strings in, arrays out.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -18,13 +19,18 @@ from monitor.model import Reconstructor
 class Scores:
     """Per-sequence results, aligned with the input.
 
-    ``errors``: mean squared reconstruction error. ``percentiles``: rank of each error among the training
-    errors, 0-100 (the seed's ``get_sequence_anomaly_rank``). ``flags``: error above the bundle's threshold.
+    ``errors``: mean squared reconstruction error. ``flags``: error above the bundle's threshold.
+    ``percentiles``: rank of each error among the training errors, 0-100 (the seed's
+    ``get_sequence_anomaly_rank``), computed on first use: the hourly path never needs them.
     """
 
     errors: np.ndarray
-    percentiles: np.ndarray
     flags: np.ndarray
+    sorted_training_errors: np.ndarray = field(repr=False)
+
+    @cached_property
+    def percentiles(self) -> np.ndarray:
+        return percentile_ranks(self.errors, self.sorted_training_errors)
 
 
 class Scorer:
@@ -45,8 +51,7 @@ class Scorer:
 
     def score(self, sequences: Sequence[str]) -> Scores:
         errors = self.errors(sequences)
-        return Scores(errors, percentile_ranks(errors, self.bundle.training_errors),
-                      errors > self.bundle.threshold)
+        return Scores(errors, errors > self.bundle.threshold, self.bundle.training_errors)
 
     def explain(self, sequences: Sequence[str], top: int = 3) -> list[list[tuple[str, float]]]:
         """For each sequence, the parts that carry most of its error, with their share of it."""

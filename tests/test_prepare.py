@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.errors import ConfigError, InputError
-from monitor.prepare import Preparer, PrepareSettings, shape_of
+from monitor.prepare import Preparer, PrepareSettings, shape_of, _RowMemo
 
 RESIDUES = ["PHE-SER-CYS", "GLN-ARG-SER", "ALA-GLY-LEU", "SER-PHE-GLY"] * 50
 SERIALS = ["AB121E", "AB323F", "DN176", "DN555", "KQ1234"] * 40
@@ -121,3 +121,24 @@ def test_remembered_encodings_equal_fresh_ones() -> None:
     assert np.array_equal(p.encode(batch), first)  # from the memo
     p.forget()
     assert np.array_equal(p.encode(batch), first)
+
+
+def test_the_memo_computes_each_distinct_string_once_and_stays_right_when_full() -> None:
+    computed: list[str] = []
+
+    def compute(s: str) -> tuple[int, ...]:
+        computed.append(s)
+        return (len(s), ord(s[0]))
+
+    memo = _RowMemo(capacity=3)
+    expected = lambda batch: np.array([(len(s), ord(s[0])) for s in batch])  # noqa: E731
+    assert np.array_equal(memo.rows(["a", "bb", "a"], compute), expected(["a", "bb", "a"]))
+    assert computed == ["a", "bb"]  # the repeat inside the batch came from the memo
+    assert np.array_equal(memo.rows(["bb", "ccc"], compute), expected(["bb", "ccc"]))
+    assert computed == ["a", "bb", "ccc"]
+    # Two new strings overflow a memo of three: it starts over and every row is still right.
+    assert np.array_equal(memo.rows(["dddd", "a", "eeeee"], compute), expected(["dddd", "a", "eeeee"]))
+    # A batch larger than the memo is computed without being remembered.
+    batch = ["v", "ww", "xxx", "yyyy"]
+    assert np.array_equal(memo.rows(batch, compute), expected(batch))
+    assert memo.rows([], compute).shape[0] == 0

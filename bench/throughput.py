@@ -305,7 +305,7 @@ def breakdown(parts: Counter[str]) -> list[tuple[str, float]]:
     """The monitor's loop split into exclusive stages (seconds), from the nested timers."""
     return [
         ("kafka-python poll", parts["kafka poll"]),
-        ("RawMessage per record", parts["next_batch"] - parts["kafka poll"]),
+        ("batch assembly", parts["next_batch"] - parts["kafka poll"]),
         ("decode + bookkeeping", parts["process"] - parts["score"] - parts["window"]),
         ("Scorer.score", parts["score"]),
         ("windows", parts["window"] + parts["close windows"]),

@@ -17,11 +17,10 @@ from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from monitor.errors import ConfigError, MonitorError
-from monitor.records import RawMessage
+from monitor.records import Polled, Position
 
 log = logging.getLogger(__name__)
 
-Position = tuple[str, int]  # (topic, partition)
 _OURS = {"bootstrap_servers", "group_id", "enable_auto_commit", "auto_offset_reset", "key_deserializer",
          "value_deserializer", "key_serializer", "value_serializer"}
 
@@ -74,10 +73,15 @@ class KafkaSource:
         _keep_rebalances_requested(self.consumer)
         self.consumer.subscribe(list(topics), listener=_SeekOnAssign(self))
 
-    def next_batch(self, max_records: int, timeout_ms: int) -> list[RawMessage]:
+    def next_batch(self, max_records: int, timeout_ms: int) -> Polled:
         """Up to ``max_records`` messages, waiting at most ``timeout_ms`` for the first."""
-        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
-        return [_raw(record) for records in polled.values() for record in records]
+        messages: list[Any] = []
+        next_offsets: dict[Position, int] = {}
+        for tp, records in self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records).items():
+            if records:
+                messages += records  # ConsumerRecords are messages as they are: no copy per record
+                next_offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
+        return Polled(messages, next_offsets)
 
     def processed(self, next_offsets: Mapping[Position, int]) -> None:
         """Note how far the caller's state has read, so a re-assigned partition resumes there."""
@@ -184,10 +188,3 @@ class KafkaSink:
     def close(self, timeout_s: float = 10.0) -> None:
         self.producer.close(timeout=timeout_s)
 
-
-def _raw(record: Any) -> RawMessage:
-    headers = record.headers
-    timestamp = record.timestamp
-    return RawMessage(record.topic, record.partition, record.offset,
-                      timestamp if timestamp is not None and timestamp >= 0 else None, record.key, record.value,
-                      tuple((k, v or b"") for k, v in headers) if headers else ())

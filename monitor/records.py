@@ -10,16 +10,31 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 
+Position = tuple[str, int]  # (topic, partition)
+
+
 class RawMessage(NamedTuple):
-    """A message as the source delivered it: the original bytes and where they came from."""
+    """A message as the source delivered it: the original bytes and where they came from.
+
+    ``timestamp`` is in epoch milliseconds; ``None`` or negative means the record has none. kafka-python's
+    ``ConsumerRecord`` has these attributes too (and more), so the Kafka source hands its records on as they
+    are: anything with these attributes is a message.
+    """
 
     topic: str
     partition: int
     offset: int
-    timestamp_ms: int | None
+    timestamp: int | None
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
+class Polled(NamedTuple):
+    """One poll's messages, in order within each partition, and where each partition resumes after them."""
+
+    messages: list[RawMessage]
+    next_offsets: dict[Position, int]
 
 
 class Record(NamedTuple):

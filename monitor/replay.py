@@ -17,12 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
-from monitor.decode import decode
+from monitor.decode import Decoded, decode_batch
 from monitor.errors import InputError
 from monitor.hourly import HourlyPipeline, WindowReport
-from monitor.records import RawMessage, Record
+from monitor.records import RawMessage
 from monitor.score import Scorer
 
 BATCH_ROWS = 5_000
@@ -61,22 +59,19 @@ def replay(path: Path, scorer: Scorer, pipeline: HourlyPipeline, columns: Replay
     messages = _messages(path, topic, columns.sequence)
     while batch := list(itertools.islice(messages, BATCH_ROWS)):
         rows += len(batch)
-        decoded = [decode(m, options) for m in batch]
-        records = [d for d in decoded if isinstance(d, Record)]
-        rejected.update(d.reason for d in decoded if not isinstance(d, Record))
-        late += _add(records, scorer, pipeline, (topic, 0))
+        decoded = decode_batch(batch, options)
+        rejected.update(r.reason for r in decoded.rejected)
+        late += _add(decoded, scorer, pipeline, (topic, 0))
         reports += pipeline.close_due(scorer.bundle.version)
     reports += pipeline.flush(scorer.bundle.version)
     return ReplayResult(reports, rows, rejected, late)
 
 
-def _add(records: Sequence[Record], scorer: Scorer, pipeline: HourlyPipeline, partition: tuple[str, int]) -> int:
-    if not records:
+def _add(decoded: Decoded, scorer: Scorer, pipeline: HourlyPipeline, partition: tuple[str, int]) -> int:
+    if not len(decoded):
         return 0
-    scores = scorer.score([r.sequence for r in records])
-    weights = np.fromiter((r.weight for r in records), dtype=np.float64, count=len(records))
-    times = np.fromiter((r.event_time_ms for r in records), dtype=np.int64, count=len(records))
-    return pipeline.add(partition, scores.errors, weights, times, scores.flags)
+    scores = scorer.score(decoded.sequences)
+    return pipeline.add(partition, scores.errors, decoded.weights, decoded.event_times_ms, scores.flags)
 
 
 def _messages(path: Path, topic: str, sequence_column: str) -> Iterator[RawMessage]:

@@ -126,7 +126,7 @@ class KeepNormal(NoHooks):
         self.retrainer = retrainer
 
     def on_batch(self, result: BatchResult, seconds: float) -> None:
-        self.retrainer.keep_normal([r.sequence for r in result.records], result.flags)
+        self.retrainer.keep_normal(result.decoded.sequences, result.flags)
 
 
 def _connect(make: Callable[[], T], stop: threading.Event, what: str) -> T | None:

@@ -23,10 +23,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from monitor.decode import decode
+from monitor.decode import Decoded, decode_batch
 from monitor.hourly import HourlyPipeline, WindowReport, group_by_partition
-from monitor.kafka_io import BrokerUnavailable, Position
-from monitor.records import RawMessage, Record, Rejected
+from monitor.kafka_io import BrokerUnavailable
+from monitor.records import Polled, Position, RawMessage, Record, Rejected
 from monitor.score import Scorer
 from monitor.state import Checkpoint, StateStore
 
@@ -40,7 +40,7 @@ REQUEST_TIMEOUT_S = 10.0
 
 
 class Source(Protocol):
-    def next_batch(self, max_records: int, timeout_ms: int) -> list[RawMessage]: ...
+    def next_batch(self, max_records: int, timeout_ms: int) -> Polled: ...
     def commit(self, next_offsets: Mapping[Position, int], timeout_ms: int = ...) -> None: ...
     def processed(self, next_offsets: Mapping[Position, int]) -> None: ...
     def close(self) -> None: ...
@@ -101,13 +101,16 @@ class Counts:
 class BatchResult:
     """What one batch became; ``next_offsets`` is the resume position per partition."""
 
-    records: list[Record]
-    rejected: list[Rejected]
+    decoded: Decoded
     next_offsets: dict[Position, int]
     errors: np.ndarray = field(default_factory=lambda: np.empty(0))
     flags: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
     late: Counter[str] = field(default_factory=Counter)  # records after their window closed, by topic
     by_partition: dict[Position, np.ndarray] = field(default_factory=dict)  # record indices per partition
+
+    @property
+    def rejected(self) -> list[Rejected]:
+        return self.decoded.rejected
 
 
 class Service:
@@ -207,11 +210,11 @@ class Service:
     def run_once(self) -> BatchResult | None:
         """Poll and fully process one batch; ``None`` when nothing arrived."""
         batch = self.config.batch
-        messages = self.source.next_batch(batch.max_records, batch.max_wait_ms)
-        if not messages:
+        polled = self.source.next_batch(batch.max_records, batch.max_wait_ms)
+        if not polled.messages:
             return None
         started = time.perf_counter()
-        result = self.process(messages)
+        result = self.process(polled.messages, polled.next_offsets)
         self.positions.update(result.next_offsets)
         self.source.processed(result.next_offsets)
         self.last_record_at = self._clock()
@@ -237,30 +240,27 @@ class Service:
             self.checkpoint()
 
     # -- one batch ------------------------------------------------------------------------------------------
-    def process(self, messages: list[RawMessage]) -> BatchResult:
-        """Decode, score, window and send; returns once everything of the batch is accounted for."""
-        options = self.config.input
-        records: list[Record] = []
-        rejected: list[Rejected] = []
-        for message in messages:
-            decoded = decode(message, options)
-            (records if type(decoded) is Record else rejected).append(decoded)  # type: ignore[arg-type]
-        result = BatchResult(records, rejected, next_offsets(messages))
-        scored = self._score(records, result)
-        result.late = self._window(records, result)
-        if rejected:
-            letters = [dead_letter(r) for r in rejected]
+    def process(self, messages: Sequence[RawMessage], offsets: dict[Position, int] | None = None) -> BatchResult:
+        """Decode, score, window and send; returns once everything of the batch is accounted for.
+
+        ``offsets``: where each partition resumes after ``messages``, when the source already knows it."""
+        decoded = decode_batch(messages, self.config.input)
+        result = BatchResult(decoded, offsets if offsets is not None else next_offsets(messages))
+        scored = self._score(decoded, result)
+        result.late = self._window(decoded, result)
+        if decoded.rejected:
+            letters = [dead_letter(r) for r in decoded.rejected]
             self._until_done("send dead letters", lambda: self._send(self.config.dead_letter.topic, letters))
-        if self.config.output.topic and records:
+        if self.config.output.topic and len(decoded):
             self._until_done("send scored events", lambda: self._send(self.config.output.topic, scored))
         self._account(messages, result)
         return result
 
-    def _score(self, records: list[Record], result: BatchResult
+    def _score(self, decoded: Decoded, result: BatchResult
                ) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
-        if not records:
+        if not len(decoded):
             return []
-        sequences = [r.sequence for r in records]
+        sequences = decoded.sequences
         scores = self.scorer.score(sequences)
         result.errors, result.flags = scores.errors, scores.flags
         if not self.config.output.topic:
@@ -268,19 +268,18 @@ class Service:
         flagged = [i for i, flag in enumerate(scores.flags) if flag]
         reasons = dict(zip(flagged, self.scorer.explain([sequences[i] for i in flagged]))) if flagged else {}
         return [scored_event(r, float(scores.errors[i]), float(scores.percentiles[i]), bool(scores.flags[i]),
-                             reasons.get(i, [])) for i, r in enumerate(records)]
+                             reasons.get(i, [])) for i, r in enumerate(decoded.records())]
 
-    def _window(self, records: list[Record], result: BatchResult) -> Counter[str]:
+    def _window(self, decoded: Decoded, result: BatchResult) -> Counter[str]:
         late: Counter[str] = Counter()
-        if not records:
+        if not len(decoded):
             return late
-        weights = np.fromiter((r.weight for r in records), dtype=np.float64, count=len(records))
-        times = np.fromiter((r.event_time_ms for r in records), dtype=np.int64, count=len(records))
+        weights, times = decoded.weights, decoded.event_times_ms
         now_ms = int(self._clock() * 1000)
         if len(result.next_offsets) == 1:  # the usual batch: one partition, no grouping needed
-            result.by_partition = {next(iter(result.next_offsets)): np.arange(len(records))}
+            result.by_partition = {next(iter(result.next_offsets)): np.arange(len(decoded))}
         else:
-            result.by_partition = group_by_partition((r.message.topic, r.message.partition) for r in records)
+            result.by_partition = group_by_partition((m.topic, m.partition) for m in decoded.messages)
         for partition, idx in result.by_partition.items():
             late[partition[0]] += self.pipeline.add(partition, result.errors[idx], weights[idx], times[idx],
                                                     result.flags[idx], now_ms=now_ms)
@@ -301,10 +300,10 @@ class Service:
     def _send(self, topic: str, messages: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
         self.sink.send_all(topic, messages, REQUEST_TIMEOUT_S)
 
-    def _account(self, messages: list[RawMessage], result: BatchResult) -> None:
+    def _account(self, messages: Sequence[RawMessage], result: BatchResult) -> None:
         self.counts.batches += 1
         self.counts.consumed += len(messages)
-        self.counts.scored += len(result.records)
+        self.counts.scored += len(result.decoded)
         self.counts.abnormal += int(result.flags.sum())
         self.counts.late += sum(result.late.values())
         self.counts.rejected.update(r.reason for r in result.rejected)
@@ -360,8 +359,8 @@ def dead_letter(rejected: Rejected) -> tuple[bytes | None, bytes, list[tuple[str
     ours = [("monitor.reason", rejected.reason), ("monitor.detail", rejected.detail),
             ("monitor.source.topic", m.topic), ("monitor.source.partition", str(m.partition)),
             ("monitor.source.offset", str(m.offset)),
-            ("monitor.source.timestamp_ms", "" if m.timestamp_ms is None else str(m.timestamp_ms))]
-    headers = list(m.headers) + [(k, v.encode("utf-8")) for k, v in ours]
+            ("monitor.source.timestamp_ms", "" if m.timestamp is None or m.timestamp < 0 else str(m.timestamp))]
+    headers = source_headers(m) + [(k, v.encode("utf-8")) for k, v in ours]
     return m.key, m.value or b"", headers
 
 
@@ -375,4 +374,9 @@ def scored_event(record: Record, error: float, percentile: float, abnormal: bool
         "weight": record.weight, "event_time_ms": record.event_time_ms,
         "source": {"topic": m.topic, "partition": m.partition, "offset": m.offset},
     }
-    return m.key, json.dumps(body, separators=(",", ":")).encode("utf-8"), list(m.headers)
+    return m.key, json.dumps(body, separators=(",", ":")).encode("utf-8"), source_headers(m)
+
+
+def source_headers(message: RawMessage) -> list[tuple[str, bytes]]:
+    """The message's headers to send on; a header without a value gets an empty one."""
+    return [(k, v or b"") for k, v in message.headers] if message.headers else []

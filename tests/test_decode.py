@@ -3,11 +3,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.decode import decode
+from monitor.decode import decode, decode_batch
 from monitor.records import REJECTION_REASONS, RawMessage, Record, Rejected
 
 
@@ -112,3 +113,27 @@ def test_any_json_document_gives_a_record_or_a_known_rejection(document: object)
     value = json.dumps({"payload": {"serial": document}, "w": document, "t": document}).encode()
     result = decode(message(value), JSON)
     assert isinstance(result, (Record, Rejected))
+
+
+_TEXTISH = st.one_of(st.text(max_size=8).map(str.encode), st.binary(max_size=8), st.just(b" \t"), st.just(b""),
+                     st.just(b"A" * 101), st.none())
+
+
+@given(st.lists(st.tuples(_TEXTISH, st.none() | st.integers(-5, 2_000_000_000_000)), max_size=12),
+       st.sampled_from([TEXT, JSON]))
+def test_a_batch_decodes_exactly_as_its_messages_do_one_by_one(parts: list[tuple[bytes | None, int | None]],
+                                                               options: Options) -> None:
+    messages = [RawMessage("events", 2, offset, timestamp, None, value)
+                for offset, (value, timestamp) in enumerate(parts)]
+    one_by_one = [decode(m, options) for m in messages]
+    batch = decode_batch(messages, options)
+    assert batch.records() == [d for d in one_by_one if isinstance(d, Record)]
+    assert batch.rejected == [d for d in one_by_one if isinstance(d, Rejected)]
+    assert batch.weights.dtype == np.float64 and batch.event_times_ms.dtype == np.int64
+
+
+def test_a_clean_text_batch_keeps_every_message_in_order() -> None:
+    messages = [message(f"AB{i}E".encode()) for i in range(5)]
+    batch = decode_batch(messages, TEXT)
+    assert batch.sequences == [f"AB{i}E" for i in range(5)] and batch.messages == messages
+    assert list(batch.event_times_ms) == [1_700_000_000_000] * 5 and list(batch.weights) == [1.0] * 5

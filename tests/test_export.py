@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.bundle import Bundle
 from monitor.export import Metrics, error_buckets, model_info, serve
 from monitor.hourly import WindowReport
+from monitor.decode import Decoded
 from monitor.records import RawMessage, Record, Rejected
 from monitor.service import BatchResult
 
@@ -26,7 +27,7 @@ def message(topic: str = "serials", offset: int = 0) -> RawMessage:
 def batch() -> BatchResult:
     records = [Record("AB121E", 1.0, 1_700_000_000_000, message(offset=i)) for i in range(3)]
     rejected = [Rejected("invalid_utf8", "bad", message(offset=3))]
-    return BatchResult(records, rejected, {("serials", 0): 4}, errors=np.array([1e-4, 2e-3, 0.5]),
+    return BatchResult(Decoded.of(records, rejected), {("serials", 0): 4}, errors=np.array([1e-4, 2e-3, 0.5]),
                        flags=np.array([False, False, True]), late=Counter({"serials": 2}),
                        by_partition={("serials", 0): np.arange(3)})
 

@@ -26,7 +26,11 @@ def _read(source: KafkaSource, expected: int, poll_ms: int, timeout_s: float = 3
     values: list[bytes] = []
     deadline = time.monotonic() + timeout_s
     while len(values) < expected and time.monotonic() < deadline:
-        values.extend(m.value for m in source.next_batch(100, poll_ms))
+        polled = source.next_batch(100, poll_ms)
+        values.extend(m.value for m in polled.messages)
+        # Each partition resumes after the last message the poll handed out.
+        last = {(m.topic, m.partition): m.offset + 1 for m in polled.messages}
+        assert polled.next_offsets == last
     return values
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from monitor.compare import ABNORMAL, CompareSettings, Comparison, History, HourFigures
-from monitor.window import ClosedWindow, Windows, WindowAccumulator
+from monitor.window import ClosedWindow, WindowAccumulator, Windows
 
 Partition = tuple[str, int]
 

@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.bundle import Bundle
+from monitor.decode import Decoded
 from monitor.export import Metrics, error_buckets, model_info, serve
 from monitor.hourly import WindowReport
-from monitor.decode import Decoded
 from monitor.records import RawMessage, Record, Rejected
 from monitor.service import BatchResult
 

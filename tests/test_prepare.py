@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.errors import ConfigError, InputError
-from monitor.prepare import Preparer, PrepareSettings, shape_of, _RowMemo
+from monitor.prepare import Preparer, PrepareSettings, _RowMemo, shape_of
 
 RESIDUES = ["PHE-SER-CYS", "GLN-ARG-SER", "ALA-GLY-LEU", "SER-PHE-GLY"] * 50
 SERIALS = ["AB121E", "AB323F", "DN176", "DN555", "KQ1234"] * 40

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from kafka.errors import (CommitFailedError, KafkaConnectionError, KafkaError, KafkaTimeoutError,
+                          RebalanceInProgressError)
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from monitor.errors import ConfigError, MonitorError
@@ -108,6 +109,12 @@ class KafkaSource:
             return
         try:
             self.consumer.commit(offsets=offsets, timeout_ms=timeout_ms)
+        except (CommitFailedError, RebalanceInProgressError) as exc:
+            # The group dropped this member (its loop stalled past max_poll_interval_ms, or its session expired
+            # during an outage) or is rebalancing. The state file already holds these positions; the next poll
+            # rejoins, seeks to them, and the next checkpoint commits again. Retrying here would never rejoin.
+            log.warning("offset commit skipped, the group is rebalancing or dropped this member (%s); the "
+                        "next checkpoint commits again", type(exc).__name__)
         except KafkaError as exc:
             if is_outage(exc):
                 raise BrokerUnavailable(f"offset commit failed: {exc}") from exc

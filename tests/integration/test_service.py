@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -144,3 +145,47 @@ def test_the_service_survives_a_broker_outage_and_catches_up(restartable_kafka_b
     down = [r for r in caplog.records if r.message.startswith("broker unavailable")]
     back = [r for r in caplog.records if r.message.startswith("broker reachable again")]
     assert 1 <= len(down) == len(back) <= 3  # once per change of state, not once per retry
+
+
+class _StallOnce:
+    """A hook that holds the loop once, longer than the consumer may go between polls."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.stalled = seconds, False
+
+    def on_batch(self, result: object, seconds: float) -> None:
+        if not self.stalled:
+            self.stalled = True
+            time.sleep(self.seconds)
+
+    def on_window_closed(self, report: object, streak: int) -> None:
+        pass
+
+    def on_checkpoint(self, saved_at: float) -> None:
+        pass
+
+    def on_tick(self, service: object) -> None:
+        pass
+
+
+def test_a_member_dropped_from_the_group_carries_on_without_repeating_or_skipping(
+        kafka_broker, bundle_dir: Path, serial_bundle: Bundle, caplog: pytest.LogCaptureFixture) -> None:
+    # The loop stalls past max_poll_interval_ms: the group drops the member, its next commit is refused
+    # (CommitFailedError), and the service has to rejoin and go on from its own state.
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "in")
+    values = [s.encode() for s in ["AB121E", "DN176", "KQ4411"] * 2000]
+    produce(bootstrap, topic, values)
+    config = service_config(bootstrap, topic, bundle_dir, batch={"max_records": 100},
+                            kafka={"consumer": {"max_poll_interval_ms": 1500, "session_timeout_ms": 6000,
+                                                "heartbeat_interval_ms": 500}})
+    with Running(config, serial_bundle) as service:
+        stall = _StallOnce(5.0)
+        service.hooks.append(stall)
+        wait_for(lambda: service.counts.consumed >= len(values), 90, "every message consumed")
+        wait_for(lambda: committed_offset(bootstrap, config.input.group_id, topic) == len(values), 30,
+                 "the offsets committed after the rejoin")
+        assert service.counts.consumed == len(values) and stall.stalled
+    offsets = source_offsets(read_topic(bootstrap, config.output.topic, len(values), timeout_s=60), False)
+    assert sorted(offsets) == list(range(len(values)))  # each exactly once
+    assert any("commit" in r.message and "rebalanc" in r.message for r in caplog.records)

@@ -120,15 +120,19 @@ def test_sigterm_mid_stream_exits_0_with_consistent_offsets(kafka_broker, bundle
     assert sorted(offsets) == list(range(committed))  # all processed were committed, nothing beyond
 
 
+# The outage outlasts a 6 s session but not the default 45 s one: the member is either kept or dropped.
+@pytest.mark.parametrize("consumer", [{}, {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}],
+                         ids=["session-kept", "session-expired"])
 def test_the_service_survives_a_broker_outage_and_catches_up(restartable_kafka_broker, bundle_dir: Path,
-                                                             serial_bundle: Bundle,
+                                                             serial_bundle: Bundle, consumer: dict[str, int],
                                                              caplog: pytest.LogCaptureFixture) -> None:
     broker = restartable_kafka_broker
     bootstrap = broker.bootstrap_servers
     topic = new_topic(bootstrap, "in")
     first_part = [s.encode() for s in ["AB121E", "DN176"] * 25_000]  # far more than is scored before the stop
     produce(bootstrap, topic, first_part)
-    config = service_config(bootstrap, topic, bundle_dir, batch={"max_records": 20})
+    config = service_config(bootstrap, topic, bundle_dir, batch={"max_records": 20},
+                            kafka={"consumer": consumer})
     running = Running(config, serial_bundle)
     with running as service:
         wait_for(lambda: service.counts.consumed >= 40, 60, "consumption under way")

@@ -284,9 +284,10 @@ class ModelConfig(_Section):
 
 @dataclass(frozen=True)
 class DeadLetterConfig(_Section):
-    """Where records that cannot be decoded go, with their original bytes."""
+    """Where records that cannot be decoded go, with their original bytes (up to ``max_value_bytes``)."""
 
     topic: str = _setting("sequences.dead-letter", _topic)
+    max_value_bytes: int = _setting(900_000, _integer(1))
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,7 @@ class Service:
         scored = self._score(decoded, result)
         result.late = self._window(decoded, result)
         if decoded.rejected:
-            letters = [dead_letter(r) for r in decoded.rejected]
+            letters = [dead_letter(r, self.config.dead_letter.max_value_bytes) for r in decoded.rejected]
             self._until_done("send dead letters", lambda: self._send(self.config.dead_letter.topic, letters))
         if self.config.output.topic and len(decoded):
             self._until_done("send scored events", lambda: self._send(self.config.output.topic, scored))
@@ -353,15 +353,21 @@ def next_offsets(messages: Sequence[RawMessage]) -> dict[Position, int]:
     return positions
 
 
-def dead_letter(rejected: Rejected) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
-    """The original key and bytes, the original headers, and where it came from and why, as headers."""
+def dead_letter(rejected: Rejected, max_value_bytes: int | None = None
+                ) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """The original key and bytes (cut to ``max_value_bytes``), the original headers, and where it came from
+    and why, as headers."""
     m = rejected.message
+    value = m.value or b""
     ours = [("monitor.reason", rejected.reason), ("monitor.detail", rejected.detail),
             ("monitor.source.topic", m.topic), ("monitor.source.partition", str(m.partition)),
             ("monitor.source.offset", str(m.offset)),
             ("monitor.source.timestamp_ms", "" if m.timestamp is None or m.timestamp < 0 else str(m.timestamp))]
+    if max_value_bytes is not None and len(value) > max_value_bytes:
+        ours.append(("monitor.value_cut_from_bytes", str(len(value))))
+        value = value[:max_value_bytes]
     headers = source_headers(m) + [(k, v.encode("utf-8")) for k, v in ours]
-    return m.key, m.value or b"", headers
+    return m.key, value, headers
 
 
 def scored_event(record: Record, error: float, percentile: float, abnormal: bool,

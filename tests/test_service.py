@@ -45,3 +45,11 @@ def test_each_partition_resumes_after_its_highest_offset_in_any_order() -> None:
     messages = [RawMessage("a", 0, 5, 1, None, b"x"), RawMessage("b", 1, 9, 1, None, b"x"),
                 RawMessage("a", 0, 3, 1, None, b"x")]
     assert next_offsets(messages) == {("a", 0): 6, ("b", 1): 10}
+
+
+def test_a_dead_letter_longer_than_the_limit_is_cut_and_says_so() -> None:
+    message = RawMessage("events", 0, 1, 1_700_000_000_000, None, b"x" * 10)
+    _, value, headers = dead_letter(Rejected("oversized_value", "10 bytes", message), max_value_bytes=4)
+    assert value == b"xxxx" and dict(headers)["monitor.value_cut_from_bytes"] == b"10"
+    _, value, headers = dead_letter(Rejected("oversized_value", "10 bytes", message), max_value_bytes=10)
+    assert value == b"x" * 10 and "monitor.value_cut_from_bytes" not in dict(headers)

@@ -9,11 +9,14 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
 
 from monitor.bundle import Bundle
 
@@ -193,3 +196,27 @@ def test_a_member_dropped_from_the_group_carries_on_without_repeating_or_skippin
     offsets = source_offsets(read_topic(bootstrap, config.output.topic, len(values), timeout_s=60), False)
     assert sorted(offsets) == list(range(len(values)))  # each exactly once
     assert any("commit" in r.message and "rebalanc" in r.message for r in caplog.records)
+
+
+def test_a_value_too_large_for_the_dead_letter_topic_is_cut_not_fatal(kafka_broker, bundle_dir: Path,
+                                                                       serial_bundle: Bundle) -> None:
+    # An input topic may accept larger messages than the dead-letter producer can send (1 MiB by default):
+    # such a dead letter must not stop the service (a restart would meet it again, forever).
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = f"big-{uuid.uuid4().hex[:12]}"
+    with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
+        admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "4000000"})])
+    huge = b"A" * 2_000_000
+    producer = KafkaProducer(bootstrap_servers=bootstrap, max_request_size=4_000_000, acks="all")
+    for value in (b"AB121E", huge, b"DN176"):
+        producer.send(topic, value=value)
+    producer.flush()
+    producer.close()
+    config = service_config(bootstrap, topic, bundle_dir, dead_letter={"max_value_bytes": 500_000})
+    with Running(config, serial_bundle) as service:
+        wait_for(lambda: service.counts.consumed >= 3, 60, "all three consumed")
+    assert service.counts.scored == 2 and service.counts.rejected == Counter({"oversized_value": 1})
+    [letter] = read_topic(bootstrap, config.dead_letter.topic, 1)
+    headers = dict(letter.headers)
+    assert letter.value == huge[:500_000] and headers["monitor.value_cut_from_bytes"] == b"2000000"
+    assert committed_offset(bootstrap, config.input.group_id, topic) == 3

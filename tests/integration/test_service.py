@@ -19,6 +19,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
 from monitor.bundle import Bundle
+from monitor.service import NoHooks
 
 from .kafka_tools import (Running, committed_offset, new_topic, produce, read_topic, service_config,
                           source_offsets, wait_for)
@@ -154,7 +155,7 @@ def test_the_service_survives_a_broker_outage_and_catches_up(restartable_kafka_b
     assert 1 <= len(down) == len(back) <= 3  # once per change of state, not once per retry
 
 
-class _StallOnce:
+class _StallOnce(NoHooks):
     """A hook that holds the loop once, longer than the consumer may go between polls."""
 
     def __init__(self, seconds: float) -> None:
@@ -164,15 +165,6 @@ class _StallOnce:
         if not self.stalled:
             self.stalled = True
             time.sleep(self.seconds)
-
-    def on_window_closed(self, report: object, streak: int) -> None:
-        pass
-
-    def on_checkpoint(self, saved_at: float) -> None:
-        pass
-
-    def on_tick(self, service: object) -> None:
-        pass
 
 
 def test_a_member_dropped_from_the_group_carries_on_without_repeating_or_skipping(

@@ -54,7 +54,7 @@ from monitor import generate
 from monitor.config import MonitorConfig, config_from_dict
 from monitor.export import Metrics, error_buckets, model_info
 from monitor.hourly import HourlyPipeline, compare_settings
-from monitor.kafka_io import KafkaSink, KafkaSource
+from monitor.kafka_io import KafkaSink, KafkaSource, keep_rebalances_requested
 from monitor.local_services import KafkaBroker
 from monitor.score import Scorer
 from monitor.service import Service
@@ -174,6 +174,7 @@ def read_kafka_python(bootstrap: str, topic: str, n: int, max_records: int) -> R
     """A bare KafkaConsumer, set up like the monitor's: group, no auto-commit, from the earliest offset."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=_group("kp"), enable_auto_commit=False,
                              auto_offset_reset="earliest")
+    keep_rebalances_requested(consumer)  # the monitor's fix for a lost rebalance; no cost per record
     consumer.subscribe([topic])
     pace, seen = Pace(n), 0
     try:

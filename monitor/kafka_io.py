@@ -71,7 +71,7 @@ class KafkaSource:
                                       auto_offset_reset=auto_offset_reset)
         # The checkpoint, not the group, knows where the window sums are exact: seek there on assignment.
         self.resume_at = dict(resume_at or {})
-        _keep_rebalances_requested(self.consumer)
+        keep_rebalances_requested(self.consumer)
         self.consumer.subscribe(list(topics), listener=_SeekOnAssign(self))
 
     def next_batch(self, max_records: int, timeout_ms: int) -> Polled:
@@ -124,7 +124,7 @@ class KafkaSource:
         self.consumer.close(autocommit=False)
 
 
-def _keep_rebalances_requested(consumer: KafkaConsumer) -> None:
+def keep_rebalances_requested(consumer: KafkaConsumer) -> None:
     """Make a rebalance that a metadata change started run to its end, even across short polls.
 
     kafka-python 3.0.12 notices a new topic or partition by comparing metadata snapshots, without setting

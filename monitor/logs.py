@@ -5,11 +5,40 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 HUMAN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# kafka-python logs every failed connection attempt; the service logs outages once per change of state.
-QUIET_LOGGERS = {"kafka": logging.CRITICAL, "apscheduler": logging.WARNING}
+# kafka-python logs every failed connection attempt, many a second during an outage, and the service logs
+# outages itself once per change of state. Its errors still say why a connection fails (refused, TLS,
+# authentication), so they pass, each message at most once per LIBRARY_REPEAT_S; its warnings do not.
+QUIET_LOGGERS = {"kafka": logging.ERROR, "apscheduler": logging.WARNING}
+LIBRARY_REPEAT_S = 60.0
+
+
+class OncePerInterval(logging.Filter):
+    """Lets each message of the loggers under ``prefix`` through at most once per ``interval_s``.
+
+    A message is its template (``record.msg``), so a retry loop that logs the same failure with a new
+    connection in its arguments still counts as one message.
+    """
+
+    def __init__(self, prefix: str, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.prefix, self.interval_s, self._clock = prefix, interval_s, clock
+        self._last: dict[tuple[str, int, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != self.prefix and not record.name.startswith(self.prefix + "."):
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            return False
+        self._last[key] = now
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -31,6 +60,7 @@ def configure(level: str = "INFO", fmt: str = "human") -> None:
     """Replace the root logger's handlers with one writing to standard error."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(HUMAN_FORMAT))
+    handler.addFilter(OncePerInterval("kafka", LIBRARY_REPEAT_S))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

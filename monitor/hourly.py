@@ -21,7 +21,8 @@ Partition = tuple[str, int]
 
 @dataclass(frozen=True)
 class WindowReport:
-    """One closed window of one topic and its verdict against history."""
+    """One closed window of one topic and its verdict against history: the window's totals followed by
+    every field of its ``Comparison``, flat, as the state file, replay's CSV and the metrics read them."""
 
     topic: str
     start_ms: int
@@ -125,9 +126,7 @@ def _report(topic: str, closed: ClosedWindow, figures: HourFigures, c: Compariso
         weight_sum=total.weight_sum, weighted_error_sum=total.weighted_error_sum,
         weighted_mean=total.weighted_mean, above_threshold_share=total.above_threshold_share,
         error_p50=total.histogram.quantile(0.5), error_p99=total.histogram.quantile(0.99),
-        verdict=c.verdict, robust_z=c.robust_z, percentile=c.percentile, share_ratio=c.share_ratio,
-        distribution_distance=c.distribution_distance, baseline_median=c.baseline_median,
-        baseline_mad=c.baseline_mad, baseline_size=c.baseline_size, model_version=figures.model_version)
+        model_version=figures.model_version, **asdict(c))
 
 
 def compare_settings(config: Any) -> CompareSettings:

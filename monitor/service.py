@@ -240,12 +240,12 @@ class Service:
             self.checkpoint()
 
     # -- one batch ------------------------------------------------------------------------------------------
-    def process(self, messages: Sequence[RawMessage], offsets: dict[Position, int] | None = None) -> BatchResult:
+    def process(self, messages: Sequence[RawMessage], next_offsets: dict[Position, int]) -> BatchResult:
         """Decode, score, window and send; returns once everything of the batch is accounted for.
 
-        ``offsets``: where each partition resumes after ``messages``, when the source already knows it."""
+        ``next_offsets``: where each partition resumes after ``messages`` (the source knows it from the poll)."""
         decoded = decode_batch(messages, self.config.input)
-        result = BatchResult(decoded, offsets if offsets is not None else next_offsets(messages))
+        result = BatchResult(decoded, next_offsets)
         scored = self._score(decoded, result)
         result.late = self._window(decoded, result)
         if decoded.rejected:
@@ -342,15 +342,6 @@ class Service:
                 close()
             except Exception:  # closing is best effort: what matters is checkpointed and committed
                 log.warning("closing the %s failed", name, exc_info=True)
-
-
-def next_offsets(messages: Sequence[RawMessage]) -> dict[Position, int]:
-    """Per partition, the offset after the highest one in ``messages``."""
-    positions: dict[Position, int] = {}
-    for m in messages:
-        key = (m.topic, m.partition)
-        positions[key] = max(positions.get(key, 0), m.offset + 1)
-    return positions
 
 
 def dead_letter(rejected: Rejected, max_value_bytes: int | None = None

@@ -1,4 +1,4 @@
-"""The service's pure parts: what a dead letter and a scored event carry, and where partitions resume."""
+"""The service's pure parts: what a dead letter and a scored event carry."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from kafka.consumer.fetcher import ConsumerRecord
 
 from monitor.records import RawMessage, Record, Rejected
-from monitor.service import dead_letter, next_offsets, scored_event
+from monitor.service import dead_letter, scored_event
 
 
 def consumer_record(offset: int, timestamp: int, headers: list[tuple[str, bytes | None]]) -> ConsumerRecord:
@@ -39,12 +39,6 @@ def test_a_scored_event_is_json_keyed_and_headed_like_its_source() -> None:
         "sequence": "AB121E", "error": 0.25, "percentile": 99.5, "abnormal": True,
         "explanation": [{"part": "position 1 'A'", "share": 0.8}], "weight": 2.0,
         "event_time_ms": 1_700_000_000_000, "source": {"topic": "events", "partition": 0, "offset": 7}}
-
-
-def test_each_partition_resumes_after_its_highest_offset_in_any_order() -> None:
-    messages = [RawMessage("a", 0, 5, 1, None, b"x"), RawMessage("b", 1, 9, 1, None, b"x"),
-                RawMessage("a", 0, 3, 1, None, b"x")]
-    assert next_offsets(messages) == {("a", 0): 6, ("b", 1): 10}
 
 
 def test_a_dead_letter_longer_than_the_limit_is_cut_and_says_so() -> None:

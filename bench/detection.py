@@ -2,10 +2,10 @@
 
     python bench/detection.py [--hours 96] [--drift-hour 72] [--seeds 5] [--records-per-hour 2000]
 
-Trains one default model on normal serials, then for each seed generates a stream (``monitor.simulate``:
+Trains one default model on normal serials, then for each seed generates a stream (``monitor.devtools.simulate``:
 a daily cycle in the hourly counts with noise, 1 % of every hour broken by mixed corruptions, from
 ``--drift-hour`` on a further ``--drift-share`` of sequences in another format) and runs it through
-``HourlyPipeline`` with the default ``CompareSettings``. Per seed and as the median it prints:
+``HourlyJudge`` with the default ``CompareSettings``. Per seed and as the median it prints:
 
 - ``delay``      hours from the drift's start to the first critical hour (``-``: never critical);
 - ``false c/w``  critical and warning hours before the drift;
@@ -26,11 +26,11 @@ import sys
 import time
 from collections.abc import Sequence
 
-from monitor import generate
-from monitor.compare import CompareSettings
-from monitor.score import Scorer
-from monitor.simulate import Detection, Evaluation, Simulation, evaluate
-from monitor.train import train
+from monitor.core.score import Scorer
+from monitor.core.train import train
+from monitor.devtools import generate
+from monitor.devtools.simulate import Detection, Evaluation, Simulation, evaluate
+from monitor.hourly.compare import CompareSettings
 
 TARGET_DELAY_HOURS = 2
 RULES = ("monitor", "static", "rolling")

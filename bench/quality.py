@@ -34,11 +34,11 @@ from sklearn.ensemble import IsolationForest
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from monitor import generate
-from monitor.model import ModelSettings
-from monitor.prepare import PrepareSettings
-from monitor.score import Scorer
-from monitor.train import TrainSettings, train
+from monitor.core.model import ModelSettings
+from monitor.core.prepare import PrepareSettings
+from monitor.core.score import Scorer
+from monitor.core.train import TrainSettings, train
+from monitor.devtools import generate
 
 Scorer_ = Callable[[Sequence[str]], np.ndarray]
 METHODS = ("default", "seed", "iforest", "shape")

@@ -32,10 +32,10 @@ from collections.abc import Callable  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
-from monitor import generate  # noqa: E402
-from monitor.model import Reconstructor  # noqa: E402
-from monitor.score import Scorer  # noqa: E402
-from monitor.train import train  # noqa: E402
+from monitor.core.model import Reconstructor  # noqa: E402
+from monitor.core.score import Scorer  # noqa: E402
+from monitor.core.train import train  # noqa: E402
+from monitor.devtools import generate  # noqa: E402
 
 
 def pin_to_one_core() -> int:

@@ -50,20 +50,19 @@ from kafka.admin import NewTopic
 from kafka.record import util as kafka_record_util
 from prometheus_client import CollectorRegistry
 
-from monitor import generate
-from monitor.config import MonitorConfig, config_from_dict
-from monitor.export import Metrics, error_buckets, model_info
-from monitor.hourly import HourlyPipeline, compare_settings
-from monitor.kafka_io import KafkaSink, KafkaSource, keep_rebalances_requested
-from monitor.local_services import KafkaBroker
-from monitor.score import Scorer
-from monitor.service import Service
-from monitor.state import StateStore
-from monitor.train import train
+from monitor.app import build
+from monitor.core.score import Scorer
+from monitor.core.train import train
+from monitor.devtools import generate
+from monitor.devtools.kafka_broker import KafkaBroker
+from monitor.hourly.timeline import HOUR_MS
+from monitor.ops.export import Metrics, error_buckets
+from monitor.settings import MonitorConfig, config_from_dict
+from monitor.stream.kafka import keep_rebalances_requested
+from monitor.stream.service import Service
 
 BARE_KP, MONITOR, BARE_CK = "bare kafka-python", "monitor", "bare confluent-kafka"
 VARIANTS = (BARE_KP, MONITOR, BARE_CK)
-HOUR_MS = 3_600_000
 STALL_S = 60.0  # no record for this long means the topic holds fewer than --records: give up
 
 
@@ -237,8 +236,7 @@ def step(service: Service, checkpoint_interval_s: float, clock: Counter[str]) ->
     scheduler asks for every ``state.checkpoint_interval_seconds``."""
     started = time.perf_counter()
     service.run_once()
-    for hook in service.hooks:
-        hook.on_tick(service)
+    service.tick()
     if time.time() - service.last_checkpoint_at >= checkpoint_interval_s:
         service.checkpoint()
     clock["loop"] += time.perf_counter() - started
@@ -247,26 +245,25 @@ def step(service: Service, checkpoint_interval_s: float, clock: Counter[str]) ->
 def monitor_config(bootstrap: str, topic: str, state_path: Path) -> MonitorConfig:
     return config_from_dict({"kafka": {"bootstrap_servers": [bootstrap]},
                              "input": {"topics": [topic], "group_id": _group("monitor")},
-                             "output": {"topic": None}, "state": {"path": str(state_path)}}, environ={})
+                             "output": {"topic": None}, "state": {"path": str(state_path)},
+                             "metrics": {"enabled": False}}, environ={})
 
 
 def timed_service(config: MonitorConfig, scorer: Scorer) -> tuple[Service, Counter[str]]:
-    """A service wired as ``monitor.runner`` wires it (metrics hooks, no HTTP endpoint), with timers around
-    its stages."""
+    """A service built by ``monitor.app.build`` with the metrics hooks (no HTTP endpoint), with timers
+    around its stages."""
     clock: Counter[str] = Counter()
-    source = KafkaSource(config.kafka, config.input.topics, config.input.group_id, config.input.auto_offset_reset)
-    pipeline = HourlyPipeline(config.window.length_ms, config.window.allowed_lateness_ms,
-                              compare_settings(config.compare))
     timed_scorer = SimpleNamespace(score=_timed(clock, "score", scorer.score), explain=scorer.explain,
                                    bundle=scorer.bundle)
-    metrics = Metrics(CollectorRegistry(), error_buckets(scorer.bundle.training_errors), model_info(scorer.bundle))
-    service = Service(config, timed_scorer, source, KafkaSink(config.kafka),  # type: ignore[arg-type]
-                      StateStore(config.state.path), pipeline, [metrics])
-    service.restore()
-    for obj, name, label in ((source.consumer, "poll", "kafka poll"), (source, "next_batch", "next_batch"),
-                             (service, "process", "process"), (service, "_window", "window"),
-                             (service, "_close_windows", "close windows"), (service, "checkpoint", "checkpoint"),
-                             (metrics, "on_batch", "metrics"), (metrics, "on_tick", "metrics")):
+    metrics = Metrics(CollectorRegistry(), error_buckets(scorer.bundle.training_errors), scorer.bundle.info())
+    app = build(config, scorer=timed_scorer, hooks=[metrics])  # type: ignore[arg-type]
+    assert app is not None
+    service, pipeline = app.service, app.service.pipeline
+    for obj, name, label in ((service.source.consumer, "poll", "kafka poll"),  # type: ignore[attr-defined]
+                             (service.source, "next_batch", "next_batch"), (pipeline, "process", "process"),
+                             (pipeline, "_window", "window"), (pipeline, "close_due", "close windows"),
+                             (service, "checkpoint", "checkpoint"), (metrics, "on_batch", "metrics batch"),
+                             (metrics, "on_tick", "metrics tick")):
         setattr(obj, name, _timed(clock, label, getattr(obj, name)))
     return service, clock
 
@@ -307,13 +304,14 @@ def breakdown(parts: Counter[str]) -> list[tuple[str, float]]:
     return [
         ("kafka-python poll", parts["kafka poll"]),
         ("batch assembly", parts["next_batch"] - parts["kafka poll"]),
-        ("decode + bookkeeping", parts["process"] - parts["score"] - parts["window"]),
+        ("decode + bookkeeping", parts["process"] - parts["score"] - parts["window"] - parts["close windows"]
+         - parts["metrics batch"]),
         ("Scorer.score", parts["score"]),
         ("windows", parts["window"] + parts["close windows"]),
         ("checkpoint + commit", parts["checkpoint"]),
-        ("metrics hooks", parts["metrics"]),
-        ("rest of the loop", parts["loop"] - parts["next_batch"] - parts["process"] - parts["close windows"]
-         - parts["checkpoint"] - parts["metrics"]),
+        ("metrics hooks", parts["metrics batch"] + parts["metrics tick"]),
+        ("rest of the loop", parts["loop"] - parts["next_batch"] - parts["process"] - parts["checkpoint"]
+         - parts["metrics tick"]),
     ]
 
 

@@ -2,7 +2,7 @@
 
     python bench/train.py [--rows 250000] [--formats serial residues]
 
-Prints, per format, the wall-clock seconds of ``monitor.train.train`` (preparation, fitting with early
+Prints, per format, the wall-clock seconds of ``monitor.core.train.train`` (preparation, fitting with early
 stopping, training errors) and the epochs it ran, next to the time of one epoch of the seed recipe on the
 same data as the reference measured in the same run.
 """
@@ -13,10 +13,10 @@ import argparse
 import sys
 import time
 
-from monitor import generate
-from monitor.model import ModelSettings
-from monitor.prepare import PrepareSettings
-from monitor.train import TrainSettings, train
+from monitor.core.model import ModelSettings
+from monitor.core.prepare import PrepareSettings
+from monitor.core.train import TrainSettings, train
+from monitor.devtools import generate
 
 SEED_RECIPE_ONE_EPOCH = TrainSettings(
     prepare=PrepareSettings(tokenize="separators", lowercase=True, encoding="bag", length=4),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from monitor import __version__
 from monitor.errors import InputError, MonitorError
-from monitor.source import open_output
+from monitor.stream.files import open_output
 
 log = logging.getLogger("monitor")
 
@@ -89,11 +89,11 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from monitor import bundle as bundle_lib
-    from monitor.model import ModelSettings
-    from monitor.prepare import PrepareSettings
-    from monitor.source import read_sequences
-    from monitor.train import TrainSettings, train
+    from monitor.core import bundle as bundle_lib
+    from monitor.core.model import ModelSettings
+    from monitor.core.prepare import PrepareSettings
+    from monitor.core.train import TrainSettings, train
+    from monitor.stream.files import read_sequences
 
     settings = TrainSettings(
         prepare=PrepareSettings(tokenize=args.tokenize, separator_pattern=args.separator_pattern,
@@ -133,9 +133,9 @@ def _add_score(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from monitor.bundle import load
-    from monitor.score import Scorer
-    from monitor.source import read_rows
+    from monitor.core.bundle import load
+    from monitor.core.score import Scorer
+    from monitor.stream.files import read_rows
 
     scorer = Scorer(load(args.model))
     rows = read_rows(args.input, args.input_format, args.column)
@@ -182,8 +182,8 @@ def _add_rank(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_rank(args: argparse.Namespace) -> int:
-    from monitor.bundle import load
-    from monitor.score import Scorer
+    from monitor.core.bundle import load
+    from monitor.core.score import Scorer
 
     sequences = [s for s in args.sequences]
     empty = [i for i, s in enumerate(sequences) if not s]
@@ -201,7 +201,7 @@ def _run_rank(args: argparse.Namespace) -> int:
 
 # -- generate ---------------------------------------------------------------------------------------------
 def _add_generate(commands: argparse._SubParsersAction) -> None:
-    from monitor.generate import ANOMALY_KINDS, FORMATS
+    from monitor.devtools.generate import ANOMALY_KINDS, FORMATS
 
     p = commands.add_parser("generate", help="write generated sequences of a built-in format")
     p.add_argument("--format", default="serial", choices=list(FORMATS))
@@ -213,8 +213,7 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from monitor import generate
-
+    from monitor.devtools import generate
     if args.count < 0:
         raise InputError(f"--count must not be negative, got {args.count}")
     if args.anomalies:
@@ -242,14 +241,14 @@ def _env_path(name: str) -> Path | None:
 
 
 def _run_service(args: argparse.Namespace) -> int:
-    from monitor.runner import run_service
+    from monitor.app import run_service
 
     return run_service(args.config, args.model)
 
 
 # -- produce ----------------------------------------------------------------------------------------------
 def _add_produce(commands: argparse._SubParsersAction) -> None:
-    from monitor.generate import ANOMALY_KINDS, FORMATS
+    from monitor.devtools.generate import ANOMALY_KINDS, FORMATS
 
     p = commands.add_parser("produce", help="write sequences to a topic (load generator, replayable hours)")
     p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
@@ -276,7 +275,7 @@ def _add_produce(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_produce(args: argparse.Namespace) -> int:
-    from monitor.runner import run_produce
+    from monitor.devtools.produce import run_produce
 
     return run_produce(args)
 
@@ -300,7 +299,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from monitor.runner import run_replay
+    from monitor.replay import run_replay
 
     return run_replay(args)
 
@@ -318,6 +317,6 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from monitor.demo import run_demo
+    from monitor.devtools.demo import run_demo
 
     return run_demo(args.formats, args.rows, args.output_dir, args.seed, sys.stdout, chart=args.chart)

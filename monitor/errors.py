@@ -4,7 +4,10 @@
     ├── InputError                a user's input cannot be used (file, column, empty corpus); exit 2
     ├── BundleError               a model bundle is missing, incomplete, corrupt or of another version; exit 3
     ├── ConfigError               a setting has the wrong type, range or name; exit 2
-    └── StateError                the state file is corrupt or of another version; exit 4
+    ├── StateError                the state file is corrupt or of another version; exit 4
+    ├── BrokerUnavailable         the Kafka cluster did not answer in time; retried by the service, never fatal
+    ├── ShutdownTimeout           the stop deadline passed while the broker was unreachable; ends the loop
+    └── LocalServiceError         a development server (local Kafka, Prometheus) could not be had; exit 1
 
 Bad records inside a stream or a scoring file are not errors: they become rows or counts with a reason.
 """
@@ -40,3 +43,15 @@ class StateError(MonitorError):
     """The state file cannot be used; it is left as it is for a person to inspect."""
 
     exit_code = 4
+
+
+class BrokerUnavailable(MonitorError):
+    """The cluster could not be reached or did not answer in time; worth retrying."""
+
+
+class ShutdownTimeout(MonitorError):
+    """The stop deadline passed while the broker was still unreachable: what was not committed is read again."""
+
+
+class LocalServiceError(MonitorError):
+    """A local service (Kafka, Prometheus) could not be obtained, started or reached."""

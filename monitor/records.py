@@ -1,9 +1,9 @@
 """Values that cross the service's stages: a raw message, a poll's worth of them, a decoded record, a
-rejection.
+rejection, a message to send.
 
 Messages and records are NamedTuples: immutable like frozen dataclasses, but built several times faster.
 On the hot path neither is built per record: the Kafka source hands on the client's own records and a
-batch is decoded into columns (``monitor.decode.Decoded``).
+batch is decoded into columns (``monitor.stream.decode.Decoded``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 Position = tuple[str, int]  # (topic, partition)
+Header = tuple[str, bytes]
+OutgoingMessage = tuple[bytes | None, bytes, list[Header]]
+"""A message to produce: key, value, headers (dead letters, scored events)."""
 
 
 class RawMessage(NamedTuple):

@@ -1,32 +1,34 @@
-"""The hourly monitor offline: a CSV or JSONL file of timestamped sequences through the same decoding,
-scoring, windows and comparison as the Kafka service, one report row per window.
+"""The hourly monitor offline: a CSV or JSONL file of timestamped sequences through the same record
+pipeline as the Kafka service (``monitor.stream.pipeline``), one report row per window.
 
-Each line is decoded exactly as a Kafka message value would be (``monitor.decode``), so a file and a topic
-holding the same records give the same window figures.
+Each line is decoded exactly as a Kafka message value would be, so a file and a topic holding the same
+records give the same window figures. ``run_replay`` is what ``python -m monitor replay`` does.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
-import itertools
 import json
+import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from monitor.decode import Decoded, decode_batch
-from monitor.errors import InputError
-from monitor.hourly import HourlyPipeline, WindowReport
-from monitor.records import RawMessage
-from monitor.score import Scorer
+from monitor.core import bundle as bundle_lib
+from monitor.core.score import Scorer
+from monitor.hourly.judge import REPORT_FIELDS, HourlyJudge, WindowReport
+from monitor.hourly.timeline import iso_utc
+from monitor.settings import load_config
+from monitor.stream.files import open_output
+from monitor.stream.pipeline import RecordPipeline, drain
+from monitor.stream.sources import MemorySink, file_source
 
 BATCH_ROWS = 5_000
-REPORT_COLUMNS = ("topic", "start", "end", "count", "weight_sum", "weighted_mean", "above_threshold_share",
-                  "error_p50", "error_p99", "baseline_median", "baseline_mad", "baseline_size", "robust_z",
-                  "percentile", "share_ratio", "distribution_distance", "verdict", "model_version")
+# A report's fields, with its start and end as ISO 8601 text in place of epoch milliseconds.
+REPORT_COLUMNS = tuple({"start_ms": "start", "end_ms": "end"}.get(name, name) for name in REPORT_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -47,72 +49,20 @@ class ReplayResult:
     late: int
 
 
-def replay(path: Path, scorer: Scorer, pipeline: HourlyPipeline, columns: ReplayColumns, input_options: Any,
+def replay(path: Path, scorer: Scorer, judge: HourlyJudge, columns: ReplayColumns, input_options: Any,
            topic: str = "replay") -> ReplayResult:
-    """Run every line of ``path`` through the hourly pipeline; closes all windows at the end."""
-    options = replace(input_options, value_format="json", sequence_field=columns.sequence,
-                      weight_field=columns.weight, event_time_field=columns.time,
-                      event_time_format=columns.time_format)
-    reports: list[WindowReport] = []
-    rejected: Counter[str] = Counter()
-    rows = late = 0
-    messages = _messages(path, topic, columns.sequence)
-    while batch := list(itertools.islice(messages, BATCH_ROWS)):
-        rows += len(batch)
-        decoded = decode_batch(batch, options)
-        rejected.update(r.reason for r in decoded.rejected)
-        late += _add(decoded, scorer, pipeline, (topic, 0))
-        reports += pipeline.close_due(scorer.bundle.version)
-    reports += pipeline.flush(scorer.bundle.version)
-    return ReplayResult(reports, rows, rejected, late)
-
-
-def _add(decoded: Decoded, scorer: Scorer, pipeline: HourlyPipeline, partition: tuple[str, int]) -> int:
-    if not len(decoded):
-        return 0
-    scores = scorer.score(decoded.sequences)
-    return pipeline.add(partition, scores.errors, decoded.weights, decoded.event_times_ms, scores.flags)
-
-
-def _messages(path: Path, topic: str, sequence_column: str) -> Iterator[RawMessage]:
-    """Each data line as a message whose value is a JSON object (a CSV row becomes one)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"input file {path} does not exist")
-    with path.open("rb") as handle:
-        if path.suffix.lower() == ".csv":
-            yield from _csv_messages(handle, path, topic, sequence_column)
-        else:
-            for offset, line in enumerate(handle):
-                yield RawMessage(topic, 0, offset, None, None, line.rstrip(b"\r\n"))
-
-
-def _csv_messages(handle: Any, path: Path, topic: str, sequence_column: str) -> Iterator[RawMessage]:
-    text = (line.decode("utf-8", "replace") for line in handle)
-    reader = csv.DictReader(text)
-    if not reader.fieldnames:
-        raise InputError(f"{path} is empty: a CSV input needs a header line")
-    for offset, row in enumerate(reader):
-        yield RawMessage(topic, 0, offset, None, None, json.dumps(_typed(row, sequence_column)).encode("utf-8"))
-
-
-def _typed(row: dict[str, Any], keep_text: str) -> dict[str, Any]:
-    """CSV cells are text; other columns that read as numbers become numbers, as weights and epoch times
-    are in JSON (the sequence column stays text: ``00123`` is a sequence, not a number). An empty cell of
-    another column is CSV's null, as an absent JSON field: an empty weight weighs 1."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if key is None or key == keep_text or value in (None, ""):
-            out[str(key)] = None if value == "" and key != keep_text else value
-            continue
-        try:
-            out[key] = float(value)
-        except ValueError:
-            out[key] = value
-    return out
+    """Run every line of ``path`` through the record pipeline; closes all windows at the end."""
+    decoding = replace(input_options, value_format="json", sequence_field=columns.sequence,
+                       weight_field=columns.weight, event_time_field=columns.time,
+                       event_time_format=columns.time_format)
+    pipeline = RecordPipeline(scorer, judge, decoding, MemorySink())
+    reports = drain(file_source(path, topic, columns.sequence, BATCH_ROWS), pipeline, BATCH_ROWS)
+    counts = pipeline.counts
+    return ReplayResult(reports, counts.consumed, counts.rejected, counts.late)
 
 
 def write_reports(reports: Sequence[WindowReport], out: TextIO, fmt: str = "csv") -> None:
+    """One JSON object per line (``json``), or CSV with ``REPORT_COLUMNS``."""
     if fmt == "json":
         for report in reports:
             out.write(json.dumps(report.to_dict()) + "\n")
@@ -121,13 +71,26 @@ def write_reports(reports: Sequence[WindowReport], out: TextIO, fmt: str = "csv"
     writer.writerow(REPORT_COLUMNS)
     for report in reports:
         row = report.to_dict()
-        row["start"], row["end"] = _iso(report.start_ms), _iso(report.end_ms)
-        writer.writerow(["" if row[c] is None else _cell(row[c]) for c in REPORT_COLUMNS])
+        row["start_ms"], row["end_ms"] = iso_utc(report.start_ms), iso_utc(report.end_ms)
+        writer.writerow(["" if row[name] is None else _cell(row[name]) for name in REPORT_FIELDS])
 
 
 def _cell(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
+def run_replay(args: argparse.Namespace) -> int:
+    """``python -m monitor replay``: reports to ``--output``, a summary line to standard error."""
+    config = load_config(args.config)
+    length_ms = int(args.window_seconds * 1000) if args.window_seconds else config.window.length_ms
+    judge = HourlyJudge(length_ms, config.window.allowed_lateness_ms, config.compare)
+    scorer = Scorer(bundle_lib.load(args.model))
+    columns = ReplayColumns(args.sequence_column, args.time_column, args.weight_column, args.time_format)
+    result = replay(args.input, scorer, judge, columns, config.input)
+    with open_output(args.output) as out:
+        write_reports(result.reports, out, args.format)
+    abnormal = sum(r.abnormal for r in result.reports)
+    print(f"replayed {result.rows} rows into {len(result.reports)} windows ({abnormal} warning or critical); "
+          f"{sum(result.rejected.values())} rows rejected {dict(result.rejected) or ''}, {result.late} late",
+          file=sys.stderr)
+    return 0

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from monitor import bundle as bundle_lib
-from monitor import generate
-from monitor.bundle import Bundle
-from monitor.model import ModelSettings
-from monitor.train import TrainSettings, train
+from monitor.core import bundle as bundle_lib
+from monitor.core.bundle import Bundle
+from monitor.core.model import ModelSettings
+from monitor.core.train import TrainSettings, train
+from monitor.devtools import generate
 
 TINY_SETTINGS = TrainSettings(model=ModelSettings(epochs=25, seed=7))
 

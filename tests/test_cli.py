@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor import generate
 from monitor.cli import SCORE_COLUMNS, main
+from monitor.devtools import generate
 
 
 def test_train_score_and_rank_from_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

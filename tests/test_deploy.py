@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from monitor.config import load_config
-from monitor.local_services import KAFKA_VERSION
+from monitor.devtools.kafka_jars import KAFKA_VERSION
+from monitor.settings import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

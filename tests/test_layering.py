@@ -1,38 +1,131 @@
-"""Imports follow the module ranks: heavy dependencies stay in the one module that owns them."""
+"""Imports follow the layers of the package, also transitively: a module imports only from its own layer or
+a lower one, and each heavy dependency stays in the one module that owns it.
+
+    rank 0  errors, records, percentiles    exceptions and exit codes; values crossing stages; ranks
+    rank 1  settings                        the configuration schema, checked once (PyYAML)
+    rank 2  core | hourly                   strings -> errors (Keras) | errors -> judged windows (pure)
+    rank 3  stream                          decode, sources, the record pipeline, the service (Kafka, SQLite)
+    rank 4  ops                             metrics export, scheduled jobs, model lifecycle (Prometheus, APScheduler)
+    rank 5  app | replay | devtools         the builder | offline replay | local servers, data, demo (matplotlib)
+    rank 6  cli                             argparse, exit codes
+    rank 7  __main__                        ``python -m monitor``
+
+Two layers of one rank do not import each other: the hourly judgement never loads Keras.
+"""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+from functools import cache
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "monitor"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "monitor"
+RANKS = {"errors": 0, "records": 0, "percentiles": 0, "__init__": 0, "settings": 1, "core": 2, "hourly": 2,
+         "stream": 3, "ops": 4, "app": 5, "replay": 5, "devtools": 5, "cli": 6, "__main__": 7}
 # Third-party imports allowed only in the named modules (everything else: stdlib, numpy, monitor.*).
-OWNERS = {"tensorflow": {"model"}, "keras": {"model"}, "kafka": {"kafka_io", "local_services"},
-          "prometheus_client": {"export"}, "apscheduler": {"schedule"}, "sqlite3": {"state"},
-          "matplotlib": {"chart"}}
-PURE = {"errors", "prepare", "generate", "source", "score", "bundle", "train"}  # no Keras without model.py
+OWNERS = {"tensorflow": {"core.model"}, "keras": {"core.model"},
+          "kafka": {"stream.kafka", "devtools.kafka_broker"}, "prometheus_client": {"ops.export"},
+          "apscheduler": {"ops.schedule"}, "sqlite3": {"stream.state"}, "matplotlib": {"devtools.chart"},
+          "yaml": {"settings.yaml_text", "devtools.prometheus_server"}}
+HEAVY = set(OWNERS) - {"yaml"}
+# What importing a module of each layer may load, through everything it imports at module level.
+MAY_LOAD = {0: set(), 1: set(), 2: {"tensorflow", "keras"}, 3: {"tensorflow", "keras", "kafka", "sqlite3"},
+            4: HEAVY - {"matplotlib"}, 5: HEAVY, 6: HEAVY, 7: HEAVY}
+PURE_LAYERS = ("errors", "records", "percentiles", "settings", "hourly")
 
 
-def imports_of(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+def module_name(path: Path) -> str:
+    """``core.model`` for ``monitor/core/model.py``; a package's ``__init__`` is the package."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.stem)
-def test_heavy_dependencies_are_imported_only_by_their_owner(path: Path) -> None:
-    for name in imports_of(path):
-        top = name.split(".")[0]
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def layer(name: str) -> str:
+    return name.split(".")[0]
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+@cache
+def imports_of(name: str, module_level_only: bool) -> frozenset[str]:
+    """Absolute names ``name`` imports (``monitor.`` dropped from its own), skipping ``TYPE_CHECKING``
+    blocks; with ``module_level_only``, not those inside functions either (they load later, if ever)."""
+    tree = ast.parse(MODULES[name].read_text())
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if _type_checking_only(child):
+                continue
+            if module_level_only and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if isinstance(child, ast.Import):
+                found.update(alias.name for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                found.add(child.module)
+                found.update(f"{child.module}.{alias.name}" for alias in child.names)
+            visit(child)
+
+    visit(tree)
+    own = {n.removeprefix("monitor.") for n in found if n.startswith("monitor.")}
+    return frozenset({n for n in own if n in MODULES} | {n for n in found if not n.startswith("monitor")})
+
+
+def loaded_by(name: str) -> set[str]:
+    """Top-level third-party names importing ``name`` loads, following its module-level imports."""
+    seen, todo, third_party = set(), [name], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for imported in imports_of(current, module_level_only=True):
+            if imported in MODULES:
+                todo.append(imported)
+            else:
+                third_party.add(imported.split(".")[0])
+    return third_party
+
+
+def test_every_module_belongs_to_a_ranked_layer() -> None:
+    assert {layer(name) for name in MODULES} <= set(RANKS)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_a_module_imports_only_its_own_layer_or_lower_ones(name: str) -> None:
+    for imported in imports_of(name, module_level_only=False):
+        if imported in MODULES and layer(imported) != layer(name):
+            assert RANKS[layer(imported)] < RANKS[layer(name)], \
+                f"monitor.{name} (rank {RANKS[layer(name)]}) imports monitor.{imported} (rank {RANKS[layer(imported)]})"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_heavy_dependencies_are_imported_only_by_their_owner(name: str) -> None:
+    for imported in imports_of(name, module_level_only=False):
+        top = imported.split(".")[0]
         if top in OWNERS:
-            assert path.stem in OWNERS[top], f"{path.name} imports {name}; only {OWNERS[top]} may"
+            assert name in OWNERS[top], f"monitor.{name} imports {imported}; only {OWNERS[top]} may"
 
 
-@pytest.mark.parametrize("stem", sorted(PURE))
-def test_pure_modules_do_not_import_keras_or_tensorflow(stem: str) -> None:
-    assert not {n.split(".")[0] for n in imports_of(PACKAGE / f"{stem}.py")} & {"keras", "tensorflow"}
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_importing_a_module_loads_only_what_its_layer_may(name: str) -> None:
+    extra = (loaded_by(name) & HEAVY) - MAY_LOAD[RANKS[layer(name)]]
+    assert not extra, f"importing monitor.{name} loads {sorted(extra)}"
+
+
+def test_the_pure_layers_load_no_heavy_dependency_when_really_imported() -> None:
+    # The static walk above, checked once against the interpreter: import every pure module and look.
+    names = [f"monitor.{n}" for n in MODULES if layer(n) in PURE_LAYERS]
+    probe = f"import sys\nimport {', '.join(names)}\nprint(sorted({{m.split('.')[0] for m in sys.modules}}))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert not set(ast.literal_eval(loaded.stdout)) & HEAVY, loaded.stdout

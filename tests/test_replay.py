@@ -13,16 +13,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from monitor import generate
 from monitor import replay as replay_module
-from monitor.bundle import Bundle
 from monitor.cli import main
-from monitor.compare import CompareSettings
-from monitor.config import InputConfig, config_from_dict
+from monitor.core.bundle import Bundle
+from monitor.core.score import Scorer
+from monitor.devtools import generate
 from monitor.errors import InputError
-from monitor.hourly import HourlyPipeline
-from monitor.replay import REPORT_COLUMNS, ReplayColumns, ReplayResult, replay, write_reports
-from monitor.score import Scorer
+from monitor.hourly.compare import CompareSettings
+from monitor.hourly.judge import HourlyJudge
+from monitor.replay import (
+    REPORT_COLUMNS,
+    ReplayColumns,
+    ReplayResult,
+    replay,
+    write_reports,
+)
+from monitor.settings import InputConfig, config_from_dict
 
 WINDOW_MS = 60_000
 START_MS = 1_700_000_040_000  # a window boundary
@@ -69,7 +75,7 @@ def write_csv(path: Path, records: list[dict[str, Any]], fields: tuple[str, ...]
 
 def run(path: Path, scorer: Scorer, options: InputConfig, columns: ReplayColumns = COLUMNS,
         lateness_ms: int = 0) -> ReplayResult:
-    return replay(path, scorer, HourlyPipeline(WINDOW_MS, lateness_ms, SETTINGS), columns, options)
+    return replay(path, scorer, HourlyJudge(WINDOW_MS, lateness_ms, SETTINGS), columns, options)
 
 
 def test_jsonl_and_an_equivalent_csv_give_identical_reports(tmp_path: Path, scorer: Scorer,
@@ -88,12 +94,12 @@ def test_one_report_per_window_in_start_order_with_the_drifted_window_flagged(
     result = run(write_jsonl(tmp_path / "in.jsonl", records), scorer, input_options)
     assert [r.start_ms for r in result.reports] == [START_MS + w * WINDOW_MS for w in range(6)]
     assert {r.topic for r in result.reports} == {"replay"}
-    assert [r.count for r in result.reports] == [40] * 6
-    assert result.reports[0].weight_sum == sum(r["weight"] for r in records[:40])
+    assert [r.totals.count for r in result.reports] == [40] * 6
+    assert result.reports[0].totals.weight_sum == sum(r["weight"] for r in records[:40])
     assert result.reports[0].model_version == scorer.bundle.version
     assert [r.verdict for r in result.reports[:3]] == ["learning"] * 3
     assert result.reports[5].abnormal
-    assert result.reports[5].weighted_mean > 5 * max(r.weighted_mean for r in result.reports[:5])
+    assert result.reports[5].totals.weighted_mean > 5 * max(r.totals.weighted_mean for r in result.reports[:5])
 
 
 def test_window_figures_match_scoring_the_records_directly(tmp_path: Path, scorer: Scorer,
@@ -103,7 +109,7 @@ def test_window_figures_match_scoring_the_records_directly(tmp_path: Path, score
     first = records[:40]
     errors = scorer.errors([r["sequence"] for r in first])
     weights = np.array([r["weight"] for r in first], dtype=float)
-    assert result.reports[0].weighted_mean == pytest.approx(float(np.dot(errors, weights) / weights.sum()))
+    assert result.reports[0].totals.weighted_mean == pytest.approx(float(np.dot(errors, weights) / weights.sum()))
 
 
 def test_iso_times_give_the_same_reports_as_epoch_milliseconds(tmp_path: Path, scorer: Scorer,
@@ -135,7 +141,7 @@ def test_bad_jsonl_rows_are_counted_by_reason_and_the_rest_is_replayed(tmp_path:
     assert result.rejected == Counter({"missing_field": 1, "invalid_timestamp": 2, "invalid_weight": 2,
                                        "invalid_json": 1, "empty_value": 1})
     assert result.rows == len(good) + len(bad_lines)
-    assert [r.count for r in result.reports] == [40, 40]
+    assert [r.totals.count for r in result.reports] == [40, 40]
 
 
 def test_bad_csv_rows_are_counted_by_reason_and_the_rest_is_replayed(tmp_path: Path, scorer: Scorer,
@@ -149,7 +155,7 @@ def test_bad_csv_rows_are_counted_by_reason_and_the_rest_is_replayed(tmp_path: P
     result = run(write_csv(tmp_path / "in.csv", bad + good), scorer, input_options)
     assert result.rejected == Counter({"empty_value": 1, "invalid_timestamp": 2, "invalid_weight": 2})
     assert result.rows == len(good) + len(bad)
-    assert [r.count for r in result.reports] == [40, 40]
+    assert [r.totals.count for r in result.reports] == [40, 40]
 
 
 def test_an_empty_weight_cell_weighs_1_like_a_missing_json_field(tmp_path: Path, scorer: Scorer,
@@ -161,7 +167,7 @@ def test_an_empty_weight_cell_weighs_1_like_a_missing_json_field(tmp_path: Path,
                                                          for r in records]), scorer, input_options)
     assert from_csv.rejected == Counter()
     assert [r.to_dict() for r in from_csv.reports] == [r.to_dict() for r in from_jsonl.reports]
-    assert from_csv.reports[0].weight_sum == 10.0
+    assert from_csv.reports[0].totals.weight_sum == 10.0
 
 
 def test_records_behind_a_closed_window_are_counted_late(tmp_path: Path, scorer: Scorer, input_options: InputConfig,
@@ -171,7 +177,7 @@ def test_records_behind_a_closed_window_are_counted_late(tmp_path: Path, scorer:
     records.append({**records[0], "timestamp": START_MS + 5})  # window 0 closed when window 2 began
     result = run(write_jsonl(tmp_path / "in.jsonl", records), scorer, input_options)
     assert result.late == 1 and result.rejected == Counter()
-    assert [r.count for r in result.reports] == [40, 40, 40]
+    assert [r.totals.count for r in result.reports] == [40, 40, 40]
 
 
 def test_a_sequence_of_digits_stays_text(tmp_path: Path, scorer: Scorer, input_options: InputConfig) -> None:
@@ -180,8 +186,8 @@ def test_a_sequence_of_digits_stays_text(tmp_path: Path, scorer: Scorer, input_o
     result = run(path, scorer, input_options, ReplayColumns(sequence="serial", time="time"))
     assert result.rejected == Counter()
     [report] = result.reports
-    assert report.count == 3
-    assert report.weighted_mean == pytest.approx(float(scorer.errors(["00123", "0042", "7"]).mean()))
+    assert report.totals.count == 3
+    assert report.totals.weighted_mean == pytest.approx(float(scorer.errors(["00123", "0042", "7"]).mean()))
 
 
 def test_a_missing_input_file_raises_input_error(tmp_path: Path, scorer: Scorer,
@@ -216,7 +222,7 @@ def test_write_reports_as_csv_has_the_columns_and_one_row_per_window(tmp_path: P
     assert table[0]["end"] == "2023-11-14T22:15:00+00:00" and table[0]["start"] == "2023-11-14T22:14:00+00:00"
     assert [row["verdict"] for row in table] == [r.verdict for r in result.reports]
     assert table[0]["robust_z"] == "" and table[0]["count"] == "40"  # no baseline yet: empty, not "nan"
-    assert float(table[3]["weighted_mean"]) == pytest.approx(result.reports[3].weighted_mean, rel=1e-5)
+    assert float(table[3]["weighted_mean"]) == pytest.approx(result.reports[3].totals.weighted_mean, rel=1e-5)
 
 
 def test_write_reports_as_json_writes_one_object_per_window(tmp_path: Path, scorer: Scorer,

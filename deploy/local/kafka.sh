@@ -9,4 +9,4 @@ export PYTHONPATH="$repo_root${PYTHONPATH:+:$PYTHONPATH}"
 # Prefer the project's venv, where kafka-python is installed.
 python="$repo_root/.venv/bin/python"
 [ -x "$python" ] || python=python3
-exec "$python" -m monitor.local_services kafka "$@"
+exec "$python" -m monitor.devtools.local_services kafka "$@"

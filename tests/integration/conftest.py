@@ -1,7 +1,7 @@
 """Fixtures for integration tests that need a real Kafka broker or Prometheus server.
 
 ``kafka_broker`` starts one single-node KRaft broker for the whole session
-(see ``monitor.local_services``), or uses an existing cluster when
+(see ``monitor.devtools.kafka_broker``), or uses an existing cluster when
 ``MONITOR_KAFKA_BOOTSTRAP`` is set.  A broker that cannot be obtained makes
 the tests fail with ``LocalServiceError``'s message, never skip: a skipped
 integration suite would look green while testing nothing.  The same holds
@@ -16,12 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.local_services import (
-    BOOTSTRAP_ENV_VAR,
-    ExternalKafka,
-    KafkaBroker,
-    PrometheusServer,
-)
+from monitor.devtools.kafka_broker import BOOTSTRAP_ENV_VAR, ExternalKafka, KafkaBroker
+from monitor.devtools.prometheus_server import PrometheusServer
 
 
 @pytest.fixture(scope="session")

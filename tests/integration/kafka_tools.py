@@ -12,7 +12,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from monitor.config import MonitorConfig, config_from_dict
+from monitor.settings import MonitorConfig, config_from_dict
 
 
 def new_topic(bootstrap: str, prefix: str, partitions: int = 1) -> str:
@@ -105,29 +105,22 @@ def source_offsets(records: Sequence[Any], from_headers: bool) -> list[int]:
 
 
 class Running:
-    """A service built as ``monitor run`` builds it (checkpoint restored, scheduled jobs), on a thread."""
+    """A service built as ``monitor run`` builds it (``monitor.app.build``: checkpoint restored, scheduled
+    jobs), on a thread."""
 
-    def __init__(self, config: MonitorConfig, bundle: Any) -> None:
-        from monitor.hourly import HourlyPipeline, compare_settings
-        from monitor.kafka_io import KafkaSink, KafkaSource
-        from monitor.runner import build_service
-        from monitor.score import Scorer
-        from monitor.state import StateStore
+    def __init__(self, config: MonitorConfig, bundle: Any, hooks: Sequence[Any] = ()) -> None:
+        from monitor.app import build
+        from monitor.core.score import Scorer
 
-        pipeline = HourlyPipeline(config.window.length_ms, config.window.allowed_lateness_ms,
-                                  compare_settings(config.compare))
-        self.service = build_service(config, Scorer(bundle), StateStore(config.state.path), pipeline)
-        self.service.source = KafkaSource(config.kafka, config.input.topics, config.input.group_id,
-                                          config.input.auto_offset_reset, self.service.positions)
-        self.service.sink = KafkaSink(config.kafka)
+        app = build(config, scorer=Scorer(bundle), hooks=hooks)
+        assert app is not None
+        self.app = app
+        self.service = app.service
         self.thread = threading.Thread(target=self.service.run, daemon=True)
         self.scheduler: Any = None
 
     def __enter__(self) -> Any:
-        from monitor.schedule import start_jobs
-
-        self.scheduler = start_jobs(self.service.config, self.service.request_close_check,
-                                    self.service.request_checkpoint)
+        self.scheduler = self.app.start_jobs()
         self.thread.start()
         return self.service
 

@@ -18,8 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from monitor import generate
-from monitor.local_services import PrometheusServer, free_loopback_port, prometheus_scrape_config
+from monitor.devtools import generate
+from monitor.devtools.local_process import free_loopback_port
+from monitor.devtools.prometheus_server import (
+    PrometheusServer,
+    prometheus_scrape_config,
+)
 
 from .kafka_tools import new_topic, produce, service_config, wait_for
 

@@ -13,15 +13,22 @@ from typing import Any
 import pytest
 import yaml
 
-from monitor import generate
-from monitor.bundle import Bundle
-from monitor.config import MonitorConfig
-from monitor.hourly import HourlyPipeline, compare_settings
+from monitor.core.bundle import Bundle
+from monitor.core.score import Scorer
+from monitor.devtools import generate
+from monitor.hourly.judge import HourlyJudge
 from monitor.replay import ReplayColumns, replay
-from monitor.score import Scorer
-from monitor.state import StateStore
+from monitor.settings import MonitorConfig
+from monitor.stream.state import StateStore
 
-from .kafka_tools import Running, committed_offset, new_topic, produce, service_config, wait_for
+from .kafka_tools import (
+    Running,
+    committed_offset,
+    new_topic,
+    produce,
+    service_config,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -132,8 +139,8 @@ def test_replaying_the_same_records_offline_gives_the_same_figures(
     source = tmp_path / "stream.jsonl"
     source.write_text("".join(json.dumps({"sequence": s, "timestamp": t}) + "\n" for s, t in zip(sequences, times)))
     config = service_config_for_replay()
-    pipeline = HourlyPipeline(config.window.length_ms, config.window.allowed_lateness_ms,
-                              compare_settings(config.compare))
+    pipeline = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms,
+                              config.compare)
     result = replay(source, Scorer(serial_bundle), pipeline, ReplayColumns(), config.input)
     reports = [r.to_dict() for r in result.reports]
     assert len(reports) == WINDOWS  # replay closes the last window at the end of the file
@@ -141,7 +148,7 @@ def test_replaying_the_same_records_offline_gives_the_same_figures(
 
 
 def service_config_for_replay() -> MonitorConfig:
-    from monitor.config import config_from_dict
+    from monitor.settings import config_from_dict
 
     return config_from_dict(SETTINGS, environ={})
 

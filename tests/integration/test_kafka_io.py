@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from monitor.config import config_from_dict
-from monitor.kafka_io import KafkaSource
+from monitor.settings import config_from_dict
+from monitor.stream.kafka import KafkaSource
 
 from .kafka_tools import new_topic, produce
 

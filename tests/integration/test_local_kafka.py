@@ -1,4 +1,4 @@
-"""A real Kafka broker from monitor.local_services carries messages intact."""
+"""A real Kafka broker from monitor.devtools.kafka_broker carries messages intact."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from monitor.local_services import ExternalKafka, KafkaBroker
+from monitor.devtools.kafka_broker import ExternalKafka, KafkaBroker
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""A real Prometheus from monitor.local_services scrapes its target and answers the query API."""
+"""A real Prometheus from monitor.devtools.prometheus_server scrapes its target and answers the query API."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from monitor.local_services import (
-    LocalServiceError,
+from monitor.devtools.local_process import free_loopback_port
+from monitor.devtools.prometheus_server import (
     PrometheusServer,
-    free_loopback_port,
     prometheus_scrape_config,
 )
+from monitor.errors import LocalServiceError
 
 pytestmark = pytest.mark.integration
 

@@ -18,11 +18,19 @@ import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from monitor.bundle import Bundle
-from monitor.service import NoHooks
+from monitor.core.bundle import Bundle
+from monitor.stream.hooks import NoHooks
 
-from .kafka_tools import (Running, committed_offset, new_topic, produce, read_topic, service_config,
-                          source_offsets, wait_for)
+from .kafka_tools import (
+    Running,
+    committed_offset,
+    new_topic,
+    produce,
+    read_topic,
+    service_config,
+    source_offsets,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -178,9 +186,8 @@ def test_a_member_dropped_from_the_group_carries_on_without_repeating_or_skippin
     config = service_config(bootstrap, topic, bundle_dir, batch={"max_records": 100},
                             kafka={"consumer": {"max_poll_interval_ms": 1500, "session_timeout_ms": 6000,
                                                 "heartbeat_interval_ms": 500}})
-    with Running(config, serial_bundle) as service:
-        stall = _StallOnce(5.0)
-        service.hooks.append(stall)
+    stall = _StallOnce(5.0)
+    with Running(config, serial_bundle, hooks=[stall]) as service:
         wait_for(lambda: service.counts.consumed >= len(values), 90, "every message consumed")
         wait_for(lambda: committed_offset(bootstrap, config.input.group_id, topic) == len(values), 30,
                  "the offsets committed after the rejoin")

@@ -1,0 +1,166 @@
+"""A trained model as one versioned directory, saved atomically and checked on load.
+
+Layout of a bundle directory::
+
+    bundle.json          format version, metadata, thresholds, SHA-256 of every other file
+    model.keras          the Keras autoencoder (native format, loaded in safe mode)
+    preparation.json     tokenizing mode, length, vocabulary, position dictionaries
+    training_errors.npy  sorted reconstruction errors of the training rows (for percentile ranks)
+
+Loading refuses, naming the file and the problem, a bundle that is missing, incomplete, corrupt, of another
+format version, or whose files do not match the checksums recorded when it was saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor.core import model as model_lib
+from monitor.core.prepare import Preparer
+from monitor.errors import BundleError
+
+FORMAT_VERSION = 1
+MANIFEST = "bundle.json"
+MODEL_FILE = "model.keras"
+PREPARATION_FILE = "preparation.json"
+ERRORS_FILE = "training_errors.npy"
+_CHECKED_FILES = (MODEL_FILE, PREPARATION_FILE, ERRORS_FILE)
+
+
+@dataclass
+class Bundle:
+    """Everything needed to score: preparation, network, training errors, thresholds, metadata.
+
+    ``thresholds`` maps a quantile of the training errors (as text, e.g. ``"0.99"``) to its error value;
+    ``threshold_quantile`` names the one that flags a sequence as abnormal.
+    """
+
+    preparer: Preparer
+    model: Any  # keras.Model; typed loosely so this module's users need not import Keras
+    training_errors: np.ndarray
+    threshold_quantile: float
+    thresholds: dict[str, float]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def threshold(self) -> float:
+        return self.thresholds[_quantile_key(self.threshold_quantile)]
+
+    @property
+    def version(self) -> str:
+        """A short id of this bundle: the first 12 hex digits of its data fingerprint and creation time."""
+        return str(self.metadata.get("version", "unsaved"))
+
+    def info(self) -> dict[str, str]:
+        """What identifies the bundle to an operator: version, creation time, data fingerprint (16 digits)."""
+        return {"version": self.version, "created_at": str(self.metadata.get("created_at", "")),
+                "fingerprint": str(self.metadata.get("data_fingerprint", ""))[:16]}
+
+
+def thresholds_for(errors: np.ndarray, quantiles: tuple[float, ...]) -> dict[str, float]:
+    return {_quantile_key(q): float(np.quantile(errors, q)) for q in quantiles}
+
+
+def _quantile_key(q: float) -> str:
+    return f"{q:g}"
+
+
+def save(bundle: Bundle, directory: Path) -> Path:
+    """Write ``bundle`` to ``directory`` atomically: readers see the old bundle or the new one, never half."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        model_lib.save(bundle.model, staging / MODEL_FILE)
+        (staging / PREPARATION_FILE).write_text(json.dumps(bundle.preparer.to_dict()), encoding="utf-8")
+        np.save(staging / ERRORS_FILE, np.sort(bundle.training_errors).astype(np.float64))
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "metadata": bundle.metadata,
+            "threshold_quantile": bundle.threshold_quantile,
+            "thresholds": bundle.thresholds,
+            "checksums": {name: _sha256(staging / name) for name in _CHECKED_FILES},
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        _replace_directory(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def _replace_directory(staging: Path, directory: Path) -> None:
+    if not directory.exists():
+        os.replace(staging, directory)
+        return
+    if not (directory / MANIFEST).exists():
+        raise BundleError(f"{directory} exists and is not a model bundle; refusing to overwrite it")
+    retired = directory.with_name(f".{directory.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    os.replace(directory, retired)
+    os.replace(staging, directory)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def load(directory: Path) -> Bundle:
+    """Load and verify the bundle in ``directory``; raises ``BundleError`` naming what is wrong."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BundleError(f"no model bundle at {directory}: train one with `python -m monitor train`")
+    manifest = _read_manifest(directory)
+    _verify_files(directory, manifest["checksums"])
+    try:
+        preparer = Preparer.from_dict(json.loads((directory / PREPARATION_FILE).read_text(encoding="utf-8")))
+        errors = np.load(directory / ERRORS_FILE, allow_pickle=False)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{directory}: preparation or training errors unreadable: {exc}") from exc
+    network = model_lib.load(directory / MODEL_FILE)
+    if network.input_shape[-1] != preparer.width:
+        raise BundleError(f"{directory}: the model takes {network.input_shape[-1]} features but the "
+                          f"preparation makes {preparer.width}")
+    return Bundle(preparer, network, errors, float(manifest["threshold_quantile"]),
+                  {k: float(v) for k, v in manifest["thresholds"].items()}, manifest["metadata"])
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not path.exists():
+        raise BundleError(f"{directory} is incomplete: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is corrupt: {exc}") from exc
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version != FORMAT_VERSION:
+        raise BundleError(f"{path} has format version {version!r}; this monitor reads version {FORMAT_VERSION}")
+    missing = [k for k in ("checksums", "thresholds", "threshold_quantile", "metadata") if k not in manifest]
+    if missing:
+        raise BundleError(f"{path} is incomplete: missing {', '.join(missing)}")
+    return manifest
+
+
+def _verify_files(directory: Path, checksums: dict[str, str]) -> None:
+    for name in _CHECKED_FILES:
+        path = directory / name
+        if not path.exists():
+            raise BundleError(f"{directory} is incomplete: {name} is missing")
+        if _sha256(path) != checksums.get(name):
+            raise BundleError(f"{path} does not match the checksum recorded in {MANIFEST}: "
+                              "the file was changed or damaged after the bundle was saved")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,104 @@
+"""Training: a corpus of strings becomes a bundle (preparation, network, training errors, thresholds)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from monitor.core import model as model_lib
+from monitor.core.bundle import Bundle, thresholds_for
+from monitor.core.prepare import Preparer, PrepareSettings
+from monitor.core.score import Scorer
+from monitor.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+MIN_TRAINING_ROWS = 20
+REPORTED_QUANTILES = (0.9, 0.95, 0.99, 0.995, 0.999)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What ``train`` needs beyond the corpus: preparation, network, and the flagging quantile.
+
+    ``threshold_quantile``: a sequence is flagged abnormal when its error exceeds this quantile of the
+    training errors, so about ``1 - threshold_quantile`` of normal traffic is flagged.
+    """
+
+    prepare: PrepareSettings = field(default_factory=PrepareSettings)
+    model: model_lib.ModelSettings = field(default_factory=model_lib.ModelSettings)
+    threshold_quantile: float = 0.99
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.threshold_quantile < 1:
+            raise ConfigError(f"threshold_quantile must be in [0.5, 1), got {self.threshold_quantile}")
+        if self.model.kind == "lstm" and self.prepare.encoding != "positional":
+            raise ConfigError("the lstm model needs the positional encoding (a bag has no order to read)")
+
+
+def train(corpus: Sequence[str], settings: TrainSettings | None = None, verbose: int | None = None) -> Bundle:
+    """Fit preparation and autoencoder on ``corpus`` (empty strings are skipped and counted)."""
+    settings = settings or TrainSettings()
+    sequences = [s for s in corpus if s]
+    _check_corpus(sequences, skipped=len(corpus) - len(sequences))
+    started = time.perf_counter()
+    preparer = Preparer.fit(sequences, settings.prepare)
+    x = preparer.encode(sequences)
+    log.info("prepared %d sequences: mode=%s length=%d features=%d", len(sequences), preparer.mode,
+             preparer.length, preparer.width)
+    network = model_lib.build(settings.model, preparer.width, preparer.steps)
+    history = model_lib.fit(network, x, settings.model, verbose=verbose)
+    bundle = Bundle(preparer, network, np.empty(0), settings.threshold_quantile, {})
+    errors = np.sort(Scorer(bundle).errors(sequences))
+    quantiles = tuple(sorted({*REPORTED_QUANTILES, settings.threshold_quantile}))
+    bundle.training_errors = errors
+    bundle.thresholds = thresholds_for(errors, quantiles)
+    bundle.metadata = _metadata(sequences, len(corpus) - len(sequences), settings, preparer, history,
+                                time.perf_counter() - started)
+    return bundle
+
+
+def _check_corpus(sequences: Sequence[str], skipped: int) -> None:
+    if not sequences:
+        raise InputError(f"the training input has no sequences ({skipped} empty lines)")
+    if len(sequences) < MIN_TRAINING_ROWS:
+        raise InputError(f"the training input has {len(sequences)} sequences; at least {MIN_TRAINING_ROWS} "
+                         "are needed (a few thousand make a useful model)")
+    if len(set(sequences[:10_000])) == 1 and len(set(sequences)) == 1:
+        raise InputError(f"every training sequence is {sequences[0]!r}: one distinct value has no format "
+                         "to learn; compare with equality instead")
+
+
+def fingerprint(sequences: Sequence[str]) -> str:
+    """SHA-256 of the training sequences in order: two bundles trained on the same data share it."""
+    digest = hashlib.sha256()
+    for s in sequences:
+        digest.update(s.encode("utf-8", "surrogateescape"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _metadata(sequences: Sequence[str], skipped: int, settings: TrainSettings, preparer: Preparer,
+              history: dict[str, object], seconds: float) -> dict[str, object]:
+    created = datetime.now(timezone.utc)
+    data_fingerprint = fingerprint(sequences)
+    return {
+        "version": f"{created:%Y%m%dT%H%M%SZ}-{data_fingerprint[:8]}",
+        "created_at": created.isoformat(timespec="seconds"),
+        "training_rows": len(sequences),
+        "skipped_empty_rows": skipped,
+        "distinct_sequences": len(set(sequences)),
+        "data_fingerprint": data_fingerprint,
+        "libraries": model_lib.library_versions(),
+        "preparation": {"mode": preparer.mode, "length": preparer.length, "features": preparer.width,
+                        "encoding": preparer.settings.encoding},
+        "model": asdict(settings.model),
+        "history": history,
+        "training_seconds": round(seconds, 2),
+    }

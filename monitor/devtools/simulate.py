@@ -1,0 +1,233 @@
+"""Simulated days of traffic through the hourly monitor: a generated stream with a daily rhythm, a steady
+trickle of broken sequences and a drift from a known hour, run through the record pipeline as the Kafka
+service runs it, and how soon (and how falsely) the verdicts raise the alarm. No Kafka, no files.
+
+The demo and ``bench/detection.py`` both use it; the tests run it with one-minute "hours".
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import statistics
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.core.score import Scorer
+from monitor.devtools import generate
+from monitor.devtools.produce import StreamPlan, planned_stream
+from monitor.hourly.compare import VERDICT_LEVEL
+from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.timeline import HOUR_MS
+from monitor.records import RawMessage
+from monitor.settings import CompareSettings, InputConfig
+from monitor.stream.pipeline import RecordPipeline, drain
+from monitor.stream.sources import MemorySink, MemorySource
+
+START_MS = 1_704_067_200_000  # 2024-01-01T00:00Z: a midnight, so simulated hour 0 is 00:00 UTC
+PEAK_HOUR = 14  # the busiest hour of the simulated day
+CRITICAL = VERDICT_LEVEL["critical"]
+WARNING = VERDICT_LEVEL["warning"]
+_CHUNK = 10_000
+# Stream sequences are drawn with seeds far from the small ones training corpora use, so the stream's
+# normal sequences are new to the model, as live traffic is.
+_STREAM_SEED = 7_000_000
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A stream of ``hours`` simulated hours of format ``fmt``, each ``hour_ms`` of event time long.
+
+    An hour holds about ``records_per_hour`` records, more at ``PEAK_HOUR`` and fewer twelve hours later
+    (``daily_swing``: relative amplitude of that daily cycle), times hour-to-hour noise (``count_noise``:
+    standard deviation of a log-normal factor). Every hour an ``anomaly_rate`` share of the records are
+    broken, by corruptions drawn evenly from those that apply to the format (the steady background of bad
+    input a real topic has). From ``drift_from_hour`` on, a further ``drift_share`` of the records are
+    anomalies of kind ``drift_kind`` (``monitor.devtools.produce.planned_stream``, as the ``produce`` command does).
+
+    >>> sim = Simulation(hours=3, records_per_hour=50, drift_from_hour=2, seed=1)
+    >>> [len(sequences) for _, sequences in hourly_batches(sim)] == list(hourly_counts(sim))
+    True
+    """
+
+    hours: int = 96
+    records_per_hour: int = 2_000
+    daily_swing: float = 0.3
+    count_noise: float = 0.1
+    anomaly_rate: float = 0.01
+    drift_from_hour: int | None = 72
+    drift_kind: str = "other_format"
+    drift_share: float = 0.15
+    fmt: str = "serial"
+    hour_ms: int = HOUR_MS
+    start_ms: int = START_MS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.hours < 1 or self.records_per_hour < 1 or self.hour_ms < 1:
+            raise ValueError(f"hours, records_per_hour and hour_ms must be positive, got {self.hours}, "
+                             f"{self.records_per_hour} and {self.hour_ms}")
+        for name in ("daily_swing", "anomaly_rate", "drift_share"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.fmt not in generate.FORMATS:
+            raise ValueError(f"fmt must be one of {sorted(generate.FORMATS)}, got {self.fmt!r}")
+
+    def hour_of(self, start_ms: int) -> int:
+        """The simulated hour a window starting at ``start_ms`` belongs to (0 = the first)."""
+        return (start_ms - self.start_ms) // self.hour_ms
+
+
+def hourly_counts(sim: Simulation) -> np.ndarray:
+    """Records in each simulated hour: the daily cycle times log-normal noise, at least one."""
+    rng = np.random.default_rng([sim.seed, 1])
+    hours = np.arange(sim.hours)
+    cycle = 1 + sim.daily_swing * np.cos(2 * np.pi * (hours - PEAK_HOUR) / 24)
+    noise = rng.lognormal(-sim.count_noise ** 2 / 2, sim.count_noise, sim.hours)  # mean 1
+    return np.maximum(np.rint(sim.records_per_hour * cycle * noise), 1).astype(np.int64)
+
+
+def hourly_batches(sim: Simulation) -> Iterator[tuple[np.ndarray, list[str]]]:
+    """Each simulated hour's ``(event_times_ms, sequences)``, in time order."""
+    background = _background(sim)
+    for hour, count in enumerate(hourly_counts(sim)):
+        drifting = sim.drift_from_hour is not None and hour >= sim.drift_from_hour
+        plan = StreamPlan(count=int(count), start_ms=sim.start_ms + hour * sim.hour_ms,
+                          hours=sim.hour_ms / HOUR_MS, fmt=sim.fmt, drift_from_hour=0.0 if drifting else None,
+                          drift_kind=sim.drift_kind, drift_share=sim.drift_share,
+                          seed=_STREAM_SEED + sim.seed * 10_000 + hour)
+        pairs = list(planned_stream(plan, background))
+        yield np.fromiter((t for t, _ in pairs), np.int64, len(pairs)), [s for _, s in pairs]
+
+
+def applicable_corruptions(fmt: str) -> list[str]:
+    """The corruptions of ``monitor.devtools.generate`` that can break a sequence of format ``fmt``."""
+    return [kind for kind in generate.CORRUPTIONS if generate.anomalies(fmt, kind, 5, set(), seed=0)]
+
+
+def _background(sim: Simulation) -> Iterator[str]:
+    """Normal sequences with an ``anomaly_rate`` share replaced by corruptions of mixed kinds, endless."""
+    rng = random.Random(f"background/{sim.seed}")
+    kinds = applicable_corruptions(sim.fmt)
+    per_kind = math.ceil(_CHUNK * sim.anomaly_rate / max(len(kinds), 1)) + 1
+    for chunk in itertools.count():
+        seed = _STREAM_SEED + sim.seed * 1_000 + chunk
+        broken = [a for kind in kinds for a in generate.anomalies(sim.fmt, kind, per_kind, set(), seed=seed)]
+        for sequence in generate.sample(sim.fmt, _CHUNK, seed=seed):
+            yield rng.choice(broken) if broken and rng.random() < sim.anomaly_rate else sequence
+
+
+def run(sim: Simulation, scorer: Scorer, settings: CompareSettings = CompareSettings(),
+        topic: str = "simulated") -> list[WindowReport]:
+    """Every simulated hour through the record pipeline as plain-text messages whose timestamps are their
+    event times (windows of ``sim.hour_ms``, no lateness, weight 1 each), one batch per hour; the report
+    of every window, oldest first."""
+    pipeline = RecordPipeline(scorer, HourlyJudge(sim.hour_ms, 0, settings), InputConfig(), MemorySink())
+    return drain(MemorySource(hourly_messages(sim, topic)), pipeline, _CHUNK)
+
+
+def hourly_messages(sim: Simulation, topic: str) -> Iterator[list[RawMessage]]:
+    """Each simulated hour as one batch of messages of partition 0 of ``topic``."""
+    offset = 0
+    for times, sequences in hourly_batches(sim):
+        yield [RawMessage(topic, 0, offset + i, int(t), None, s.encode("utf-8"))
+               for i, (t, s) in enumerate(zip(times, sequences))]
+        offset += len(sequences)
+
+
+# -- how well the alarms did --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Detection:
+    """Alarms of one rule on one stream, hours counted from the stream's start.
+
+    ``first_alarm_hour``: the first critical hour at or after the drift (``None``: never, or no drift);
+    ``false_critical`` / ``false_warning``: such hours before the drift (all hours without a drift);
+    ``drift_hours_critical`` of ``drift_hours``: how much of the drift stayed critical.
+    """
+
+    drift_hour: int | None
+    first_alarm_hour: int | None
+    false_critical: int
+    false_warning: int
+    drift_hours_critical: int
+    drift_hours: int
+
+    @property
+    def delay_hours(self) -> int | None:
+        if self.first_alarm_hour is None or self.drift_hour is None:
+            return None
+        return self.first_alarm_hour - self.drift_hour
+
+    @classmethod
+    def of(cls, levels: Sequence[int], drift_hour: int | None) -> Detection:
+        """From a level per hour (``VERDICT_LEVEL``: 2 critical, 1 warning, lower no alarm).
+
+        >>> d = Detection.of([0, 1, 0, 0, 2, 2], drift_hour=3)
+        >>> d.delay_hours, d.false_critical, d.false_warning, d.drift_hours_critical, d.drift_hours
+        (1, 0, 1, 2, 3)
+        """
+        split = len(levels) if drift_hour is None else min(drift_hour, len(levels))
+        before, during = levels[:split], levels[split:]
+        first = next((split + i for i, level in enumerate(during) if level >= CRITICAL), None)
+        return cls(drift_hour, first, sum(level >= CRITICAL for level in before),
+                   sum(level == WARNING for level in before), sum(level >= CRITICAL for level in during),
+                   len(during))
+
+
+def verdict_levels(reports: Sequence[WindowReport], sim: Simulation) -> list[int]:
+    """The monitor's level of each simulated hour (an hour without a report counts as no alarm)."""
+    levels = [VERDICT_LEVEL["insufficient_data"]] * sim.hours
+    for report in reports:
+        levels[sim.hour_of(report.start_ms)] = VERDICT_LEVEL[report.verdict]
+    return levels
+
+
+def static_rule(reports: Sequence[WindowReport], training_errors: np.ndarray, quantile: float = 0.99) -> list[bool]:
+    """Naive reference: an hour alarms when its mean error exceeds the ``quantile`` of the mean of as many
+    training errors (normal approximation: training mean + z * std / sqrt(count)). No history involved."""
+    mean, std = float(np.mean(training_errors)), float(np.std(training_errors))
+    z = statistics.NormalDist().inv_cdf(quantile)
+    return [r.totals.weighted_mean > mean + z * std / math.sqrt(max(r.totals.count, 1)) for r in reports]
+
+
+def rolling_rule(reports: Sequence[WindowReport], history: int = 24, k: float = 3.0) -> list[bool]:
+    """Naive reference: an hour alarms when its mean error exceeds the mean of the ``history`` hours before
+    it plus ``k`` standard deviations of them (all of them, alarming or not; no alarm before ``history``)."""
+    means = [r.totals.weighted_mean for r in reports]
+    flags = []
+    for i, mean in enumerate(means):
+        past = means[max(0, i - history):i]
+        flags.append(len(past) == history and mean > statistics.fmean(past) + k * statistics.pstdev(past))
+    return flags
+
+
+def flag_levels(reports: Sequence[WindowReport], flags: Sequence[bool], sim: Simulation) -> list[int]:
+    """A naive rule's flags as levels per hour: a flag is its (only) alarm, counted as critical."""
+    levels = [0] * sim.hours
+    for report, flag in zip(reports, flags):
+        levels[sim.hour_of(report.start_ms)] = CRITICAL if flag else 0
+    return levels
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One stream's reports and how the monitor and the two naive references did on it."""
+
+    sim: Simulation
+    reports: list[WindowReport]
+    monitor: Detection
+    static: Detection
+    rolling: Detection
+
+
+def evaluate(sim: Simulation, scorer: Scorer, settings: CompareSettings = CompareSettings()) -> Evaluation:
+    """Runs ``sim`` through the monitor and judges its verdicts and the naive rules' on the same hours."""
+    reports = run(sim, scorer, settings)
+    return Evaluation(
+        sim, reports, Detection.of(verdict_levels(reports, sim), sim.drift_from_hour),
+        Detection.of(flag_levels(reports, static_rule(reports, scorer.bundle.training_errors), sim),
+                     sim.drift_from_hour),
+        Detection.of(flag_levels(reports, rolling_rule(reports), sim), sim.drift_from_hour))

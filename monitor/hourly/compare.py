@@ -1,0 +1,333 @@
+"""A closed window's figures compared with the windows before it: how abnormal was this hour?
+
+``History.judge`` takes each closed window's ``HourFigures``, selects a baseline from earlier windows (a
+``Baseline`` strategy), scores the window against it (``compare``) and keeps it for the windows to come.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from monitor.hourly.histogram import HIST_EDGES
+from monitor.settings import CompareSettings
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+VERDICT_LEVEL = {"learning": -1, "insufficient_data": -1, "normal": 0, "warning": 1, "critical": 2}
+"""Each verdict as a number, for metrics and alert rules: below 0 no judgement, above 0 abnormal."""
+VERDICTS = tuple(VERDICT_LEVEL)
+ABNORMAL = frozenset({"warning", "critical"})
+MAD_SCALE = 1.4826  # makes the median absolute deviation estimate the standard deviation of normal data
+# The spread used for the robust z is never below this (besides the relative floor): a baseline of
+# all-zero errors would otherwise make any positive error infinitely abnormal.
+SPREAD_FLOOR = 1e-9
+# A representative error per histogram slot (underflow ~0, log-midpoints, the overflow's lower edge).
+_BIN_VALUES = np.concatenate([[0.0], np.sqrt(HIST_EDGES[:-1] * HIST_EDGES[1:]), [HIST_EDGES[-1]]])
+
+
+class _Histogram(Protocol):
+    def to_list(self) -> list[int]: ...
+
+
+class WindowTotals(Protocol):
+    """What ``HourFigures.of`` reads from a window's running figures (``monitor.hourly.window.WindowAccumulator``)."""
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def weight_sum(self) -> float: ...
+    @property
+    def weighted_mean(self) -> float: ...
+    @property
+    def above_threshold_share(self) -> float: ...
+    @property
+    def histogram(self) -> _Histogram: ...
+
+
+@dataclass(frozen=True)
+class HourFigures:
+    """One closed window's figures. ``weighted_mean`` is its score (higher = more abnormal);
+    ``histogram`` the error counts in ``monitor.hourly.window``'s fixed bins; ``verdict`` is set once judged."""
+
+    start_ms: int
+    count: int
+    weight_sum: float
+    weighted_mean: float
+    above_threshold_share: float
+    histogram: tuple[int, ...] = ()
+    verdict: str = ""
+    model_version: str = ""
+
+    def __post_init__(self) -> None:
+        if self.verdict and self.verdict not in VERDICT_LEVEL:
+            raise ValueError(f"verdict must be one of {VERDICTS} or empty, got {self.verdict!r}")
+
+    @classmethod
+    def of(cls, start_ms: int, totals: WindowTotals, model_version: str = "") -> HourFigures:
+        """The figures of a closed window, e.g. ``HourFigures.of(closed.start_ms, closed.total)``."""
+        return cls(start_ms, totals.count, totals.weight_sum, totals.weighted_mean,
+                   totals.above_threshold_share, tuple(totals.histogram.to_list()), "", model_version)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe (``nan`` becomes ``None``) and exact."""
+        return {"start_ms": self.start_ms, "count": self.count, "weight_sum": self.weight_sum,
+                "weighted_mean": _none_if_nan(self.weighted_mean),
+                "above_threshold_share": _none_if_nan(self.above_threshold_share),
+                "histogram": list(self.histogram), "verdict": self.verdict, "model_version": self.model_version}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HourFigures:
+        return cls(int(data["start_ms"]), int(data["count"]), float(data["weight_sum"]),
+                   _nan_if_none(data["weighted_mean"]), _nan_if_none(data["above_threshold_share"]),
+                   tuple(int(c) for c in data["histogram"]), str(data["verdict"]), str(data["model_version"]))
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+class Baseline(Protocol):
+    """Chooses, from earlier windows (in start order), the ones a window is compared with."""
+
+    def select(self, history: Sequence[HourFigures], current_start_ms: int,
+               length_ms: int) -> list[HourFigures]: ...
+
+
+@dataclass(frozen=True)
+class PreviousWindows:
+    """The ``n`` most recent windows before the current one (gaps in the stream are skipped)."""
+
+    n: int = 168
+
+    def select(self, history: Sequence[HourFigures], current_start_ms: int,
+               length_ms: int) -> list[HourFigures]:
+        earlier = [h for h in history if h.start_ms < current_start_ms]
+        return earlier[-self.n:]
+
+
+@dataclass(frozen=True)
+class SameHourOfDay:
+    """Windows starting a whole number of days (1..``days``) before the current one: traffic with a daily
+    rhythm is compared with the same time of day. For any window length the rule is the same."""
+
+    days: int = 7
+
+    def select(self, history: Sequence[HourFigures], current_start_ms: int,
+               length_ms: int) -> list[HourFigures]:
+        return [h for h in history if _days_before(current_start_ms - h.start_ms) in range(1, self.days + 1)]
+
+
+def _days_before(gap_ms: int) -> int:
+    return gap_ms // DAY_MS if gap_ms % DAY_MS == 0 else -1
+
+
+def baseline_strategy(settings: CompareSettings) -> Baseline:
+    """The ``Baseline`` that ``settings.baseline`` names, sized by its settings."""
+    if settings.baseline == "same_hour":
+        return SameHourOfDay(settings.same_hour_days)
+    return PreviousWindows(settings.previous_windows)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A window against its baseline. ``robust_z``, ``share_ratio``: see ``CompareSettings``; ``percentile``:
+    rank of the window's weighted mean among the baseline's (0-100, ties half); ``distribution_distance``:
+    Jensen-Shannon distance (base 2, in [0, 1]) between the window's error histogram and the baseline's
+    summed one; ``baseline_mad``: the scaled MAD before the floor. Figures without a baseline are ``nan``."""
+
+    verdict: str
+    robust_z: float
+    percentile: float
+    share_ratio: float
+    distribution_distance: float
+    baseline_median: float
+    baseline_mad: float
+    baseline_size: int
+
+    @property
+    def level(self) -> int:
+        return VERDICT_LEVEL[self.verdict]
+
+
+def compare(current: HourFigures, history: Sequence[HourFigures], settings: CompareSettings = CompareSettings(),
+            length_ms: int = HOUR_MS) -> Comparison:
+    """Judges ``current`` against the baseline ``settings`` selects from ``history`` (earlier windows).
+
+    >>> past = [HourFigures(h * HOUR_MS, 100, 100.0, 0.010 + 0.001 * (h % 3), 0.01) for h in range(30)]
+    >>> compare(HourFigures(30 * HOUR_MS, 100, 100.0, 0.011, 0.01), past).verdict
+    'normal'
+    >>> compare(HourFigures(30 * HOUR_MS, 100, 100.0, 0.05, 0.01), past).verdict
+    'critical'
+    >>> compare(HourFigures(30 * HOUR_MS, 100, 100.0, 0.05, 0.01), past[:5]).verdict
+    'learning'
+    """
+    baseline = select_baseline(current, history, settings, length_ms)
+    means = np.array([h.weighted_mean for h in baseline])
+    median, mad = _median_mad(means)
+    spread = max(mad, settings.min_relative_spread * abs(median), SPREAD_FLOOR,
+                 _sampling_noise(current, baseline))
+    figures = Comparison("normal", (current.weighted_mean - median) / spread,
+                         _percentile(current.weighted_mean, means), _share_ratio(current, baseline, settings),
+                         _baseline_distance(current, baseline), median, mad, len(baseline))
+    return replace(figures, verdict=_verdict(current, figures, settings))
+
+
+def select_baseline(current: HourFigures, history: Sequence[HourFigures], settings: CompareSettings,
+                    length_ms: int = HOUR_MS) -> list[HourFigures]:
+    """The windows ``current`` is compared with: usable ones only, then the strategy's choice."""
+    usable = [h for h in sorted(history, key=_start) if _usable(h, settings)
+              and not (settings.same_model_only and h.model_version != current.model_version)]
+    return baseline_strategy(settings).select(usable, current.start_ms, length_ms)
+
+
+def _start(figures: HourFigures) -> int:
+    return figures.start_ms
+
+
+def _usable(figures: HourFigures, settings: CompareSettings) -> bool:
+    """Whether a window may serve in a baseline, whatever the window being judged."""
+    if figures.count < settings.min_count or not math.isfinite(figures.weighted_mean):
+        return False
+    return not (settings.exclude_abnormal and figures.verdict in ABNORMAL)
+
+
+def _sampling_noise(current: HourFigures, baseline: Sequence[HourFigures]) -> float:
+    """Standard error of a mean of ``current.count`` records drawn from the baseline's error distribution.
+
+    Per-record errors are heavy-tailed (a rare broken record costs ~1000x a clean one), so a window of a few
+    dozen records moves far more by chance than hourly windows of thousands: without this floor one broken
+    record in a sparse window reads as z in the thousands. Estimated from the pooled histograms.
+    """
+    same_bins = [h.histogram for h in baseline if len(h.histogram) == len(_BIN_VALUES)]
+    if not same_bins or current.count <= 0:
+        return 0.0
+    pooled = np.sum(np.asarray(same_bins, dtype=np.float64), axis=0)
+    total = pooled.sum()
+    if total <= 0:
+        return 0.0
+    mean = float(pooled @ _BIN_VALUES) / total
+    variance = max(float(pooled @ np.square(_BIN_VALUES)) / total - mean * mean, 0.0)
+    return math.sqrt(variance / current.count)
+
+
+def _median_mad(values: np.ndarray) -> tuple[float, float]:
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    median = float(np.median(values))
+    return median, MAD_SCALE * float(np.median(np.abs(values - median)))
+
+
+def _percentile(value: float, values: np.ndarray) -> float:
+    # monitor.core.score.percentile_ranks does the same, but importing it would pull in Keras through the bundle.
+    if len(values) == 0 or not math.isfinite(value):
+        return float("nan")
+    return float(np.sum(values < value) + np.sum(values <= value)) * 50.0 / len(values)
+
+
+def _share_ratio(current: HourFigures, baseline: Sequence[HourFigures], settings: CompareSettings) -> float:
+    shares = [h.above_threshold_share for h in baseline if math.isfinite(h.above_threshold_share)]
+    if not shares:
+        return float("nan")
+    return current.above_threshold_share / max(float(np.median(shares)), settings.share_floor)
+
+
+def _baseline_distance(current: HourFigures, baseline: Sequence[HourFigures]) -> float:
+    same_bins = [h.histogram for h in baseline if len(h.histogram) == len(current.histogram)]
+    if not current.histogram or not same_bins:
+        return float("nan")
+    return js_distance(np.asarray(current.histogram), np.sum(np.asarray(same_bins), axis=0))
+
+
+def js_distance(counts_a: np.ndarray, counts_b: np.ndarray) -> float:
+    """Jensen-Shannon distance between two count vectors over the same bins: 0 same shape, 1 disjoint.
+
+    >>> js_distance(np.array([1, 0]), np.array([5, 0])), js_distance(np.array([1, 0]), np.array([0, 2]))
+    (0.0, 1.0)
+    """
+    total_a, total_b = float(np.sum(counts_a)), float(np.sum(counts_b))
+    if total_a <= 0 or total_b <= 0:
+        return float("nan")
+    p, q = counts_a / total_a, counts_b / total_b
+    middle = (p + q) / 2
+    divergence = (_kl_bits(p, middle) + _kl_bits(q, middle)) / 2
+    return float(math.sqrt(min(max(divergence, 0.0), 1.0)))
+
+
+def _kl_bits(p: np.ndarray, q: np.ndarray) -> float:
+    present = p > 0
+    return float(np.sum(p[present] * np.log2(p[present] / q[present])))
+
+
+def _verdict(current: HourFigures, figures: Comparison, settings: CompareSettings) -> str:
+    if current.count < settings.min_count or not math.isfinite(current.weighted_mean):
+        return "insufficient_data"
+    if figures.baseline_size < settings.min_history:
+        return "learning"
+    if figures.robust_z >= settings.critical_z or figures.share_ratio >= settings.critical_share_ratio:
+        return "critical"
+    if figures.robust_z >= settings.warning_z or figures.share_ratio >= settings.warning_share_ratio:
+        return "warning"
+    return "normal"
+
+
+class History:
+    """Judged windows, oldest first, kept as long as a baseline may need them.
+
+    It keeps the newest ``capacity`` windows and also the newest ``capacity`` usable ones, so that during a
+    long incident excluded from baselines the last normal windows stay available; memory stays bounded.
+    """
+
+    def __init__(self, settings: CompareSettings = CompareSettings(), length_ms: int = HOUR_MS,
+                 entries: Iterable[HourFigures] = ()) -> None:
+        self.settings = settings
+        self.length_ms = length_ms
+        self.capacity = max(settings.previous_windows, settings.same_hour_days * DAY_MS // length_ms) + 1
+        self._entries: list[HourFigures] = []
+        for figures in entries:
+            self._insert(figures)
+
+    @property
+    def entries(self) -> tuple[HourFigures, ...]:
+        return tuple(self._entries)
+
+    def judge(self, figures: HourFigures) -> Comparison:
+        """Compares a closed window with its baseline, then keeps it (with its verdict) for later windows."""
+        comparison = compare(figures, self._entries, self.settings, self.length_ms)
+        self._insert(replace(figures, verdict=comparison.verdict))
+        return comparison
+
+    def _insert(self, figures: HourFigures) -> None:
+        # A window judged again (re-read after a restart) replaces its earlier figures.
+        starts = [h.start_ms for h in self._entries]
+        index = bisect.bisect_left(starts, figures.start_ms)
+        replaced = index < len(starts) and starts[index] == figures.start_ms
+        self._entries[index:index + replaced] = [figures]
+        self._prune()
+
+    def _prune(self) -> None:
+        kept: list[HourFigures] = []
+        usable = 0
+        for rank, figures in enumerate(reversed(self._entries)):
+            is_usable = _usable(figures, self.settings)
+            if rank < self.capacity or (is_usable and usable < self.capacity):
+                kept.append(figures)
+            usable += is_usable
+        self._entries = kept[::-1]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [figures.to_dict() for figures in self._entries]
+
+    @classmethod
+    def from_list(cls, items: Iterable[dict[str, Any]], settings: CompareSettings = CompareSettings(),
+                  length_ms: int = HOUR_MS) -> History:
+        return cls(settings, length_ms, (HourFigures.from_dict(item) for item in items))

@@ -1,0 +1,271 @@
+"""Event-time tumbling windows: exact, mergeable per-window figures, a watermark, lateness and checkpoints.
+
+A record belongs to the window ``[start, start + length)`` that holds its event time, aligned to UTC epoch
+boundaries. ``Windows`` keeps one ``WindowAccumulator`` per open window and source partition, closes windows
+once the watermark (or the wall clock, on a quiet stream) has passed their end plus the allowed lateness, and
+counts the records that arrive after their window closed instead of dropping them silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monitor.errors import ConfigError
+from monitor.hourly.histogram import ErrorHistogram
+from monitor.hourly.timeline import HOUR_MS, window_start
+from monitor.records import Position
+
+SNAPSHOT_FORMAT = 1
+# Late counters older than this many windows before the closing mark are folded into ``late_total`` only.
+LATE_WINDOWS_KEPT = 1000
+
+LateCounts = dict[int, int]
+"""Records refused as late, per window start (ms)."""
+
+
+@dataclass
+class WindowAccumulator:
+    """Running figures of one window (and one partition, or merged over several); ``merge`` adds another.
+
+    ``count`` counts every record, weight 0 included; the weight sums and the weighted mean use weights.
+    ``histogram`` counts records. Float sums merge exactly up to float rounding; counts merge exactly.
+    """
+
+    count: int = 0
+    weight_sum: float = 0.0
+    weighted_error_sum: float = 0.0
+    above_threshold_count: int = 0
+    above_threshold_weight: float = 0.0
+    histogram: ErrorHistogram = field(default_factory=ErrorHistogram)
+    min_event_time_ms: int | None = None
+    max_event_time_ms: int | None = None
+
+    def add(self, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
+            flags: np.ndarray) -> None:
+        """Adds a batch; the four arrays are aligned, ``flags`` is True where the error is above threshold."""
+        if len(errors) == 0:
+            return
+        self.count += len(errors)
+        self.weight_sum += float(weights.sum())
+        self.weighted_error_sum += float(np.dot(errors, weights))
+        self.above_threshold_count += int(np.count_nonzero(flags))
+        self.above_threshold_weight += float(weights[flags].sum())
+        self.histogram.add(errors)
+        self._widen(int(event_times_ms.min()), int(event_times_ms.max()))
+
+    def merge(self, other: WindowAccumulator) -> None:
+        self.count += other.count
+        self.weight_sum += other.weight_sum
+        self.weighted_error_sum += other.weighted_error_sum
+        self.above_threshold_count += other.above_threshold_count
+        self.above_threshold_weight += other.above_threshold_weight
+        self.histogram.merge(other.histogram)
+        if other.min_event_time_ms is not None and other.max_event_time_ms is not None:
+            self._widen(other.min_event_time_ms, other.max_event_time_ms)
+
+    def _widen(self, low_ms: int, high_ms: int) -> None:
+        if self.min_event_time_ms is not None:
+            low_ms = min(self.min_event_time_ms, low_ms)
+        if self.max_event_time_ms is not None:
+            high_ms = max(self.max_event_time_ms, high_ms)
+        self.min_event_time_ms, self.max_event_time_ms = low_ms, high_ms
+
+    @property
+    def weighted_mean(self) -> float:
+        """Weighted mean error, the window's score (higher = more abnormal); ``nan`` without weight."""
+        return self.weighted_error_sum / self.weight_sum if self.weight_sum > 0 else float("nan")
+
+    @property
+    def above_threshold_share(self) -> float:
+        """Share of the weight above the abnormal threshold; ``nan`` without weight."""
+        return self.above_threshold_weight / self.weight_sum if self.weight_sum > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe and exact: Python's JSON writes floats with ``repr``, which reads back bit for bit."""
+        return {"count": self.count, "weight_sum": self.weight_sum,
+                "weighted_error_sum": self.weighted_error_sum,
+                "above_threshold_count": self.above_threshold_count,
+                "above_threshold_weight": self.above_threshold_weight,
+                "histogram": self.histogram.to_list(),
+                "min_event_time_ms": self.min_event_time_ms, "max_event_time_ms": self.max_event_time_ms}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WindowAccumulator:
+        return cls(int(data["count"]), float(data["weight_sum"]), float(data["weighted_error_sum"]),
+                   int(data["above_threshold_count"]), float(data["above_threshold_weight"]),
+                   ErrorHistogram.from_list(data["histogram"]),
+                   _optional_int(data["min_event_time_ms"]), _optional_int(data["max_event_time_ms"]))
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A window that will receive no more records: its figures in total and per source partition.
+
+    Records of it that still arrive are late: ``Windows.late`` counts them by start. A window that got no
+    record in time is never returned, so a silent hour shows as a missing start.
+    """
+
+    start_ms: int
+    end_ms: int
+    total: WindowAccumulator
+    by_partition: dict[Position, WindowAccumulator]
+
+
+class Windows:
+    """The open tumbling windows of a stream, per source partition, with a watermark and allowed lateness.
+
+    The watermark is the largest event time seen so far on *any* partition. A per-partition minimum would
+    be exact for in-order partitions, but it stalls as long as one partition is idle; the global maximum
+    keeps windows closing, and ``allowed_lateness_ms`` is the slack given to partitions that lag behind.
+
+    Window ``[start, end)`` closes in ``close_due`` once ``max(watermark, now_ms) >= end +
+    allowed_lateness_ms``; ``now_ms`` (the wall clock, from the scheduler) closes windows of a quiet stream.
+    Leave ``now_ms`` out when event times do not follow the wall clock (replays). Because the rule is
+    monotone in ``start``, windows close in start order and one mark, ``closed_before_ms``, describes every
+    closed window: all starts below it. ``add`` never closes anything; a record whose window start is below
+    the mark is *late*: counted per window start (``late``, ``late_total``), not added.
+
+    >>> w = Windows(HOUR_MS, allowed_lateness_ms=60_000)
+    >>> one = (np.ones(1), np.ones(1), np.array([10]), np.zeros(1, bool))  # errors, weights, times, flags
+    >>> w.add(("topic", 0), *one)
+    {}
+    >>> w.close_due(now_ms=3_659_999)
+    []
+    >>> [(c.start_ms, c.end_ms, c.total.count) for c in w.close_due(now_ms=3_660_000)]
+    [(0, 3600000, 1)]
+    >>> w.add(("topic", 0), *one), w.late_total
+    ({0: 1}, 1)
+    """
+
+    def __init__(self, length_ms: int = HOUR_MS, allowed_lateness_ms: int = 0) -> None:
+        _check_setting("length_ms", length_ms, 1)
+        _check_setting("allowed_lateness_ms", allowed_lateness_ms, 0)
+        self.length_ms = length_ms
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.watermark_ms: int | None = None
+        self.closed_before_ms: int | None = None
+        self.late: LateCounts = {}
+        self.late_total = 0
+        self._open: dict[int, dict[Position, WindowAccumulator]] = {}
+
+    def add(self, partition: Position, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
+            flags: np.ndarray, now_ms: int | None = None) -> LateCounts:
+        """Adds a scored batch from one partition; returns the records refused as late, per window start.
+
+        With ``now_ms``, event times beyond the wall clock still count in their window but move the
+        watermark no further than ``now_ms``: one record from a wrong clock cannot close every window.
+        """
+        errors, weights, times, flags = _checked_batch(errors, weights, event_times_ms, flags)
+        if len(times) == 0:
+            return {}
+        starts = times - np.mod(times, self.length_ms)
+        late_mask = np.zeros(len(times), bool) if self.closed_before_ms is None else starts < self.closed_before_ms
+        late = self._count_late(starts[late_mask])
+        keep = ~late_mask
+        self._accumulate(partition, starts[keep], errors[keep], weights[keep], times[keep], flags[keep])
+        self._advance_watermark(int(times.max()) if now_ms is None else min(int(times.max()), now_ms))
+        return late
+
+    def _count_late(self, starts: np.ndarray) -> LateCounts:
+        values, counts = np.unique(starts, return_counts=True)
+        late = {int(s): int(n) for s, n in zip(values, counts)}
+        for start, n in late.items():
+            self.late[start] = self.late.get(start, 0) + n
+        self.late_total += int(counts.sum())
+        return late
+
+    def _accumulate(self, partition: Position, starts: np.ndarray, errors: np.ndarray, weights: np.ndarray,
+                    times: np.ndarray, flags: np.ndarray) -> None:
+        values, inverse, counts = np.unique(starts, return_inverse=True, return_counts=True)
+        order = np.argsort(inverse, kind="stable")
+        for start, rows in zip(values, np.split(order, np.cumsum(counts)[:-1])):
+            by_partition = self._open.setdefault(int(start), {})
+            accumulator = by_partition.setdefault(partition, WindowAccumulator())
+            accumulator.add(errors[rows], weights[rows], times[rows], flags[rows])
+
+    def _advance_watermark(self, time_ms: int) -> None:
+        self.watermark_ms = time_ms if self.watermark_ms is None else max(self.watermark_ms, time_ms)
+
+    def close_due(self, now_ms: int | None = None) -> list[ClosedWindow]:
+        """Closes and returns, in start order, every open window due under the watermark or ``now_ms``."""
+        reference = max((t for t in (self.watermark_ms, now_ms) if t is not None), default=None)
+        if reference is None:
+            return []
+        mark = window_start(reference - self.allowed_lateness_ms, self.length_ms)
+        if self.closed_before_ms is not None and mark <= self.closed_before_ms:
+            return []
+        self.closed_before_ms = mark
+        self._prune_late(mark)
+        due = sorted(start for start in self._open if start < mark)
+        return [self._close(start) for start in due]
+
+    def _close(self, start: int) -> ClosedWindow:
+        by_partition = dict(sorted(self._open.pop(start).items()))
+        return ClosedWindow(start, start + self.length_ms, _merged(by_partition), by_partition)
+
+    def _prune_late(self, closed_before_ms: int) -> None:
+        # Keeps memory bounded however long the stream runs; late_total still holds every late record.
+        oldest_kept = closed_before_ms - LATE_WINDOWS_KEPT * self.length_ms
+        self.late = {start: n for start, n in self.late.items() if start >= oldest_kept}
+
+    def open_summary(self) -> list[tuple[int, WindowAccumulator]]:
+        """Running figures of each open window, merged over partitions, in start order (copies)."""
+        return [(start, _merged(self._open[start])) for start in sorted(self._open)]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The full state as JSON-safe values; ``Windows.restore`` of it continues exactly where this is."""
+        return {"format": SNAPSHOT_FORMAT, "length_ms": self.length_ms,
+                "allowed_lateness_ms": self.allowed_lateness_ms, "watermark_ms": self.watermark_ms,
+                "closed_before_ms": self.closed_before_ms, "late_total": self.late_total,
+                "late": [[start, n] for start, n in sorted(self.late.items())],
+                "open": [{"start_ms": start, "topic": topic, "partition": number, "accumulator": acc.to_dict()}
+                         for start, parts in sorted(self._open.items())
+                         for (topic, number), acc in sorted(parts.items())]}
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> Windows:
+        if state.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"window snapshot format {state.get('format')!r} is not {SNAPSHOT_FORMAT}")
+        windows = cls(int(state["length_ms"]), int(state["allowed_lateness_ms"]))
+        windows.watermark_ms = _optional_int(state["watermark_ms"])
+        windows.closed_before_ms = _optional_int(state["closed_before_ms"])
+        windows.late_total = int(state["late_total"])
+        windows.late = {int(start): int(n) for start, n in state["late"]}
+        for item in state["open"]:
+            parts = windows._open.setdefault(int(item["start_ms"]), {})
+            parts[(str(item["topic"]), int(item["partition"]))] = WindowAccumulator.from_dict(item["accumulator"])
+        return windows
+
+
+def _merged(by_partition: dict[Position, WindowAccumulator]) -> WindowAccumulator:
+    # Sorted so the float sums come out the same whatever order the partitions arrived in.
+    total = WindowAccumulator()
+    for partition in sorted(by_partition):
+        total.merge(by_partition[partition])
+    return total
+
+
+def _check_setting(name: str, value: int, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _checked_batch(errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
+                   flags: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    arrays = (np.asarray(errors, dtype=np.float64), np.asarray(weights, dtype=np.float64),
+              np.asarray(event_times_ms, dtype=np.int64), np.asarray(flags, dtype=bool))
+    if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1:
+        raise ValueError(f"errors, weights, event times and flags must be 1-D of one length, got "
+                         f"{[a.shape for a in arrays]}")
+    if not np.all(np.isfinite(arrays[0])):
+        raise ValueError("errors must be finite")
+    if np.any(arrays[1] < 0) or not np.all(np.isfinite(arrays[1])):
+        raise ValueError("weights must be finite and non-negative")
+    return arrays

@@ -1,0 +1,275 @@
+"""The only prometheus_client user: the service's metrics, read at scrape time, and the HTTP endpoint
+with ``/metrics``, ``/healthz`` (the process is alive) and ``/readyz`` (model loaded, state restored,
+partitions assigned).
+
+The service calls the hooks below from its loop; they copy what a scrape needs into a snapshot under a lock,
+and a collector turns the snapshot into metric families when Prometheus asks. Labels stay low-cardinality:
+topic, partition, outcome, reason, verdict, never a sequence or a key.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import numpy as np
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from monitor.core.bundle import Bundle
+from monitor.hourly.compare import VERDICT_LEVEL
+from monitor.hourly.judge import WindowReport
+from monitor.hourly.window import WindowAccumulator
+from monitor.stream.hooks import Snapshot
+from monitor.stream.pipeline import BatchResult
+
+PREFIX = "sequence_monitor"
+BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def error_buckets(training_errors: np.ndarray, count: int = 24) -> tuple[float, ...]:
+    """Log-spaced upper bounds from well below the typical training error to far above the worst.
+
+    Default Prometheus buckets (5 ms .. 10 s) say nothing about errors of 1e-5 .. 1e-1; these follow the
+    model. They are fixed for the life of the process so the series stay comparable across a model reload.
+    """
+    positive = training_errors[training_errors > 0]
+    low = float(np.quantile(positive, 0.01)) / 10 if len(positive) else 1e-7
+    high = max(float(training_errors.max(initial=0.0)) * 100, low * 1e4)
+    return tuple(float(f"{b:.3g}") for b in np.geomspace(max(low, 1e-9), high, count))
+
+
+@dataclass
+class _TopicWindowState:
+    last: WindowReport | None = None
+    streak: int = 0
+    open_figures: list[tuple[int, WindowAccumulator]] = field(default_factory=list)
+
+
+class Metrics(Collector):
+    """Service hooks that feed a scrape-time collector; register it on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry, buckets: tuple[float, ...], model: dict[str, str]) -> None:
+        self._lock = threading.Lock()
+        self.buckets = np.asarray(buckets)
+        self.model = model
+        self.records: Counter[tuple[str, str]] = Counter()
+        self.dead_letters: Counter[tuple[str, str]] = Counter()
+        self.abnormal: Counter[str] = Counter()
+        self.windows_closed: Counter[tuple[str, str]] = Counter()
+        self.error_counts: dict[str, np.ndarray] = {}
+        self.error_sums: Counter[str] = Counter()
+        self.batch_counts = np.zeros(len(BATCH_BUCKETS) + 1, dtype=np.int64)
+        self.batch_sum = 0.0
+        self.topics: dict[str, _TopicWindowState] = {}
+        self.lag: dict[tuple[str, int], int] = {}
+        self.last_checkpoint: float | None = None
+        self.ready = False
+        registry.register(self)
+
+    # -- hooks (service loop thread) ------------------------------------------------------------------------
+    def on_batch(self, result: BatchResult, seconds: float) -> None:
+        with self._lock:
+            for rejected in result.rejected:
+                topic = rejected.message.topic
+                self.records[(topic, "dead_lettered")] += 1
+                self.dead_letters[(topic, rejected.reason)] += 1
+            for topic, n in result.late.items():
+                if n:
+                    self.records[(topic, "late")] += n
+            self._observe_errors(result)
+            self.batch_counts[np.searchsorted(BATCH_BUCKETS, seconds)] += 1
+            self.batch_sum += seconds
+
+    def _observe_errors(self, result: BatchResult) -> None:
+        # Per partition, not per record: the loop's grouping is reused so a batch costs a few numpy calls.
+        for (topic, _), idx in result.by_partition.items():
+            errors, flags = result.errors[idx], result.flags[idx]
+            counts = self.error_counts.setdefault(topic, np.zeros(len(self.buckets) + 1, dtype=np.int64))
+            counts += np.bincount(np.searchsorted(self.buckets, errors, side="left"), minlength=len(counts))
+            self.records[(topic, "scored")] += len(idx)
+            self.error_sums[topic] += float(errors.sum())
+            self.abnormal[topic] += int(flags.sum())
+
+    def on_window_closed(self, report: WindowReport, streak: int) -> None:
+        with self._lock:
+            state = self.topics.setdefault(report.topic, _TopicWindowState())
+            state.last, state.streak = report, streak
+            self.windows_closed[(report.topic, report.verdict)] += 1
+
+    def on_checkpoint(self, saved_at: float) -> None:
+        with self._lock:
+            self.last_checkpoint = saved_at
+
+    def on_tick(self, snapshot: Snapshot) -> None:
+        """Copy what a scrape reads from the loop's state (consumer lag, open windows, readiness, model)."""
+        with self._lock:
+            self.lag = dict(snapshot.lag)
+            for topic, figures in snapshot.open_windows.items():
+                self.topics.setdefault(topic, _TopicWindowState()).open_figures = list(figures)
+            self.ready = snapshot.assigned
+            self.model = dict(snapshot.model)
+
+    # -- scrape (HTTP thread) -------------------------------------------------------------------------------
+    def collect(self) -> Iterator[Any]:
+        with self._lock:
+            yield from self._counters()
+            yield from self._histograms()
+            yield from self._window_gauges()
+            yield from self._operational_gauges()
+
+    def _counters(self) -> Iterator[Any]:
+        records = CounterMetricFamily(f"{PREFIX}_records", "Records consumed, by outcome: scored, "
+                                      "dead_lettered (undecodable), late (scored after their window closed)",
+                                      labels=["topic", "outcome"])
+        for (topic, outcome), n in sorted(self.records.items()):
+            records.add_metric([topic, outcome], n)
+        dead = CounterMetricFamily(f"{PREFIX}_dead_letters", "Records sent to the dead-letter topic, by reason",
+                                   labels=["topic", "reason"])
+        for (topic, reason), n in sorted(self.dead_letters.items()):
+            dead.add_metric([topic, reason], n)
+        abnormal = CounterMetricFamily(f"{PREFIX}_abnormal_records",
+                                       "Records whose error exceeded the model's threshold", labels=["topic"])
+        for topic, n in sorted(self.abnormal.items()):
+            abnormal.add_metric([topic], n)
+        closed = CounterMetricFamily(f"{PREFIX}_windows_closed", "Windows closed, by verdict",
+                                     labels=["topic", "verdict"])
+        for (topic, verdict), n in sorted(self.windows_closed.items()):
+            closed.add_metric([topic, verdict], n)
+        yield from (records, dead, abnormal, closed)
+
+    def _histograms(self) -> Iterator[Any]:
+        errors = HistogramMetricFamily(f"{PREFIX}_reconstruction_error",
+                                       "Per-record reconstruction error (mean squared)", labels=["topic"])
+        for topic, counts in sorted(self.error_counts.items()):
+            errors.add_metric([topic], _cumulative(self.buckets, counts), self.error_sums[topic])
+        batch = HistogramMetricFamily(f"{PREFIX}_batch_duration_seconds",
+                                      "Time to decode, score, window and deliver one batch")
+        batch.add_metric([], _cumulative(np.asarray(BATCH_BUCKETS), self.batch_counts), self.batch_sum)
+        yield from (errors, batch)
+
+    def _window_gauges(self) -> Iterator[Any]:
+        families = {name: GaugeMetricFamily(f"{PREFIX}_{name}", help_text, labels=["topic"])
+                    for name, help_text in _WINDOW_GAUGES.items()}
+        for topic, state in sorted(self.topics.items()):
+            for name, value in _window_values(state).items():
+                if value is not None and not math.isnan(value):
+                    families[name].add_metric([topic], value)
+        yield from families.values()
+
+    def _operational_gauges(self) -> Iterator[Any]:
+        lag = GaugeMetricFamily(f"{PREFIX}_consumer_lag_records", "Records between the consumer's position "
+                                "and the end of the partition", labels=["topic", "partition"])
+        for (topic, partition), n in sorted(self.lag.items()):
+            lag.add_metric([topic, str(partition)], n)
+        yield lag
+        if self.last_checkpoint is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_checkpoint_age_seconds", "Seconds since the last checkpoint of "
+                                    "windows and offsets", value=max(0.0, time.time() - self.last_checkpoint))
+        info = InfoMetricFamily(f"{PREFIX}_model", "The model bundle in use")
+        info.add_metric([], {k: str(v) for k, v in self.model.items()})
+        yield info
+        yield GaugeMetricFamily(f"{PREFIX}_ready", "1 when the model is loaded, the state restored and "
+                                "partitions assigned", value=1.0 if self.ready else 0.0)
+
+
+# Gauges of the last closed window, each the report field it shows (``WindowReport.to_dict``).
+_REPORT_GAUGES = {
+    "window_weighted_mean_error": ("weighted_mean", "Weighted mean error of the last closed window"),
+    "window_weight_sum": ("weight_sum", "Weight sum of the last closed window"),
+    "window_weighted_error_sum": ("weighted_error_sum", "Weighted error sum of the last closed window"),
+    "window_records": ("count", "Records in the last closed window"),
+    "window_above_threshold_ratio": ("above_threshold_share",
+                                     "Weighted share of the last closed window above the threshold"),
+    "window_zscore": ("robust_z", "Robust z-score of the last closed window against its baseline"),
+    "window_percentile": ("percentile", "Percentile rank (0-100) of the last closed window among its baseline"),
+    "window_distribution_distance": ("distribution_distance",
+                                     "Jensen-Shannon distance of the last window's errors to the baseline's"),
+    "baseline_median_error": ("baseline_median", "Median weighted mean error of the baseline windows"),
+    "baseline_mad_error": ("baseline_mad", "Scaled median absolute deviation of the baseline windows' errors"),
+    "baseline_windows": ("baseline_size", "Windows in the baseline the last window was compared with"),
+}
+# Gauges of the open (current) window, each the accumulator attribute it shows.
+_OPEN_GAUGES = {
+    "open_window_weighted_mean_error": ("weighted_mean", "Weighted mean error of the open (current) window so far"),
+    "open_window_weight_sum": ("weight_sum", "Weight sum of the open window so far"),
+    "open_window_weighted_error_sum": ("weighted_error_sum", "Weighted error sum of the open window so far"),
+    "open_window_records": ("count", "Records in the open window so far"),
+}
+_WINDOW_GAUGES = {
+    **{name: help_text for name, (_, help_text) in _OPEN_GAUGES.items()},
+    **{name: help_text for name, (_, help_text) in _REPORT_GAUGES.items()},
+    "window_verdict": "Verdict of the last closed window: -1 learning, 0 normal, 1 warning, 2 critical",
+    "window_start_timestamp_seconds": "Start of the last closed window (Unix time)",
+    "window_abnormal_streak": "Consecutive closed windows judged warning or critical",
+}
+
+
+def _window_values(state: _TopicWindowState) -> dict[str, float | None]:
+    values: dict[str, float | None] = {}
+    if state.open_figures:
+        _, acc = state.open_figures[-1]  # the newest open window is "the current hour"
+        values.update({name: getattr(acc, attribute) for name, (attribute, _) in _OPEN_GAUGES.items()})
+    report = state.last
+    if report is not None:
+        fields = report.to_dict()
+        values.update({name: fields[key] for name, (key, _) in _REPORT_GAUGES.items()})
+        values.update(window_verdict=VERDICT_LEVEL[report.verdict], window_start_timestamp_seconds=report.start_ms / 1000,
+                      window_abnormal_streak=state.streak)
+    return values
+
+
+def _cumulative(bounds: np.ndarray, counts: np.ndarray) -> list[tuple[str, float]]:
+    running = np.cumsum(counts)
+    buckets = [(f"{b:g}", float(n)) for b, n in zip(bounds, running[:-1])]
+    return buckets + [("+Inf", float(running[-1]))]
+
+
+# -- HTTP ------------------------------------------------------------------------------------------------
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass  # one line per scrape would drown the service's own logs
+
+
+def serve(metrics: Metrics, registry: CollectorRegistry, host: str, port: int) -> WSGIServer:
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on a daemon thread; ``shutdown()`` stops it."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        if path == "/readyz":
+            ready = metrics.ready
+            start_response("200 OK" if ready else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"ready\n" if ready else b"not ready\n"]
+        return metrics_app(environ, start_response)
+
+    server = make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server
+
+
+def start(bundle: Bundle, host: str, port: int) -> tuple[Metrics, WSGIServer]:
+    """Metrics on a fresh registry for ``bundle``'s error range, served on ``host:port`` (0: any port)."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, error_buckets(bundle.training_errors), bundle.info())
+    return metrics, serve(metrics, registry, host, port)

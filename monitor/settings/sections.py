@@ -1,0 +1,273 @@
+"""The configuration's sections: one frozen dataclass each, its keys with defaults and checks, and
+``MonitorConfig``, the whole configuration, whose fields are the table of sections."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from monitor.settings.checks import (
+    Options,
+    OptionValue,
+    Section,
+    boolean,
+    choice,
+    integer,
+    matching,
+    number,
+    optional,
+    options_setting,
+    positive_number,
+    section,
+    setting,
+    string_list,
+)
+
+# Kafka options that the pass-through dicts must not set: another key owns them, and two sources for one
+# setting is how a consumer ends up in the wrong group.
+_OWNED_ELSEWHERE = {"bootstrap_servers": "kafka.bootstrap_servers", "group_id": "input.group_id",
+                    "auto_offset_reset": "input.auto_offset_reset"}
+_SECRET_KEY = re.compile(r"password|secret|token", re.IGNORECASE)
+
+_text = matching(r".+", "a non-empty string")
+_topic = matching(r"(?!\.\.?$)[A-Za-z0-9._-]{1,249}", "a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)")
+_server = matching(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?", "'host:port'")
+_field_path = matching(r"[^.]+(\.[^.]+)*", "a dotted field path such as 'payload.serial'")
+
+
+@dataclass(frozen=True, repr=False)
+class KafkaConfig(Section, key="kafka"):
+    """Brokers, and kafka-python options passed as-is: ``client`` to every client, the others to one kind."""
+
+    bootstrap_servers: tuple[str, ...] = setting(("127.0.0.1:9092",), string_list(_server, "'host:port'"))
+    client: Options = options_setting()
+    consumer: Options = options_setting()
+    producer: Options = options_setting()
+
+    def __repr__(self) -> str:
+        # The config gets logged at start-up; SASL and SSL passwords must not be.
+        options = ", ".join(f"{name}={_redacted(getattr(self, name))!r}" for name in ("client", "consumer", "producer"))
+        return f"KafkaConfig(bootstrap_servers={self.bootstrap_servers!r}, {options})"
+
+    def _cross_check(self) -> Iterator[tuple[str, str]]:
+        for name in ("client", "consumer", "producer"):
+            for key in getattr(self, name):
+                if key in _OWNED_ELSEWHERE:
+                    yield f"{name}.{key}", f"set {_OWNED_ELSEWHERE[key]} instead"
+
+
+def _redacted(options: Options) -> dict[str, OptionValue]:
+    return {key: "***" if _SECRET_KEY.search(key) else value for key, value in options.items()}
+
+
+@dataclass(frozen=True)
+class InputConfig(Section, key="input"):
+    """Which topics to read and how a record's value becomes a sequence, a weight and an event time."""
+
+    topics: tuple[str, ...] = setting(("sequences",), string_list(_topic, "Kafka topic names"))
+    group_id: str = setting("sequence-monitor", _text)
+    value_format: str = setting("text", choice("text", "json"))
+    sequence_field: str = setting("sequence", _field_path)
+    weight_field: str | None = setting(None, optional(_field_path))
+    event_time_field: str | None = setting(None, optional(_field_path))
+    event_time_format: str = setting("epoch_ms", choice("epoch_ms", "epoch_s", "iso8601"))
+    max_value_bytes: int = setting(65536, integer(1))
+    max_sequence_chars: int = setting(4096, integer(1))
+    auto_offset_reset: str = setting("earliest", choice("earliest", "latest"))
+
+    def _cross_check(self) -> Iterator[tuple[str, str]]:
+        if self.value_format == "text":
+            for name in ("weight_field", "event_time_field"):
+                if getattr(self, name) is not None:
+                    yield name, "needs value_format 'json': a text record has no fields"
+
+
+@dataclass(frozen=True)
+class BatchConfig(Section, key="batch"):
+    """How many records one poll hands to the scorer, and how long it waits to fill a batch."""
+
+    max_records: int = setting(5000, integer(1))
+    max_wait_ms: int = setting(200, integer(0))
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section, key="model"):
+    """Where the model bundle lives."""
+
+    path: str = setting("models/default", _text)
+
+
+@dataclass(frozen=True)
+class DeadLetterConfig(Section, key="dead_letter"):
+    """Where records that cannot be decoded go, with their original bytes (up to ``max_value_bytes``)."""
+
+    topic: str = setting("sequences.dead-letter", _topic)
+    max_value_bytes: int = setting(900_000, integer(1))
+
+
+@dataclass(frozen=True)
+class OutputConfig(Section, key="output"):
+    """Where scored events go; ``None`` produces none."""
+
+    topic: str | None = setting(None, optional(_topic))
+
+
+@dataclass(frozen=True)
+class LoggingConfig(Section, key="logging"):
+    """Log lines for people (``human``) or one JSON object per line (``json``), from ``level`` up."""
+
+    format: str = setting("human", choice("human", "json"))
+    level: str = setting("INFO", choice("DEBUG", "INFO", "WARNING", "ERROR", fold=str.upper))
+
+
+@dataclass(frozen=True)
+class ShutdownConfig(Section, key="shutdown"):
+    """How long a graceful stop may take before the service gives up waiting."""
+
+    timeout_seconds: float = setting(30.0, positive_number)
+
+
+@dataclass(frozen=True)
+class WindowConfig(Section, key="window"):
+    """Event-time windows: their length, how long one waits for late records, how often the clock closes."""
+
+    length_seconds: float = setting(3600.0, positive_number)
+    allowed_lateness_seconds: float = setting(300.0, number(0))
+    close_check_seconds: float = setting(5.0, positive_number)
+    quiet_seconds: float = setting(30.0, number(0))
+
+    @property
+    def length_ms(self) -> int:
+        return int(self.length_seconds * 1000)
+
+    @property
+    def allowed_lateness_ms(self) -> int:
+        return int(self.allowed_lateness_seconds * 1000)
+
+
+@dataclass(frozen=True)
+class CompareSettings(Section, key="compare"):
+    """How a closed window is judged against its baseline (``monitor.hourly.compare``).
+
+    The verdict, in this order:
+
+    ``insufficient_data``
+        the window has fewer than ``min_count`` records, or no weight (no weighted mean). Never alarms.
+    ``learning``
+        fewer than ``min_history`` usable windows in the baseline.
+    ``critical``
+        robust z of the weighted mean >= ``critical_z``, or share ratio >= ``critical_share_ratio``.
+    ``warning``
+        robust z >= ``warning_z``, or share ratio >= ``warning_share_ratio``.
+    ``normal``
+        otherwise. Only *higher* errors alarm: a window better reconstructed than usual is normal.
+
+    The robust z is ``(mean - baseline median) / spread``, the spread being the baseline's MAD times 1.4826
+    but never below ``min_relative_spread`` times the baseline median: a perfectly steady history then
+    needs a relative rise (by default 3 x 5 % = 15 % for a warning) instead of dividing by zero. The share
+    ratio is the window's share of weight above the abnormal threshold over the baseline's median share,
+    the latter taken as at least ``share_floor`` so that a few flagged records in a quiet hour do not alarm.
+    The two signals catch different faults: the mean a few very bad records or a general drift, the share
+    many moderately bad ones.
+
+    ``baseline``: ``"previous"`` (the last ``previous_windows`` windows) or ``"same_hour"`` (the same time of
+    day over the last ``same_hour_days`` days). ``exclude_abnormal`` keeps warning and critical windows out
+    of later baselines, so a long incident stays critical instead of becoming the new normal (only a new
+    model ends it); ``same_model_only`` compares only windows scored by the same model version, since errors
+    of different models are on different scales (after a model change the verdict is learning again).
+
+    >>> CompareSettings(warning_z=7.0)
+    Traceback (most recent call last):
+    ...
+    monitor.settings.checks.SectionError: compare.warning_z: 7.0 must not exceed compare.critical_z (6.0)
+    """
+
+    baseline: str = setting("previous", choice("previous", "same_hour"))
+    previous_windows: int = setting(168, integer(1))
+    same_hour_days: int = setting(7, integer(1))
+    min_history: int = setting(24, integer(1))
+    min_count: int = setting(1, integer(1))
+    warning_z: float = setting(3.0, positive_number)
+    critical_z: float = setting(6.0, positive_number)
+    warning_share_ratio: float = setting(3.0, positive_number)
+    critical_share_ratio: float = setting(10.0, positive_number)
+    share_floor: float = setting(0.01, positive_number)
+    min_relative_spread: float = setting(0.05, positive_number)
+    exclude_abnormal: bool = setting(True, boolean)
+    same_model_only: bool = setting(True, boolean)
+
+    def _cross_check(self) -> Iterator[tuple[str, str]]:
+        capacity = "same_hour_days" if self.baseline == "same_hour" else "previous_windows"
+        for low, high in (("warning_z", "critical_z"), ("warning_share_ratio", "critical_share_ratio"),
+                          ("min_history", capacity)):
+            if getattr(self, low) > getattr(self, high):
+                yield low, f"{getattr(self, low)} must not exceed compare.{high} ({getattr(self, high)})"
+
+
+@dataclass(frozen=True)
+class StateConfig(Section, key="state"):
+    """Where window state and the offsets it is exact at are checkpointed, and how often."""
+
+    path: str = setting("state/monitor.sqlite", _text)
+    checkpoint_interval_seconds: float = setting(5.0, positive_number)
+
+
+@dataclass(frozen=True)
+class ReloadConfig(Section, key="reload"):
+    """How often the model bundle directory is checked for a newly published bundle (0: never)."""
+
+    check_interval_seconds: float = setting(30.0, number(0))
+
+
+@dataclass(frozen=True)
+class RetrainConfig(Section, key="retrain"):
+    """Optional scheduled retraining on recent records that scored normal."""
+
+    enabled: bool = setting(False, boolean)
+    interval_hours: float = setting(24.0, positive_number)
+    min_records: int = setting(10_000, integer(20))
+    max_records: int = setting(200_000, integer(20))
+    output_path: str | None = setting(None, optional(_text))
+
+    def _cross_check(self) -> Iterator[tuple[str, str]]:
+        if self.min_records > self.max_records:
+            yield "min_records", f"{self.min_records} is more than max_records ({self.max_records})"
+
+
+@dataclass(frozen=True)
+class MetricsConfig(Section, key="metrics"):
+    """The Prometheus endpoint (/metrics) with /healthz and /readyz."""
+
+    enabled: bool = setting(True, boolean)
+    host: str = setting("0.0.0.0", _text)
+    port: int = setting(9108, integer(0))
+
+
+@dataclass(frozen=True)
+class MonitorConfig(Section):
+    """The whole configuration. Its fields are the table of sections: a new section is one line here
+    (with the same name as the section's ``key``)."""
+
+    kafka: KafkaConfig = section(KafkaConfig)
+    input: InputConfig = section(InputConfig)
+    batch: BatchConfig = section(BatchConfig)
+    model: ModelConfig = section(ModelConfig)
+    dead_letter: DeadLetterConfig = section(DeadLetterConfig)
+    output: OutputConfig = section(OutputConfig)
+    logging: LoggingConfig = section(LoggingConfig)
+    shutdown: ShutdownConfig = section(ShutdownConfig)
+    window: WindowConfig = section(WindowConfig)
+    compare: CompareSettings = section(CompareSettings)
+    state: StateConfig = section(StateConfig)
+    reload: ReloadConfig = section(ReloadConfig)
+    retrain: RetrainConfig = section(RetrainConfig)
+    metrics: MetricsConfig = section(MetricsConfig)
+
+    def _cross_check(self) -> Iterator[tuple[str, str]]:
+        # Writing to a topic the monitor reads would score its own output again, forever.
+        for name, topic in (("dead_letter.topic", self.dead_letter.topic), ("output.topic", self.output.topic)):
+            if topic in self.input.topics:
+                yield name, f"{topic!r} is also in input.topics; the monitor would read its own output"
+        if self.output.topic == self.dead_letter.topic:
+            yield "output.topic", "is the same topic as dead_letter.topic; scored events and dead letters must not mix"

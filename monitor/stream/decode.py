@@ -1,0 +1,206 @@
+"""Message bytes become a ``Record`` or a ``Rejected`` with a reason; decoding never raises on data.
+
+Plain values are UTF-8 strings; JSON values are objects with configurable dotted field paths for the
+sequence, an optional weight and an optional event time (else the Kafka record timestamp is used).
+``decode`` takes one message; ``decode_batch`` a poll's worth, as columns the scorer and windows use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import numpy as np
+
+from monitor.records import RawMessage, Record, Rejected
+
+
+class DecodeOptions(Protocol):
+    """The input settings decoding reads (``monitor.settings``'s input section has them)."""
+
+    value_format: str
+    sequence_field: str
+    weight_field: str | None
+    event_time_field: str | None
+    event_time_format: str
+    max_value_bytes: int
+    max_sequence_chars: int
+
+
+_MISSING = object()
+
+
+@dataclass
+class Decoded:
+    """A batch after decoding: the usable sequences with their weights, event times and source messages
+    (aligned, in batch order), and the rejections."""
+
+    sequences: list[str]
+    weights: np.ndarray  # float64
+    event_times_ms: np.ndarray  # int64
+    messages: list[RawMessage]
+    rejected: list[Rejected]
+
+    @classmethod
+    def of(cls, records: Sequence[Record], rejected: list[Rejected]) -> Decoded:
+        return cls([r.sequence for r in records],
+                   np.fromiter((r.weight for r in records), dtype=np.float64, count=len(records)),
+                   np.fromiter((r.event_time_ms for r in records), dtype=np.int64, count=len(records)),
+                   [r.message for r in records], rejected)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def records(self) -> list[Record]:
+        return [Record(s, float(w), int(t), m)
+                for s, w, t, m in zip(self.sequences, self.weights, self.event_times_ms, self.messages)]
+
+
+def decode_batch(messages: Sequence[RawMessage], options: DecodeOptions) -> Decoded:
+    """Decode a batch: what ``decode`` gives for each message, as columns."""
+    if options.value_format == "text":
+        plain = _plain_batch(messages, options)
+        if plain is not None:
+            return plain
+    records: list[Record] = []
+    rejected: list[Rejected] = []
+    for message in messages:
+        decoded = decode(message, options)
+        (records if type(decoded) is Record else rejected).append(decoded)  # type: ignore[arg-type]
+    return Decoded.of(records, rejected)
+
+
+def _plain_batch(messages: Sequence[RawMessage], options: DecodeOptions) -> Decoded | None:
+    """A plain-text batch in a few list-wide passes, or ``None`` as soon as one message needs a closer
+    look (the per-message path then says what is wrong with it)."""
+    values = [m.value for m in messages]
+    if not values or not all(values) or max(map(len, values)) > options.max_value_bytes:  # type: ignore[arg-type]
+        return None
+    try:
+        texts = [v.decode("utf-8") for v in values]  # type: ignore[union-attr]
+    except UnicodeDecodeError:
+        return None
+    # Values are non-empty here, so ``isspace`` is exactly "blank after strip".
+    if max(map(len, texts)) > options.max_sequence_chars or any(map(str.isspace, texts)):
+        return None
+    try:
+        times = np.array([m.timestamp for m in messages], dtype=np.int64)
+    except (TypeError, OverflowError):  # a record without a timestamp
+        return None
+    if times.min() < 0:
+        return None
+    return Decoded(texts, np.ones(len(texts)), times, list(messages), [])
+
+
+def decode(message: RawMessage, options: DecodeOptions) -> Record | Rejected:
+    """Decode one message; the result says what was wrong instead of raising."""
+    value = message.value
+    if not value:
+        return Rejected("empty_value", "the message has no value", message)
+    if len(value) > options.max_value_bytes:
+        return Rejected("oversized_value", f"{len(value)} bytes; the limit is {options.max_value_bytes}", message)
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected("invalid_utf8", f"invalid UTF-8 at byte {exc.start}", message)
+    if options.value_format == "json":
+        return _decode_json(text, message, options)
+    return _record(text, 1.0, message.timestamp, message, options)
+
+
+def _decode_json(text: str, message: RawMessage, options: DecodeOptions) -> Record | Rejected:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Rejected("invalid_json", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", message)
+    if not isinstance(obj, dict):
+        return Rejected("invalid_json", f"a JSON {type(obj).__name__}, not an object", message)
+    sequence = field(obj, options.sequence_field)
+    if sequence is _MISSING:
+        return Rejected("missing_field", f"no field {options.sequence_field!r}", message)
+    if not isinstance(sequence, str):
+        return Rejected("invalid_sequence", f"field {options.sequence_field!r} is {_kind(sequence)}, not a string",
+                        message)
+    weight = _weight(obj, options.weight_field)
+    if isinstance(weight, str):
+        return Rejected("invalid_weight", weight, message)
+    event_time = _event_time(obj, options, message.timestamp)
+    if isinstance(event_time, str):
+        return Rejected("invalid_timestamp", event_time, message)
+    return _record(sequence, weight, event_time, message, options)
+
+
+def _record(sequence: str, weight: float, event_time_ms: int | None, message: RawMessage,
+            options: DecodeOptions) -> Record | Rejected:
+    if not sequence.strip():
+        return Rejected("empty_value", "the sequence is empty or blank", message)
+    if len(sequence) > options.max_sequence_chars:
+        return Rejected("oversized_value", f"the sequence has {len(sequence)} characters; the limit is "
+                        f"{options.max_sequence_chars}", message)
+    if event_time_ms is None or event_time_ms < 0:
+        return Rejected("invalid_timestamp", f"the record has no usable timestamp ({event_time_ms})", message)
+    return Record(sequence, weight, event_time_ms, message)
+
+
+def field(obj: dict[str, Any], path: str) -> Any:
+    """The value at a dotted ``path`` (``payload.serial``) or the module's missing marker."""
+    current: Any = obj
+    for part in path.split("."):
+        if not isinstance(current, dict) or part not in current:
+            return _MISSING
+        current = current[part]
+    return current
+
+
+def _weight(obj: dict[str, Any], path: str | None) -> float | str:
+    """The weight, 1.0 when no field is configured or it is absent; a string says what is wrong."""
+    if path is None:
+        return 1.0
+    value = field(obj, path)
+    if value is _MISSING or value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"weight {path!r} is {_kind(value)}, not a number"
+    if not math.isfinite(value) or value < 0:
+        return f"weight {path!r} is {value}; it must be a finite number >= 0"
+    return float(value)
+
+
+def _event_time(obj: dict[str, Any], options: DecodeOptions, fallback_ms: int | None) -> int | None | str:
+    """Event time in epoch milliseconds; a string says what is wrong."""
+    path = options.event_time_field
+    if path is None:
+        return fallback_ms
+    value = field(obj, path)
+    if value is _MISSING or value is None:
+        return fallback_ms
+    fmt = options.event_time_format
+    if fmt == "iso8601":
+        return _parse_iso(value, path)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"time {path!r} is {_kind(value)} {value!r}, not {fmt} epoch number"
+    millis = value * 1000 if fmt == "epoch_s" else value
+    if not 0 <= millis < 253_402_300_800_000:  # before year 10000, as datetime can represent
+        return f"time {path!r} = {value!r} is out of range for {fmt}"
+    return int(millis)
+
+
+def _parse_iso(value: Any, path: str) -> int | str:
+    if not isinstance(value, str):
+        return f"time {path!r} is {_kind(value)}, not an ISO 8601 string"
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return f"time {path!r} = {value!r} is not ISO 8601"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)  # a time without an offset is taken as UTC
+    millis = int(moment.timestamp() * 1000)
+    return millis if millis >= 0 else f"time {path!r} = {value!r} is before 1970"
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

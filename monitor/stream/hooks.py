@@ -1,0 +1,66 @@
+"""What the stream tells its observers (metrics, logs, retraining): the hooks it calls, and the frozen
+snapshot of the loop's state that a tick hands them, so no observer ever reads the service itself."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from monitor.hourly.judge import WindowReport
+from monitor.hourly.timeline import iso_utc
+from monitor.hourly.window import WindowAccumulator
+from monitor.records import Position
+
+if TYPE_CHECKING:
+    from monitor.stream.pipeline import BatchResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The loop's state as a scrape needs it, copied once a tick: consumer lag per partition, the running
+    figures of each topic's open windows (start order), whether partitions are assigned, the model in use
+    (``Bundle.info``)."""
+
+    lag: Mapping[Position, int]
+    open_windows: Mapping[str, Sequence[tuple[int, WindowAccumulator]]]
+    assigned: bool
+    model: Mapping[str, str]
+
+
+class Hooks(Protocol):
+    """Called from the loop thread; every method may do nothing."""
+
+    def on_batch(self, result: BatchResult, seconds: float) -> None: ...
+    def on_window_closed(self, report: WindowReport, streak: int) -> None: ...
+    def on_checkpoint(self, saved_at: float) -> None: ...
+    def on_tick(self, snapshot: Snapshot) -> None: ...
+
+
+class NoHooks:
+    """Hooks that do nothing: a base for observers that act on some of them."""
+
+    def on_batch(self, result: BatchResult, seconds: float) -> None:
+        pass
+
+    def on_window_closed(self, report: WindowReport, streak: int) -> None:
+        pass
+
+    def on_checkpoint(self, saved_at: float) -> None:
+        pass
+
+    def on_tick(self, snapshot: Snapshot) -> None:
+        pass
+
+
+class WindowLog(NoHooks):
+    """One log line per closed window: a warning when its verdict is warning or critical."""
+
+    def on_window_closed(self, report: WindowReport, streak: int) -> None:
+        log.log(logging.WARNING if report.abnormal else logging.INFO,
+                "window %s %s closed: %d records, weighted mean error %.6g, z %.2f, verdict %s",
+                report.topic, iso_utc(report.start_ms), report.totals.count, report.totals.weighted_mean,
+                report.comparison.robust_z, report.verdict)

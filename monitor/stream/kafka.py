@@ -1,0 +1,197 @@
+"""The only module that imports kafka-python: the consumer source and the producers of dead letters and
+scored events.
+
+Offsets are never committed automatically: the service commits positions it has finished with (after their
+records were scored, dead-lettered and confirmed), so delivery is at least once. A broker outage surfaces
+as ``BrokerUnavailable`` from ``commit`` and the senders; the service retries those with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka.errors import (
+    CommitFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    RebalanceInProgressError,
+)
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from monitor.errors import BrokerUnavailable, ConfigError
+from monitor.records import OutgoingMessage, Polled, Position
+
+log = logging.getLogger(__name__)
+
+_OURS = {"bootstrap_servers", "group_id", "enable_auto_commit", "auto_offset_reset", "key_deserializer",
+         "value_deserializer", "key_serializer", "value_serializer"}
+
+
+def client_options(kafka: Any, role: str) -> dict[str, Any]:
+    """kafka-python options for ``role`` (``consumer`` or ``producer``) from the ``kafka`` config section:
+    the shared ``client`` options, then the role's own, checked against what kafka-python accepts."""
+    known = set((KafkaConsumer if role == "consumer" else KafkaProducer).DEFAULT_CONFIG)
+    problems = []
+    merged: dict[str, Any] = {}
+    for section, options in (("client", kafka.client), (role, getattr(kafka, role))):
+        for key, value in options.items():
+            if key in _OURS:
+                problems.append(f"kafka.{section}.{key}: set by the monitor itself; remove it")
+            elif key not in known and not (section == "client" and _known_to_other_role(key, role)):
+                problems.append(f"kafka.{section}.{key}: not a kafka-python {role} option")
+            elif key in known:
+                merged[key] = value
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return {"bootstrap_servers": list(kafka.bootstrap_servers), **merged}
+
+
+def _known_to_other_role(key: str, role: str) -> bool:
+    other = KafkaProducer if role == "consumer" else KafkaConsumer
+    return key in other.DEFAULT_CONFIG
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means the cluster is (temporarily) unreachable rather than that a request was wrong."""
+    if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, BrokerUnavailable)):
+        return True
+    return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
+
+
+class KafkaSource:
+    """A consumer-group member handing out batches of ``RawMessage``; commits only what it is told."""
+
+    def __init__(self, kafka: Any, topics: Sequence[str], group_id: str, auto_offset_reset: str,
+                 resume_at: Mapping[Position, int] | None = None) -> None:
+        options = client_options(kafka, "consumer")
+        self.consumer = KafkaConsumer(**options, group_id=group_id, enable_auto_commit=False,
+                                      auto_offset_reset=auto_offset_reset)
+        # The checkpoint, not the group, knows where the window sums are exact: seek there on assignment.
+        self.resume_at = dict(resume_at or {})
+        keep_rebalances_requested(self.consumer)
+        self.consumer.subscribe(list(topics), listener=_SeekOnAssign(self))
+
+    def next_batch(self, max_records: int, timeout_ms: int) -> Polled:
+        """Up to ``max_records`` messages, waiting at most ``timeout_ms`` for the first."""
+        messages: list[Any] = []
+        next_offsets: dict[Position, int] = {}
+        for tp, records in self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records).items():
+            if records:
+                messages += records  # ConsumerRecords are messages as they are: no copy per record
+                next_offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
+        return Polled(messages, next_offsets)
+
+    def processed(self, next_offsets: Mapping[Position, int]) -> None:
+        """Note how far the caller's state has read, so a re-assigned partition resumes there."""
+        self.resume_at.update(next_offsets)
+
+    def lag(self) -> dict[Position, int]:
+        """Records between each assigned partition's position and its end (from the last fetch's metadata)."""
+        lags: dict[Position, int] = {}
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                lags[(tp.topic, tp.partition)] = max(0, highwater - self.consumer.position(tp))
+        return lags
+
+    def assignment(self) -> set[Position]:
+        return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+
+    def commit(self, next_offsets: Mapping[Position, int], timeout_ms: int = 10_000) -> None:
+        """Commit, for each partition still assigned, the offset of the next message to read."""
+        assigned = self.assignment()
+        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                   for (t, p), o in next_offsets.items() if (t, p) in assigned}
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, timeout_ms=timeout_ms)
+        except (CommitFailedError, RebalanceInProgressError) as exc:
+            # The group dropped this member (its loop stalled past max_poll_interval_ms, or its session expired
+            # during an outage) or is rebalancing. The state file already holds these positions; the next poll
+            # rejoins, seeks to them, and the next checkpoint commits again. Retrying here would never rejoin.
+            log.warning("offset commit skipped, the group is rebalancing or dropped this member (%s); the "
+                        "next checkpoint commits again", type(exc).__name__)
+        except KafkaError as exc:
+            if is_outage(exc):
+                raise BrokerUnavailable(f"offset commit failed: {exc}") from exc
+            raise
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+def keep_rebalances_requested(consumer: KafkaConsumer) -> None:
+    """Make a rebalance that a metadata change started run to its end, even across short polls.
+
+    kafka-python 3.0.12 notices a new topic or partition by comparing metadata snapshots, without setting
+    the coordinator's ``rejoin_needed`` flag. The leader's assignment makes the snapshots equal again, so a
+    poll whose timeout ran out during SyncGroup never comes back for the join in flight: the member stays
+    in the group with no partitions (seen at startup, when the first join runs before the topic's metadata
+    arrives, as soon as polls are short or the machine is busy). Recording the request in the flag keeps
+    ``need_rejoin()`` true until the join completes.
+    """
+    coordinator = consumer._coordinator  # noqa: SLF001 - no public hook; kafka-python is pinned
+    detects_rejoin = coordinator.need_rejoin
+
+    def need_rejoin() -> bool:
+        if detects_rejoin():
+            coordinator.request_rejoin()
+            return True
+        return False
+
+    coordinator.need_rejoin = need_rejoin
+
+
+class _SeekOnAssign(ConsumerRebalanceListener):
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        for tp in assigned:
+            offset = self.source.resume_at.get((tp.topic, tp.partition))
+            if offset is not None:
+                log.info("resuming %s[%d] at checkpointed offset %d", tp.topic, tp.partition, offset)
+                self.source.consumer.seek(tp, offset)
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass  # batches are processed to the end inside poll's caller: nothing is in hand here
+
+
+class KafkaSink:
+    """A producer that sends a batch and waits until every message is acknowledged."""
+
+    def __init__(self, kafka: Any) -> None:
+        # acks=all: a dead letter or scored event counts as delivered only once replicated; max_block_ms bounds
+        # how long send() waits for metadata while the cluster is away.
+        options = {"acks": "all", "max_block_ms": 10_000, **client_options(kafka, "producer")}
+        self.producer = KafkaProducer(**options)
+
+    def send_all(self, topic: str, messages: Iterable[OutgoingMessage], timeout_s: float = 30.0) -> int:
+        """Send ``(key, value, headers)`` triples; returns how many were confirmed, or raises."""
+        try:
+            futures = [self.producer.send(topic, value=value, key=key, headers=headers)
+                       for key, value, headers in messages]
+            self.producer.flush(timeout=timeout_s)
+            for future in futures:
+                future.get(timeout=timeout_s)
+        except KafkaError as exc:
+            if is_outage(exc):
+                raise BrokerUnavailable(f"delivery to {topic} failed: {exc}") from exc
+            raise
+        return len(futures)
+
+    def send(self, topic: str, value: bytes, key: bytes | None = None, timestamp_ms: int | None = None) -> Any:
+        """Queue one message without waiting (for load generation); ``flush`` waits for all of them."""
+        return self.producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        self.producer.flush(timeout=timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self.producer.close(timeout=timeout_s)
+

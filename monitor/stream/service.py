@@ -1,0 +1,189 @@
+"""The long-running loop: poll a batch, run it through the record pipeline, checkpoint, commit.
+
+Window sums and the offsets they are exact at are checkpointed together (``monitor.stream.state``); Kafka
+offsets are committed after each checkpoint, never ahead of it, and only once every record up to them was
+scored or dead-lettered and each message sent was acknowledged. A crash re-reads from the checkpoint, so no
+record is counted twice in a window (scored events and dead letters may repeat: at least once); a clean
+stop checkpoints last and re-reads nothing. Broker outages are retried (``monitor.stream.retry``).
+Scheduled jobs (``monitor.ops.schedule``) only *request* work; the loop does it between batches, so the
+state is only ever touched by one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from monitor.core.score import Scorer
+from monitor.errors import ShutdownTimeout
+from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.timeline import iso_utc
+from monitor.records import Position
+from monitor.stream.hooks import Hooks, Snapshot
+from monitor.stream.pipeline import BatchResult, Counts, RecordPipeline
+from monitor.stream.retry import REQUEST_TIMEOUT_S, Retry
+from monitor.stream.sources import Sink, Source
+from monitor.stream.state import Checkpoint, StateStore
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL_S = 60.0
+TICK_INTERVAL_S = 1.0  # how often the hooks get a fresh snapshot (lag, open windows, readiness)
+
+
+class Service:
+    """Consumes ``source`` through ``pipeline``, checkpoints to ``state``; ``run`` returns after
+    ``request_stop``. ``positions``: where the restored window state is exact, per partition."""
+
+    def __init__(self, config: Any, pipeline: RecordPipeline, source: Source, sink: Sink, state: StateStore,
+                 retry: Retry, positions: Mapping[Position, int] | None = None, hooks: Sequence[Hooks] = (),
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.source = source
+        self.sink = sink
+        self.state = state
+        self.retry = retry
+        self.positions: dict[Position, int] = dict(positions or {})
+        self.hooks = list(hooks)
+        self.last_record_at = clock()  # "quiet" counts from the start, not from 1970
+        self.last_checkpoint_at = clock()
+        self._clock = clock
+        self._stop = threading.Event()
+        self._closed_since_checkpoint: list[dict[str, Any]] = []
+        self._close_requested = threading.Event()
+        self._checkpoint_requested = threading.Event()
+        self._next_scorer: Scorer | None = None
+        self._lock = threading.Lock()
+        self._last_tick = float("-inf")
+
+    @property
+    def scorer(self) -> Scorer:
+        return self.pipeline.scorer
+
+    @property
+    def counts(self) -> Counts:
+        return self.pipeline.counts
+
+    # -- state ----------------------------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Store windows, history and positions in one transaction, then commit the positions to Kafka."""
+        windows, history = self.pipeline.judge.snapshot()
+        self.state.save(Checkpoint(dict(self.positions), windows, history, self.scorer.bundle.version),
+                        self._closed_since_checkpoint)
+        self._closed_since_checkpoint = []
+        self.last_checkpoint_at = self._clock()
+        for hook in self.hooks:
+            hook.on_checkpoint(self.last_checkpoint_at)
+        positions = dict(self.positions)
+        self.retry.until_done("commit offsets",
+                              lambda: self.source.commit(positions, int(REQUEST_TIMEOUT_S * 1000)))
+
+    # -- requests from scheduled jobs (any thread) ----------------------------------------------------------
+    def request_stop(self) -> None:
+        """Finish the batch in hand, checkpoint, commit, and return from ``run`` (signal-handler safe)."""
+        if not self._stop.is_set():
+            self.retry.stop_deadline = time.monotonic() + self.config.shutdown.timeout_seconds
+            self._stop.set()
+
+    def request_close_check(self) -> None:
+        self._close_requested.set()
+
+    def request_checkpoint(self) -> None:
+        self._checkpoint_requested.set()
+
+    def offer_scorer(self, scorer: Scorer) -> None:
+        """Swap to ``scorer`` (a validated, newly published bundle) between two batches."""
+        with self._lock:
+            self._next_scorer = scorer
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        log.info("consuming %s as group %r; dead letters to %r; scored events to %r",
+                 ", ".join(self.config.input.topics), self.config.input.group_id, self.config.dead_letter.topic,
+                 self.config.output.topic)
+        last_stats = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self.run_once()
+                self._do_requests()
+                self.tick()
+                if time.monotonic() - last_stats >= STATS_INTERVAL_S:
+                    self._log_stats()
+                    last_stats = time.monotonic()
+            self.checkpoint()
+        except ShutdownTimeout:
+            log.warning("stopped with the broker unreachable: offsets after the last commit will be read "
+                        "again on restart (the state file is exact; nothing is counted twice)")
+        finally:
+            self._close()
+
+    def run_once(self) -> BatchResult | None:
+        """Poll and fully process one batch; ``None`` when nothing arrived."""
+        batch = self.config.batch
+        polled = self.source.next_batch(batch.max_records, batch.max_wait_ms)
+        if not polled.messages:
+            return None
+        result = self.pipeline.process(polled, now_ms=int(self._clock() * 1000))
+        self.positions.update(result.next_offsets)
+        self.source.processed(result.next_offsets)
+        self.last_record_at = self._clock()
+        self._keep(result.reports)
+        return result
+
+    def _do_requests(self) -> None:
+        with self._lock:
+            scorer, self._next_scorer = self._next_scorer, None
+        if scorer is not None:
+            log.info("model bundle %s replaces %s", scorer.bundle.version, self.scorer.bundle.version)
+            self.pipeline.scorer = scorer
+        if self._close_requested.is_set():
+            self._close_requested.clear()
+            if self._clock() - self.last_record_at >= self.config.window.quiet_seconds:
+                # A quiet stream moves no watermark: let the wall clock close what is due.
+                self._keep(self.pipeline.close_due(now_ms=int(self._clock() * 1000)))
+        if self._checkpoint_requested.is_set():
+            self._checkpoint_requested.clear()
+            self.checkpoint()
+
+    def _keep(self, reports: Sequence[WindowReport]) -> None:
+        self._closed_since_checkpoint += [r.to_dict() for r in reports]
+
+    def tick(self) -> None:
+        """Hand the hooks a fresh snapshot, at most once per ``TICK_INTERVAL_S``."""
+        if not self.hooks or time.monotonic() - self._last_tick < TICK_INTERVAL_S:
+            return
+        self._last_tick = time.monotonic()
+        snapshot = Snapshot(self.source.lag(), self.pipeline.judge.open_summary(), bool(self.source.assignment()),
+                            self.scorer.bundle.info())
+        for hook in self.hooks:
+            hook.on_tick(snapshot)
+
+    def _log_stats(self) -> None:
+        c = self.counts
+        log.info("consumed %d: scored %d (%d abnormal, %d late), dead-lettered %d %s; %d windows closed",
+                 c.consumed, c.scored, c.abnormal, c.late, c.dead_lettered, dict(c.rejected) or "", c.windows_closed)
+
+    def _close(self) -> None:
+        self._log_stats()
+        for name, close in (("consumer", self.source.close), ("producer", self.sink.close),
+                            ("state file", self.state.close)):
+            try:
+                close()
+            except Exception:  # closing is best effort: what matters is checkpointed and committed
+                log.warning("closing the %s failed", name, exc_info=True)
+
+
+def restore(state: StateStore, judge: HourlyJudge) -> dict[Position, int]:
+    """Load the last checkpoint of ``state`` into the judge's windows and history; returns the positions
+    they are exact at (empty on a first start)."""
+    checkpoint = state.load()
+    if checkpoint is None:
+        return {}
+    judge.restore(checkpoint.windows, checkpoint.history)
+    log.info("state restored from %s: %d partitions, checkpoint of %s", state.path, len(checkpoint.offsets),
+             iso_utc(checkpoint.saved_at_ms))
+    return dict(checkpoint.offsets)

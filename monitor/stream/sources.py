@@ -1,0 +1,152 @@
+"""Where batches come from and where produced messages go: the ``Source`` and ``Sink`` protocols the service
+drives, and the file and in-memory sources and the in-memory sink that replay, the simulation and tests use.
+
+Every source hands out ``Polled`` batches, so a file, a list in memory and a Kafka topic go through the
+same record pipeline (``monitor.stream.pipeline``). The Kafka ones are in ``monitor.stream.kafka``.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from monitor.errors import InputError
+from monitor.records import OutgoingMessage, Polled, Position, RawMessage
+
+
+class Source(Protocol):
+    """Batches of messages in order within each partition; commits only the positions it is given."""
+
+    def next_batch(self, max_records: int, timeout_ms: int) -> Polled:
+        """Up to ``max_records`` messages, waiting at most ``timeout_ms`` for the first; never more."""
+
+    def processed(self, next_offsets: Mapping[Position, int]) -> None:
+        """The caller's state has read up to ``next_offsets``: resume there if a partition is handed back."""
+
+    def commit(self, next_offsets: Mapping[Position, int], timeout_ms: int = ...) -> None:
+        """Make ``next_offsets`` the group's resume positions (after they were checkpointed)."""
+
+    def lag(self) -> dict[Position, int]:
+        """Records between each assigned partition's position and its end, where known."""
+
+    def assignment(self) -> set[Position]:
+        """The partitions this source reads now."""
+
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    """Sends produced messages; ``send_all`` returns once every one is acknowledged, or raises."""
+
+    def send_all(self, topic: str, messages: Sequence[OutgoingMessage], timeout_s: float = ...) -> int: ...
+
+    def close(self, timeout_s: float = ...) -> None: ...
+
+
+class MemorySource:
+    """Hands out prepared batches in order, then empty ones; commits are remembered in ``committed``.
+
+    >>> source = MemorySource.of_messages([RawMessage("t", 0, o, 0, None, b"AB1") for o in range(5)], 2)
+    >>> [len(source.next_batch(10, 0).messages) for _ in range(4)]
+    [2, 2, 1, 0]
+    """
+
+    def __init__(self, batches: Iterable[Sequence[RawMessage]]) -> None:
+        self._batches = iter(batches)
+        self.committed: dict[Position, int] = {}
+        self.positions: dict[Position, int] = {}
+
+    @classmethod
+    def of_messages(cls, messages: Iterable[RawMessage], batch_size: int) -> MemorySource:
+        """Messages cut into batches of ``batch_size``."""
+        iterator = iter(messages)
+        return cls(iter(lambda: list(itertools.islice(iterator, batch_size)), []))
+
+    def next_batch(self, max_records: int, timeout_ms: int) -> Polled:
+        messages = list(next(self._batches, []))
+        return Polled(messages, next_offsets(messages))
+
+    def processed(self, next_offsets: Mapping[Position, int]) -> None:
+        self.positions.update(next_offsets)
+
+    def commit(self, next_offsets: Mapping[Position, int], timeout_ms: int = 0) -> None:
+        self.committed.update(next_offsets)
+
+    def lag(self) -> dict[Position, int]:
+        return {}
+
+    def assignment(self) -> set[Position]:
+        return set(self.positions)
+
+    def close(self) -> None:
+        pass
+
+
+class MemorySink:
+    """Keeps what it is sent, per topic, in order."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, list[OutgoingMessage]] = defaultdict(list)
+
+    def send_all(self, topic: str, messages: Sequence[OutgoingMessage], timeout_s: float = 0.0) -> int:
+        self.sent[topic].extend(messages)
+        return len(messages)
+
+    def close(self, timeout_s: float = 0.0) -> None:
+        pass
+
+
+def next_offsets(messages: Sequence[RawMessage]) -> dict[Position, int]:
+    """Where each partition resumes after ``messages`` (the offset after its last one)."""
+    positions: dict[Position, int] = {}
+    for m in messages:
+        positions[(m.topic, m.partition)] = m.offset + 1
+    return positions
+
+
+def file_source(path: Path, topic: str, sequence_column: str, batch_rows: int) -> MemorySource:
+    """The data lines of a CSV or JSONL file as JSON-object messages of partition 0 of ``topic``, offsets
+    counting data lines from 0, in batches of ``batch_rows``. A CSV row becomes a JSON object whose
+    numeric-looking cells (other than the sequence column) are numbers."""
+    return MemorySource.of_messages(_file_messages(Path(path), topic, sequence_column), batch_rows)
+
+
+def _file_messages(path: Path, topic: str, sequence_column: str) -> Iterator[RawMessage]:
+    if not path.is_file():
+        raise InputError(f"input file {path} does not exist")
+    with path.open("rb") as handle:
+        if path.suffix.lower() == ".csv":
+            yield from _csv_messages(handle, path, topic, sequence_column)
+        else:
+            for offset, line in enumerate(handle):
+                yield RawMessage(topic, 0, offset, None, None, line.rstrip(b"\r\n"))
+
+
+def _csv_messages(handle: Any, path: Path, topic: str, sequence_column: str) -> Iterator[RawMessage]:
+    text = (line.decode("utf-8", "replace") for line in handle)
+    reader = csv.DictReader(text)
+    if not reader.fieldnames:
+        raise InputError(f"{path} is empty: a CSV input needs a header line")
+    for offset, row in enumerate(reader):
+        yield RawMessage(topic, 0, offset, None, None, json.dumps(_typed(row, sequence_column)).encode("utf-8"))
+
+
+def _typed(row: dict[str, Any], keep_text: str) -> dict[str, Any]:
+    """CSV cells are text; other columns that read as numbers become numbers, as weights and epoch times
+    are in JSON (the sequence column stays text: ``00123`` is a sequence, not a number). An empty cell of
+    another column is CSV's null, as an absent JSON field: an empty weight weighs 1."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key is None or key == keep_text or value in (None, ""):
+            out[str(key)] = None if value == "" and key != keep_text else value
+            continue
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = value
+    return out

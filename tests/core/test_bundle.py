@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.core import bundle as bundle_lib
+from monitor.core.bundle import FORMAT_VERSION, MANIFEST, Bundle
+from monitor.core.score import Scorer
+from monitor.errors import BundleError
+
+PROBES = ["AB121E", "DN176", "PHE-SER-CYS", "ab121e"]
+
+
+@pytest.fixture
+def copy(bundle_dir: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, target)
+    return target
+
+
+def test_saved_and_loaded_bundle_scores_identically(serial_bundle: Bundle, copy: Path, tmp_path: Path) -> None:
+    again = bundle_lib.save(serial_bundle, tmp_path / "again")
+    loaded = bundle_lib.load(again)
+    assert np.array_equal(Scorer(serial_bundle).errors(PROBES), Scorer(loaded).errors(PROBES))
+    assert loaded.thresholds == serial_bundle.thresholds
+    assert np.array_equal(loaded.training_errors, serial_bundle.training_errors)
+
+
+def test_metadata_records_what_a_user_needs_to_trust_the_bundle(serial_bundle: Bundle) -> None:
+    meta = serial_bundle.metadata
+    for key in ("version", "created_at", "training_rows", "data_fingerprint", "libraries", "preparation"):
+        assert key in meta
+    assert meta["training_rows"] == 4000
+    assert set(meta["libraries"]) >= {"tensorflow", "keras", "numpy"}
+
+
+def test_training_errors_are_sorted(serial_bundle: Bundle) -> None:
+    assert np.all(np.diff(serial_bundle.training_errors) >= 0)
+
+
+def test_saving_over_an_existing_bundle_replaces_it_whole(serial_bundle: Bundle, copy: Path) -> None:
+    bundle_lib.save(serial_bundle, copy)
+    assert bundle_lib.load(copy).version == serial_bundle.version
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["bundle"]  # no staging or retired folders left
+
+
+def test_saving_over_a_folder_that_is_not_a_bundle_is_refused(serial_bundle: Bundle, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "keep.txt").write_text("mine")
+    with pytest.raises(BundleError, match="not a model bundle"):
+        bundle_lib.save(serial_bundle, tmp_path / "data")
+    assert (tmp_path / "data" / "keep.txt").read_text() == "mine"
+
+
+def test_a_missing_bundle_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="monitor train"):
+        bundle_lib.load(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("name", ["model.keras", "preparation.json", "training_errors.npy", MANIFEST])
+def test_an_incomplete_bundle_names_the_missing_file(copy: Path, name: str) -> None:
+    (copy / name).unlink()
+    with pytest.raises(BundleError, match=f"{name} is missing"):
+        bundle_lib.load(copy)
+
+
+@pytest.mark.parametrize("name", ["model.keras", "preparation.json", "training_errors.npy"])
+def test_a_changed_file_is_refused_by_its_checksum(copy: Path, name: str) -> None:
+    with (copy / name).open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(BundleError, match=f"{name} does not match the checksum"):
+        bundle_lib.load(copy)
+
+
+def test_a_corrupt_manifest_is_refused(copy: Path) -> None:
+    (copy / MANIFEST).write_text("{not json")
+    with pytest.raises(BundleError, match="corrupt"):
+        bundle_lib.load(copy)
+
+
+def test_another_format_version_is_refused(copy: Path) -> None:
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["format_version"] = FORMAT_VERSION + 1
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=f"format version {FORMAT_VERSION + 1}"):
+        bundle_lib.load(copy)
+
+
+def test_a_model_file_that_is_not_keras_is_refused_even_with_a_matching_checksum(copy: Path) -> None:
+    (copy / "model.keras").write_bytes(b"not a zip archive")
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["checksums"]["model.keras"] = bundle_lib._sha256(copy / "model.keras")
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="not a loadable Keras model"):
+        bundle_lib.load(copy)

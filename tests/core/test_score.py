@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor.core.bundle import Bundle
+from monitor.core.score import Scorer, group_score
+
+
+def test_group_score_is_the_weighted_mean_error() -> None:
+    assert group_score(np.array([1.0, 3.0])) == 2.0
+    assert group_score(np.array([1.0, 3.0]), np.array([3.0, 1.0])) == 1.5
+    assert np.isnan(group_score(np.array([1.0]), np.array([0.0])))
+
+
+def test_group_score_rejects_negative_weights_and_shape_mismatch() -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        group_score(np.array([1.0, 2.0]), np.array([1.0, -1.0]))
+    with pytest.raises(ValueError, match="shape"):
+        group_score(np.array([1.0, 2.0]), np.array([1.0]))
+
+
+def test_scores_are_aligned_and_flag_above_the_threshold(serial_bundle: Bundle) -> None:
+    scorer = Scorer(serial_bundle)
+    sequences = ["AB121E", "DN176", "usr-104512-DE", "ab121e"]
+    scores = scorer.score(sequences)
+    assert scores.errors.shape == scores.percentiles.shape == scores.flags.shape == (4,)
+    assert np.array_equal(scores.flags, scores.errors > serial_bundle.threshold)
+    assert np.all((scores.percentiles >= 0) & (scores.percentiles <= 100))
+
+
+def test_foreign_and_broken_sequences_rank_above_normal_ones(serial_bundle: Bundle) -> None:
+    scores = Scorer(serial_bundle).score(["AB121E", "KQ4411", "PHE-SER-CYS", "ab121e", "AB12-1E"])
+    normal, broken = scores.errors[:2], scores.errors[2:]
+    assert broken.min() > normal.max()
+    assert np.all(scores.flags[2:])
+
+
+def test_a_long_sequence_does_not_score_as_its_first_tokens(serial_bundle: Bundle) -> None:
+    length = serial_bundle.preparer.length
+    head = "AB121EFG"[:length]
+    errors = Scorer(serial_bundle).errors([head, head + "9999999999"])
+    assert errors[1] > errors[0]
+
+
+def test_explanations_point_at_the_broken_part(serial_bundle: Bundle) -> None:
+    [reasons] = Scorer(serial_bundle).explain(["AB1-21E"], top=3)
+    assert len(reasons) == 3
+    assert any("'-'" in part for part, _ in reasons)
+    shares = [share for _, share in reasons]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0
+
+
+def test_scoring_nothing_gives_empty_arrays(serial_bundle: Bundle) -> None:
+    scores = Scorer(serial_bundle).score([])
+    assert scores.errors.shape == (0,)

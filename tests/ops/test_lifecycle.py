@@ -1,0 +1,218 @@
+"""Keeping the model current: the bundle watcher, the published version, retraining on normal records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from monitor.core import bundle as bundle_lib
+from monitor.core.bundle import Bundle
+from monitor.core.model import ModelSettings
+from monitor.core.prepare import PrepareSettings
+from monitor.core.score import Scorer
+from monitor.core.train import TrainSettings, train
+from monitor.devtools import generate
+from monitor.ops.lifecycle import (
+    BundleWatcher,
+    Retrainer,
+    published_version,
+    settings_of,
+)
+
+QUICK = TrainSettings(model=ModelSettings(epochs=2))
+LOGGER = "monitor.ops.lifecycle"
+
+
+@pytest.fixture(scope="module")
+def quick_bundle(serial_corpus: list[str]) -> Bundle:
+    """A bundle trained for two epochs (the watched and retrained bundles start from it)."""
+    return train(serial_corpus, QUICK, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def quick_dir(tmp_path_factory: pytest.TempPathFactory, quick_bundle: Bundle) -> Path:
+    return bundle_lib.save(quick_bundle, tmp_path_factory.mktemp("quick") / "bundle")
+
+
+@pytest.fixture
+def watched(tmp_path: Path, quick_dir: Path) -> Path:
+    """A copy of the quick bundle in the folder the watcher checks."""
+    return Path(shutil.copytree(quick_dir, tmp_path / "models" / "current"))
+
+
+def as_version(bundle: Bundle, version: str) -> Bundle:
+    return dataclasses.replace(bundle, metadata={**bundle.metadata, "version": version})
+
+
+class Offers:
+    """Collects what the watcher offers."""
+
+    def __init__(self) -> None:
+        self.scorers: list[Scorer] = []
+
+    def __call__(self, scorer: Scorer) -> None:
+        self.scorers.append(scorer)
+
+    @property
+    def versions(self) -> list[str]:
+        return [s.bundle.version for s in self.scorers]
+
+
+# -- published_version ---------------------------------------------------------------------------------------
+def test_published_version_reads_the_manifest(quick_dir: Path, quick_bundle: Bundle) -> None:
+    assert published_version(quick_dir) == quick_bundle.version
+
+
+@pytest.mark.parametrize("manifest", [None, "{not json", "[]", '{"metadata": {}}', '{"format_version": 1}'],
+                         ids=["missing", "not-json", "a-list", "no-version", "no-metadata"])
+def test_published_version_is_none_for_an_unreadable_manifest(tmp_path: Path, manifest: str | None) -> None:
+    if manifest is not None:
+        (tmp_path / bundle_lib.MANIFEST).write_text(manifest)
+    assert published_version(tmp_path) is None
+    assert published_version(tmp_path / "absent") is None
+
+
+# -- BundleWatcher ------------------------------------------------------------------------------------------
+def test_the_watcher_ignores_the_version_in_use(watched: Path, quick_bundle: Bundle) -> None:
+    offers = Offers()
+    watcher = BundleWatcher(watched, quick_bundle.version, offers)
+    assert watcher.check() is False and watcher.check() is False
+    assert offers.versions == []
+
+
+def test_the_watcher_offers_a_newly_saved_bundle_exactly_once(watched: Path, quick_bundle: Bundle) -> None:
+    offers = Offers()
+    watcher = BundleWatcher(watched, quick_bundle.version, offers)
+    bundle_lib.save(as_version(quick_bundle, "v-second"), watched)
+    assert watcher.check() is True
+    assert watcher.check() is False
+    assert offers.versions == ["v-second"] and watcher.current_version == "v-second"
+    sequences = ["AB121E", "9 ER 223 ABCDSED"]
+    np.testing.assert_allclose(offers.scorers[0].errors(sequences), Scorer(quick_bundle).errors(sequences),
+                               rtol=1e-6)
+
+
+def test_the_watcher_does_nothing_while_no_bundle_is_published(tmp_path: Path) -> None:
+    offers = Offers()
+    watcher = BundleWatcher(tmp_path / "not-yet", "v1", offers)
+    assert watcher.check() is False and offers.versions == []
+
+
+def test_a_tampered_bundle_is_refused_once_with_a_warning_and_the_watcher_keeps_going(
+        watched: Path, quick_bundle: Bundle, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    offers = Offers()
+    watcher = BundleWatcher(watched, quick_bundle.version, offers)
+    bundle_lib.save(as_version(quick_bundle, "v-tampered"), watched)
+    preparation = watched / bundle_lib.PREPARATION_FILE
+    preparation.write_text(preparation.read_text() + " ")
+    loads: list[Path] = []
+    real_load = bundle_lib.load
+
+    def counted_load(path: Path) -> Bundle:
+        loads.append(path)
+        return real_load(path)
+
+    monkeypatch.setattr(bundle_lib, "load", counted_load)
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        assert watcher.check() is False
+        assert watcher.check() is False  # the same refused version is not loaded again
+    warnings = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and len(loads) == 1
+    message = warnings[0].getMessage()
+    assert "refused" in message and quick_bundle.version in message and "checksum" in message
+    assert offers.versions == [] and watcher.current_version == quick_bundle.version
+
+    bundle_lib.save(as_version(quick_bundle, "v-fixed"), watched)
+    assert watcher.check() is True
+    assert offers.versions == ["v-fixed"]
+
+
+def test_after_a_refusal_the_version_in_use_is_still_ignored(watched: Path, quick_bundle: Bundle) -> None:
+    offers = Offers()
+    watcher = BundleWatcher(watched, quick_bundle.version, offers)
+    bundle_lib.save(as_version(quick_bundle, "v-broken"), watched)
+    (watched / bundle_lib.ERRORS_FILE).write_bytes(b"damaged")
+    assert watcher.check() is False
+    bundle_lib.save(quick_bundle, watched)  # the version in use published again
+    assert watcher.check() is False and offers.versions == []
+
+
+# -- Retrainer ----------------------------------------------------------------------------------------------
+def test_the_retrainer_keeps_only_sequences_scored_normal(tmp_path: Path, quick_bundle: Bundle) -> None:
+    retrainer = Retrainer(lambda: quick_bundle, tmp_path / "out", min_records=20, max_records=100)
+    retrainer.keep_normal(["AB1", "BAD", "AB2", "AB3"], np.array([False, True, False, False]))
+    retrainer.keep_normal([], np.array([], dtype=bool))
+    assert list(retrainer.recent) == ["AB1", "AB2", "AB3"]
+
+
+def test_the_retrainer_keeps_the_newest_max_records(tmp_path: Path, quick_bundle: Bundle) -> None:
+    retrainer = Retrainer(lambda: quick_bundle, tmp_path / "out", min_records=20, max_records=5)
+    for start in range(0, 12, 3):
+        names = [f"S{i}" for i in range(start, start + 3)]
+        retrainer.keep_normal(names, np.zeros(3, dtype=bool))
+    assert list(retrainer.recent) == ["S7", "S8", "S9", "S10", "S11"]
+
+
+def test_the_retrainer_skips_with_too_few_records(tmp_path: Path, quick_bundle: Bundle,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    output = tmp_path / "out"
+    retrainer = Retrainer(lambda: quick_bundle, output, min_records=50, max_records=100)
+    retrainer.keep_normal(generate.sample("serial", 60, seed=1), np.array([False] * 49 + [True] * 11))
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        assert retrainer.retrain() is False
+    assert "49 normal records kept, 50 needed" in caplog.text
+    assert not output.exists()
+
+
+def test_a_failed_retraining_keeps_the_current_model(tmp_path: Path, quick_bundle: Bundle,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    output = bundle_lib.save(quick_bundle, tmp_path / "out")
+    before = published_version(output)
+    retrainer = Retrainer(lambda: quick_bundle, output, min_records=20, max_records=100)
+    retrainer.keep_normal(["AB121E"] * 30, np.zeros(30, dtype=bool))  # one distinct value: nothing to learn
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        assert retrainer.retrain() is False
+    assert "retraining failed" in caplog.text and "one distinct value" in caplog.text
+    assert published_version(output) == before
+
+
+def test_retraining_publishes_a_loadable_bundle_with_the_original_settings(tmp_path: Path, quick_dir: Path) -> None:
+    original = bundle_lib.load(quick_dir)
+    output = tmp_path / "retrained"
+    retrainer = Retrainer(lambda: original, output, min_records=200, max_records=300)
+    recent = generate.sample("serial", 400, seed=21)
+    flags = np.zeros(len(recent), dtype=bool)
+    flags[::7] = True
+    retrainer.keep_normal(recent, flags)
+    kept = list(retrainer.recent)
+    assert kept == [s for s, f in zip(recent, flags) if not f][-300:]
+
+    assert retrainer.retrain() is True
+    fresh = bundle_lib.load(output)
+    assert settings_of(fresh) == settings_of(original) == QUICK
+    assert fresh.version != original.version and fresh.version == published_version(output)
+    assert fresh.metadata["training_rows"] == len(kept)
+    assert Scorer(fresh).errors(["AB121E"]).shape == (1,)
+
+
+# -- settings_of --------------------------------------------------------------------------------------------
+def test_settings_of_rebuilds_the_training_settings_from_json_metadata() -> None:
+    model = ModelSettings(hidden=(32, 16), bottleneck=8, epochs=3, loss="mse", seed=4)
+    prepare = PrepareSettings(length=12, encoding="bag")
+    metadata = json.loads(json.dumps({"model": {**dataclasses.asdict(model), "retired_option": 1}}))
+    bundle = SimpleNamespace(metadata=metadata, preparer=SimpleNamespace(settings=prepare), threshold_quantile=0.95)
+    assert settings_of(bundle) == TrainSettings(prepare=prepare, model=model, threshold_quantile=0.95)
+
+
+def test_settings_of_a_bundle_without_model_metadata_uses_the_default_network() -> None:
+    bundle = SimpleNamespace(metadata={}, preparer=SimpleNamespace(settings=PrepareSettings()), threshold_quantile=0.99)
+    assert settings_of(bundle) == TrainSettings()

@@ -1,0 +1,140 @@
+"""The record pipeline: every message scored or rejected, dead letters and scored events to the sink, windows
+closed and judged once, the same figures however the records are cut into batches."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from monitor.core.bundle import Bundle
+from monitor.core.score import Scorer
+from monitor.devtools import generate
+from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.records import RawMessage
+from monitor.settings import CompareSettings, InputConfig
+from monitor.stream.hooks import NoHooks
+from monitor.stream.pipeline import BatchResult, Outputs, RecordPipeline, drain
+from monitor.stream.sources import MemorySink, MemorySource, next_offsets
+
+MINUTE_MS = 60_000
+START_MS = 1_700_000_040_000  # a minute boundary
+SETTINGS = CompareSettings(min_history=2, previous_windows=10)
+OUTPUTS = Outputs(dead_letters="dlq", scored_events="scored", dead_letter_max_bytes=1000)
+
+
+class Recorder(NoHooks):
+    def __init__(self) -> None:
+        self.batches: list[BatchResult] = []
+        self.closed: list[tuple[WindowReport, int]] = []
+
+    def on_batch(self, result: BatchResult, seconds: float) -> None:
+        self.batches.append(result)
+
+    def on_window_closed(self, report: WindowReport, streak: int) -> None:
+        self.closed.append((report, streak))
+
+
+def messages(values: list[bytes], partitions: int = 1, minutes: int = 6) -> list[RawMessage]:
+    """``values`` spread evenly over ``minutes`` of event time, dealt round-robin to ``partitions``."""
+    step = minutes * MINUTE_MS // len(values)
+    offsets = [0] * partitions
+    out = []
+    for i, value in enumerate(values):
+        partition = i % partitions
+        out.append(RawMessage("events", partition, offsets[partition], START_MS + i * step, b"k", value))
+        offsets[partition] += 1
+    return out
+
+
+def pipeline(scorer: Scorer, sink: MemorySink | None = None, hooks: list[Any] | None = None,
+             outputs: Outputs = OUTPUTS) -> RecordPipeline:
+    return RecordPipeline(scorer, HourlyJudge(MINUTE_MS, 0, SETTINGS), InputConfig(), sink or MemorySink(),
+                          outputs, hooks or [])
+
+
+@pytest.fixture(scope="module")
+def scorer(serial_bundle: Bundle) -> Scorer:
+    return Scorer(serial_bundle)
+
+
+@pytest.fixture(scope="module")
+def stream() -> list[RawMessage]:
+    values = [s.encode() for s in generate.sample("serial", 600, seed=11)]
+    values[::50] = [b"\xff\xfe"] * len(values[::50])  # invalid UTF-8: dead letters
+    return messages(values, partitions=3)
+
+
+def figures(reports: list[WindowReport]) -> list[dict[str, Any]]:
+    return [r.to_dict() for r in reports]
+
+
+def test_every_message_is_scored_or_dead_lettered_and_sent_on(scorer: Scorer, stream: list[RawMessage]) -> None:
+    sink = MemorySink()
+    line = pipeline(scorer, sink)
+    result = line.process(MemorySource.of_messages(stream, len(stream)).next_batch(len(stream), 0))
+    bad = sum(m.value == b"\xff\xfe" for m in stream)
+    assert line.counts.consumed == len(stream) and line.counts.scored == len(stream) - bad
+    assert line.counts.rejected == {"invalid_utf8": bad}
+    assert len(sink.sent["dlq"]) == bad and len(sink.sent["scored"]) == len(stream) - bad
+    assert all(dict(headers)["monitor.reason"] == b"invalid_utf8" for _, _, headers in sink.sent["dlq"])
+    offsets = sorted((e["source"]["partition"], e["source"]["offset"])
+                     for e in (json.loads(value) for _, value, _ in sink.sent["scored"]))
+    assert len(set(offsets)) == len(offsets)
+    assert result.next_offsets == next_offsets(stream)
+    assert {p: idx.tolist() for p, idx in result.by_partition.items()} == {
+        p: [i for i, m in enumerate(result.decoded.messages) if (m.topic, m.partition) == p]
+        for p in result.by_partition}
+
+
+def test_without_output_topics_nothing_is_sent_but_rejections_are_counted(scorer: Scorer,
+                                                                         stream: list[RawMessage]) -> None:
+    sink = MemorySink()
+    line = pipeline(scorer, sink, outputs=Outputs())
+    drain(MemorySource.of_messages(stream, 100), line, 100)
+    assert not sink.sent and line.counts.dead_lettered == sum(m.value == b"\xff\xfe" for m in stream)
+
+
+@pytest.mark.parametrize("batch_size", [1, 37, 250])
+def test_the_figures_do_not_depend_on_how_the_records_are_batched(scorer: Scorer, stream: list[RawMessage],
+                                                                  batch_size: int) -> None:
+    whole = drain(MemorySource.of_messages(stream, len(stream)), pipeline(scorer), len(stream))
+    cut = drain(MemorySource.of_messages(stream, batch_size), pipeline(scorer), batch_size)
+    assert len(whole) == 6
+    for a, b in zip(figures(whole), figures(cut), strict=True):
+        assert a.keys() == b.keys()
+        for key, value in a.items():  # float sums may differ in their last bits with the order of addition
+            assert b[key] == (pytest.approx(value, rel=1e-9) if isinstance(value, float) else value), key
+
+
+def test_windows_close_once_each_and_hooks_hear_of_every_batch_and_window(scorer: Scorer,
+                                                                          stream: list[RawMessage]) -> None:
+    recorder = Recorder()
+    reports = drain(MemorySource.of_messages(stream, 100), pipeline(scorer, hooks=[recorder]), 100)
+    assert len(recorder.batches) == 6
+    assert [r for r, _ in recorder.closed] == reports
+    assert [r.start_ms for r in reports] == [START_MS + i * MINUTE_MS for i in range(6)]
+    assert sum(r.totals.count for r in reports) == sum(m.value != b"\xff\xfe" for m in stream)
+    assert [streak for _, streak in recorder.closed] == [0] * 6  # nothing abnormal
+
+
+def test_a_window_closes_when_the_watermark_passes_it_not_before(scorer: Scorer) -> None:
+    line = pipeline(scorer, outputs=Outputs())
+    first = messages([b"AB121E"] * 10, minutes=1)
+    later = [m._replace(timestamp=m.timestamp + MINUTE_MS, offset=m.offset + 10) for m in first]
+    assert line.process(MemorySource([first]).next_batch(10, 0)).reports == []
+    [closed] = line.process(MemorySource([later]).next_batch(10, 0)).reports
+    assert (closed.start_ms, closed.totals.count) == (START_MS, 10)
+    assert line.close_due(now_ms=START_MS + 2 * MINUTE_MS)[0].start_ms == START_MS + MINUTE_MS
+
+
+def test_an_event_time_from_the_future_does_not_close_windows_early_when_the_clock_is_given(
+        scorer: Scorer) -> None:
+    line = pipeline(scorer, outputs=Outputs())
+    batch = messages([b"AB121E"] * 5, minutes=1)
+    batch.append(batch[-1]._replace(offset=5, timestamp=START_MS + 1000 * MINUTE_MS))
+    assert line.process(MemorySource([batch]).next_batch(10, 0), now_ms=START_MS + 30_000).reports == []
+    assert np.array_equal(sorted(line.judge.open_summary()["events"][i][0] for i in range(2)),
+                          [START_MS, START_MS + 1000 * MINUTE_MS])

@@ -1,0 +1,169 @@
+"""The service loop without a broker: built by the application builder on an in-memory source and sink, it
+checkpoints and commits what it finished, resumes exactly from its state file, rides out a sink outage,
+swaps models between batches and hands its observers a snapshot."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.app import build
+from monitor.core.bundle import Bundle
+from monitor.core.score import Scorer
+from monitor.devtools import generate
+from monitor.errors import BrokerUnavailable
+from monitor.records import OutgoingMessage, RawMessage
+from monitor.settings import MonitorConfig, config_from_dict
+from monitor.stream.hooks import NoHooks, Snapshot
+from monitor.stream.pipeline import BatchResult
+from monitor.stream.service import Service
+from monitor.stream.sources import MemorySink, MemorySource
+from monitor.stream.state import StateStore
+
+MINUTE_MS = 60_000
+START_MS = 1_700_000_040_000
+
+
+def config(tmp_path: Path, bundle_dir: Path) -> MonitorConfig:
+    return config_from_dict({
+        "input": {"topics": ["events"]}, "model": {"path": str(bundle_dir)},
+        "output": {"topic": "scored"}, "window": {"length_seconds": 60, "allowed_lateness_seconds": 0},
+        "compare": {"min_history": 2, "previous_windows": 10}, "metrics": {"enabled": False},
+        "state": {"path": str(tmp_path / "state.sqlite")}}, environ={})
+
+
+def stream(count: int = 900, minutes: int = 9) -> list[RawMessage]:
+    values = generate.sample("serial", count, seed=5)
+    step = minutes * MINUTE_MS // count
+    return [RawMessage("events", i % 2, i // 2, START_MS + i * step, None, v.encode()) for i, v in enumerate(values)]
+
+
+class StopAfter(NoHooks):
+    """Asks the service to stop once it has consumed ``count`` messages; keeps every snapshot."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.service, self.snapshots = count, None, []  # type: ignore[var-annotated]
+
+    def on_batch(self, result: BatchResult, seconds: float) -> None:
+        assert self.service is not None
+        if self.service.counts.consumed >= self.count:
+            self.service.request_stop()
+
+    def on_tick(self, snapshot: Snapshot) -> None:
+        self.snapshots.append(snapshot)
+
+
+def run(cfg: MonitorConfig, bundle: Bundle, messages: list[RawMessage], sink: Any = None,
+        batch: int = 100) -> tuple[Service, MemorySource, StopAfter]:
+    source = MemorySource.of_messages(messages, batch)
+    stopper = StopAfter(len(messages))
+    app = build(cfg, scorer=Scorer(bundle), source=source, sink=sink or MemorySink(), hooks=[stopper])
+    assert app is not None
+    stopper.service = app.service
+    app.service.run()
+    return app.service, source, stopper
+
+
+def closed_windows(path: Path) -> list[dict[str, Any]]:
+    state = StateStore(path)
+    try:
+        return state.closed_windows()
+    finally:
+        state.close()
+
+
+def test_a_stopped_service_has_checkpointed_and_committed_everything_it_read(
+        tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle) -> None:
+    messages = stream()
+    service, source, _ = run(config(tmp_path, bundle_dir), serial_bundle, messages)
+    assert source.committed == {("events", 0): 450, ("events", 1): 450}
+    assert service.counts.consumed == service.counts.scored == len(messages)
+    state = StateStore(tmp_path / "state.sqlite")
+    try:
+        checkpoint = state.load()
+        assert checkpoint is not None and checkpoint.offsets == source.committed
+    finally:
+        state.close()
+    assert len(closed_windows(tmp_path / "state.sqlite")) == 8  # the ninth minute is still open
+
+
+def test_a_restarted_service_resumes_from_its_state_with_the_same_figures(
+        tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle) -> None:
+    messages = stream()
+    once, _, _ = run(config(tmp_path / "once", bundle_dir), serial_bundle, messages)
+    halves = config(tmp_path / "halves", bundle_dir)
+    first, _, _ = run(halves, serial_bundle, messages[:400])
+    second, source, _ = run(halves, serial_bundle, messages[400:])
+    assert second.positions == once.positions
+    reports = [closed_windows(tmp_path / name / "state.sqlite") for name in ("once", "halves")]
+    assert [r["count"] for r in reports[0]] == [r["count"] for r in reports[1]]
+    for a, b in zip(*reports, strict=True):
+        assert b["weighted_mean"] == pytest.approx(a["weighted_mean"], rel=1e-9)
+        assert a["verdict"] == b["verdict"]
+
+
+class FlakySink(MemorySink):
+    """Refuses the first ``failures`` sends as a broker outage would: a fault a real broker cannot be
+    made to produce for exactly one call."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def send_all(self, topic: str, messages: Any, timeout_s: float = 0.0) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise BrokerUnavailable("simulated outage")
+        return super().send_all(topic, messages, timeout_s)
+
+
+def test_a_sink_outage_is_retried_logged_once_and_loses_nothing(
+        tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("monitor.stream.retry.BACKOFF_INITIAL_S", 0.001)
+    sink = FlakySink(failures=3)
+    messages = stream(count=300, minutes=3)
+    with caplog.at_level(logging.WARNING, logger="monitor.stream.retry"):
+        run(config(tmp_path, bundle_dir), serial_bundle, messages, sink=sink)
+    scored: list[OutgoingMessage] = sink.sent["scored"]
+    assert len(scored) == len(messages)
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 2, logged  # once when it starts, once when it ends
+    assert logged[0].startswith("broker unavailable (send to scored)")
+    assert logged[1].startswith("broker reachable again")
+
+
+def test_observers_get_a_snapshot_not_the_service(tmp_path: Path, bundle_dir: Path,
+                                                  serial_bundle: Bundle) -> None:
+    _, _, stopper = run(config(tmp_path, bundle_dir), serial_bundle, stream(count=200, minutes=2))
+    snapshot = stopper.snapshots[0]
+    assert snapshot.model == serial_bundle.info() and snapshot.assigned
+    assert set(snapshot.open_windows) == {"events"}
+
+
+class SwapAfterFirstBatch(NoHooks):
+    def __init__(self, replacement: Scorer) -> None:
+        self.service: Service | None = None
+        self.replacement, self.used = replacement, []  # type: ignore[var-annotated]
+
+    def on_batch(self, result: BatchResult, seconds: float) -> None:
+        assert self.service is not None
+        self.used.append(self.service.scorer)
+        if len(self.used) == 1:
+            self.service.offer_scorer(self.replacement)
+
+
+def test_an_offered_model_takes_over_between_batches(tmp_path: Path, bundle_dir: Path,
+                                                     serial_bundle: Bundle) -> None:
+    original, replacement = Scorer(serial_bundle), Scorer(serial_bundle)
+    messages = stream(count=300, minutes=3)
+    stopper, swapper = StopAfter(len(messages)), SwapAfterFirstBatch(replacement)
+    app = build(config(tmp_path, bundle_dir), scorer=original, source=MemorySource.of_messages(messages, 100),
+                sink=MemorySink(), hooks=[stopper, swapper])
+    assert app is not None
+    stopper.service = swapper.service = app.service
+    app.service.run()
+    assert swapper.used == [original, replacement, replacement]

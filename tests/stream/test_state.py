@@ -1,0 +1,212 @@
+"""SQLite checkpoints: schema, exact round trips, atomic saves, refusing files of another version or kind."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.errors import StateError
+from monitor.stream.state import SCHEMA_VERSION, Checkpoint, StateStore
+
+WINDOWS = {"serials": {"format": 1, "length_ms": 60_000, "watermark_ms": 125_000, "late": [[0, 2]],
+                       "open": [{"start_ms": 120_000, "accumulator": {"count": 3, "weight_sum": 2.5}}]}}
+HISTORY = {"serials": {"entries": [{"start_ms": 60_000, "weighted_mean": 0.0123, "verdict": "normal"}],
+                       "streak": 0}}
+
+
+def report(topic: str, start_ms: int, verdict: str = "normal", **extra: Any) -> dict[str, Any]:
+    return {"topic": topic, "start_ms": start_ms, "end_ms": start_ms + 60_000, "verdict": verdict,
+            "model_version": "v1", "weighted_mean": 0.01, **extra}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[StateStore]:
+    with closing(StateStore(tmp_path / "state" / "monitor.sqlite")) as opened:
+        yield opened
+
+
+def write_other_version(path: Path, version: str) -> None:
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (version,))
+        db.commit()
+
+
+def test_a_new_file_is_created_with_its_folder_the_schema_and_no_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "folder" / "monitor.sqlite"
+    with closing(StateStore(path)) as store:
+        assert store.load() is None
+        assert store.closed_windows() == []
+    with closing(sqlite3.connect(path)) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert tables == {"meta", "checkpoint", "closed_windows"}
+    assert version == (str(SCHEMA_VERSION),)
+
+
+def test_an_empty_file_is_taken_as_new(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.sqlite"
+    path.touch()
+    with closing(StateStore(path)) as store:
+        assert store.load() is None
+
+
+def test_save_then_load_gives_back_offsets_by_topic_and_partition_windows_and_history(store: StateStore) -> None:
+    saved = Checkpoint({("serials", 0): 120, ("serials", 1): 7, ("uids", 0): 0}, WINDOWS, HISTORY,
+                       model_version="20240101T000000Z-abcdef12", saved_at_ms=1_700_000_000_000)
+    store.save(saved)
+    loaded = store.load()
+    assert loaded == saved
+    assert loaded is not None and all(isinstance(p, tuple) for p in loaded.offsets)
+
+
+def test_a_later_save_replaces_the_checkpoint(store: StateStore) -> None:
+    store.save(Checkpoint({("serials", 0): 10}, saved_at_ms=1))
+    store.save(Checkpoint({("serials", 0): 25, ("serials", 1): 3}, WINDOWS, HISTORY, "v2", saved_at_ms=2))
+    assert store.load() == Checkpoint({("serials", 0): 25, ("serials", 1): 3}, WINDOWS, HISTORY, "v2", 2)
+
+
+def test_a_checkpoint_without_a_time_is_stamped_with_the_clock(store: StateStore) -> None:
+    store.save(Checkpoint({("serials", 0): 1}))
+    loaded = store.load()
+    assert loaded is not None and loaded.saved_at_ms > 1_600_000_000_000
+
+
+@settings(deadline=None, max_examples=40)
+@given(offsets=st.dictionaries(st.tuples(st.text(min_size=1, max_size=20), st.integers(0, 1000)),
+                               st.integers(0, 2**62), max_size=8),
+       floats=st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=8))
+def test_offsets_and_floats_round_trip_exactly(tmp_path_factory: pytest.TempPathFactory,
+                                               offsets: dict[tuple[str, int], int], floats: list[float]) -> None:
+    path = tmp_path_factory.mktemp("state") / "monitor.sqlite"
+    with closing(StateStore(path)) as store:
+        saved = Checkpoint(offsets, {"t": {"sums": floats}}, {"t": {"entries": floats}}, "v", 5)
+        store.save(saved)
+        assert store.load() == saved
+
+
+def test_closed_windows_are_kept_oldest_first_and_can_be_read_per_topic(store: StateStore) -> None:
+    store.save(Checkpoint({("a", 0): 1}), [report("b", 60_000), report("a", 120_000), report("a", 0)])
+    assert [(r["topic"], r["start_ms"]) for r in store.closed_windows()] == [("a", 0), ("b", 60_000),
+                                                                              ("a", 120_000)]
+    assert [r["start_ms"] for r in store.closed_windows("a")] == [0, 120_000]
+    assert store.closed_windows("b") == [report("b", 60_000)]
+    assert store.closed_windows("none") == []
+
+
+def test_a_closed_window_saved_again_replaces_the_one_of_the_same_topic_and_start(store: StateStore) -> None:
+    store.save(Checkpoint({("a", 0): 1}), [report("a", 0, "learning"), report("b", 0, "normal")])
+    store.save(Checkpoint({("a", 0): 2}), [report("a", 0, "critical", weighted_mean=0.5)])
+    assert store.closed_windows() == [report("a", 0, "critical", weighted_mean=0.5), report("b", 0, "normal")]
+
+
+def test_a_report_without_a_model_version_is_stored(store: StateStore) -> None:
+    bare = {"topic": "a", "start_ms": 0, "end_ms": 60_000, "verdict": "learning"}
+    store.save(Checkpoint({("a", 0): 1}), [bare])
+    assert store.closed_windows() == [bare]
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param(report("a", 60_000, extra=object()), id="not-json-encodable"),
+    pytest.param({**report("a", 60_000), "verdict": None}, id="null-verdict"),
+    pytest.param({k: v for k, v in report("a", 60_000).items() if k != "topic"}, id="no-topic"),
+])
+def test_a_failed_save_changes_nothing(store: StateStore, bad: dict[str, Any]) -> None:
+    first = Checkpoint({("a", 0): 10}, WINDOWS, HISTORY, "v1", saved_at_ms=1)
+    store.save(first, [report("a", 0)])
+    with pytest.raises((TypeError, KeyError, sqlite3.IntegrityError)):
+        store.save(Checkpoint({("a", 0): 99}, {}, {}, "v2", saved_at_ms=2), [report("b", 0), bad])
+    assert store.load() == first
+    assert store.closed_windows() == [report("a", 0)]
+    store.save(Checkpoint({("a", 0): 11}, saved_at_ms=3))  # the store is still usable: no transaction left open
+    assert store.load() == Checkpoint({("a", 0): 11}, saved_at_ms=3)
+
+
+def test_a_failed_save_leaves_the_file_with_the_previous_checkpoint_for_a_new_process(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.sqlite"
+    first = Checkpoint({("a", 0): 10}, WINDOWS, HISTORY, "v1", saved_at_ms=1)
+    with closing(StateStore(path)) as store:
+        store.save(first)
+        with pytest.raises(TypeError):
+            store.save(Checkpoint({("a", 0): 99}, {"a": {1, 2}}, saved_at_ms=2))
+    with closing(StateStore(path)) as reopened:
+        assert reopened.load() == first
+
+
+def test_reopening_a_file_loads_its_last_checkpoint_and_history(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.sqlite"
+    last = Checkpoint({("a", 0): 30, ("a", 1): 4}, WINDOWS, HISTORY, "v1", saved_at_ms=3)
+    with closing(StateStore(path)) as store:
+        store.save(Checkpoint({("a", 0): 20}, saved_at_ms=2), [report("a", 0)])
+        store.save(last, [report("a", 60_000)])
+    with closing(StateStore(path)) as reopened:
+        assert reopened.load() == last
+        assert [r["start_ms"] for r in reopened.closed_windows()] == [0, 60_000]
+
+
+def test_a_store_that_was_never_closed_still_leaves_its_last_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.sqlite"
+    crashed = StateStore(path)  # as after kill -9: no close, the last transaction in the write-ahead log
+    try:
+        crashed.save(Checkpoint({("a", 0): 42}, WINDOWS, HISTORY, "v1", saved_at_ms=9), [report("a", 0)])
+        with closing(StateStore(path)) as reopened:
+            assert reopened.load() == Checkpoint({("a", 0): 42}, WINDOWS, HISTORY, "v1", saved_at_ms=9)
+            assert reopened.closed_windows() == [report("a", 0)]
+    finally:
+        crashed.close()
+
+
+@pytest.mark.parametrize("found", ["2", "0"])
+def test_a_file_of_another_schema_version_is_refused_naming_both_versions_and_left_untouched(
+        tmp_path: Path, found: str) -> None:
+    path = tmp_path / "monitor.sqlite"
+    write_other_version(path, found)
+    before = path.read_bytes()
+    with pytest.raises(StateError, match=rf"schema version {found}; this monitor uses {SCHEMA_VERSION}") as info:
+        StateStore(path)
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["monitor.sqlite"]
+
+
+def test_a_sqlite_file_that_is_not_a_state_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE customers (id INTEGER)")
+        db.commit()
+    before = path.read_bytes()
+    with pytest.raises(StateError, match="not a monitor state file"):
+        StateStore(path)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param(b"offsets: 12\nwindows: none\n", id="text"),
+    pytest.param(bytes(range(256)) * 40, id="binary"),
+    pytest.param(b"SQLite format 3\x00" + b"\xff" * 200, id="damaged-header"),
+])
+def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "monitor.sqlite"
+    path.write_bytes(content)
+    with pytest.raises(StateError, match="monitor.sqlite"):
+        StateStore(path)
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["monitor.sqlite"]
+
+
+def test_a_checkpoint_with_corrupt_offsets_is_refused_on_load(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.sqlite"
+    with closing(StateStore(path)) as store:
+        store.save(Checkpoint({("a", 0): 1}, saved_at_ms=1))
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("UPDATE checkpoint SET offsets = ?", ('[["a", "zero", 1]]',))
+        db.commit()
+    with closing(StateStore(path)) as reopened, pytest.raises(StateError, match="corrupt"):
+        reopened.load()

@@ -15,10 +15,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from monitor.hourly.histogram import HIST_EDGES
+from monitor.hourly.timeline import DAY_MS, HOUR_MS
+from monitor.percentiles import percentile_ranks
 from monitor.settings import CompareSettings
 
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 VERDICT_LEVEL = {"learning": -1, "insufficient_data": -1, "normal": 0, "warning": 1, "critical": 2}
 """Each verdict as a number, for metrics and alert rules: below 0 no judgement, above 0 abnormal."""
 VERDICTS = tuple(VERDICT_LEVEL)
@@ -228,10 +228,9 @@ def _median_mad(values: np.ndarray) -> tuple[float, float]:
 
 
 def _percentile(value: float, values: np.ndarray) -> float:
-    # monitor.core.score.percentile_ranks does the same, but importing it would pull in Keras through the bundle.
-    if len(values) == 0 or not math.isfinite(value):
+    if not math.isfinite(value):
         return float("nan")
-    return float(np.sum(values < value) + np.sum(values <= value)) * 50.0 / len(values)
+    return float(percentile_ranks(np.array([value]), np.sort(values))[0])
 
 
 def _share_ratio(current: HourFigures, baseline: Sequence[HourFigures], settings: CompareSettings) -> float:

@@ -33,6 +33,7 @@ from monitor.core.bundle import Bundle
 from monitor.hourly.compare import VERDICT_LEVEL
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.window import WindowAccumulator
+from monitor.records import Position
 from monitor.stream.hooks import Snapshot
 from monitor.stream.pipeline import BatchResult
 
@@ -75,7 +76,7 @@ class Metrics(Collector):
         self.batch_counts = np.zeros(len(BATCH_BUCKETS) + 1, dtype=np.int64)
         self.batch_sum = 0.0
         self.topics: dict[str, _TopicWindowState] = {}
-        self.lag: dict[tuple[str, int], int] = {}
+        self.lag: dict[Position, int] = {}
         self.last_checkpoint: float | None = None
         self.ready = False
         registry.register(self)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import StateError
+from monitor.records import Position
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -27,8 +28,6 @@ CREATE TABLE closed_windows (topic TEXT NOT NULL, start_ms INTEGER NOT NULL, end
                              verdict TEXT NOT NULL, model_version TEXT NOT NULL, report TEXT NOT NULL,
                              PRIMARY KEY (topic, start_ms));
 """
-Position = tuple[str, int]
-
 
 @dataclass(frozen=True)
 class Checkpoint:

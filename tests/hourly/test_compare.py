@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 
 from monitor.errors import ConfigError
 from monitor.hourly.compare import (
-    DAY_MS,
-    HOUR_MS,
     VERDICT_LEVEL,
     CompareSettings,
     History,
@@ -24,6 +22,7 @@ from monitor.hourly.compare import (
     js_distance,
     select_baseline,
 )
+from monitor.hourly.timeline import DAY_MS, HOUR_MS
 from monitor.hourly.window import Windows
 
 NORMAL_MEANS = (0.010, 0.011, 0.012, 0.0105, 0.0115)

@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ from monitor.hourly.judge import HourlyJudge
 from monitor.ops import export, logs
 from monitor.ops.lifecycle import BundleWatcher, KeepNormal, Retrainer
 from monitor.ops.schedule import start_jobs
+from monitor.records import Position
 from monitor.settings import MonitorConfig, load_config
 from monitor.stream.hooks import Hooks, WindowLog
 from monitor.stream.kafka import KafkaSink, KafkaSource, client_options, is_outage
@@ -69,23 +70,37 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     scorer = scorer or Scorer(bundle_lib.load(Path(config.model.path)))
     log.info("model bundle %s loaded from %s", scorer.bundle.version, config.model.path)
     judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare)
-    state = StateStore(config.state.path)
+    state = StateStore(config.state.path, state_identity(config))
     positions = restore(state, judge)
     stop = stop or threading.Event()
-    source = source or _connect(lambda: KafkaSource(config.kafka, config.input.topics, config.input.group_id,
-                                                    config.input.auto_offset_reset, positions), stop, "consumer")
-    sink = sink or (_connect(lambda: KafkaSink(config.kafka), stop, "producer") if source else None)
+
+    def consumer(resume_at: Mapping[Position, int]) -> Source:
+        return KafkaSource(config.kafka, config.input.topics, config.input.group_id,
+                           config.input.auto_offset_reset, resume_at)
+
+    def producer() -> Sink:
+        return KafkaSink(config.kafka)
+
+    source = source or _connect(lambda: consumer(positions), stop, "consumer")
+    sink = sink or (_connect(producer, stop, "producer") if source else None)
     if source is None or sink is None:
         state.close()
         return None
     observers: list[Hooks] = [WindowLog(), *hooks]
     metrics_server = _serve_metrics(config, scorer, observers)
     retrainer = _retrainer(config, lambda: pipeline.scorer.bundle, observers)
-    retry = Retry()
-    pipeline = RecordPipeline(scorer, judge, config.input, RetryingSink(sink, retry), _outputs(config), observers)
-    service = Service(config, pipeline, source, sink, state, retry, positions, observers)
+    retry = Retry(config.kafka.reconnect_after_seconds)
+    pipeline = RecordPipeline(scorer, judge, config.input, RetryingSink(producer, retry, sink=sink),
+                              _outputs(config), observers)
+    service = Service(config, pipeline, source, state, retry, positions, observers, reconnect=consumer)
     watcher = BundleWatcher(Path(config.model.path), scorer.bundle.version, service.offer_scorer)
     return Application(service, watcher, retrainer, metrics_server)
+
+
+def state_identity(config: MonitorConfig) -> dict[str, Any]:
+    """What a state file belongs to: its figures mean nothing under another group, topics or windows."""
+    return {"group_id": config.input.group_id, "topics": sorted(config.input.topics),
+            "window_length_ms": config.window.length_ms, "window_alignment": "UTC epoch"}
 
 
 def _outputs(config: MonitorConfig) -> Outputs:

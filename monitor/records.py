@@ -69,4 +69,6 @@ REJECTION_REASONS = (
     "invalid_sequence",
     "invalid_weight",
     "invalid_timestamp",
+    "undecodable",  # decoding raised an error nobody foresaw: the message is kept, the loop goes on
+    "unscorable",  # scoring raised an error on this sequence alone
 )

@@ -87,3 +87,24 @@ def test_demo_prints_the_most_abnormal_sequences_with_reasons(capsys: pytest.Cap
     out = capsys.readouterr().out
     assert "most abnormal" in out and "flagged" in out and "%)" in out
     assert "first critical hour" in out and (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_refuses_a_state_file_of_other_settings_with_exit_4(tmp_path: Path, bundle_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    from monitor.app import state_identity
+    from monitor.settings import config_from_dict
+    from monitor.stream.state import StateStore
+
+    settings = {"model": {"path": str(bundle_dir)}, "state": {"path": str(tmp_path / "state.sqlite")},
+                "metrics": {"enabled": False}, "kafka": {"bootstrap_servers": ["127.0.0.1:9"]}}
+    StateStore(tmp_path / "state.sqlite", state_identity(config_from_dict(settings, environ={}))).close()
+    config_file = tmp_path / "monitor.yaml"
+    config_file.write_text(yaml.safe_dump({**settings, "window": {"length_seconds": 600}}))
+    done = subprocess.run([sys.executable, "-m", "monitor", "run", "--config", str(config_file)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 4, done.stderr
+    assert "window_length_ms: the file has 3600000, the configuration 600000" in done.stderr

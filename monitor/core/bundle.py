@@ -91,11 +91,19 @@ def save(bundle: Bundle, directory: Path) -> Path:
             "checksums": {name: _sha256(staging / name) for name in _CHECKED_FILES},
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        _owner_only(staging)
         _replace_directory(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return directory
+
+
+def _owner_only(folder: Path) -> None:
+    """A bundle is readable by its owner only: it holds the training data's errors and, in its
+    vocabulary, pieces of the training sequences (which may be personal data). mkdtemp made the folder 0700."""
+    for path in folder.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 def _replace_directory(staging: Path, directory: Path) -> None:

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from monitor.errors import StateError
 from monitor.hourly.compare import ABNORMAL, Comparison, History, HourFigures
-from monitor.hourly.window import ClosedWindow, WindowAccumulator, Windows
+from monitor.hourly.window import ClosedWindow, Progress, WindowAccumulator, Windows
 from monitor.records import Position
 from monitor.settings import CompareSettings
 
@@ -86,10 +87,12 @@ class HourlyJudge:
         late = self._windows(partition[0]).add(partition, errors, weights, event_times_ms, flags, now_ms=now_ms)
         return int(sum(late.values()))
 
-    def close_due(self, model_version: str, now_ms: int | None = None) -> list[WindowReport]:
-        """Close the windows the watermark (or ``now_ms``) has passed, judge them, oldest first."""
-        reports = [self._judge(topic, closed, model_version)
-                   for topic, windows in sorted(self.windows.items()) for closed in windows.close_due(now_ms)]
+    def close_due(self, model_version: str, now_ms: int | None = None,
+                  progress: Progress = Progress()) -> list[WindowReport]:
+        """Close the windows the event-time mark (or ``now_ms``) has passed, judge them, oldest first;
+        ``progress`` says which partitions hold windows open (``Windows``)."""
+        reports = [self._judge(topic, closed, model_version) for topic, windows in sorted(self.windows.items())
+                   for closed in windows.close_due(now_ms, progress.of_topic(topic))]
         return sorted(reports, key=lambda r: (r.start_ms, r.topic))
 
     def flush(self, model_version: str) -> list[WindowReport]:
@@ -98,7 +101,7 @@ class HourlyJudge:
         # ``add`` opens a window past the watermark, and it must close too.
         last_end = max((start + self.length_ms for w in self.windows.values() for start, _ in w.open_summary()),
                        default=0)
-        far_future = max([last_end, *(w.watermark_ms or 0 for w in self.windows.values())]) + \
+        far_future = max([last_end, *(w.latest_event_ms or 0 for w in self.windows.values())]) + \
             self.length_ms + self.allowed_lateness_ms + 1
         return self.close_due(model_version, now_ms=far_future)
 
@@ -130,6 +133,12 @@ class HourlyJudge:
         return windows, histories
 
     def restore(self, windows: dict[str, Any], histories: dict[str, Any]) -> None:
+        """Continue from ``snapshot``'s output; refuses (``StateError``) windows of another length."""
+        for topic, snapshot in windows.items():
+            if int(snapshot["length_ms"]) != self.length_ms:
+                raise StateError(f"the saved windows of {topic!r} are {int(snapshot['length_ms']) // 1000} s long; "
+                                 f"window.length_seconds is {self.length_ms // 1000}: move the state file aside to "
+                                 "start afresh, or restore the window length it was written with")
         self.windows = {t: Windows.restore(s) for t, s in windows.items()}
         self.histories = {t: History.from_list(h["entries"], self.settings, self.length_ms)
                           for t, h in histories.items()}

@@ -18,7 +18,7 @@ from monitor.hourly.histogram import ErrorHistogram
 from monitor.hourly.timeline import HOUR_MS, window_start
 from monitor.records import Position
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: a watermark per partition (1: one for the stream, still read)
 # Late counters older than this many windows before the closing mark are folded into ``late_total`` only.
 LATE_WINDOWS_KEPT = 1000
 
@@ -118,19 +118,42 @@ class ClosedWindow:
     by_partition: dict[Position, WindowAccumulator]
 
 
+@dataclass(frozen=True)
+class Progress:
+    """What the reader knows of its partitions beyond their records, for closing windows.
+
+    ``assigned``: the partitions read now (``None``: not known, as for a file or a list in memory; then
+    every partition seen counts). ``behind``: assigned partitions with records still to read, or whose end
+    is not known yet. ``idle``: partitions caught up with their end and quiet for a while.
+    """
+
+    assigned: frozenset[Position] | None = None
+    behind: frozenset[Position] = frozenset()
+    idle: frozenset[Position] = frozenset()
+
+    def of_topic(self, topic: str) -> Progress:
+        def mine(partitions: frozenset[Position]) -> frozenset[Position]:
+            return frozenset(p for p in partitions if p[0] == topic)
+        return Progress(None if self.assigned is None else mine(self.assigned), mine(self.behind), mine(self.idle))
+
+
 class Windows:
-    """The open tumbling windows of a stream, per source partition, with a watermark and allowed lateness.
+    """The open tumbling windows of a stream, per source partition, with a watermark per partition and
+    allowed lateness.
 
-    The watermark is the largest event time seen so far on *any* partition. A per-partition minimum would
-    be exact for in-order partitions, but it stalls as long as one partition is idle; the global maximum
-    keeps windows closing, and ``allowed_lateness_ms`` is the slack given to partitions that lag behind.
+    Each partition's watermark is the largest event time seen on it (never past the wall clock given to
+    ``add``). Windows close by the *slowest* partition that still holds them: the smallest watermark among
+    partitions that are assigned and not idle (``Progress``). So a backlog read faster on one partition than
+    on another loses nothing: the fast one's records wait in their windows. A partition that is caught up
+    and quiet is idle and holds nothing, so one silent partition does not stall the rest; an assigned
+    partition behind its end that has given no record yet holds every window (its records are yet to come).
 
-    Window ``[start, end)`` closes in ``close_due`` once ``max(watermark, now_ms) >= end +
-    allowed_lateness_ms``; ``now_ms`` (the wall clock, from the scheduler) closes windows of a quiet stream.
-    Leave ``now_ms`` out when event times do not follow the wall clock (replays). Because the rule is
-    monotone in ``start``, windows close in start order and one mark, ``closed_before_ms``, describes every
-    closed window: all starts below it. ``add`` never closes anything; a record whose window start is below
-    the mark is *late*: counted per window start (``late``, ``late_total``), not added.
+    Window ``[start, end)`` closes in ``close_due`` once that event-time mark, or ``now_ms`` (the wall clock,
+    which the service gives only when every partition is caught up and the stream is quiet), is at or past
+    ``end + allowed_lateness_ms``. Because the rule is monotone in ``start``, windows close in start order
+    and one mark, ``closed_before_ms``, describes every closed window: all starts below it. ``add`` never
+    closes anything; a record whose window start is below the mark is *late*: counted per window start
+    (``late``, ``late_total``), not added.
 
     >>> w = Windows(HOUR_MS, allowed_lateness_ms=60_000)
     >>> one = (np.ones(1), np.ones(1), np.array([10]), np.zeros(1, bool))  # errors, weights, times, flags
@@ -149,7 +172,7 @@ class Windows:
         _check_setting("allowed_lateness_ms", allowed_lateness_ms, 0)
         self.length_ms = length_ms
         self.allowed_lateness_ms = allowed_lateness_ms
-        self.watermark_ms: int | None = None
+        self.watermarks: dict[Position, int] = {}
         self.closed_before_ms: int | None = None
         self.late: LateCounts = {}
         self.late_total = 0
@@ -170,7 +193,8 @@ class Windows:
         late = self._count_late(starts[late_mask])
         keep = ~late_mask
         self._accumulate(partition, starts[keep], errors[keep], weights[keep], times[keep], flags[keep])
-        self._advance_watermark(int(times.max()) if now_ms is None else min(int(times.max()), now_ms))
+        latest = int(times.max()) if now_ms is None else min(int(times.max()), now_ms)
+        self.watermarks[partition] = max(self.watermarks.get(partition, latest), latest)
         return late
 
     def _count_late(self, starts: np.ndarray) -> LateCounts:
@@ -190,12 +214,22 @@ class Windows:
             accumulator = by_partition.setdefault(partition, WindowAccumulator())
             accumulator.add(errors[rows], weights[rows], times[rows], flags[rows])
 
-    def _advance_watermark(self, time_ms: int) -> None:
-        self.watermark_ms = time_ms if self.watermark_ms is None else max(self.watermark_ms, time_ms)
+    @property
+    def latest_event_ms(self) -> int | None:
+        """The largest watermark of any partition (``None`` before the first record)."""
+        return max(self.watermarks.values(), default=None)
 
-    def close_due(self, now_ms: int | None = None) -> list[ClosedWindow]:
-        """Closes and returns, in start order, every open window due under the watermark or ``now_ms``."""
-        reference = max((t for t in (self.watermark_ms, now_ms) if t is not None), default=None)
+    def event_time_mark(self, progress: Progress = Progress()) -> int | None:
+        """The event time every partition that holds windows has reached (see the class docstring)."""
+        if any(p not in self.watermarks for p in progress.behind):
+            return None  # a partition with records to read has not been heard from yet
+        holding = [ms for p, ms in self.watermarks.items()
+                   if p not in progress.idle and (progress.assigned is None or p in progress.assigned)]
+        return min(holding) if holding else self.latest_event_ms
+
+    def close_due(self, now_ms: int | None = None, progress: Progress = Progress()) -> list[ClosedWindow]:
+        """Closes and returns, in start order, every open window due under the event-time mark or ``now_ms``."""
+        reference = max((t for t in (self.event_time_mark(progress), now_ms) if t is not None), default=None)
         if reference is None:
             return []
         mark = window_start(reference - self.allowed_lateness_ms, self.length_ms)
@@ -222,7 +256,8 @@ class Windows:
     def snapshot(self) -> dict[str, Any]:
         """The full state as JSON-safe values; ``Windows.restore`` of it continues exactly where this is."""
         return {"format": SNAPSHOT_FORMAT, "length_ms": self.length_ms,
-                "allowed_lateness_ms": self.allowed_lateness_ms, "watermark_ms": self.watermark_ms,
+                "allowed_lateness_ms": self.allowed_lateness_ms,
+                "watermarks": [[topic, number, ms] for (topic, number), ms in sorted(self.watermarks.items())],
                 "closed_before_ms": self.closed_before_ms, "late_total": self.late_total,
                 "late": [[start, n] for start, n in sorted(self.late.items())],
                 "open": [{"start_ms": start, "topic": topic, "partition": number, "accumulator": acc.to_dict()}
@@ -231,16 +266,19 @@ class Windows:
 
     @classmethod
     def restore(cls, state: dict[str, Any]) -> Windows:
-        if state.get("format") != SNAPSHOT_FORMAT:
+        if state.get("format") not in (1, SNAPSHOT_FORMAT):
             raise ValueError(f"window snapshot format {state.get('format')!r} is not {SNAPSHOT_FORMAT}")
         windows = cls(int(state["length_ms"]), int(state["allowed_lateness_ms"]))
-        windows.watermark_ms = _optional_int(state["watermark_ms"])
+        windows.watermarks = {(str(topic), int(number)): int(ms) for topic, number, ms in state.get("watermarks", [])}
         windows.closed_before_ms = _optional_int(state["closed_before_ms"])
         windows.late_total = int(state["late_total"])
         windows.late = {int(start): int(n) for start, n in state["late"]}
         for item in state["open"]:
             parts = windows._open.setdefault(int(item["start_ms"]), {})
             parts[(str(item["topic"]), int(item["partition"]))] = WindowAccumulator.from_dict(item["accumulator"])
+        if state["format"] == 1 and state["watermark_ms"] is not None:
+            # Format 1 kept one watermark for the stream: every partition with an open window starts from it.
+            windows.watermarks = {p: int(state["watermark_ms"]) for parts in windows._open.values() for p in parts}
         return windows
 
 

@@ -44,11 +44,13 @@ class KafkaConfig(Section, key="kafka"):
     client: Options = options_setting()
     consumer: Options = options_setting()
     producer: Options = options_setting()
+    reconnect_after_seconds: float = setting(60.0, positive_number)
 
     def __repr__(self) -> str:
         # The config gets logged at start-up; SASL and SSL passwords must not be.
         options = ", ".join(f"{name}={_redacted(getattr(self, name))!r}" for name in ("client", "consumer", "producer"))
-        return f"KafkaConfig(bootstrap_servers={self.bootstrap_servers!r}, {options})"
+        return (f"KafkaConfig(bootstrap_servers={self.bootstrap_servers!r}, {options}, "
+                f"reconnect_after_seconds={self.reconnect_after_seconds!r})")
 
     def _cross_check(self) -> Iterator[tuple[str, str]]:
         for name in ("client", "consumer", "producer"):

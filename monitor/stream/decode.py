@@ -32,6 +32,37 @@ class DecodeOptions(Protocol):
 
 
 _MISSING = object()
+# Arrays and objects nested deeper than this are refused before parsing: the parser recurses per level.
+MAX_JSON_DEPTH = 64
+
+
+def nested_deeper_than(text: str, limit: int) -> bool:
+    """Whether JSON ``text`` opens more than ``limit`` arrays or objects inside each other (brackets in
+    strings do not count). Only text with more than ``limit`` brackets is scanned.
+
+    >>> nested_deeper_than('{"a": [[1]], "b": "[[[["}', 3), nested_deeper_than("[" * 5 + "]" * 5, 4)
+    (False, True)
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 @dataclass
@@ -55,6 +86,12 @@ class Decoded:
     def __len__(self) -> int:
         return len(self.sequences)
 
+    def without(self, rows: dict[int, Rejected]) -> Decoded:
+        """This batch with the records at ``rows`` moved to the rejections, as the rejections given."""
+        keep = [i for i in range(len(self)) if i not in rows]
+        return Decoded([self.sequences[i] for i in keep], self.weights[keep], self.event_times_ms[keep],
+                       [self.messages[i] for i in keep], self.rejected + list(rows.values()))
+
     def records(self) -> list[Record]:
         return [Record(s, float(w), int(t), m)
                 for s, w, t, m in zip(self.sequences, self.weights, self.event_times_ms, self.messages)]
@@ -63,15 +100,27 @@ class Decoded:
 def decode_batch(messages: Sequence[RawMessage], options: DecodeOptions) -> Decoded:
     """Decode a batch: what ``decode`` gives for each message, as columns."""
     if options.value_format == "text":
-        plain = _plain_batch(messages, options)
+        try:
+            plain = _plain_batch(messages, options)
+        except Exception:  # noqa: BLE001 - some message is odd: the per-message path says which and why
+            plain = None
         if plain is not None:
             return plain
     records: list[Record] = []
     rejected: list[Rejected] = []
     for message in messages:
-        decoded = decode(message, options)
+        decoded = decode_safely(message, options)
         (records if type(decoded) is Record else rejected).append(decoded)  # type: ignore[arg-type]
     return Decoded.of(records, rejected)
+
+
+def decode_safely(message: RawMessage, options: DecodeOptions) -> Record | Rejected:
+    """``decode``, with any exception it was not written to expect turned into a rejection: one message
+    must never stop the loop (and, re-read after every restart, stop it for ever)."""
+    try:
+        return decode(message, options)
+    except Exception as exc:  # noqa: BLE001 - whatever it is, it belongs to this message
+        return Rejected("undecodable", f"decoding raised {type(exc).__name__}: {str(exc)[:200]}", message)
 
 
 def _plain_batch(messages: Sequence[RawMessage], options: DecodeOptions) -> Decoded | None:
@@ -113,6 +162,8 @@ def decode(message: RawMessage, options: DecodeOptions) -> Record | Rejected:
 
 
 def _decode_json(text: str, message: RawMessage, options: DecodeOptions) -> Record | Rejected:
+    if nested_deeper_than(text, MAX_JSON_DEPTH):
+        return Rejected("invalid_json", f"nested deeper than {MAX_JSON_DEPTH} levels", message)
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:

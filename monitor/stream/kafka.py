@@ -9,6 +9,7 @@ as ``BrokerUnavailable`` from ``commit`` and the senders; the service retries th
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from kafka.errors import (
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from monitor.errors import BrokerUnavailable, ConfigError
+from monitor.hourly.window import Progress
 from monitor.records import OutgoingMessage, Polled, Position
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,8 @@ class KafkaSource:
                                       auto_offset_reset=auto_offset_reset)
         # The checkpoint, not the group, knows where the window sums are exact: seek there on assignment.
         self.resume_at = dict(resume_at or {})
+        # Wall-clock time of each partition's last record (or of its assignment): how long it has been quiet.
+        self.heard_at: dict[Position, float] = {}
         keep_rebalances_requested(self.consumer)
         self.consumer.subscribe(list(topics), listener=_SeekOnAssign(self))
 
@@ -83,6 +87,9 @@ class KafkaSource:
             if records:
                 messages += records  # ConsumerRecords are messages as they are: no copy per record
                 next_offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
+        if next_offsets:
+            now = time.monotonic()
+            self.heard_at.update((p, now) for p in next_offsets)
         return Polled(messages, next_offsets)
 
     def processed(self, next_offsets: Mapping[Position, int]) -> None:
@@ -90,16 +97,34 @@ class KafkaSource:
         self.resume_at.update(next_offsets)
 
     def lag(self) -> dict[Position, int]:
-        """Records between each assigned partition's position and its end (from the last fetch's metadata)."""
-        lags: dict[Position, int] = {}
-        for tp in self.consumer.assignment():
-            highwater = self.consumer.highwater(tp)
-            if highwater is not None:
-                lags[(tp.topic, tp.partition)] = max(0, highwater - self.consumer.position(tp))
-        return lags
+        """Records between each assigned partition's position and its end, where both are known."""
+        return {p: max(0, end - position) for p, (position, end) in self._offsets().items()
+                if position is not None and end is not None}
 
     def assignment(self) -> set[Position]:
         return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+
+    def progress(self, idle_after_s: float) -> Progress:
+        """Which assigned partitions are behind their end (or not known to be caught up), and which are
+        caught up and have given no record for ``idle_after_s``."""
+        now = time.monotonic()
+        behind, idle = set(), set()
+        offsets = self._offsets()
+        for p, (position, end) in offsets.items():
+            if end is None or position is None or position < end:
+                behind.add(p)
+            elif now - self.heard_at.setdefault(p, now) >= idle_after_s:
+                idle.add(p)
+        return Progress(frozenset(offsets), frozenset(behind), frozenset(idle))
+
+    def _offsets(self) -> dict[Position, tuple[int | None, int | None]]:
+        """(position, end offset) of each assigned partition as the client last learned them: no request.
+
+        Reads the client's subscription state (kafka-python is pinned): ``consumer.position`` may block on
+        the network to refresh committed offsets, and this runs once a batch."""
+        states = self.consumer._subscription.assignment  # noqa: SLF001
+        return {(tp.topic, tp.partition): (None if s.position is None else s.position.offset, s.highwater)
+                for tp, s in list(states.items())}
 
     def commit(self, next_offsets: Mapping[Position, int], timeout_ms: int = 10_000) -> None:
         """Commit, for each partition still assigned, the offset of the next message to read."""

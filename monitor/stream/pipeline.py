@@ -7,6 +7,7 @@ figures. The pipeline does no polling, committing or checkpointing: the caller o
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -16,11 +17,14 @@ import numpy as np
 
 from monitor.core.score import Scorer, Scores
 from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.window import Progress
 from monitor.records import Polled, Position, Rejected
 from monitor.stream import events
 from monitor.stream.decode import Decoded, DecodeOptions, decode_batch
 from monitor.stream.hooks import Hooks
 from monitor.stream.sources import Sink, Source
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,33 +87,65 @@ class RecordPipeline:
         self.hooks = list(hooks)
         self.counts = Counts()
 
-    def process(self, polled: Polled, now_ms: int | None = None) -> BatchResult:
+    def process(self, polled: Polled, now_ms: int | None = None, progress: Progress = Progress()) -> BatchResult:
         """One batch, all the way. ``now_ms`` (the wall clock, live) keeps an event time from the future
-        from moving the watermark past now; leave it out when event times need not follow the clock."""
+        from moving a watermark past now; leave it out when event times need not follow the clock.
+        ``progress``: which partitions hold windows open (``monitor.hourly.window.Windows``)."""
         started = time.perf_counter()
-        decoded = decode_batch(polled.messages, self.decoding)
+        decoded, scores = self._score(decode_batch(polled.messages, self.decoding))
         result = BatchResult(decoded, polled.next_offsets)
-        scores = self.scorer.score(decoded.sequences) if len(decoded) else None
         if scores is not None:
             result.errors, result.flags = scores.errors, scores.flags
             result.by_partition = _by_partition(decoded, polled.next_offsets)
             result.late = self._window(result, now_ms)
         self._emit(decoded, scores)
         self._account(len(polled.messages), result)
-        result.reports = self.close_due()
+        result.reports = self.close_due(progress=progress)
         seconds = time.perf_counter() - started
         for hook in self.hooks:
             hook.on_batch(result, seconds)
         return result
 
-    def close_due(self, now_ms: int | None = None) -> list[WindowReport]:
-        """Close and judge the windows the watermark (or the wall clock ``now_ms``, on a quiet stream) has
-        passed, oldest first, and tell the hooks."""
-        return self._closed(self.judge.close_due(self.scorer.bundle.version, now_ms))
+    def close_due(self, now_ms: int | None = None, progress: Progress = Progress()) -> list[WindowReport]:
+        """Close and judge the windows the event-time mark (or the wall clock ``now_ms``, on a quiet
+        stream) has passed, oldest first, and tell the hooks."""
+        return self._closed(self.judge.close_due(self.scorer.bundle.version, now_ms, progress))
 
     def flush(self) -> list[WindowReport]:
         """Close and judge every open window (the end of a finite input)."""
         return self._closed(self.judge.flush(self.scorer.bundle.version))
+
+    def _score(self, decoded: Decoded) -> tuple[Decoded, Scores | None]:
+        """Scores of the batch; if scoring raises, the batch is split until the sequences that raise are
+        found alone, and those are rejected as ``unscorable`` while the rest are scored."""
+        if not len(decoded):
+            return decoded, None
+        try:
+            return decoded, self.scorer.score(decoded.sequences)
+        except Exception:  # noqa: BLE001 - found out below, record by record
+            pieces, failed = self._score_apart(decoded, np.arange(len(decoded)))
+        log.warning("%d of %d sequences could not be scored and were dead-lettered as unscorable (first: %s)",
+                    len(failed), len(decoded), next(iter(failed.values())).detail if failed else "none")
+        rest = decoded.without(failed)
+        if not len(rest):
+            return rest, None
+        scored = [s for _, s in pieces]
+        return rest, Scores(np.concatenate([s.errors for s in scored]), np.concatenate([s.flags for s in scored]),
+                            scored[0].sorted_training_errors)
+
+    def _score_apart(self, decoded: Decoded, rows: np.ndarray) -> tuple[list[tuple[np.ndarray, Scores]],
+                                                                        dict[int, Rejected]]:
+        """Scores of ``rows`` in order, in as few pieces as scoring allows, and the rows that raise alone."""
+        try:
+            return [(rows, self.scorer.score([decoded.sequences[i] for i in rows]))], {}
+        except Exception as exc:  # noqa: BLE001
+            if len(rows) == 1:
+                row = int(rows[0])
+                detail = f"scoring raised {type(exc).__name__}: {str(exc)[:200]}"
+                return [], {row: Rejected("unscorable", detail, decoded.messages[row])}
+        half = len(rows) // 2
+        left, right = self._score_apart(decoded, rows[:half]), self._score_apart(decoded, rows[half:])
+        return left[0] + right[0], {**left[1], **right[1]}
 
     def _window(self, result: BatchResult, now_ms: int | None) -> Counter[str]:
         late: Counter[str] = Counter()

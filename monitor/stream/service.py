@@ -25,7 +25,7 @@ from monitor.records import Position
 from monitor.stream.hooks import Hooks, Snapshot
 from monitor.stream.pipeline import BatchResult, Counts, RecordPipeline
 from monitor.stream.retry import REQUEST_TIMEOUT_S, Retry
-from monitor.stream.sources import Sink, Source
+from monitor.stream.sources import Source
 from monitor.stream.state import Checkpoint, StateStore
 
 log = logging.getLogger(__name__)
@@ -36,15 +36,17 @@ TICK_INTERVAL_S = 1.0  # how often the hooks get a fresh snapshot (lag, open win
 
 class Service:
     """Consumes ``source`` through ``pipeline``, checkpoints to ``state``; ``run`` returns after
-    ``request_stop``. ``positions``: where the restored window state is exact, per partition."""
+    ``request_stop``. ``positions``: where the restored window state is exact, per partition.
+    ``reconnect``: a new source resuming at the given positions, for when commits keep failing."""
 
-    def __init__(self, config: Any, pipeline: RecordPipeline, source: Source, sink: Sink, state: StateStore,
-                 retry: Retry, positions: Mapping[Position, int] | None = None, hooks: Sequence[Hooks] = (),
+    def __init__(self, config: Any, pipeline: RecordPipeline, source: Source, state: StateStore, retry: Retry,
+                 positions: Mapping[Position, int] | None = None, hooks: Sequence[Hooks] = (),
+                 reconnect: Callable[[Mapping[Position, int]], Source] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.pipeline = pipeline
         self.source = source
-        self.sink = sink
+        self.reconnect = reconnect
         self.state = state
         self.retry = retry
         self.positions: dict[Position, int] = dict(positions or {})
@@ -79,14 +81,28 @@ class Service:
         for hook in self.hooks:
             hook.on_checkpoint(self.last_checkpoint_at)
         positions = dict(self.positions)
-        self.retry.until_done("commit offsets",
-                              lambda: self.source.commit(positions, int(REQUEST_TIMEOUT_S * 1000)))
+        self.retry.until_done("commit offsets", lambda: self.source.commit(positions, int(REQUEST_TIMEOUT_S * 1000)),
+                              reconnect=self._reconnect_source if self.reconnect else None)
+
+    def _reconnect_source(self) -> None:
+        """Replace a consumer that keeps failing; the new one resumes where the state is exact."""
+        assert self.reconnect is not None
+        try:
+            fresh = self.reconnect(dict(self.positions))
+        except Exception as exc:  # noqa: BLE001 - the cluster may still be away: the next retry tries again
+            log.warning("a new consumer could not be created yet: %s", exc)
+            return
+        old, self.source = self.source, fresh
+        try:
+            old.close()
+        except Exception:  # noqa: BLE001 - a broken client may fail to close; it is dropped either way
+            log.debug("closing the replaced consumer failed", exc_info=True)
 
     # -- requests from scheduled jobs (any thread) ----------------------------------------------------------
     def request_stop(self) -> None:
         """Finish the batch in hand, checkpoint, commit, and return from ``run`` (signal-handler safe)."""
         if not self._stop.is_set():
-            self.retry.stop_deadline = time.monotonic() + self.config.shutdown.timeout_seconds
+            self.retry.stop(time.monotonic() + self.config.shutdown.timeout_seconds)
             self._stop.set()
 
     def request_close_check(self) -> None:
@@ -127,7 +143,8 @@ class Service:
         polled = self.source.next_batch(batch.max_records, batch.max_wait_ms)
         if not polled.messages:
             return None
-        result = self.pipeline.process(polled, now_ms=int(self._clock() * 1000))
+        progress = self.source.progress(self.config.window.quiet_seconds)
+        result = self.pipeline.process(polled, now_ms=int(self._clock() * 1000), progress=progress)
         self.positions.update(result.next_offsets)
         self.source.processed(result.next_offsets)
         self.last_record_at = self._clock()
@@ -142,12 +159,19 @@ class Service:
             self.pipeline.scorer = scorer
         if self._close_requested.is_set():
             self._close_requested.clear()
-            if self._clock() - self.last_record_at >= self.config.window.quiet_seconds:
-                # A quiet stream moves no watermark: let the wall clock close what is due.
-                self._keep(self.pipeline.close_due(now_ms=int(self._clock() * 1000)))
+            self._close_by_the_clock()
         if self._checkpoint_requested.is_set():
             self._checkpoint_requested.clear()
             self.checkpoint()
+
+    def _close_by_the_clock(self) -> None:
+        """A quiet stream moves no watermark: let the wall clock close what is due, but only once every
+        assigned partition is caught up. Waiting for a rebalance or reading a backlog is never quiet."""
+        progress = self.source.progress(self.config.window.quiet_seconds)
+        caught_up = bool(progress.assigned) and not progress.behind
+        quiet = self._clock() - self.last_record_at >= self.config.window.quiet_seconds
+        now_ms = int(self._clock() * 1000) if caught_up and quiet else None
+        self._keep(self.pipeline.close_due(now_ms, progress))
 
     def _keep(self, reports: Sequence[WindowReport]) -> None:
         self._closed_since_checkpoint += [r.to_dict() for r in reports]
@@ -169,7 +193,7 @@ class Service:
 
     def _close(self) -> None:
         self._log_stats()
-        for name, close in (("consumer", self.source.close), ("producer", self.sink.close),
+        for name, close in (("consumer", self.source.close), ("producer", self.pipeline.sink.close),
                             ("state file", self.state.close)):
             try:
                 close()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from monitor.errors import InputError
+from monitor.hourly.window import Progress
 from monitor.records import OutgoingMessage, Polled, Position, RawMessage
 
 
@@ -36,6 +37,9 @@ class Source(Protocol):
 
     def assignment(self) -> set[Position]:
         """The partitions this source reads now."""
+
+    def progress(self, idle_after_s: float) -> Progress:
+        """Which partitions are behind their end, and which are caught up and quiet for ``idle_after_s``."""
 
     def close(self) -> None: ...
 
@@ -60,6 +64,7 @@ class MemorySource:
         self._batches = iter(batches)
         self.committed: dict[Position, int] = {}
         self.positions: dict[Position, int] = {}
+        self.exhausted = False
 
     @classmethod
     def of_messages(cls, messages: Iterable[RawMessage], batch_size: int) -> MemorySource:
@@ -69,6 +74,7 @@ class MemorySource:
 
     def next_batch(self, max_records: int, timeout_ms: int) -> Polled:
         messages = list(next(self._batches, []))
+        self.exhausted = not messages
         return Polled(messages, next_offsets(messages))
 
     def processed(self, next_offsets: Mapping[Position, int]) -> None:
@@ -82,6 +88,11 @@ class MemorySource:
 
     def assignment(self) -> set[Position]:
         return set(self.positions)
+
+    def progress(self, idle_after_s: float) -> Progress:
+        """Every partition seen is behind until the batches run out, then caught up and idle."""
+        seen = frozenset(self.positions)
+        return Progress(seen, frozenset() if self.exhausted else seen, seen if self.exhausted else frozenset())
 
     def close(self) -> None:
         pass

@@ -8,9 +8,10 @@ schema version, or one that is not a readable state file, is refused with ``Stat
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,22 @@ class Checkpoint:
 
 
 class StateStore:
-    """The state file at ``path`` (created with its folder when missing)."""
+    """The state file at ``path`` (created with its folder when missing, readable by its owner only).
 
-    def __init__(self, path: Path | str) -> None:
+    ``identity``: what the state belongs to (consumer group, topics, window length and alignment). A new
+    file records it; an existing one that records another is refused with ``StateError`` naming the
+    difference, so windows of one length are never continued as another's, nor offsets applied to another
+    group."""
+
+    def __init__(self, path: Path | str, identity: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.exists():
+            self.path.parent.mkdir(mode=0o700, parents=True)
         existed = self.path.exists() and self.path.stat().st_size > 0
+        if not existed:
+            # Window samples and reports hold sequences from the stream: owner only. SQLite gives its
+            # journal files the database file's permissions.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
             # Opened by the starting thread, then used only by the service loop: one user at a time.
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -58,10 +69,13 @@ class StateStore:
             # a refused file must stay byte for byte as it was.
             if existed:
                 self._check_version()
+                self._check_identity(identity)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             if not existed:
                 self._create()
+            if identity is not None:
+                self._record_identity(identity)
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise StateError(f"{self.path} is not a readable state file ({exc}); move it aside to start "
@@ -85,6 +99,22 @@ class StateStore:
             found = row[0] if row else "none"
             raise StateError(f"{self.path} has state schema version {found}; this monitor uses "
                              f"{SCHEMA_VERSION}. Replay or move the file aside; it was left untouched")
+
+    def _check_identity(self, identity: Mapping[str, Any] | None) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+        if identity is None or row is None:
+            return  # a file from before identities were recorded: checked by its window snapshot instead
+        recorded = json.loads(row[0])
+        differences = [f"{key}: the file has {recorded.get(key)!r}, the configuration {value!r}"
+                       for key, value in _plain(identity).items() if recorded.get(key) != value]
+        if differences:
+            raise StateError(f"{self.path} belongs to another stream or window setting (" + "; ".join(differences)
+                             + "). It was left untouched: to start afresh, move it aside or point state.path "
+                             "at a new file; to continue with it, restore the settings it was written with")
+
+    def _record_identity(self, identity: Mapping[str, Any]) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('identity', ?)", (json.dumps(_plain(identity)),))
 
     def _transaction(self) -> _Commit:
         self._db.execute("BEGIN IMMEDIATE")
@@ -123,6 +153,11 @@ class StateStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _plain(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """As JSON gives it back: tuples become lists."""
+    return dict(json.loads(json.dumps(dict(identity))))
 
 
 class _Commit:

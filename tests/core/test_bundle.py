@@ -97,3 +97,9 @@ def test_a_model_file_that_is_not_keras_is_refused_even_with_a_matching_checksum
     (copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="not a loadable Keras model"):
         bundle_lib.load(copy)
+
+
+def test_a_saved_bundle_is_readable_by_its_owner_only(serial_bundle: Bundle, tmp_path: Path) -> None:
+    directory = bundle_lib.save(serial_bundle, tmp_path / "private")
+    assert directory.stat().st_mode & 0o777 == 0o700
+    assert {path.stat().st_mode & 0o777 for path in directory.iterdir()} == {0o600}

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from monitor.errors import StateError
 from monitor.hourly.compare import CompareSettings
 from monitor.hourly.judge import HourlyJudge, WindowReport
 from monitor.settings import config_from_dict
@@ -62,6 +63,9 @@ def test_reports_come_out_in_start_order_with_figures_merged_over_partitions() -
     hourly.add(A0, *batch([0.2, 0.5], [MINUTE_MS + 5, 6], flags=[False, True]))
     hourly.add(A0, *batch([0.0], [5 * MINUTE_MS]))
     reports = hourly.close_due("v1")
+    assert [r.start_ms for r in reports] == [0, MINUTE_MS]  # A1 has reached 2 minutes only: it holds that one
+    hourly.add(A1, *batch([0.0], [5 * MINUTE_MS]))
+    reports += hourly.close_due("v1")
     assert [r.start_ms for r in reports] == [0, MINUTE_MS, 2 * MINUTE_MS]
     first = reports[0]
     assert (first.totals.count, first.totals.weight_sum) == (2, 4.0)
@@ -190,7 +194,7 @@ def drifting_stream(seed: int) -> list[tuple[tuple[str, int], Batch]]:
     for step in range(28):
         for partition in (A0, A1, B0):
             center = step * MINUTE_MS // 2
-            times = center + rng.integers(-40_000, 5_000, size=6)
+            times = center + rng.integers(-70_000, 5_000, size=6)  # some behind the lateness: late
             scale = 8.0 if partition[0] == "a" and 20 <= step < 24 else 1.0
             errors = rng.lognormal(np.log(0.01 * scale), 0.2, size=6)
             items.append((partition, batch(errors, np.maximum(times, 0), rng.uniform(0.5, 2.0, 6).tolist(),
@@ -252,3 +256,11 @@ def test_the_compare_section_is_the_compare_settings() -> None:
     assert config.compare == CompareSettings(min_history=3, baseline="same_hour")
     assert isinstance(config.compare, CompareSettings)
     assert config_from_dict({}, environ={}).compare == CompareSettings()
+
+
+def test_saved_windows_of_another_length_are_refused() -> None:
+    hourly = pipeline()
+    hourly.add(A0, *batch([0.1], [5]))
+    windows, histories = hourly.snapshot()
+    with pytest.raises(StateError, match="60 s long; window.length_seconds is 600"):
+        HourlyJudge(10 * MINUTE_MS, 0, SETTINGS).restore(windows, histories)

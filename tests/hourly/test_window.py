@@ -15,6 +15,7 @@ from monitor.hourly.timeline import HOUR_MS, window_start
 from monitor.hourly.window import (
     LATE_WINDOWS_KEPT,
     ClosedWindow,
+    Progress,
     WindowAccumulator,
     Windows,
 )
@@ -178,6 +179,8 @@ def test_window_stays_open_for_the_allowed_lateness_after_its_end() -> None:
     assert windows.close_due() == []
     assert windows.add(P1, *batch([0.2], [HOUR_MS - 1])) == {}
     windows.add(P0, *batch([0.1], [HOUR_MS + 5 * 60_000]))
+    assert windows.close_due() == []  # P1 has reached HOUR_MS - 1 only: it still holds the window
+    windows.add(P1, *batch([0.1], [HOUR_MS + 5 * 60_000]))
     [closed] = windows.close_due()
     assert (closed.start_ms, closed.end_ms, closed.total.count) == (0, HOUR_MS, 2)
     assert set(closed.by_partition) == {P0, P1}
@@ -202,18 +205,42 @@ def test_windows_close_in_start_order_with_totals_merged_over_partitions() -> No
     assert closed[0].by_partition[P0].count == closed[0].by_partition[P1].count == 1
 
 
-def test_an_idle_partition_does_not_stall_the_watermark() -> None:
+def test_the_slowest_partition_holds_the_windows_its_records_may_still_reach() -> None:
     windows = Windows(HOUR_MS, 0)
-    windows.add(P1, *batch([0.1], [10]))  # partition 1 then goes quiet
-    windows.add(P0, *batch([0.1], [HOUR_MS + 1]))
-    assert windows.watermark_ms == HOUR_MS + 1
+    windows.add(P1, *batch([0.1], [10]))  # partition 1 is read more slowly (a backlog)
+    windows.add(P0, *batch([0.1], [3 * HOUR_MS + 1]))
+    assert windows.watermarks == {P1: 10, P0: 3 * HOUR_MS + 1}
+    assert windows.close_due() == []
+    assert windows.add(P1, *batch([0.2], [HOUR_MS + 5])) == {}  # not late: its window waited
     assert [c.start_ms for c in windows.close_due()] == [0]
+
+
+def test_an_idle_partition_does_not_stall_the_others() -> None:
+    windows = Windows(HOUR_MS, 0)
+    windows.add(P1, *batch([0.1], [10]))  # partition 1 then goes quiet, caught up with its end
+    windows.add(P0, *batch([0.1], [HOUR_MS + 1]))
+    assert windows.close_due(progress=Progress(frozenset({P0, P1}), idle=frozenset({P1}))) != []
+
+
+def test_a_partition_behind_its_end_that_has_not_been_heard_from_holds_every_window() -> None:
+    windows = Windows(HOUR_MS, 0)
+    windows.add(P0, *batch([0.1, 0.1], [10, 5 * HOUR_MS]))
+    assert windows.close_due(progress=Progress(frozenset({P0, P1}), behind=frozenset({P1}))) == []
+    # Once P1 is known to be at its end with nothing read (an empty partition), P0 alone holds.
+    assert [c.start_ms for c in windows.close_due(progress=Progress(frozenset({P0, P1})))] == [0]
+
+
+def test_a_partition_no_longer_assigned_holds_nothing() -> None:
+    windows = Windows(HOUR_MS, 0)
+    windows.add(P1, *batch([0.1], [10]))
+    windows.add(P0, *batch([0.1], [2 * HOUR_MS + 1]))
+    assert [c.start_ms for c in windows.close_due(progress=Progress(frozenset({P0})))] == [0]
 
 
 def test_an_event_time_from_the_future_moves_the_watermark_no_further_than_now() -> None:
     windows = Windows(HOUR_MS, 0)
     windows.add(P0, *batch([0.1, 0.1], [10, 1000 * HOUR_MS]), now_ms=20)
-    assert windows.watermark_ms == 20 and windows.close_due() == []
+    assert windows.watermarks == {P0: 20} and windows.close_due() == []
     assert [s for s, _ in windows.open_summary()] == [0, 1000 * HOUR_MS]
 
 
@@ -237,7 +264,7 @@ def test_closed_windows_leave_the_open_set_on_a_long_stream() -> None:
 def test_empty_batch_changes_nothing() -> None:
     windows = Windows()
     assert windows.add(P0, *batch([], [])) == {}
-    assert windows.watermark_ms is None and windows.close_due() == []
+    assert windows.latest_event_ms is None and windows.close_due() == []
 
 
 @pytest.mark.parametrize(("length_ms", "lateness_ms", "name"),

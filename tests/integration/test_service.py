@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -55,6 +56,25 @@ def interleaved() -> list[bytes]:
     for i, bad in enumerate(BAD.values()):
         values.insert(i * 23 + 5, bad)
     return values
+
+
+def test_a_deeply_nested_json_value_is_dead_lettered_and_the_service_goes_on(kafka_broker, bundle_dir: Path,
+                                                                            serial_bundle: Bundle) -> None:
+    # Unbounded, Python's JSON parser raises RecursionError on this value: the service used to exit, and
+    # meet the same message again after every restart.
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "in")
+    poison = b"[" * 60_000
+    values = list(GOOD[:50]) + [poison] + list(GOOD[50:100])
+    produce(bootstrap, topic, values)
+    config = service_config(bootstrap, topic, bundle_dir, input={**JSON_INPUT, "max_value_bytes": 100_000})
+    running = Running(config, serial_bundle)
+    with running as service:
+        wait_for(lambda: service.counts.consumed >= len(values), 60, "all messages consumed")
+        assert running.thread.is_alive()
+    assert service.counts.rejected == Counter({"invalid_json": 1}) and service.counts.scored == len(values) - 1
+    [letter] = read_topic(bootstrap, config.dead_letter.topic, 1)
+    assert letter.value == poison and b"nested deeper" in dict(letter.headers)["monitor.detail"]
 
 
 def test_every_message_is_scored_or_dead_lettered_with_its_reason(kafka_broker, bundle_dir: Path,
@@ -132,28 +152,38 @@ def test_sigterm_mid_stream_exits_0_with_consistent_offsets(kafka_broker, bundle
     assert sorted(offsets) == list(range(committed))  # all processed were committed, nothing beyond
 
 
-# The outage outlasts a 6 s session but not the default 45 s one: the member is either kept or dropped.
-@pytest.mark.parametrize("consumer", [{}, {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}],
-                         ids=["session-kept", "session-expired"])
+# The outage outlasts a 6 s session but not the default 45 s one: the member is either kept or dropped. The
+# third outage outlasts every client timeout, lowered so that CI can afford it: requests, sessions, metadata
+# waits, reconnect backoffs, and the monitor's own reconnect_after_seconds (the clients are created anew).
+LONG_OUTAGE_CLIENT = {"request_timeout_ms": 4000, "reconnect_backoff_max_ms": 1000, "metadata_max_age_ms": 5000}
+
+
+@pytest.mark.parametrize(("outage_s", "kafka"), [
+    (15, {}),
+    (15, {"consumer": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}}),
+    (25, {"client": LONG_OUTAGE_CLIENT, "producer": {"max_block_ms": 3000},
+          "consumer": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}, "reconnect_after_seconds": 8}),
+], ids=["session-kept", "session-expired", "longer-than-every-timeout"])
 def test_the_service_survives_a_broker_outage_and_catches_up(restartable_kafka_broker, bundle_dir: Path,
-                                                             serial_bundle: Bundle, consumer: dict[str, int],
+                                                             serial_bundle: Bundle, outage_s: int,
+                                                             kafka: dict[str, Any],
                                                              caplog: pytest.LogCaptureFixture) -> None:
     broker = restartable_kafka_broker
     bootstrap = broker.bootstrap_servers
     topic = new_topic(bootstrap, "in")
     first_part = [s.encode() for s in ["AB121E", "DN176"] * 25_000]  # far more than is scored before the stop
     produce(bootstrap, topic, first_part)
-    config = service_config(bootstrap, topic, bundle_dir, batch={"max_records": 20},
-                            kafka={"consumer": consumer})
+    config = service_config(bootstrap, topic, bundle_dir, batch={"max_records": 20}, kafka=kafka)
     running = Running(config, serial_bundle)
     with running as service:
         wait_for(lambda: service.counts.consumed >= 40, 60, "consumption under way")
         broker.stop()
-        threading.Event().wait(15)  # longer than a send or commit may take: the service must notice
+        threading.Event().wait(outage_s)  # longer than a send or commit may take: the service must notice
         assert running.thread.is_alive()
         broker.start()
         produce(bootstrap, topic, [b"KQ4411"] * 100)
         total = len(first_part) + 100
+        # Bounded recovery, whatever the outage's length (the README states the bound).
         wait_for(lambda: service.counts.consumed >= total, 180, "catching up after the outage")
     offsets = source_offsets(read_topic(bootstrap, config.output.topic, total), False)
     assert set(offsets) == set(range(total))  # duplicates are allowed (at least once), gaps are not
@@ -161,6 +191,8 @@ def test_the_service_survives_a_broker_outage_and_catches_up(restartable_kafka_b
     down = [r for r in caplog.records if r.message.startswith("broker unavailable")]
     back = [r for r in caplog.records if r.message.startswith("broker reachable again")]
     assert 1 <= len(down) == len(back) <= 3  # once per change of state, not once per retry
+    if "reconnect_after_seconds" in kafka:  # a client failing that long was closed and created anew
+        assert any("connecting anew" in r.message for r in caplog.records)
 
 
 class _StallOnce(NoHooks):

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.records import REJECTION_REASONS, RawMessage, Record, Rejected
-from monitor.stream.decode import decode, decode_batch
+from monitor.stream.decode import MAX_JSON_DEPTH, decode, decode_batch
 
 
 @dataclass(frozen=True)
@@ -137,3 +137,27 @@ def test_a_clean_text_batch_keeps_every_message_in_order() -> None:
     batch = decode_batch(messages, TEXT)
     assert batch.sequences == [f"AB{i}E" for i in range(5)] and batch.messages == messages
     assert list(batch.event_times_ms) == [1_700_000_000_000] * 5 and list(batch.weights) == [1.0] * 5
+
+
+def test_json_nested_deeper_than_the_limit_is_rejected_before_parsing() -> None:
+    deep = message(b"[" * 60_000)
+    rejected = decode(deep, replace(JSON, max_value_bytes=100_000))
+    assert isinstance(rejected, Rejected) and rejected.reason == "invalid_json"
+    assert f"deeper than {MAX_JSON_DEPTH}" in rejected.detail
+    just_deep_enough = ("[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1)).encode()
+    assert decode(message(b'{"payload": {"serial": "AB1"}, "x": ' + just_deep_enough + b"}"), JSON).sequence == "AB1"
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    value = json.dumps({"payload": {"serial": "[" * 500 + "\\\"" + "{" * 500}}).encode()
+    record = decode(message(value), replace(JSON, max_sequence_chars=5000, max_value_bytes=5000))
+    assert isinstance(record, Record) and record.sequence.startswith("[[[")
+
+
+def test_an_error_nobody_foresaw_becomes_an_undecodable_rejection_not_a_crash() -> None:
+    # A timestamp of the wrong type makes the comparison in decoding raise TypeError.
+    odd = RawMessage("events", 0, 7, "not a number", None, b"AB121E")  # type: ignore[arg-type]
+    decoded = decode_batch([message(b"DN176"), odd, message(b"KQ4411")], TEXT)
+    assert decoded.sequences == ["DN176", "KQ4411"]
+    [rejected] = decoded.rejected
+    assert rejected.reason == "undecodable" and "TypeError" in rejected.detail and rejected.message is odd

@@ -138,3 +138,34 @@ def test_an_event_time_from_the_future_does_not_close_windows_early_when_the_clo
     assert line.process(MemorySource([batch]).next_batch(10, 0), now_ms=START_MS + 30_000).reports == []
     assert np.array_equal(sorted(line.judge.open_summary()["events"][i][0] for i in range(2)),
                           [START_MS, START_MS + 1000 * MINUTE_MS])
+
+
+class FailsOn:
+    """A scorer that raises on one sequence: a fault no real model can be made to produce on demand."""
+
+    def __init__(self, scorer: Scorer, poison: str) -> None:
+        self.scorer, self.poison, self.bundle = scorer, poison, scorer.bundle
+
+    def score(self, sequences: list[str]) -> Any:
+        if self.poison in sequences:
+            raise ValueError(f"cannot score {self.poison!r}")
+        return self.scorer.score(sequences)
+
+    def explain(self, sequences: list[str]) -> Any:
+        return self.scorer.explain(sequences)
+
+
+def test_a_sequence_that_cannot_be_scored_is_dead_lettered_and_the_rest_are_scored(
+        scorer: Scorer, stream: list[RawMessage]) -> None:
+    poison = b"ZZ999Z"
+    with_poison = stream[:300] + [stream[300]._replace(value=poison)] + stream[301:]
+    sink = MemorySink()
+    line = RecordPipeline(FailsOn(scorer, poison.decode()), HourlyJudge(MINUTE_MS, 0, SETTINGS),  # type: ignore[arg-type]
+                          InputConfig(), sink, OUTPUTS)
+    reports = drain(MemorySource.of_messages(with_poison, 250), line, 250)
+    assert line.counts.rejected["unscorable"] == 1
+    [letter] = [m for m in sink.sent["dlq"] if dict(m[2])["monitor.reason"] == b"unscorable"]
+    assert letter[1] == poison and b"ValueError" in dict(letter[2])["monitor.detail"]
+    clean = drain(MemorySource.of_messages(stream[:300] + stream[301:], 250), pipeline(scorer), 250)
+    assert [r.totals.count for r in reports] == [r.totals.count for r in clean]
+    assert [r.totals.weighted_mean for r in reports] == pytest.approx([r.totals.weighted_mean for r in clean])

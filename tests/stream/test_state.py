@@ -210,3 +210,29 @@ def test_a_checkpoint_with_corrupt_offsets_is_refused_on_load(tmp_path: Path) ->
         db.commit()
     with closing(StateStore(path)) as reopened, pytest.raises(StateError, match="corrupt"):
         reopened.load()
+
+
+IDENTITY = {"group_id": "monitor", "topics": ["events"], "window_length_ms": 3_600_000,
+            "window_alignment": "UTC epoch"}
+
+
+def test_state_files_and_their_new_folder_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "state.sqlite"
+    StateStore(path, IDENTITY).close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_file_of_another_group_or_window_length_is_refused_naming_the_difference(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    StateStore(path, IDENTITY).close()
+    before = path.read_bytes()
+    other = {**IDENTITY, "window_length_ms": 600_000, "group_id": "other"}
+    with pytest.raises(StateError) as refused:
+        StateStore(path, other)
+    message = str(refused.value)
+    assert "window_length_ms: the file has 3600000, the configuration 600000" in message
+    assert "group_id: the file has 'monitor', the configuration 'other'" in message
+    assert "move it aside" in message and refused.value.exit_code == 4
+    assert path.read_bytes() == before
+    StateStore(path, IDENTITY).close()  # the settings it was written with still open it

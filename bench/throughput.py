@@ -280,7 +280,7 @@ def _timed(clock: Counter[str], name: str, function: Callable[..., Any]) -> Call
 
 def close(service: Service) -> None:
     service.source.close()
-    service.sink.close()
+    service.pipeline.sink.close()
     service.state.close()
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from monitor.core import bundle as bundle_lib
+from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.hourly.judge import HourlyJudge
 from monitor.ops import export, logs
@@ -67,8 +68,9 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
 
     ``scorer``, ``source`` and ``sink`` replace the ones ``config`` names (benchmarks, tests); ``hooks``
     observe the stream beside the metrics and the window log."""
-    scorer = scorer or Scorer(bundle_lib.load(Path(config.model.path)))
-    log.info("model bundle %s loaded from %s", scorer.bundle.version, config.model.path)
+    scorer = scorer or Scorer(configured_threshold(config, bundle_lib.load(Path(config.model.path))))
+    log.info("model bundle %s loaded from %s; threshold %.6g (quantile %g of its training errors)",
+             scorer.bundle.version, config.model.path, scorer.bundle.threshold, scorer.bundle.threshold_quantile)
     judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare)
     state = StateStore(config.state.path, state_identity(config))
     positions = restore(state, judge)
@@ -93,8 +95,15 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     pipeline = RecordPipeline(scorer, judge, config.input, RetryingSink(producer, retry, sink=sink),
                               _outputs(config), observers)
     service = Service(config, pipeline, source, state, retry, positions, observers, reconnect=consumer)
-    watcher = BundleWatcher(Path(config.model.path), scorer.bundle.version, service.offer_scorer)
+    watcher = BundleWatcher(Path(config.model.path), scorer.bundle.version, service.offer_scorer,
+                            lambda bundle: configured_threshold(config, bundle))
     return Application(service, watcher, retrainer, metrics_server)
+
+
+def configured_threshold(config: MonitorConfig, bundle: Bundle) -> Bundle:
+    """``bundle`` with ``model.threshold_quantile`` in place of its own threshold, when that is set."""
+    quantile = config.model.threshold_quantile
+    return bundle if quantile is None else bundle.with_threshold_quantile(quantile)
 
 
 def state_identity(config: MonitorConfig) -> dict[str, Any]:

@@ -12,8 +12,10 @@ import itertools
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from monitor import __version__
 from monitor.errors import InputError, MonitorError
@@ -28,6 +30,8 @@ SCORE_COLUMNS = ("line", "sequence", "error", "percentile", "abnormal", "explana
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # read when TensorFlow is first imported, after this
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
@@ -40,11 +44,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default after its help; descriptions and epilogs keep their line breaks."""
+
+
+EXIT_CODES = """exit codes:
+  0  success                      2  bad input or settings (the message says which)
+  1  other error                  3  missing, damaged or incompatible model bundle
+  130 interrupted (Ctrl-C)        4  unusable state file"""
+
+
+def _command(commands: argparse._SubParsersAction, name: str, summary: str, description: str = "",
+             epilog: str = EXIT_CODES) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}."
+                               + (f"\n\n{description}" if description else ""), epilog=epilog,
+                               formatter_class=_Formatter)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description="Learn the formats of string sequences "
-                                     "with an autoencoder and tell how abnormal each sequence is.")
+                                     "with an autoencoder and tell how abnormal each sequence is.",
+                                     formatter_class=_Formatter, epilog=EXIT_CODES)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and TensorFlow's own start-up and warning lines (also "
+                             "TF_CPP_MIN_LOG_LEVEL=0)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(commands)
     _add_score(commands)
@@ -62,29 +86,43 @@ def _add_input_arguments(parser: argparse.ArgumentParser, required: bool = True)
     group.add_argument("--input", type=Path, required=required,
                        help="text file (one sequence per line), CSV or JSONL")
     group.add_argument("--input-format", default="auto", choices=("auto", "text", "csv", "jsonl"),
-                       help="default: from the file's suffix (.csv, .jsonl), else text")
-    group.add_argument("--column", help="the CSV column or JSON field holding the sequence")
+                       help="auto: from the file's suffix (.csv, .jsonl), else text")
+    group.add_argument("--column", help="the CSV column or JSON field holding the sequence (needed for CSV "
+                                        "and JSONL)")
 
 
 # -- train ------------------------------------------------------------------------------------------------
 def _add_train(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("train", help="learn the formats of a file of sequences")
+    p = _command(commands, "train", "learn the formats of a file of sequences",
+                 "Writes a model bundle (the network, its preparation, the training errors and thresholds) "
+                 "to --model, and prints\nthe number of sequences, the epochs, the preparation and the "
+                 "threshold. A few thousand normal sequences make a\nuseful model; lines that are empty or "
+                 "not text are skipped and counted.")
     _add_input_arguments(p)
-    p.add_argument("--model", type=Path, required=True, help="bundle directory to write")
+    p.add_argument("--model", type=Path, required=True,
+                   help="bundle directory to write (a new folder, or an existing bundle to replace)")
     prep = p.add_argument_group("preparation")
-    prep.add_argument("--tokenize", default="auto", choices=("auto", "separators", "chars"))
+    prep.add_argument("--tokenize", default="auto", choices=("auto", "separators", "chars"),
+                      help="split into tokens at separators, or into characters; auto: separators when most "
+                           "sequences have them")
     prep.add_argument("--separator-pattern", default=r"[^0-9A-Za-z]+", help="regular expression of separators")
     prep.add_argument("--lowercase", action="store_true", help="fold case (off: case is part of a format)")
-    prep.add_argument("--encoding", default="positional", choices=("positional", "bag"))
-    prep.add_argument("--length", type=int, help="tokens kept per sequence (default: from the data)")
-    prep.add_argument("--vocabulary-size", type=int, default=750)
+    prep.add_argument("--encoding", default="positional", choices=("positional", "bag"),
+                      help="positional: each token's place, shape and separators; bag: which tokens occur "
+                           "(the seed article's multi-hot encoding)")
+    prep.add_argument("--length", type=int, help="tokens kept per sequence (default: from the data, the 99th "
+                                                  "percentile)")
+    prep.add_argument("--vocabulary-size", type=int, default=750,
+                      help="most frequent tokens kept; rarer ones are encoded as unknown")
     net = p.add_argument_group("network")
-    net.add_argument("--model-kind", default="dense", choices=("dense", "lstm"))
+    net.add_argument("--model-kind", default="dense", choices=("dense", "lstm"),
+                     help="dense autoencoder, or an LSTM sequence autoencoder (slower)")
     net.add_argument("--epochs", type=int, default=40, help="upper bound; training stops early")
-    net.add_argument("--batch-size", type=int, default=256)
-    net.add_argument("--seed", type=int, default=0)
+    net.add_argument("--batch-size", type=int, default=256, help="sequences per training step")
+    net.add_argument("--seed", type=int, default=0, help="random seed: the same seed and data give the same model")
     p.add_argument("--threshold-quantile", type=float, default=0.99,
-                   help="flag sequences whose error exceeds this quantile of the training errors")
+                   help="flag sequences whose error exceeds this quantile of the training errors (0 < q < 1; "
+                        "score, rank and the service can override it without retraining)")
     p.set_defaults(run=_run_train)
 
 
@@ -102,13 +140,20 @@ def _run_train(args: argparse.Namespace) -> int:
         model=ModelSettings(kind=args.model_kind, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed),
         threshold_quantile=args.threshold_quantile,
     )
+    if args.model.exists() and not (args.model / bundle_lib.MANIFEST).exists():
+        raise InputError(f"--model {args.model} exists and is not a model bundle: name a new folder, or an "
+                         "existing bundle to replace")
     sequences, rejected = read_sequences(args.input, args.input_format, args.column)
     for row in rejected[:5]:
         log.warning("line %d skipped: %s", row.line, row.problem)
     if rejected:
         log.warning("%d of %d input lines skipped (not usable as sequences)", len(rejected),
                     len(rejected) + len(sequences))
-    bundle = train(sequences, settings)
+    if not sequences:
+        kinds = Counter(row.problem.split(" at ")[0] for row in rejected)
+        raise InputError(f"{args.input} has no usable sequence: {len(rejected)} lines skipped ("
+                         + ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) + ")")
+    bundle = train(sequences, settings, verbose=2 if args.verbose else 0)  # Keras prints epochs only on -v
     bundle.metadata["skipped_input_lines"] = len(rejected)
     bundle_lib.save(bundle, args.model)
     meta = bundle.metadata
@@ -123,12 +168,23 @@ def _run_train(args: argparse.Namespace) -> int:
 
 # -- score ------------------------------------------------------------------------------------------------
 def _add_score(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("score", help="score every line of a file; one output row per input line")
+    p = _command(commands, "score", "score every line of a file; one output row per input line",
+                 "Output columns (CSV):\n"
+                 "  line         the input line number (1 = first line; after the header for CSV)\n"
+                 "  sequence     the sequence read from the line\n"
+                 "  error        reconstruction error (mean squared; higher is more abnormal)\n"
+                 "  percentile   rank of the error among the training errors, 0-100\n"
+                 "  abnormal     true when the error is above the threshold\n"
+                 "  explanation  the parts that carry most of the error, with their share\n"
+                 "  problem      why the line gave no sequence (then the score columns are empty)\n"
+                 "The output file is written whole or not at all: an error or Ctrl-C leaves an existing "
+                 "file as it was.")
     p.add_argument("--model", type=Path, required=True, help="bundle directory")
     _add_input_arguments(p)
-    p.add_argument("--output", default="-", help="CSV file to write (default: standard output)")
+    p.add_argument("--output", default="-", help="CSV file to write; - for standard output")
     p.add_argument("--explain", choices=("abnormal", "all", "none"), default="abnormal",
-                   help="which rows get an explanation (default: those flagged abnormal)")
+                   help="which rows get an explanation")
+    _add_threshold_argument(p)
     p.set_defaults(run=_run_score)
 
 
@@ -137,9 +193,9 @@ def _run_score(args: argparse.Namespace) -> int:
     from monitor.core.score import Scorer
     from monitor.stream.files import read_rows
 
-    scorer = Scorer(load(args.model))
+    scorer = Scorer(_with_threshold(load(args.model), args.threshold_quantile))
     rows = read_rows(args.input, args.input_format, args.column)
-    with open_output(args.output) as out:
+    with open_output(args.output, inputs=[args.input]) as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(SCORE_COLUMNS)
         counts = {"rows": 0, "abnormal": 0, "problems": 0}
@@ -172,12 +228,31 @@ def _format_reasons(reasons: Iterable[tuple[str, float]]) -> str:
     return "; ".join(f"{part} ({share:.0%})" for part, share in reasons)
 
 
+def _add_threshold_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold-quantile", type=float,
+                        help="flag errors above this quantile of the bundle's training errors instead of the "
+                             "bundle's own threshold (0 < q < 1; default: the bundle's)")
+
+
+def _with_threshold(bundle: Any, quantile: float | None) -> Any:
+    if quantile is None:
+        return bundle
+    adjusted = bundle.with_threshold_quantile(quantile)
+    log.info("threshold: quantile %g of the training errors = %.6g (the bundle's own: quantile %g)", quantile,
+             adjusted.threshold, bundle.threshold_quantile)
+    return adjusted
+
+
 # -- rank -------------------------------------------------------------------------------------------------
 def _add_rank(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("rank", help="score a few sequences given on the command line")
+    p = _command(commands, "rank", "score a few sequences given on the command line",
+                 "Prints each sequence's error, its percentile rank among the training errors and its verdict; "
+                 "abnormal ones\nget a 'why' line naming the parts that carry most of the error.")
     p.add_argument("--model", type=Path, required=True, help="bundle directory")
     p.add_argument("sequences", nargs="+", help="sequences to score")
     p.add_argument("--top", type=int, default=3, help="parts shown in each explanation")
+    p.add_argument("--sort", action="store_true", help="most abnormal first, instead of the order given")
+    _add_threshold_argument(p)
     p.set_defaults(run=_run_rank)
 
 
@@ -189,13 +264,17 @@ def _run_rank(args: argparse.Namespace) -> int:
     empty = [i for i, s in enumerate(sequences) if not s]
     if empty:
         raise InputError(f"argument {empty[0] + 1} is an empty sequence; there is nothing to score")
-    scorer = Scorer(load(args.model))
+    scorer = Scorer(_with_threshold(load(args.model), args.threshold_quantile))
     scores = scorer.score(sequences)
-    for sequence, error, pct, flag, reasons in zip(sequences, scores.errors, scores.percentiles, scores.flags,
-                                                   scorer.explain(sequences, args.top)):
-        verdict = "ABNORMAL" if flag else "normal"
-        print(f"{sequence!r}: error {error:.6g}, percentile rank {pct:.2f}, {verdict}")
-        print(f"    why: {_format_reasons(reasons)}")
+    order = sorted(range(len(sequences)), key=lambda i: -scores.errors[i]) if args.sort else range(len(sequences))
+    flagged = [i for i in order if scores.flags[i]]
+    reasons = dict(zip(flagged, scorer.explain([sequences[i] for i in flagged], args.top)))
+    for i in order:
+        verdict = "ABNORMAL" if scores.flags[i] else "normal"
+        print(f"{sequences[i]!r}: error {scores.errors[i]:.6g}, percentile rank {scores.percentiles[i]:.2f}, "
+              f"{verdict}")
+        if i in reasons:
+            print(f"    why: {_format_reasons(reasons[i])}")
     return 0
 
 
@@ -203,12 +282,15 @@ def _run_rank(args: argparse.Namespace) -> int:
 def _add_generate(commands: argparse._SubParsersAction) -> None:
     from monitor.devtools.generate import ANOMALY_KINDS, FORMATS
 
-    p = commands.add_parser("generate", help="write generated sequences of a built-in format")
-    p.add_argument("--format", default="serial", choices=list(FORMATS))
-    p.add_argument("-n", "--count", type=int, default=10_000)
+    p = _command(commands, "generate", "write generated sequences of a built-in format, one per line",
+                 "Formats: serial (product serials such as AB121E), uid, residues (amino-acid triplets such as "
+                 "PHE-SER-CYS),\nplate, and the others listed; --anomalies writes broken sequences of one kind "
+                 "instead.")
+    p.add_argument("--format", default="serial", choices=list(FORMATS), help="which built-in format")
+    p.add_argument("-n", "--count", type=int, default=10_000, help="how many sequences")
     p.add_argument("--anomalies", choices=ANOMALY_KINDS, help="write abnormal sequences of this kind instead")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", default="-", help="file to write (default: standard output)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same lines")
+    p.add_argument("--output", default="-", help="file to write; - for standard output")
     p.set_defaults(run=_run_generate)
 
 
@@ -227,7 +309,10 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 # -- run ------------------------------------------------------------------------------------------------
 def _add_run(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("run", help="consume a Kafka topic and score every sequence as it arrives")
+    p = _command(commands, "run", "consume a Kafka topic and score every sequence as it arrives",
+                 "Windows the scores by event time, judges every closed window against history, exports "
+                 "metrics, and stops\ncleanly on SIGTERM or Ctrl-C. Every setting is documented in "
+                 "config/monitor.yaml.")
     p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
                    help="YAML configuration (env MONITOR_CONFIG; default: built-in defaults, see "
                         "config/monitor.yaml); MONITOR__SECTION__KEY variables override single settings")
@@ -250,7 +335,9 @@ def _run_service(args: argparse.Namespace) -> int:
 def _add_produce(commands: argparse._SubParsersAction) -> None:
     from monitor.devtools.generate import ANOMALY_KINDS, FORMATS
 
-    p = commands.add_parser("produce", help="write sequences to a topic (load generator, replayable hours)")
+    p = _command(commands, "produce", "write sequences to a topic (load generator, replayable hours)",
+                 "Plain UTF-8 values by default; --json writes objects that `replay` reads without extra "
+                 "flags.")
     p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
                    help="take the Kafka connection and topic from this configuration (env MONITOR_CONFIG)")
     p.add_argument("--bootstrap-servers", help="host:port[,host:port]; overrides the configuration")
@@ -258,7 +345,7 @@ def _add_produce(commands: argparse._SubParsersAction) -> None:
     what = p.add_argument_group("what to write")
     what.add_argument("--input", type=Path, help="a text file of sequences (default: the built-in generator)")
     what.add_argument("--format", default="serial", choices=list(FORMATS), help="built-in generator format")
-    what.add_argument("-n", "--count", type=int, default=10_000)
+    what.add_argument("-n", "--count", type=int, default=10_000, help="how many records")
     what.add_argument("--json", action="store_true",
                       help='write {"sequence": ..., "event_time_ms": ...} objects instead of plain strings')
     when = p.add_argument_group("event time and pace")
@@ -268,9 +355,10 @@ def _add_produce(commands: argparse._SubParsersAction) -> None:
     when.add_argument("--rate", type=float, default=0.0, help="records per second (default 0: as fast as possible)")
     drift = p.add_argument_group("format drift")
     drift.add_argument("--drift-from-hour", type=float, help="inject anomalies from this simulated hour on")
-    drift.add_argument("--drift-kind", default="other_format", choices=ANOMALY_KINDS)
+    drift.add_argument("--drift-kind", default="other_format", choices=ANOMALY_KINDS,
+                       help="which kind of anomaly the drift injects")
     drift.add_argument("--drift-share", type=float, default=0.5, help="share of records replaced once drifting")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the generated stream")
     p.set_defaults(run=_run_produce)
 
 
@@ -282,18 +370,22 @@ def _run_produce(args: argparse.Namespace) -> int:
 
 # -- replay ---------------------------------------------------------------------------------------------
 def _add_replay(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("replay", help="the hourly monitor over a file: one report row per window")
+    p = _command(commands, "replay", "the hourly monitor over a file: one report row per window",
+                 "Reads timestamped sequences from CSV (with a header) or JSONL, runs them through the same "
+                 "record pipeline as\nthe service and writes each window's figures and verdict.")
     p.add_argument("--model", type=Path, required=True, help="bundle directory")
     p.add_argument("--input", type=Path, required=True, help="CSV (with a header) or JSONL file")
     p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
                    help="window, compare and input limits from this configuration (env MONITOR_CONFIG)")
     cols = p.add_argument_group("columns")
-    cols.add_argument("--sequence-column", default="sequence")
-    cols.add_argument("--time-column", default="timestamp")
-    cols.add_argument("--time-format", default="epoch_ms", choices=("epoch_ms", "epoch_s", "iso8601"))
-    cols.add_argument("--weight-column", help="default: every record weighs 1")
+    cols.add_argument("--sequence-column", default="sequence", help="column or field holding the sequence")
+    cols.add_argument("--time-column", help="column or field holding the event time (default: the first of "
+                                            "timestamp, event_time_ms that the file has)")
+    cols.add_argument("--time-format", default="epoch_ms", choices=("epoch_ms", "epoch_s", "iso8601"),
+                      help="how the event time is written")
+    cols.add_argument("--weight-column", help="column or field holding a weight (default: every record weighs 1)")
     p.add_argument("--window-seconds", type=float, help="window length; overrides window.length_seconds")
-    p.add_argument("--output", default="-", help="file to write (default: standard output)")
+    p.add_argument("--output", default="-", help="file to write; - for standard output")
     p.add_argument("--format", default="csv", choices=("csv", "json"), help="csv, or json (one object a line)")
     p.set_defaults(run=_run_replay)
 
@@ -306,11 +398,13 @@ def _run_replay(args: argparse.Namespace) -> int:
 
 # -- demo -------------------------------------------------------------------------------------------------
 def _add_demo(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("demo", help="the built-in first run: train, score and explain generated data")
+    p = _command(commands, "demo", "the built-in first run: train, score and explain generated data",
+                 "Trains a model per format, scores held-out normal rows and known anomalies, then streams "
+                 "four simulated days\nwith a format drift through the hourly monitor and draws the chart.")
     p.add_argument("--rows", type=int, default=20_000, help="training rows per format")
-    p.add_argument("--formats", nargs="+", default=["serial", "uid", "residues"])
+    p.add_argument("--formats", nargs="+", default=["serial", "uid", "residues"], help="built-in formats to train")
     p.add_argument("--output-dir", type=Path, help="keep the trained bundles here (default: a temporary folder)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the data and the models")
     p.add_argument("--chart", type=Path, help="where to write the hourly chart PNG (default: demo-hourly.png "
                                               "in --output-dir, else in the current directory)")
     p.set_defaults(run=_run_demo)

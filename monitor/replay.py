@@ -19,14 +19,17 @@ from typing import Any, TextIO
 
 from monitor.core import bundle as bundle_lib
 from monitor.core.score import Scorer
+from monitor.errors import InputError
 from monitor.hourly.judge import REPORT_FIELDS, HourlyJudge, WindowReport
 from monitor.hourly.timeline import iso_utc
 from monitor.settings import load_config
 from monitor.stream.files import open_output
 from monitor.stream.pipeline import RecordPipeline, drain
-from monitor.stream.sources import MemorySink, file_source
+from monitor.stream.sources import MemorySink, file_columns, file_source
 
 BATCH_ROWS = 5_000
+# Time columns looked for, in order, when none is named: replay's own default, then what `produce --json` writes.
+TIME_COLUMNS = ("timestamp", "event_time_ms")
 # A report's fields, with its start and end as ISO 8601 text in place of epoch milliseconds.
 REPORT_COLUMNS = tuple({"start_ms": "start", "end_ms": "end"}.get(name, name) for name in REPORT_FIELDS)
 
@@ -83,14 +86,43 @@ def run_replay(args: argparse.Namespace) -> int:
     """``python -m monitor replay``: reports to ``--output``, a summary line to standard error."""
     config = load_config(args.config)
     length_ms = int(args.window_seconds * 1000) if args.window_seconds else config.window.length_ms
+    columns = resolve_columns(args.input, args.sequence_column, args.time_column, args.weight_column,
+                              args.time_format)
+    output = open_output(args.output, inputs=[args.input])
     judge = HourlyJudge(length_ms, config.window.allowed_lateness_ms, config.compare)
     scorer = Scorer(bundle_lib.load(args.model))
-    columns = ReplayColumns(args.sequence_column, args.time_column, args.weight_column, args.time_format)
     result = replay(args.input, scorer, judge, columns, config.input)
-    with open_output(args.output) as out:
+    if result.rows and not result.reports:
+        raise InputError(f"{args.input}: none of its {result.rows} rows gave a record "
+                         f"({dict(result.rejected)}); {_columns_hint(args.input, columns)}")
+    with output as out:
         write_reports(result.reports, out, args.format)
     abnormal = sum(r.abnormal for r in result.reports)
     print(f"replayed {result.rows} rows into {len(result.reports)} windows ({abnormal} warning or critical); "
           f"{sum(result.rejected.values())} rows rejected {dict(result.rejected) or ''}, {result.late} late",
           file=sys.stderr)
     return 0
+
+
+def resolve_columns(path: Path, sequence: str, time: str | None, weight: str | None,
+                    time_format: str) -> ReplayColumns:
+    """The columns to read: ``time`` ``None`` takes the first of ``TIME_COLUMNS`` the file has. Raises
+    ``InputError`` naming the file's columns when a named one is missing."""
+    found = file_columns(path)
+    if not found:
+        return ReplayColumns(sequence, time or TIME_COLUMNS[0], weight, time_format)
+    time = time or next((name for name in TIME_COLUMNS if name in found), None)
+    missing = [f"{flag} {name!r}" for flag, name in (("--sequence-column", sequence), ("--time-column", time),
+                                                     ("--weight-column", weight)) if name and name not in found]
+    if time is None:
+        missing.append(f"a time column (looked for {', '.join(TIME_COLUMNS)})")
+    if missing:
+        raise InputError(f"{path} has no {' and no '.join(missing)}; its columns are "
+                         f"{', '.join(map(repr, found))}: name them with --sequence-column and --time-column")
+    return ReplayColumns(sequence, time, weight, time_format)  # type: ignore[arg-type]
+
+
+def _columns_hint(path: Path, columns: ReplayColumns) -> str:
+    return (f"read the sequence from {columns.sequence!r} and the time from {columns.time!r} as "
+            f"{columns.time_format}; the file's columns are {', '.join(map(repr, file_columns(path))) or 'unknown'}: "
+            "choose them with --sequence-column, --time-column and --time-format")

@@ -108,3 +108,108 @@ def test_run_refuses_a_state_file_of_other_settings_with_exit_4(tmp_path: Path, 
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 4, done.stderr
     assert "window_length_ms: the file has 3600000, the configuration 600000" in done.stderr
+
+
+def test_score_keeps_an_existing_output_when_the_input_is_wrong(tmp_path: Path, bundle_dir: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    keep = tmp_path / "keep.csv"
+    keep.write_text("line,sequence\n1,AB121E\n")
+    assert main(["score", "--model", str(bundle_dir), "--input", str(tmp_path / "todya.txt"),
+                 "--output", str(keep)]) == 2
+    assert keep.read_text() == "line,sequence\n1,AB121E\n"
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_score_refuses_to_write_over_its_input(tmp_path: Path, bundle_dir: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    same = tmp_path / "same.txt"
+    same.write_text("AB121E\nDN176\n")
+    assert main(["score", "--model", str(bundle_dir), "--input", str(same), "--output", str(same)]) == 2
+    assert same.read_text() == "AB121E\nDN176\n" and "also the input" in capsys.readouterr().err
+
+
+def test_generate_keeps_an_existing_output_when_its_arguments_are_wrong(tmp_path: Path) -> None:
+    keep = tmp_path / "keep.txt"
+    keep.write_text("old\n")
+    assert main(["generate", "-n", "-5", "--output", str(keep)]) == 2
+    assert keep.read_text() == "old\n"
+
+
+def test_every_command_and_option_has_a_help_line_and_defaults_are_shown() -> None:
+    import argparse
+
+    from monitor.cli import _parser
+
+    parser = _parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in commands.choices.items():
+        assert command.description, f"{name} has no description"
+        for action in command._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help and action.help != argparse.SUPPRESS, f"{name} {action.option_strings[0]}"
+    train_help, score_help = commands.choices["train"].format_help(), commands.choices["score"].format_help()
+    assert "(default: 750)" in train_help and "(default: positional)" in train_help
+    assert "exit codes" in train_help and "exit codes" in score_help
+    assert all(column in score_help for column in SCORE_COLUMNS)
+
+
+def test_train_refuses_a_folder_that_is_not_a_bundle_before_training(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "serials.txt"
+    corpus.write_text("\n".join(generate.sample("serial", 200, seed=1)))
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8")
+    assert main(["train", "--input", str(corpus), "--model", str(tmp_path / "photos")]) == 2
+    assert "is not a model bundle" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "photos").iterdir()] == ["cat.jpg"]
+
+
+def test_train_on_a_binary_file_says_how_many_lines_were_not_text(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    binary = tmp_path / "image.bin"
+    binary.write_bytes(b"\xff\xfe\x00\x81\n" * 71)
+    assert main(["train", "--input", str(binary), "--model", str(tmp_path / "m")]) == 2
+    assert "71 lines skipped (71 invalid UTF-8)" in capsys.readouterr().err
+
+
+def test_train_on_a_folder_says_it_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--input", str(tmp_path), "--model", str(tmp_path / "m")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_rank_sorts_on_request_and_explains_only_abnormal_sequences(bundle_dir: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    normal = generate.sample("serial", 2, seed=123)
+    assert main(["rank", "--model", str(bundle_dir), "--sort", normal[0], "9 ER 223 ABCDSED", normal[1]]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("'9 ER 223 ABCDSED'") and "ABNORMAL" in lines[0]
+    assert lines[1].startswith("    why:") and "(0%)" not in lines[1]
+    assert [line for line in lines if line.startswith("    why:")] == [lines[1]]
+
+
+def test_a_threshold_quantile_overrides_the_bundles_threshold(tmp_path: Path, bundle_dir: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    sequences = generate.sample("serial", 400, seed=99)
+    source = tmp_path / "today.txt"
+    source.write_text("\n".join(sequences) + "\n")
+
+    def flagged(*extra: str) -> int:
+        out = tmp_path / "scores.csv"
+        assert main(["score", "--model", str(bundle_dir), "--input", str(source), "--output", str(out),
+                     *extra]) == 0
+        with out.open() as handle:
+            return sum(row["abnormal"] == "true" for row in csv.DictReader(handle))
+
+    assert flagged("--threshold-quantile", "0.5") > 5 * max(flagged(), 1)
+    assert main(["rank", "--model", str(bundle_dir), "--threshold-quantile", "1.5", "AB1"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_tensorflow_start_up_lines_are_not_shown_unless_asked(bundle_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    quiet = subprocess.run([sys.executable, "-m", "monitor", "rank", "--model", str(bundle_dir), "AB121E"],
+                           capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "" and "oneDNN" not in quiet.stdout, quiet.stderr

@@ -262,3 +262,42 @@ def test_the_replay_command_exits_2_for_a_missing_input(tmp_path: Path, bundle_d
     monkeypatch.delenv("MONITOR_CONFIG", raising=False)
     assert main(["replay", "--model", str(bundle_dir), "--input", str(tmp_path / "absent.csv")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_replay_command_exits_2_naming_the_columns_when_they_are_not_the_defaults(
+        tmp_path: Path, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+    source = tmp_path / "orders.csv"
+    source.write_text("invoice,created\nAB121E,1700000040000\nDN176,1700000041000\n")
+    assert main(["replay", "--model", str(bundle_dir), "--input", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert "'invoice', 'created'" in err and "--sequence-column" in err and "--time-column" in err
+
+
+def test_the_replay_command_exits_2_when_every_row_is_rejected(tmp_path: Path, bundle_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+    source = tmp_path / "iso.jsonl"
+    source.write_text('{"sequence": "AB121E", "timestamp": "2024-01-01T00:00:00Z"}\n' * 3)
+    keep = tmp_path / "reports.csv"
+    keep.write_text("old\n")
+    assert main(["replay", "--model", str(bundle_dir), "--input", str(source), "--output", str(keep)]) == 2
+    err = capsys.readouterr().err
+    assert "none of its 3 rows" in err and "invalid_timestamp" in err and "--time-format" in err
+    assert keep.read_text() == "old\n"
+
+
+def test_what_produce_json_writes_replays_without_flags(tmp_path: Path, bundle_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from monitor.devtools.produce import encode_value
+
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+    source = tmp_path / "produced.jsonl"
+    times = [START_MS + i * 1000 for i in range(120)]
+    source.write_bytes(b"".join(encode_value(s, t, as_json=True) + b"\n"
+                                for s, t in zip(generate.sample("serial", 120, seed=2), times)))
+    assert main(["replay", "--model", str(bundle_dir), "--input", str(source), "--window-seconds", "60"]) == 0
+    assert "replayed 120 rows into 2 windows" in capsys.readouterr().err

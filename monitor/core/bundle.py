@@ -13,6 +13,7 @@ format version, or whose files do not match the checksums recorded when it was s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ import numpy as np
 
 from monitor.core import model as model_lib
 from monitor.core.prepare import Preparer
-from monitor.errors import BundleError
+from monitor.errors import BundleError, ConfigError
 
 FORMAT_VERSION = 1
 MANIFEST = "bundle.json"
@@ -60,10 +61,18 @@ class Bundle:
         """A short id of this bundle: the first 12 hex digits of its data fingerprint and creation time."""
         return str(self.metadata.get("version", "unsaved"))
 
+    def with_threshold_quantile(self, quantile: float) -> Bundle:
+        """This bundle flagging errors above ``quantile`` of its training errors (a copy; no retraining)."""
+        if isinstance(quantile, bool) or not isinstance(quantile, (int, float)) or not 0 < quantile < 1:
+            raise ConfigError(f"a threshold quantile must be a number between 0 and 1 (exclusive), got {quantile!r}")
+        thresholds = {**self.thresholds, **thresholds_for(self.training_errors, (float(quantile),))}
+        return dataclasses.replace(self, threshold_quantile=float(quantile), thresholds=thresholds)
+
     def info(self) -> dict[str, str]:
         """What identifies the bundle to an operator: version, creation time, data fingerprint (16 digits)."""
         return {"version": self.version, "created_at": str(self.metadata.get("created_at", "")),
-                "fingerprint": str(self.metadata.get("data_fingerprint", ""))[:16]}
+                "fingerprint": str(self.metadata.get("data_fingerprint", ""))[:16],
+                "threshold_quantile": f"{self.threshold_quantile:g}", "threshold": f"{self.threshold:.6g}"}
 
 
 def thresholds_for(errors: np.ndarray, quantiles: tuple[float, ...]) -> dict[str, float]:

@@ -8,21 +8,58 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter is not ours to show
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from monitor.errors import BundleError, ConfigError  # noqa: E402
+from monitor.errors import BundleError, ConfigError
 
 log = logging.getLogger(__name__)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter is not ours to show
+_VERBOSE_NATIVE = os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1")
+# What TensorFlow's libraries print while they load, whatever TF_CPP_MIN_LOG_LEVEL says (absl logs written
+# before absl is initialised go straight to stderr): start-up notes, not problems.
+_START_UP_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|"
+                               r"[IW]\d{4} [\d:.]+ +\d+ \S+\.cc:\d+\] )")
+
+
+@contextmanager
+def _quiet_native_start_up() -> Iterator[None]:
+    """Hold back the native libraries' start-up lines on file descriptor 2 while they load, then pass on
+    every other line. ``--verbose`` (``TF_CPP_MIN_LOG_LEVEL`` 0 or 1) shows everything."""
+    if _VERBOSE_NATIVE:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode("utf-8", "replace").splitlines()
+                    if not _START_UP_CHATTER.match(line)]
+    if kept:
+        sys.stderr.write("\n".join(kept) + "\n")
+
+
+with _quiet_native_start_up():
+    import keras
+    import tensorflow as tf
+
+if not _VERBOSE_NATIVE:
+    tf.get_logger().setLevel(logging.ERROR)  # e.g. "tf.function retracing" warnings: tuning notes, not errors
 
 MODEL_KINDS = ("dense", "lstm")
 LOSSES = ("mse", "binary_crossentropy")

@@ -329,18 +329,25 @@ class Preparer:
         else:
             groups = self._positional_groups(sequence, feature_errors)
         ranked = sorted(groups.items(), key=lambda kv: kv[1], reverse=True)[:top]
-        return [(name, round(err / total, 3)) for name, err in ranked]
+        # A part worth under half a percent explains nothing: leave it out rather than show "0%".
+        return [(name, round(err / total, 3)) for name, err in ranked if err / total >= 0.005]
 
     def _positional_groups(self, sequence: str, feature_errors: np.ndarray) -> dict[str, float]:
-        per_step = self._step_values(self.split(sequence))
+        split = self.split(sequence)
+        per_step = self._step_values(split)
         by_step = feature_errors.reshape(self.steps, self.step_width)
         unit = "character" if self.mode == "chars" else "token"
+        extra = split.tokens[self.length:]
         groups: dict[str, float] = {}
         offset = 0
         for channel, width in self._channel_widths().items():
             errors = by_step[:, offset: offset + width].sum(axis=1)
             for step, err in enumerate(errors):
                 name = _part_name(channel, step, self.length, per_step[channel][step], unit)
+                if step == self.length and channel == "shape" and extra:
+                    # The encoding joins the extra tokens' shapes; a reader wants them apart.
+                    shown = "".join(extra) if unit == "character" else " ".join(extra)
+                    name = f"extra {unit}s {shown[:40]!r}"
                 groups[name] = groups.get(name, 0.0) + float(err)  # a missing token's channels add up
             offset += width
         return groups

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.hourly.judge import WindowReport
+from monitor.stream.files import open_output
 
 BAND_MADS = 3.0
 JUDGED = ("normal", "warning", "critical")
@@ -57,7 +58,8 @@ def hourly_chart(reports: Sequence[WindowReport], path: Path, title: str, *, mar
     axes.legend(loc="upper left", fontsize="small", framealpha=0.9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
+    with open_output(path, binary=True) as handle:  # whole or not at all: an old chart survives a failure
+        figure.savefig(handle, format="png")
     return path
 
 

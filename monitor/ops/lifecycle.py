@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from monitor.core import bundle as bundle_lib
+from monitor.core.bundle import Bundle
 from monitor.core.model import ModelSettings
 from monitor.core.score import Scorer
 from monitor.core.train import TrainSettings, train
@@ -33,10 +34,12 @@ log = logging.getLogger(__name__)
 class BundleWatcher:
     """Checks ``path`` for a bundle whose version differs from the one in use and offers it."""
 
-    def __init__(self, path: Path, current_version: str, offer: Callable[[Scorer], None]) -> None:
+    def __init__(self, path: Path, current_version: str, offer: Callable[[Scorer], None],
+                 adjust: Callable[[Bundle], Bundle] = lambda bundle: bundle) -> None:
         self.path = Path(path)
         self.current_version = current_version
         self.offer = offer
+        self.adjust = adjust  # e.g. the configured threshold, applied to every bundle loaded
         self._refused: str | None = None
 
     def check(self) -> bool:
@@ -45,7 +48,7 @@ class BundleWatcher:
         if version is None or version in (self.current_version, self._refused):
             return False
         try:
-            scorer = Scorer(bundle_lib.load(self.path))
+            scorer = Scorer(self.adjust(bundle_lib.load(self.path)))
         except Exception as exc:  # a bundle that fails in any way is refused once, not retried every check
             log.warning("a new bundle at %s was refused, keeping %s: %s", self.path, self.current_version, exc)
             self._refused = version

@@ -97,6 +97,16 @@ def number(minimum: float) -> Check:
     return check
 
 
+def fraction(value: Any) -> float:
+    """A number strictly between 0 and 1, stored as a float."""
+    value = _typed(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Invalid("a number", value)
+    if not 0 < value < 1:
+        raise _Invalid("a number between 0 and 1 (exclusive)", value)
+    return float(value)
+
+
 def boolean(value: Any) -> bool:
     """true or false."""
     value = _typed(value)

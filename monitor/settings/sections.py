@@ -13,6 +13,7 @@ from monitor.settings.checks import (
     Section,
     boolean,
     choice,
+    fraction,
     integer,
     matching,
     number,
@@ -95,9 +96,10 @@ class BatchConfig(Section, key="batch"):
 
 @dataclass(frozen=True)
 class ModelConfig(Section, key="model"):
-    """Where the model bundle lives."""
+    """Where the model bundle lives, and optionally another threshold than the bundle's own."""
 
     path: str = setting("models/default", _text)
+    threshold_quantile: float | None = setting(None, optional(fraction))
 
 
 @dataclass(frozen=True)

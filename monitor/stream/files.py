@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any
 
 from monitor.errors import InputError
 
@@ -40,8 +42,7 @@ def detect_format(path: Path, declared: str = "auto") -> str:
 def read_rows(path: Path, fmt: str = "auto", column: str | None = None) -> Iterator[InputRow]:
     """Yield one row per line of ``path`` (after the header for CSV)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"input file {path} does not exist")
+    check_input_file(path)
     fmt = detect_format(path, fmt)
     if fmt not in FORMATS:
         raise InputError(f"input format must be one of {FORMATS}, got {fmt!r}")
@@ -57,6 +58,16 @@ def read_rows(path: Path, fmt: str = "auto", column: str | None = None) -> Itera
             yield from (_jsonl_row(i, raw, column or "") for i, raw in enumerate(lines, start=1))
         else:
             yield from (_text_row(i, raw) for i, raw in enumerate(lines, start=1))
+
+
+def check_input_file(path: Path) -> None:
+    """Raise ``InputError`` unless ``path`` is a readable file, saying what it is instead."""
+    if path.is_dir():
+        raise InputError(f"input {path} is a folder; name a file in it")
+    if not path.exists():
+        raise InputError(f"input file {path} does not exist")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"input file {path} cannot be read (permissions)")
 
 
 def read_sequences(path: Path, fmt: str = "auto", column: str | None = None) -> tuple[list[str], list[InputRow]]:
@@ -138,21 +149,52 @@ def _csv_rows(lines: Iterator[bytes], column: str, path: Path) -> Iterator[Input
 
 
 class open_output:
-    """Standard output for ``-``, else a file opened for writing; closes only what it opened."""
+    """Standard output for ``-``; else a temporary file beside ``target``, renamed over it only when the
+    ``with`` block ends without an error, so a failed or interrupted run leaves an existing file as it was.
 
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.handle: TextIO | None = None
+    ``inputs``: files the command reads; writing over one of them is refused before anything is written.
+    """
 
-    def __enter__(self) -> TextIO:
+    def __init__(self, target: str | Path, inputs: Sequence[Path | str] = (), binary: bool = False) -> None:
+        self.target = str(target)
+        self.binary = binary
+        self.handle: Any = None
+        self.temporary: Path | None = None
+        if self.target != "-":
+            destination = Path(self.target)
+            for source in inputs:
+                if Path(source).exists() and destination.exists() and destination.samefile(source):
+                    raise InputError(f"--output {self.target} is also the input; write to another file")
+            if destination.is_dir():
+                raise InputError(f"--output {self.target} is a folder; name a file")
+            if not destination.parent.is_dir():
+                raise InputError(f"cannot write {self.target}: folder {destination.parent} does not exist")
+
+    def __enter__(self) -> Any:
         if self.target == "-":
-            return sys.stdout
+            return sys.stdout.buffer if self.binary else sys.stdout
+        destination = Path(self.target)
         try:
-            self.handle = open(self.target, "w", encoding="utf-8", newline="")
+            descriptor, name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".partial",
+                                                dir=destination.parent)
         except OSError as exc:
             raise InputError(f"cannot write {self.target}: {exc.strerror}") from exc
+        self.temporary = Path(name)
+        self.handle = open(descriptor, "wb") if self.binary else open(descriptor, "w", encoding="utf-8", newline="")
         return self.handle
 
-    def __exit__(self, *exc: object) -> None:
-        if self.handle is not None:
-            self.handle.close()
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if self.handle is None or self.temporary is None:
+            return
+        self.handle.close()
+        if exc_type is not None:
+            self.temporary.unlink(missing_ok=True)
+            return
+        self.temporary.chmod(0o666 & ~_umask())
+        os.replace(self.temporary, self.target)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

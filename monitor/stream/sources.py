@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from monitor.errors import InputError
 from monitor.hourly.window import Progress
 from monitor.records import OutgoingMessage, Polled, Position, RawMessage
+from monitor.stream.files import check_input_file
 
 
 class Source(Protocol):
@@ -124,12 +125,23 @@ def file_source(path: Path, topic: str, sequence_column: str, batch_rows: int) -
     """The data lines of a CSV or JSONL file as JSON-object messages of partition 0 of ``topic``, offsets
     counting data lines from 0, in batches of ``batch_rows``. A CSV row becomes a JSON object whose
     numeric-looking cells (other than the sequence column) are numbers."""
+    check_input_file(Path(path))
     return MemorySource.of_messages(_file_messages(Path(path), topic, sequence_column), batch_rows)
 
 
+def file_columns(path: Path) -> list[str]:
+    """The columns of a CSV file's header, or the fields of a JSONL file's first object (``[]`` if none)."""
+    check_input_file(Path(path))
+    first = next(iter(MemorySource.of_messages(_file_messages(Path(path), "", ""), 1).next_batch(1, 0).messages),
+                 None)
+    try:
+        row = json.loads(first.value) if first is not None and first.value else {}
+    except ValueError:
+        return []
+    return [str(key) for key in row] if isinstance(row, dict) else []
+
+
 def _file_messages(path: Path, topic: str, sequence_column: str) -> Iterator[RawMessage]:
-    if not path.is_file():
-        raise InputError(f"input file {path} does not exist")
     with path.open("rb") as handle:
         if path.suffix.lower() == ".csv":
             yield from _csv_messages(handle, path, topic, sequence_column)

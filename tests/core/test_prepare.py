@@ -89,6 +89,20 @@ def test_describe_names_the_parts_of_the_sequence() -> None:
     assert p.describe("PHE-XYZ-CYS", errors, top=1) == [("token 2 'XYZ'", 1.0)]
 
 
+def test_describe_leaves_out_parts_worth_nothing() -> None:
+    p = Preparer.fit(RESIDUES)
+    errors = np.zeros(p.width)
+    errors[p.active_features(["PHE-XYZ-CYS"])[0][1]] = 1.0
+    assert len(p.describe("PHE-XYZ-CYS", errors, top=5)) == 1  # the other four parts carry 0%
+
+
+def test_describe_keeps_extra_tokens_apart() -> None:
+    p = Preparer.fit(RESIDUES)
+    errors = np.ones(p.width)
+    names = [name for name, _ in p.describe("PHE-SER-CYS-ALA-GLY", errors, top=p.width)]
+    assert "extra tokens 'ALA GLY'" in names
+
+
 @pytest.mark.parametrize("field,value", [("tokenize", "words"), ("encoding", "tfidf"), ("vocabulary_size", 2),
                                          ("length", 0), ("separator_pattern", "(")])
 def test_bad_settings_are_rejected_with_the_field_named(field: str, value: object) -> None:

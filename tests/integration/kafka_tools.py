@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from monitor.settings import MonitorConfig, config_from_dict
@@ -129,3 +130,25 @@ class Running:
         self.thread.join(60)
         self.scheduler.shutdown(wait=False)
         assert not self.thread.is_alive(), "the service did not stop"
+
+
+def closed_windows(config: MonitorConfig) -> list[dict[str, Any]]:
+    from monitor.stream.state import StateStore
+
+    store = StateStore(config.state.path)
+    try:
+        return store.closed_windows()
+    finally:
+        store.close()
+
+
+def assert_same_figures(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    assert [w["start_ms"] for w in got] == [w["start_ms"] for w in expected]
+    for a, b in zip(got, expected):
+        assert (a["count"], a["weight_sum"], a["verdict"]) == (b["count"], b["weight_sum"], b["verdict"])
+        # Float sums of the same errors in other batch groupings agree to rounding, not always to the bit.
+        for key in ("weighted_mean", "weighted_error_sum", "above_threshold_share", "baseline_median"):
+            if b[key] is None:  # no baseline yet: both learning
+                assert a[key] is None, key
+            else:
+                assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-15), key

@@ -20,9 +20,15 @@ from monitor.devtools import generate
 from monitor.hourly.judge import HourlyJudge
 from monitor.replay import ReplayColumns, replay
 from monitor.settings import MonitorConfig
-from monitor.stream.state import StateStore
 
-from .kafka_tools import Running, new_topic, service_config, wait_for
+from .kafka_tools import (
+    Running,
+    assert_same_figures,
+    closed_windows,
+    new_topic,
+    service_config,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -84,25 +90,6 @@ def config_for_replay() -> MonitorConfig:
     from monitor.settings import config_from_dict
 
     return config_from_dict(SETTINGS, environ={})
-
-
-def closed_windows(config: MonitorConfig) -> list[dict[str, Any]]:
-    store = StateStore(config.state.path)
-    try:
-        return store.closed_windows()
-    finally:
-        store.close()
-
-
-def assert_same_figures(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
-    assert [w["start_ms"] for w in got] == [w["start_ms"] for w in expected]
-    for a, b in zip(got, expected):
-        assert (a["count"], a["weight_sum"], a["verdict"]) == (b["count"], b["weight_sum"], b["verdict"])
-        for key in ("weighted_mean", "weighted_error_sum", "above_threshold_share", "baseline_median"):
-            if b[key] is None:
-                assert a[key] is None, key
-            else:
-                assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-15), key
 
 
 def committed_total(bootstrap: str, group: str, topic: str) -> int:

@@ -19,10 +19,11 @@ from monitor.devtools import generate
 from monitor.hourly.judge import HourlyJudge
 from monitor.replay import ReplayColumns, replay
 from monitor.settings import MonitorConfig
-from monitor.stream.state import StateStore
 
 from .kafka_tools import (
     Running,
+    assert_same_figures,
+    closed_windows,
     committed_offset,
     new_topic,
     produce,
@@ -68,26 +69,6 @@ def uninterrupted(kafka_broker: Any, produced: tuple[str, list[str], list[int]],
         wait_for(lambda: service.counts.consumed >= len(sequences), 120, "the whole stream consumed")
     assert service.counts.late == 0
     return closed_windows(config)
-
-
-def closed_windows(config: MonitorConfig) -> list[dict[str, Any]]:
-    store = StateStore(config.state.path)
-    try:
-        return store.closed_windows()
-    finally:
-        store.close()
-
-
-def assert_same_figures(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
-    assert [w["start_ms"] for w in got] == [w["start_ms"] for w in expected]
-    for a, b in zip(got, expected):
-        assert (a["count"], a["weight_sum"], a["verdict"]) == (b["count"], b["weight_sum"], b["verdict"])
-        # Float sums of the same errors in other batch groupings agree to rounding, not always to the bit.
-        for key in ("weighted_mean", "weighted_error_sum", "above_threshold_share", "baseline_median"):
-            if b[key] is None:  # no baseline yet: both learning
-                assert a[key] is None, key
-            else:
-                assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-15), key
 
 
 def test_the_uninterrupted_run_flags_the_drifting_window(uninterrupted: list[dict[str, Any]]) -> None:

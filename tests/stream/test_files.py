@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import InputError
-from monitor.stream.files import InputRow, read_rows, read_sequences
+from monitor.stream.files import InputRow, open_output, read_rows, read_sequences
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -60,3 +60,34 @@ def test_read_sequences_splits_usable_and_rejected(tmp_path: Path) -> None:
     sequences, rejected = read_sequences(write(tmp_path, "in.txt", b"A1\n\nB2\n"))
     assert sequences == ["A1", "B2"]
     assert rejected == [InputRow(2, None, "empty line")]
+
+
+def test_an_input_that_is_a_folder_says_so(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is a folder"):
+        list(read_rows(tmp_path))
+
+
+def test_output_is_written_whole_or_the_old_file_stays(tmp_path: Path) -> None:
+    target = tmp_path / "keep.csv"
+    target.write_text("yesterday\n")
+    with pytest.raises(KeyboardInterrupt):
+        with open_output(target) as out:
+            out.write("half of today")
+            raise KeyboardInterrupt
+    assert target.read_text() == "yesterday\n" and list(tmp_path.iterdir()) == [target]
+    with open_output(target) as out:
+        out.write("today\n")
+    assert target.read_text() == "today\n" and list(tmp_path.iterdir()) == [target]
+
+
+def test_writing_over_the_input_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    same = tmp_path / "same.txt"
+    same.write_text("AB121E\n")
+    with pytest.raises(InputError, match="also the input"):
+        open_output(same, inputs=[same])
+    assert same.read_text() == "AB121E\n"
+
+
+def test_an_output_in_a_missing_folder_is_refused_with_the_folder_named(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        open_output(tmp_path / "nowhere" / "out.csv")

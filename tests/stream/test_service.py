@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from monitor.app import build
@@ -167,3 +168,16 @@ def test_an_offered_model_takes_over_between_batches(tmp_path: Path, bundle_dir:
     stopper.service = swapper.service = app.service
     app.service.run()
     assert swapper.used == [original, replacement, replacement]
+
+
+def test_a_configured_threshold_quantile_replaces_the_bundles_and_is_shown(tmp_path: Path, bundle_dir: Path,
+                                                                        serial_bundle: Bundle) -> None:
+    cfg = config_from_dict({**config(tmp_path, bundle_dir).to_dict(), "model": {
+        "path": str(bundle_dir), "threshold_quantile": 0.5}}, environ={})
+    app = build(cfg, source=MemorySource([]), sink=MemorySink())
+    assert app is not None
+    bundle = app.service.scorer.bundle
+    assert bundle.threshold_quantile == 0.5
+    assert bundle.threshold == pytest.approx(float(np.quantile(serial_bundle.training_errors, 0.5)))
+    assert bundle.info()["threshold_quantile"] == "0.5"
+    app.service.state.close()

@@ -1,4 +1,4 @@
-"""Command line: ``python -m monitor {train,score,rank,generate,demo}``.
+"""Command line: ``python -m monitor {train,score,rank,evaluate,generate,run,produce,replay,demo}``.
 
 The CLI parses arguments, calls the library and maps the project's errors to exit codes; it holds no logic
 of its own. ``main(argv)`` returns the exit code so tests can call it in-process.
@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_score(commands)
     _add_rank(commands)
+    _add_evaluate(commands)
     _add_generate(commands)
     _add_run(commands)
     _add_produce(commands)
@@ -123,6 +124,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold-quantile", type=float, default=0.99,
                    help="flag sequences whose error exceeds this quantile of the training errors (0 < q < 1; "
                         "score, rank and the service can override it without retraining)")
+    p.add_argument("--report", type=Path, help="also draw the loss per epoch and the training errors with the "
+                                              "threshold, as PNG files in this folder")
     p.set_defaults(run=_run_train)
 
 
@@ -163,6 +166,11 @@ def _run_train(args: argparse.Namespace) -> int:
           f"{meta['preparation']['features']} features")
     print(f"threshold (quantile {bundle.threshold_quantile:g} of training errors): {bundle.threshold:.6g}")
     print(f"saved bundle {bundle.version} to {args.model}")
+    if args.report:
+        from monitor.charts import training_charts
+
+        for path in training_charts(args.report, bundle):
+            print(f"chart: {path}")
     return 0
 
 
@@ -276,6 +284,33 @@ def _run_rank(args: argparse.Namespace) -> int:
         if i in reasons:
             print(f"    why: {_format_reasons(reasons[i])}")
     return 0
+
+
+# -- evaluate ---------------------------------------------------------------------------------------------
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    p = _command(commands, "evaluate", "see how well a model separates normal sequences from known anomalies",
+                 "Scores a file of sequences believed normal and, optionally, one of known anomalies (same "
+                 "input formats as\nscore). Prints AUROC, average precision and precision@k (k: the number of "
+                 "anomalies), and at the\nbundle's threshold and other quantiles of the training errors how "
+                 "many of each are flagged, with the\nconfusion matrix. With --normal alone: the flag rate on "
+                 "data believed normal. --report draws the error\ndistributions with the threshold, the "
+                 "precision-recall curve and the confusion matrix.")
+    p.add_argument("--model", type=Path, required=True, help="bundle directory")
+    p.add_argument("--normal", type=Path, required=True, help="sequences believed normal (text, CSV or JSONL)")
+    p.add_argument("--anomalies", type=Path, help="sequences known to be abnormal (same format as --normal)")
+    p.add_argument("--input-format", default="auto", choices=("auto", "text", "csv", "jsonl"),
+                   help="auto: from each file's suffix (.csv, .jsonl), else text")
+    p.add_argument("--column", help="the CSV column or JSON field holding the sequence (needed for CSV and JSONL)")
+    p.add_argument("--report", type=Path, help="write the charts as PNG files into this folder")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object (for scripts)")
+    _add_threshold_argument(p)
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from monitor.evaluate import run_evaluate
+
+    return run_evaluate(args)
 
 
 # -- generate ---------------------------------------------------------------------------------------------

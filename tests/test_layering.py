@@ -5,8 +5,10 @@ a lower one, and each heavy dependency stays in the one module that owns it.
     rank 1  settings                        the configuration schema, checked once (PyYAML)
     rank 2  core | hourly                   strings -> errors (Keras) | errors -> judged windows (pure)
     rank 3  stream                          decode, sources, the record pipeline, the service (Kafka, SQLite)
-    rank 4  ops                             metrics export, scheduled jobs, model lifecycle (Prometheus, APScheduler)
-    rank 5  app | replay | devtools         the builder | offline replay | local servers, data, demo (matplotlib)
+    rank 4  ops | charts                    metrics export, schedules, model lifecycle (Prometheus, APScheduler) |
+                                            every picture (matplotlib)
+    rank 5  app | replay | evaluate |       the builder | offline replay | a model's quality |
+            devtools                        local servers, generated data, simulation, demo
     rank 6  cli                             argparse, exit codes
     rank 7  __main__                        ``python -m monitor``
 
@@ -26,11 +28,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "monitor"
 RANKS = {"errors": 0, "records": 0, "percentiles": 0, "__init__": 0, "settings": 1, "core": 2, "hourly": 2,
-         "stream": 3, "ops": 4, "app": 5, "replay": 5, "devtools": 5, "cli": 6, "__main__": 7}
+         "stream": 3, "ops": 4, "charts": 4, "app": 5, "replay": 5, "evaluate": 5, "devtools": 5, "cli": 6, "__main__": 7}
 # Third-party imports allowed only in the named modules (everything else: stdlib, numpy, monitor.*).
 OWNERS = {"tensorflow": {"core.model"}, "keras": {"core.model"},
           "kafka": {"stream.kafka", "devtools.kafka_broker"}, "prometheus_client": {"ops.export"},
-          "apscheduler": {"ops.schedule"}, "sqlite3": {"stream.state"}, "matplotlib": {"devtools.chart"},
+          "apscheduler": {"ops.schedule"}, "sqlite3": {"stream.state"}, "matplotlib": {"charts"},
           "yaml": {"settings.yaml_text", "devtools.prometheus_server"}}
 HEAVY = set(OWNERS) - {"yaml"}
 # What importing a module of each layer may load, through everything it imports at module level.

@@ -61,7 +61,14 @@ def train(corpus: Sequence[str], settings: TrainSettings | None = None, verbose:
     bundle.thresholds = thresholds_for(errors, quantiles)
     bundle.metadata = _metadata(sequences, len(corpus) - len(sequences), settings, preparer, history,
                                 time.perf_counter() - started)
+    bundle.metadata["training_errors"] = error_summary(errors)
     return bundle
+
+
+def error_summary(errors: np.ndarray) -> dict[str, float]:
+    """A few quantiles of the training errors, kept in the bundle's metadata (``train --report`` draws them)."""
+    points = {"min": 0.0, "median": 0.5, "p90": 0.9, "p99": 0.99, "p999": 0.999, "max": 1.0}
+    return {name: float(np.quantile(errors, q)) for name, q in points.items()}
 
 
 def _check_corpus(sequences: Sequence[str], skipped: int) -> None:

@@ -11,12 +11,13 @@ from typing import TextIO
 
 import numpy as np
 
+from monitor.charts import evaluation_charts, hourly_chart
 from monitor.core import bundle as bundle_lib
 from monitor.core.bundle import Bundle
+from monitor.core.evaluation import evaluate as evaluate_errors
 from monitor.core.score import Scorer, group_score
 from monitor.core.train import train
 from monitor.devtools import generate
-from monitor.devtools.chart import hourly_chart
 from monitor.devtools.simulate import Evaluation, Simulation, evaluate
 from monitor.hourly.compare import CompareSettings
 
@@ -24,6 +25,7 @@ TEST_NORMAL_ROWS = 2_000
 ANOMALIES_PER_KIND = 5
 STREAM_FORMAT = "serial"
 CHART_NAME = "demo-hourly.png"
+REPORT_NAME = "demo-report"  # beside the hourly chart: the stream model's evaluation charts
 CONTEXT_HOURS = 3  # hours shown on each side of the drift's start
 
 
@@ -34,13 +36,15 @@ def run_demo(formats: list[str], rows: int, output_dir: Path | None, seed: int, 
     chart = chart or (output_dir or Path.cwd()) / CHART_NAME
     with tempfile.TemporaryDirectory(prefix="monitor-demo-") as scratch:
         target = output_dir or Path(scratch)
-        bundles = {fmt: _demo_format(fmt, rows, target / f"demo-{fmt}", seed, out) for fmt in formats}
+        report = chart.parent / REPORT_NAME
+        bundles = {fmt: _demo_format(fmt, rows, target / f"demo-{fmt}", seed, out,
+                                     report if fmt == STREAM_FORMAT else None) for fmt in formats}
         stream_bundle = bundles.get(STREAM_FORMAT) or _trained(STREAM_FORMAT, rows, target, seed, out)
         _demo_hourly(stream_bundle, seed, chart, out)
     return 0
 
 
-def _demo_format(fmt: str, rows: int, directory: Path, seed: int, out: TextIO) -> Bundle:
+def _demo_format(fmt: str, rows: int, directory: Path, seed: int, out: TextIO, report: Path | None) -> Bundle:
     corpus = generate.sample(fmt, rows, seed=seed)
     print(f"\n== {fmt}: training on {rows} generated sequences such as {', '.join(corpus[:3])}", file=out)
     bundle_lib.save(train(corpus, verbose=0), directory)
@@ -65,6 +69,12 @@ def _demo_format(fmt: str, rows: int, directory: Path, seed: int, out: TextIO) -
           f"normal ones (threshold: quantile {bundle.threshold_quantile:g} of training errors)", file=out)
     print(f"   group score (weighted mean error): normal batch {group_score(scores.errors[: len(normal)]):.5f}, "
           f"with the broken ones mixed in {group_score(scores.errors):.5f}", file=out)
+    if report is not None:
+        quality = evaluate_errors(scores.errors[: len(normal)], scores.errors[len(normal):], bundle.training_errors,
+                                  bundle.threshold_quantile)
+        drawn = evaluation_charts(report, bundle, quality, scores.errors[: len(normal)], scores.errors[len(normal):])
+        print(f"   AUROC {quality.auroc:.4f}, average precision {quality.average_precision:.4f}; charts (as "
+              f"`monitor evaluate --report` draws them): {', '.join(str(path) for path in drawn)}", file=out)
     return bundle
 
 

@@ -1,0 +1,81 @@
+"""The ``evaluate`` command: how well a model separates sequences a user believes normal from ones known to
+be bad, as figures, as JSON, and as pictures (``monitor.charts``) to choose a threshold by.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from monitor.charts import evaluation_charts
+from monitor.core import bundle as bundle_lib
+from monitor.core.bundle import Bundle
+from monitor.core.evaluation import Evaluation, evaluate
+from monitor.core.score import Scorer
+from monitor.errors import InputError
+from monitor.stream.files import read_sequences
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``python -m monitor evaluate``: figures on standard output (text or ``--json``), charts in ``--report``."""
+    bundle = bundle_lib.load(args.model)
+    if args.threshold_quantile is not None:
+        bundle = bundle.with_threshold_quantile(args.threshold_quantile)
+    normal = usable_sequences(args.normal, args.input_format, args.column, "--normal")
+    anomalies = usable_sequences(args.anomalies, args.input_format, args.column, "--anomalies") \
+        if args.anomalies else []
+    scorer = Scorer(bundle)
+    normal_errors = scorer.errors(normal)
+    anomaly_errors = scorer.errors(anomalies) if anomalies else np.empty(0)
+    result = evaluate(normal_errors, anomaly_errors, bundle.training_errors, bundle.threshold_quantile)
+    charts = evaluation_charts(args.report, bundle, result, normal_errors, anomaly_errors) if args.report else []
+    if args.json:
+        json.dump({**result.to_dict(), "model": bundle.info(), "charts": [str(c) for c in charts]}, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print_evaluation(result, bundle, args, sys.stdout)
+        for path in charts:
+            print(f"chart: {path}")
+    return 0
+
+
+def usable_sequences(path: Path, fmt: str, column: str | None, flag: str) -> list[str]:
+    """The sequences of ``path``; ``InputError`` when it gives none, saying why its lines were skipped."""
+    sequences, rejected = read_sequences(path, fmt, column)
+    if not sequences:
+        kinds = Counter(row.problem.split(" at ")[0] for row in rejected)
+        why = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) or "the file is empty"
+        raise InputError(f"{flag} {path} has no usable sequence ({why})")
+    return sequences
+
+
+def print_evaluation(result: Evaluation, bundle: Bundle, args: argparse.Namespace, out: TextIO) -> None:
+    at = result.at_bundle_threshold
+    print(f"model {args.model} (bundle {bundle.version}): threshold {at.threshold:.6g} = quantile "
+          f"{at.quantile:g} of its {len(bundle.training_errors):,} training errors", file=out)
+    print(f"normal: {result.normal:,} sequences from {args.normal}"
+          + (f"; anomalies: {result.anomalies:,} from {args.anomalies}" if result.anomalies else ""), file=out)
+    if result.auroc is not None:
+        print(f"AUROC {result.auroc:.4f}   average precision {result.average_precision:.4f}   "
+              f"precision@{result.anomalies} {result.precision_at_k:.4f}", file=out)
+    print("\nat each threshold (q: quantile of the training errors; * the bundle's):", file=out)
+    print(f"  {'q':<8}{'threshold':>11}  {'normal flagged':>18}", file=out, end="")
+    print(f"  {'anomalies flagged':>19}  {'precision':>9}" if result.anomalies else "", file=out)
+    for p in result.points:
+        mark = "*" if p.quantile == result.bundle_quantile else " "
+        line = f"  {p.quantile:<6g}{mark} {p.threshold:>11.4g}  {p.normal_flag_rate:>9.2%} ({p.false_positives:>6,})"
+        if result.anomalies:
+            line += f"  {p.recall:>10.2%} ({p.true_positives:>6,})  {p.precision:>9.3f}"
+        print(line, file=out)
+    if result.anomalies:
+        tn, fp, fn, tp = at.true_negatives, at.false_positives, at.false_negatives, at.true_positives
+        print(f"\nconfusion matrix at the bundle's threshold (q {at.quantile:g}):", file=out)
+        print(f"  {'':<16}{'flagged normal':>16}{'flagged abnormal':>18}", file=out)
+        print(f"  {'actual normal':<16}{tn:>16,}{fp:>18,}", file=out)
+        print(f"  {'actual anomaly':<16}{fn:>16,}{tp:>18,}", file=out)

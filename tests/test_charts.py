@@ -1,0 +1,170 @@
+"""The charts: each a PNG of the requested pixel size; odd inputs draw too, a missing folder is refused."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.charts import (
+    confusion_chart,
+    error_distribution_chart,
+    hourly_chart,
+    precision_recall_chart,
+    training_chart,
+)
+from monitor.errors import InputError
+from monitor.hourly.compare import CompareSettings
+from monitor.hourly.judge import HourlyJudge, WindowReport
+
+HOUR_MS = 3_600_000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def reports(hours: int = 30, jump_from: int = 24) -> list[WindowReport]:
+    """Hourly reports of made-up errors: learning, then normal hours, then a jump (critical)."""
+    hourly = HourlyJudge(HOUR_MS, 0, CompareSettings(min_history=12))
+    rng = np.random.default_rng(0)
+    for hour in range(hours):
+        errors = rng.lognormal(np.log(1e-3), 0.3, 200) * (20 if hour >= jump_from else 1)
+        times = hour * HOUR_MS + np.linspace(0, HOUR_MS - 1, len(errors)).astype(np.int64)
+        hourly.add(("t", 0), errors, np.ones(len(errors)), times, errors > 2e-3)
+    return hourly.flush("v1")
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the IHDR chunk, which a valid PNG has right after its signature."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+def test_the_chart_is_a_png_of_the_requested_size(tmp_path: Path) -> None:
+    drawn = reports()
+    assert {r.verdict for r in drawn} >= {"learning", "normal", "critical"}
+    path = hourly_chart(drawn, tmp_path / "charts" / "hourly.png", "made-up hours", marker_ms=24 * HOUR_MS,
+                        marker_label="jump", size_px=(900, 400))
+    assert path == tmp_path / "charts" / "hourly.png"
+    assert path.stat().st_size > 10_000  # a drawn chart, not a blank canvas
+    assert png_size(path) == (900, 400)
+
+
+def test_minute_windows_and_a_single_report_draw_too(tmp_path: Path) -> None:
+    hourly = HourlyJudge(60_000, 0, CompareSettings())
+    hourly.add(("t", 0), np.array([0.0, 1e-3]), np.ones(2), np.array([0, 59_999]), np.zeros(2, bool))
+    path = hourly_chart(hourly.flush("v1"), tmp_path / "one.png", "one minute")
+    assert png_size(path) == (1200, 520)
+
+
+def test_no_reports_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no window reports"):
+        hourly_chart([], tmp_path / "none.png", "nothing")
+    assert not (tmp_path / "none.png").exists()
+
+
+def errors(seed: int = 0) -> dict[str, np.ndarray]:
+    """Made-up reconstruction errors: normal ones around 1e-3, anomalies around 5e-2."""
+    rng = np.random.default_rng(seed)
+    return {"normal": rng.lognormal(np.log(1e-3), 1, 2000), "anomalies": rng.lognormal(np.log(5e-2), 1, 100)}
+
+
+def drawn(path: Path, size: tuple[int, int]) -> None:
+    """``path`` is a PNG of exactly ``size`` pixels with something drawn on it."""
+    assert path.stat().st_size > 10_000  # a drawn chart, not a blank canvas
+    assert png_size(path) == size
+
+
+def test_the_training_chart_is_a_png_of_the_requested_size(tmp_path: Path) -> None:
+    history = {"loss": [0.05, 0.01, 0.004, 0.003], "val_loss": [0.06, 0.012, 0.005, 0.006]}
+    path = training_chart(history, tmp_path / "training.png", "made-up training")
+    assert path == tmp_path / "training.png"
+    drawn(path, (900, 500))
+    drawn(training_chart(history, tmp_path / "small.png", "small", size_px=(640, 360), dpi=80), (640, 360))
+
+
+@pytest.mark.parametrize("history", [
+    {"loss": [0.05, 0.01], "val_loss": []},  # trained without a validation split
+    {"loss": [0.05]},  # one epoch, no val_loss key
+    {"loss": [0.05, float("inf"), 0.01], "val_loss": [float("nan"), float("nan"), float("nan")]},
+    {"loss": [0.0, 0.0]},  # nothing positive for the log axis
+])
+def test_odd_training_histories_draw(tmp_path: Path, history: dict[str, list[float]]) -> None:
+    drawn(training_chart(history, tmp_path / "odd.png", "odd"), (900, 500))
+
+
+def test_the_error_distribution_chart_is_a_png_of_the_requested_size(tmp_path: Path) -> None:
+    sets = errors()
+    threshold = float(np.quantile(sets["normal"], 0.99))
+    label = f"threshold {threshold:.4g} = quantile 0.99 of normal errors"
+    path = error_distribution_chart(tmp_path / "errors.png", "made-up errors", sets, threshold, label)
+    drawn(path, (900, 500))
+    one_set = error_distribution_chart(tmp_path / "training.png", "training", {"training": sets["normal"]},
+                                       threshold, label, size_px=(800, 450))
+    drawn(one_set, (800, 450))
+
+
+@pytest.mark.parametrize(("sets", "threshold"), [
+    ({"one": np.array([2e-3])}, 1e-2),  # a set with a single value
+    ({"equal": np.full(50, 2e-3)}, 2e-3),  # all errors equal, the threshold too
+    ({"zeros": np.zeros(10), "empty": np.array([])}, 0.0),  # nothing positive, not even the threshold
+    ({"normal": errors()["normal"], "broken": np.array([np.nan, np.inf, 0.0, 1e-3])}, float("nan")),
+])
+def test_odd_error_sets_draw(tmp_path: Path, sets: dict[str, np.ndarray], threshold: float) -> None:
+    path = error_distribution_chart(tmp_path / "odd.png", "odd", sets, threshold, "threshold")
+    drawn(path, (900, 500))
+
+
+def test_no_errors_at_all_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no reconstruction errors"):
+        error_distribution_chart(tmp_path / "none.png", "nothing", {"empty": np.array([])}, 1e-3, "threshold")
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_the_precision_recall_chart_is_a_png_of_the_requested_size(tmp_path: Path) -> None:
+    recall = np.array([1.0, 0.95, 0.91, 0.8, 0.5, 0.0])
+    precision = np.array([0.05, 0.6, 0.97, 0.99, 1.0, 1.0])
+    points = [("threshold q=0.95", 0.95, 0.6), ("threshold q=0.99", 0.91, 0.97)]
+    path = precision_recall_chart(tmp_path / "pr.png", "made-up curve", recall, precision, 0.953, points)
+    drawn(path, (700, 600))
+    empty = precision_recall_chart(tmp_path / "empty.png", "no curve", np.array([]), np.array([]), float("nan"), [])
+    assert png_size(empty) == (700, 600)
+
+
+def test_the_confusion_chart_is_a_png_of_the_requested_size(tmp_path: Path) -> None:
+    matrix = np.array([[1980, 20], [9, 91]])
+    path = confusion_chart(tmp_path / "confusion.png", "made-up test set", matrix, "threshold 0.0115")
+    drawn(path, (600, 560))
+    drawn(confusion_chart(tmp_path / "wide.png", "wide", matrix, size_px=(900, 500)), (900, 500))
+
+
+@pytest.mark.parametrize("matrix", [[[1980, 20], [0, 0]], [[0, 0], [0, 0]], [[0.0, 3.0], [1.0, 0.0]]])
+def test_confusion_matrices_with_empty_rows_draw(tmp_path: Path, matrix: list[list[float]]) -> None:
+    drawn(confusion_chart(tmp_path / "odd.png", "odd", np.array(matrix)), (600, 560))
+
+
+def test_a_confusion_matrix_must_be_two_by_two(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="2x2"):
+        confusion_chart(tmp_path / "three.png", "three classes", np.eye(3))
+
+
+@pytest.mark.parametrize("draw", [
+    lambda path: training_chart({"loss": [0.1, 0.01]}, path, "t"),
+    lambda path: error_distribution_chart(path, "t", errors(), 1e-2, "threshold"),
+    lambda path: precision_recall_chart(path, "t", np.array([1.0, 0.0]), np.array([0.5, 1.0]), 0.75, []),
+    lambda path: confusion_chart(path, "t", np.array([[9, 1], [2, 8]])),
+], ids=["training", "errors", "precision-recall", "confusion"])
+def test_a_missing_folder_is_an_input_error(tmp_path: Path, draw: object) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        draw(tmp_path / "missing" / "chart.png")  # type: ignore[operator]
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_failed_drawing_leaves_the_old_chart(tmp_path: Path) -> None:
+    path = tmp_path / "confusion.png"
+    path.write_bytes(b"old chart")
+    with pytest.raises(ValueError):
+        confusion_chart(path, "t", np.array([[1, 2]]))
+    assert path.read_bytes() == b"old chart"

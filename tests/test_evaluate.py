@@ -1,0 +1,114 @@
+"""The evaluate command: the same figures as the quality benchmark, charts written, clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.cli import main
+from monitor.core.bundle import Bundle
+from monitor.core.score import Scorer
+from monitor.devtools import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def quality_benchmark():  # bench/ is not a package: load bench/quality.py by its path
+    spec = importlib.util.spec_from_file_location("quality", ROOT / "bench" / "quality.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str], list[str]]:
+    folder = tmp_path_factory.mktemp("evaluate")
+    normal = generate.sample("serial", 500, seed=41)
+    anomalies = [a for kind in ("other_format", "extra_char", "case_change")
+                 for a in generate.anomalies("serial", kind, 30, set(normal), seed=41)]
+    (folder / "normal.txt").write_text("\n".join(normal) + "\n")
+    (folder / "bad.txt").write_text("\n".join(anomalies) + "\n")
+    return folder / "normal.txt", folder / "bad.txt", normal, anomalies
+
+
+def test_evaluate_gives_the_quality_benchmarks_figures(labelled: tuple[Path, Path, list[str], list[str]],
+                                                       bundle_dir: Path, serial_bundle: Bundle,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    normal_file, bad_file, normal, anomalies = labelled
+    assert main(["evaluate", "--model", str(bundle_dir), "--normal", str(normal_file), "--anomalies",
+                 str(bad_file), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    scorer = Scorer(serial_bundle)
+    labels = np.r_[np.zeros(len(normal)), np.ones(len(anomalies))]
+    expected = quality_benchmark().evaluate(labels, np.r_[scorer.errors(normal), scorer.errors(anomalies)])
+    assert got["auroc"] == pytest.approx(expected["auroc"], abs=1e-12)
+    assert got["average_precision"] == pytest.approx(expected["ap"], abs=1e-12)
+    assert got["precision_at_k"] == pytest.approx(expected["p_at_k"], abs=1e-12)
+    assert (got["normal"], got["anomalies"]) == (500, len(anomalies))
+    bundle_point = next(p for p in got["points"] if p["quantile"] == got["bundle_quantile"])
+    assert bundle_point["threshold"] == pytest.approx(serial_bundle.threshold)
+
+
+def test_the_text_report_and_every_chart(labelled: tuple[Path, Path, list[str], list[str]], bundle_dir: Path,
+                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    normal_file, bad_file, _, _ = labelled
+    assert main(["evaluate", "--model", str(bundle_dir), "--normal", str(normal_file), "--anomalies",
+                 str(bad_file), "--report", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert "AUROC" in out and "confusion matrix" in out and "actual anomaly" in out
+    charts = sorted((tmp_path / "report").iterdir())
+    assert [c.name for c in charts] == ["confusion-matrix.png", "error-distributions.png", "precision-recall.png"]
+    assert all(c.read_bytes()[:8] == PNG and c.stat().st_size > 5000 for c in charts)
+
+
+def test_with_only_normal_data_it_gives_the_flag_rate(labelled: tuple[Path, Path, list[str], list[str]],
+                                                      bundle_dir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    normal_file, _, _, _ = labelled
+    assert main(["evaluate", "--model", str(bundle_dir), "--normal", str(normal_file), "--report",
+                 str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "normal flagged" in out and "AUROC" not in out
+    assert [c.name for c in tmp_path.iterdir()] == ["error-distributions.png"]
+
+
+def test_train_report_draws_the_loss_and_the_training_errors(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "serials.txt"
+    corpus.write_text("\n".join(generate.sample("serial", 600, seed=3)) + "\n")
+    assert main(["train", "--input", str(corpus), "--model", str(tmp_path / "m"), "--epochs", "3",
+                 "--report", str(tmp_path / "report")]) == 0
+    assert "chart:" in capsys.readouterr().out
+    charts = sorted(p.name for p in (tmp_path / "report").iterdir())
+    assert charts == ["training-errors.png", "training-loss.png"]
+    assert all((tmp_path / "report" / c).read_bytes()[:8] == PNG for c in charts)
+    summary = json.loads((tmp_path / "m" / "bundle.json").read_text())["metadata"]["training_errors"]
+    assert summary["min"] <= summary["median"] <= summary["p99"] <= summary["max"]
+
+
+@pytest.mark.parametrize(("write", "message"), [
+    (None, "does not exist"),
+    ("", "has no usable sequence (the file is empty)"),
+    ("\n\n", "has no usable sequence (2 empty line)"),
+])
+def test_bad_inputs_exit_2_with_a_clear_message(bundle_dir: Path, tmp_path: Path, write: str | None,
+                                                message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    normal = tmp_path / "normal.txt"
+    if write is not None:
+        normal.write_text(write)
+    assert main(["evaluate", "--model", str(bundle_dir), "--normal", str(normal)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_empty_anomalies_file_is_refused(labelled: tuple[Path, Path, list[str], list[str]], bundle_dir: Path,
+                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "none.txt").write_text("")
+    assert main(["evaluate", "--model", str(bundle_dir), "--normal", str(labelled[0]), "--anomalies",
+                 str(tmp_path / "none.txt")]) == 2
+    assert "--anomalies" in capsys.readouterr().err

@@ -8,8 +8,8 @@ producer, or kafka-python's with ``--producer kafka-python``), trains a default 
 then reads the whole topic from the beginning, each time with a fresh consumer group, with:
 
 - ``bare kafka-python``    a KafkaConsumer poll loop (``--max-records`` per poll) that only decodes values;
-- ``monitor``              the real ``Service`` with default settings (batches of 5,000, no output topic,
-                           a fresh state file, the metrics hooks but no HTTP endpoint) looped as
+- ``monitor``              the real ``Service`` built by ``monitor.app.build`` with default settings (batches of 5,000,
+                           no output topic, a fresh state file, the metrics hooks but no HTTP endpoint) looped as
                            ``Service.run`` loops it: ``run_once`` (decode, score, hourly windows) and,
                            every ``state.checkpoint_interval_seconds``, a checkpoint, then the commit;
 - ``bare confluent-kafka`` a confluent_kafka Consumer ``consume`` loop that only decodes values (the

@@ -83,6 +83,9 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     def producer() -> Sink:
         return KafkaSink(config.kafka)
 
+    # Only clients built here are rebuilt when they keep failing; given ones are the caller's to manage.
+    reconnect_source = None if source is not None else consumer
+    connect_sink = producer if sink is None else None
     source = source or _connect(lambda: consumer(positions), stop, "consumer")
     sink = sink or (_connect(producer, stop, "producer") if source else None)
     if source is None or sink is None:
@@ -92,9 +95,9 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     metrics_server = _serve_metrics(config, scorer, observers)
     retrainer = _retrainer(config, lambda: pipeline.scorer.bundle, observers)
     retry = Retry(config.kafka.reconnect_after_seconds)
-    pipeline = RecordPipeline(scorer, judge, config.input, RetryingSink(producer, retry, sink=sink),
+    pipeline = RecordPipeline(scorer, judge, config.input, RetryingSink(sink, retry, connect_sink),
                               _outputs(config), observers)
-    service = Service(config, pipeline, source, state, retry, positions, observers, reconnect=consumer)
+    service = Service(config, pipeline, source, state, retry, positions, observers, reconnect=reconnect_source)
     watcher = BundleWatcher(Path(config.model.path), scorer.bundle.version, service.offer_scorer,
                             lambda bundle: configured_threshold(config, bundle))
     return Application(service, watcher, retrainer, metrics_server)

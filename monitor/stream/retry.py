@@ -82,24 +82,25 @@ class Retry:
 
 
 class RetryingSink:
-    """A sink whose sends are retried through ``retry`` until acknowledged; a client that keeps failing is
-    closed and replaced by a new one from ``connect``."""
+    """A sink whose sends are retried through ``retry`` until acknowledged; with ``connect``, a client that
+    keeps failing is closed and replaced by a new one from it."""
 
-    def __init__(self, connect: Callable[[], Sink], retry: Retry, timeout_s: float = REQUEST_TIMEOUT_S,
-                 sink: Sink | None = None) -> None:
-        self.connect = connect
+    def __init__(self, sink: Sink, retry: Retry, connect: Callable[[], Sink] | None = None,
+                 timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+        self.sink = sink
         self.retry = retry
+        self.connect = connect
         self.timeout_s = timeout_s
-        self.sink = sink if sink is not None else connect()
 
     def send_all(self, topic: str, messages: Sequence[OutgoingMessage], timeout_s: float | None = None) -> int:
         self.retry.until_done(f"send to {topic}",
                               lambda: self.sink.send_all(topic, messages, timeout_s or self.timeout_s),
-                              reconnect=self.reconnect)
+                              reconnect=self.reconnect if self.connect else None)
         return len(messages)
 
     def reconnect(self) -> None:
         """Close the current client (best effort) and use a new one; keep the old one if none can be made."""
+        assert self.connect is not None
         try:
             fresh = self.connect()
         except Exception as exc:  # noqa: BLE001 - the cluster may still be away: the next retry tries again

@@ -12,6 +12,7 @@ import itertools
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -132,8 +133,8 @@ def file_source(path: Path, topic: str, sequence_column: str, batch_rows: int) -
 def file_columns(path: Path) -> list[str]:
     """The columns of a CSV file's header, or the fields of a JSONL file's first object (``[]`` if none)."""
     check_input_file(Path(path))
-    first = next(iter(MemorySource.of_messages(_file_messages(Path(path), "", ""), 1).next_batch(1, 0).messages),
-                 None)
+    with closing(_file_messages(Path(path), "", "")) as messages:  # closing the file after one line
+        first = next(messages, None)
     try:
         row = json.loads(first.value) if first is not None and first.value else {}
     except ValueError:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -11,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from monitor.settings import MonitorConfig, config_from_dict
@@ -152,3 +156,22 @@ def assert_same_figures(got: list[dict[str, Any]], expected: list[dict[str, Any]
                 assert a[key] is None, key
             else:
                 assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-15), key
+
+
+def checkpointing_service_config(bootstrap: str, topic: str, bundle_dir: Path, folder: Path,
+                                 **sections: dict[str, Any]) -> tuple[MonitorConfig, Path]:
+    """A configuration checkpointing every half second into ``folder``, and the YAML file that holds it (for
+    ``monitor run`` in a process of its own)."""
+    config = service_config(bootstrap, topic, bundle_dir, **{**sections, "state": {
+        "path": str(folder / "state.sqlite"), "checkpoint_interval_seconds": 0.5}})
+    config_file = folder / "monitor.yaml"
+    config_file.write_text(yaml.safe_dump(config.to_dict()))
+    return config, config_file
+
+
+def start_service(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``python -m monitor run`` in a process of its own; its log goes to a file (an undrained pipe would
+    block the service once it filled)."""
+    with log.open("wb") as handle:
+        return subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config_file)],
+                                stderr=handle, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from monitor.core.bundle import Bundle
@@ -24,9 +21,11 @@ from monitor.settings import MonitorConfig
 from .kafka_tools import (
     Running,
     assert_same_figures,
+    checkpointing_service_config,
     closed_windows,
     new_topic,
     service_config,
+    start_service,
     wait_for,
 )
 
@@ -119,13 +118,10 @@ def test_kill_9_during_the_catch_up_then_restart_equals_replay(
         replayed: list[dict[str, Any]]) -> None:
     topic, rows = backlog
     bootstrap = kafka_broker.bootstrap_servers
-    config = service_config(bootstrap, topic, bundle_dir, **{**SETTINGS, "state": {
-        "path": str(tmp_path / "state.sqlite"), "checkpoint_interval_seconds": 0.5}})
-    config_file = tmp_path / "monitor.yaml"
-    config_file.write_text(yaml.safe_dump(config.to_dict()))
+    config, config_file = checkpointing_service_config(bootstrap, topic, bundle_dir, tmp_path, **SETTINGS)
     group = config.input.group_id
     for attempt, share in enumerate((0.25, 0.6)):  # two kills, at a quarter and at 60 % of the backlog
-        process = start(config_file, tmp_path / f"killed-{attempt}.log")
+        process = start_service(config_file, tmp_path / f"killed-{attempt}.log")
         try:
             wait_for(lambda: committed_total(bootstrap, group, topic) > share * len(rows), 180,
                      f"{share:.0%} of the backlog checkpointed")
@@ -133,7 +129,7 @@ def test_kill_9_during_the_catch_up_then_restart_equals_replay(
             process.wait(30)
         finally:
             process.kill()
-    last = start(config_file, tmp_path / "last.log")
+    last = start_service(config_file, tmp_path / "last.log")
     try:
         wait_for(lambda: committed_total(bootstrap, group, topic) == len(rows), 240, "the rest of the backlog")
         wait_for(lambda: len(closed_windows(config)) >= WINDOWS - 1, 30, "the windows checkpointed")
@@ -144,10 +140,3 @@ def test_kill_9_during_the_catch_up_then_restart_equals_replay(
     log = (tmp_path / "last.log").read_text()
     assert " 0 late" in log and "checkpointed offset" in log, log[-2000:]
     assert_same_figures(closed_windows(config), replayed)
-
-
-def start(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
-    # Logs go to a file: an undrained pipe would block the service once it filled.
-    with log.open("wb") as handle:
-        return subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config_file)],
-                                stderr=handle)

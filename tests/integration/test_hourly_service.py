@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
@@ -23,11 +19,13 @@ from monitor.settings import MonitorConfig
 from .kafka_tools import (
     Running,
     assert_same_figures,
+    checkpointing_service_config,
     closed_windows,
     committed_offset,
     new_topic,
     produce,
     service_config,
+    start_service,
     wait_for,
 )
 
@@ -83,13 +81,10 @@ def test_kill_9_mid_window_then_restart_gives_the_same_hourly_figures(
         uninterrupted: list[dict[str, Any]]) -> None:
     topic, sequences, _ = produced
     bootstrap = kafka_broker.bootstrap_servers
-    config = service_config(bootstrap, topic, bundle_dir, **{**SETTINGS, "state": {
-        "path": str(tmp_path / "state.sqlite"), "checkpoint_interval_seconds": 0.5}})
-    config_file = tmp_path / "monitor.yaml"
-    config_file.write_text(yaml.safe_dump(config.to_dict()))
+    config, config_file = checkpointing_service_config(bootstrap, topic, bundle_dir, tmp_path, **SETTINGS)
     group = config.input.group_id
 
-    first = start(config_file, tmp_path / "first.log")
+    first = start_service(config_file, tmp_path / "first.log")
     try:
         wait_for(lambda: (committed_offset(bootstrap, group, topic) or 0) > len(sequences) // 3, 120,
                  "a third of the stream checkpointed")
@@ -100,7 +95,7 @@ def test_kill_9_mid_window_then_restart_gives_the_same_hourly_figures(
     killed_at = committed_offset(bootstrap, group, topic)
     assert killed_at is not None and killed_at < len(sequences)
 
-    second = start(config_file, tmp_path / "second.log")
+    second = start_service(config_file, tmp_path / "second.log")
     try:
         wait_for(lambda: committed_offset(bootstrap, group, topic) == len(sequences), 180, "the rest consumed")
         second.send_signal(signal.SIGTERM)
@@ -132,10 +127,3 @@ def service_config_for_replay() -> MonitorConfig:
     from monitor.settings import config_from_dict
 
     return config_from_dict(SETTINGS, environ={})
-
-
-def start(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
-    # Logs go to a file: an undrained pipe would block the service once it filled.
-    with log.open("wb") as handle:
-        return subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config_file)],
-                                stderr=handle, env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -44,8 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Every option's default after its help; descriptions and epilogs keep their line breaks."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help, unless it has none (``None``, off) or the help already says it;
+    descriptions and epilogs keep their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 EXIT_CODES = """exit codes:

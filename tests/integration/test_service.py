@@ -130,9 +130,11 @@ def test_sigterm_mid_stream_exits_0_with_consistent_offsets(kafka_broker, bundle
                                                             tmp_path: Path) -> None:
     bootstrap = kafka_broker.bootstrap_servers
     topic = new_topic(bootstrap, "in")
-    values = [s.encode() for s in ["AB121E", "DN176", "KQ4411", "MV12"] * 5000]
+    # Enough records, in small batches, that the first commit (after 1 s) comes long before the end: at 200 a
+    # batch the whole stream was sometimes read before the signal arrived.
+    values = [s.encode() for s in ["AB121E", "DN176", "KQ4411", "MV12"] * 15000]
     produce(bootstrap, topic, values)
-    config = service_config(bootstrap, topic, bundle_dir, batch={"max_records": 200})
+    config = service_config(bootstrap, topic, bundle_dir, batch={"max_records": 20})
     config_file = tmp_path / "monitor.yaml"
     config_file.write_text(yaml.safe_dump(config.to_dict()))
     process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config_file)],

@@ -12,7 +12,6 @@ import itertools
 import logging
 import os
 import sys
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -141,7 +140,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from monitor.core.model import ModelSettings
     from monitor.core.prepare import PrepareSettings
     from monitor.core.train import TrainSettings, train
-    from monitor.stream.files import read_sequences
+    from monitor.stream.files import read_sequences, skipped_summary
 
     settings = TrainSettings(
         prepare=PrepareSettings(tokenize=args.tokenize, separator_pattern=args.separator_pattern,
@@ -160,9 +159,8 @@ def _run_train(args: argparse.Namespace) -> int:
         log.warning("%d of %d input lines skipped (not usable as sequences)", len(rejected),
                     len(rejected) + len(sequences))
     if not sequences:
-        kinds = Counter(row.problem.split(" at ")[0] for row in rejected)
-        raise InputError(f"{args.input} has no usable sequence: {len(rejected)} lines skipped ("
-                         + ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) + ")")
+        raise InputError(f"{args.input} has no usable sequence: {len(rejected)} lines skipped "
+                         f"({skipped_summary(rejected)})")
     bundle = train(sequences, settings, verbose=2 if args.verbose else 0)  # Keras prints epochs only on -v
     bundle.metadata["skipped_input_lines"] = len(rejected)
     bundle_lib.save(bundle, args.model)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
@@ -19,7 +18,7 @@ from monitor.core.bundle import Bundle
 from monitor.core.evaluation import Evaluation, evaluate
 from monitor.core.score import Scorer
 from monitor.errors import InputError
-from monitor.stream.files import read_sequences
+from monitor.stream.files import read_sequences, skipped_summary
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -49,8 +48,7 @@ def usable_sequences(path: Path, fmt: str, column: str | None, flag: str) -> lis
     """The sequences of ``path``; ``InputError`` when it gives none, saying why its lines were skipped."""
     sequences, rejected = read_sequences(path, fmt, column)
     if not sequences:
-        kinds = Counter(row.problem.split(" at ")[0] for row in rejected)
-        why = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) or "the file is empty"
+        why = skipped_summary(rejected) or "the file is empty"
         raise InputError(f"{flag} {path} has no usable sequence ({why})")
     return sequences
 

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,16 @@ def read_sequences(path: Path, fmt: str = "auto", column: str | None = None) -> 
         else:
             sequences.append(row.sequence)
     return sequences, rejected
+
+
+def skipped_summary(rejected: Sequence[InputRow]) -> str:
+    """Why lines gave no sequence, most common first: ``71 invalid UTF-8, 2 empty line`` (positions dropped).
+
+    >>> skipped_summary([InputRow(1, None, "invalid UTF-8 at byte 0"), InputRow(2, None, "empty line")])
+    '1 invalid UTF-8, 1 empty line'
+    """
+    kinds = Counter(row.problem.split(" at ")[0] for row in rejected)
+    return ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
 
 
 def _decode(raw: bytes) -> tuple[str | None, str]:

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from monitor.errors import BrokerUnavailable, ShutdownTimeout
 from monitor.records import OutgoingMessage
@@ -81,6 +82,23 @@ class Retry:
         self._reason = reason
 
 
+C = TypeVar("C")
+
+
+def replaced(old: C, connect: Callable[[], C], close: Callable[[C], object], what: str) -> C:
+    """A new client from ``connect`` with ``old`` closed (best effort), or ``old`` if none can be made yet."""
+    try:
+        fresh = connect()
+    except Exception as exc:  # noqa: BLE001 - the cluster may still be away: the next retry tries again
+        log.warning("a new %s could not be created yet: %s", what, exc)
+        return old
+    try:
+        close(old)
+    except Exception:  # noqa: BLE001 - a broken client may fail to close; it is dropped either way
+        log.debug("closing the replaced %s failed", what, exc_info=True)
+    return fresh
+
+
 class RetryingSink:
     """A sink whose sends are retried through ``retry`` until acknowledged; with ``connect``, a client that
     keeps failing is closed and replaced by a new one from it."""
@@ -99,18 +117,9 @@ class RetryingSink:
         return len(messages)
 
     def reconnect(self) -> None:
-        """Close the current client (best effort) and use a new one; keep the old one if none can be made."""
+        """Use a new producer in place of one that keeps failing."""
         assert self.connect is not None
-        try:
-            fresh = self.connect()
-        except Exception as exc:  # noqa: BLE001 - the cluster may still be away: the next retry tries again
-            log.warning("a new client could not be created yet: %s", exc)
-            return
-        old, self.sink = self.sink, fresh
-        try:
-            old.close(1.0)
-        except Exception:  # noqa: BLE001 - a broken client may fail to close; it is dropped either way
-            log.debug("closing the replaced client failed", exc_info=True)
+        self.sink = replaced(self.sink, self.connect, lambda old: old.close(1.0), "producer")
 
     def close(self, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.sink.close(timeout_s)

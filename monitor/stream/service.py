@@ -24,7 +24,7 @@ from monitor.hourly.timeline import iso_utc
 from monitor.records import Position
 from monitor.stream.hooks import Hooks, Snapshot
 from monitor.stream.pipeline import BatchResult, Counts, RecordPipeline
-from monitor.stream.retry import REQUEST_TIMEOUT_S, Retry
+from monitor.stream.retry import REQUEST_TIMEOUT_S, Retry, replaced
 from monitor.stream.sources import Source
 from monitor.stream.state import Checkpoint, StateStore
 
@@ -86,17 +86,10 @@ class Service:
 
     def _reconnect_source(self) -> None:
         """Replace a consumer that keeps failing; the new one resumes where the state is exact."""
-        assert self.reconnect is not None
-        try:
-            fresh = self.reconnect(dict(self.positions))
-        except Exception as exc:  # noqa: BLE001 - the cluster may still be away: the next retry tries again
-            log.warning("a new consumer could not be created yet: %s", exc)
-            return
-        old, self.source = self.source, fresh
-        try:
-            old.close()
-        except Exception:  # noqa: BLE001 - a broken client may fail to close; it is dropped either way
-            log.debug("closing the replaced consumer failed", exc_info=True)
+        reconnect = self.reconnect
+        assert reconnect is not None
+        self.source = replaced(self.source, lambda: reconnect(dict(self.positions)), lambda old: old.close(),
+                               "consumer")
 
     # -- requests from scheduled jobs (any thread) ----------------------------------------------------------
     def request_stop(self) -> None:

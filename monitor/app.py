@@ -14,15 +14,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 from monitor.core import bundle as bundle_lib
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
+from monitor.errors import MonitorError
 from monitor.hourly.judge import HourlyJudge
 from monitor.ops import export, logs
-from monitor.ops.lifecycle import BundleWatcher, KeepNormal, Retrainer
+from monitor.ops.lifecycle import BundleWatcher, ModelStore, Promoter, Retrainer
 from monitor.ops.schedule import start_jobs
 from monitor.records import Position
 from monitor.settings import MonitorConfig, load_config
@@ -32,7 +34,7 @@ from monitor.stream.pipeline import Outputs, RecordPipeline
 from monitor.stream.retry import BACKOFF_MAX_S, Retry, RetryingSink
 from monitor.stream.service import Service, restore
 from monitor.stream.sources import Sink, Source
-from monitor.stream.state import StateStore
+from monitor.stream.state import Accepted, Checkpoint, StateStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,19 +44,37 @@ _WATCHDOG_MARGIN_S = 15.0
 
 @dataclass
 class Application:
-    """A service ready to run and what runs beside it: the model watcher, the retrainer (when
-    ``retrain.enabled``) and the metrics endpoint (when ``metrics.enabled``)."""
+    """A service ready to run and what runs beside it: the model watcher and the promoter it hands
+    candidates to, the retrainer (when ``retrain.enabled``) and the metrics endpoint (when
+    ``metrics.enabled``)."""
 
     service: Service
     watcher: BundleWatcher
+    promoter: Promoter
     retrainer: Retrainer | None = None
     metrics_server: Any = None
+    scheduler: Any = None
 
     def start_jobs(self) -> Any:
         """Start the scheduled jobs (close checks, checkpoints, reload, retrain); ``shutdown`` the result."""
         service = self.service
-        return start_jobs(service.config, service.request_close_check, service.request_checkpoint,
-                          self.watcher.check, self.retrainer.retrain if self.retrainer else None)
+        self.scheduler = start_jobs(service.config, service.request_close_check, service.request_checkpoint,
+                                    self.watcher.check, self.retrainer.retrain if self.retrainer else None)
+        return self.scheduler
+
+    def request_retrain(self, accepted: list[Accepted]) -> None:
+        """Retrain soon (a format was accepted): on the scheduler's thread when jobs run, else now."""
+        if self.retrainer is not None:
+            self.retrainer.accepted += [s for a in accepted for s in a.sequences]
+        if self.retrainer is None:
+            log.warning("retrain.enabled is false: the accepted format joins the baseline, and a retrain "
+                        "will learn it once retraining is enabled")
+            return
+        job = self.scheduler.get_job("retrain") if self.scheduler is not None else None
+        if job is not None:
+            job.modify(next_run_time=datetime.now(timezone.utc))
+        else:
+            threading.Thread(target=self.retrainer.retrain, name="retrain", daemon=True).start()
 
     def close_metrics(self) -> None:
         if self.metrics_server is not None:
@@ -71,9 +91,13 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     scorer = scorer or Scorer(configured_threshold(config, bundle_lib.load(Path(config.model.path))))
     log.info("model bundle %s loaded from %s; threshold %.6g (quantile %g of its training errors)",
              scorer.bundle.version, config.model.path, scorer.bundle.threshold, scorer.bundle.threshold_quantile)
-    judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare)
+    judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
+                        config.window.sample_size)
     state = StateStore(config.state.path, state_identity(config))
-    positions = restore(state, judge)
+    checkpoint = restore(state, judge)
+    positions = dict(checkpoint.offsets) if checkpoint else {}
+    store = ModelStore(Path(config.state.path).parent / "models", lambda bundle: configured_threshold(config, bundle))
+    takeovers = _models_in_use(checkpoint, scorer, store)
     stop = stop or threading.Event()
 
     def consumer(resume_at: Mapping[Position, int]) -> Source:
@@ -93,14 +117,48 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
         return None
     observers: list[Hooks] = [WindowLog(), *hooks]
     metrics_server = _serve_metrics(config, scorer, observers)
-    retrainer = _retrainer(config, lambda: pipeline.scorer.bundle, observers)
     retry = Retry(config.kafka.reconnect_after_seconds)
-    pipeline = RecordPipeline(scorer, judge, config.input, RetryingSink(sink, retry, connect_sink),
+    pipeline = RecordPipeline(takeovers[0][1], judge, config.input, RetryingSink(sink, retry, connect_sink),
                               _outputs(config), observers)
-    service = Service(config, pipeline, source, state, retry, positions, observers, reconnect=reconnect_source)
-    watcher = BundleWatcher(Path(config.model.path), scorer.bundle.version, service.offer_scorer,
+    for from_ms, in_use in takeovers[1:]:
+        pipeline.promote(in_use, from_ms)
+    for in_use in {s.version: s for _, s in takeovers}.values():
+        store.keep(in_use.bundle)
+    store.keep_only({s.version for _, s in takeovers} | {scorer.version})
+    service = Service(config, pipeline, source, state, retry, positions, observers, reconnect=reconnect_source,
+                      accepted_applied=checkpoint.accepted_applied if checkpoint else 0)
+    promoter = Promoter(service, config.compare, config.promotion, store,
+                        Path(config.state.path).parent / "decisions")
+    watcher = BundleWatcher(Path(config.model.path), pipeline.scorer.version, promoter.consider,
                             lambda bundle: configured_threshold(config, bundle))
-    return Application(service, watcher, retrainer, metrics_server)
+    retrainer = _retrainer(config, pipeline, state, promoter, watcher)
+    app = Application(service, watcher, promoter, retrainer, metrics_server)
+    service.on_accepted = app.request_retrain
+    if scorer.version != pipeline.scorer.version:
+        # model.path holds a bundle published while the service was down: a candidate like any other.
+        log.info("model.path holds %s; the state's model is %s: %s is a candidate", scorer.version,
+                 pipeline.scorer.version, scorer.version)
+        watcher.seen.add(scorer.version)
+        promoter.consider(scorer)
+    return app
+
+
+def _models_in_use(checkpoint: Checkpoint | None, configured: Scorer,
+                   store: ModelStore) -> list[tuple[int | None, Scorer]]:
+    """The models the checkpoint's windows were scored by, from the store (``configured`` when it is one
+    of them); the configured model alone on a first start, or when a stored one cannot be loaded."""
+    if checkpoint is None or not checkpoint.models:
+        return [(None, configured)]
+    takeovers: list[tuple[int | None, Scorer]] = []
+    for from_ms, version in checkpoint.models:
+        try:
+            scorer = configured if version == configured.version else store.load(str(version))
+        except MonitorError as exc:
+            log.warning("the model %s that scored the saved windows cannot be loaded (%s); %s scores them all",
+                        version, exc, configured.version)
+            return [(None, configured)]
+        takeovers.append((None if from_ms is None else int(from_ms), scorer))
+    return takeovers
 
 
 def configured_threshold(config: MonitorConfig, bundle: Bundle) -> Bundle:
@@ -130,13 +188,15 @@ def _serve_metrics(config: MonitorConfig, scorer: Scorer, observers: list[Hooks]
     return server
 
 
-def _retrainer(config: MonitorConfig, current: Callable[[], Any], observers: list[Hooks]) -> Retrainer | None:
+def _retrainer(config: MonitorConfig, pipeline: RecordPipeline, state: StateStore, promoter: Promoter,
+               watcher: BundleWatcher) -> Retrainer | None:
     if not config.retrain.enabled:
         return None
-    retrainer = Retrainer(current, Path(config.retrain.output_path or config.model.path),
-                          config.retrain.min_records, config.retrain.max_records)
-    observers.append(KeepNormal(retrainer))
-    return retrainer
+    return Retrainer(lambda: pipeline.scorer.bundle, Path(config.retrain.output_path or config.model.path),
+                     config.retrain.min_records, config.retrain.max_records,
+                     lambda: [s for window in pipeline.judge.normal_samples() for s in window],
+                     [s for accepted in state.accepted() for s in accepted.sequences], promoter.consider,
+                     watcher.seen.add)
 
 
 def run_service(config_path: Path | None, model_path: str | None = None) -> int:

@@ -33,6 +33,17 @@ class Scores:
     def percentiles(self) -> np.ndarray:
         return percentile_ranks(self.errors, self.sorted_training_errors)
 
+    @classmethod
+    def combined(cls, length: int, parts: Sequence[tuple[np.ndarray, Scores]]) -> Scores:
+        """One batch's scores from parts scored by different models (``rows`` of the batch each): each
+        part keeps its own model's flags and ranks."""
+        errors, flags, ranks = np.empty(length), np.zeros(length, dtype=bool), np.empty(length)
+        for rows, scores in parts:
+            errors[rows], flags[rows], ranks[rows] = scores.errors, scores.flags, scores.percentiles
+        combined = cls(errors, flags, parts[-1][1].sorted_training_errors)
+        combined.__dict__["percentiles"] = ranks  # set the cached value: ranks against each part's own model
+        return combined
+
 
 class Scorer:
     """Scores batches of sequences with one bundle, e.g.
@@ -44,6 +55,14 @@ class Scorer:
     def __init__(self, bundle: Bundle, batch_size: int = 8192) -> None:
         self.bundle = bundle
         self._reconstruct = Reconstructor(bundle.model, batch_size)
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    @property
+    def threshold(self) -> float:
+        return self.bundle.threshold
 
     def errors(self, sequences: Sequence[str]) -> np.ndarray:
         """Mean squared reconstruction error of each sequence (float64)."""

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from monitor.hourly.histogram import HIST_EDGES
+from monitor.hourly.sample import WindowSample
 from monitor.hourly.timeline import DAY_MS, HOUR_MS
 from monitor.percentiles import percentile_ranks
 from monitor.settings import CompareSettings
@@ -53,7 +54,12 @@ class WindowTotals(Protocol):
 @dataclass(frozen=True)
 class HourFigures:
     """One closed window's figures. ``weighted_mean`` is its score (higher = more abnormal);
-    ``histogram`` the error counts in ``monitor.hourly.window``'s fixed bins; ``verdict`` is set once judged."""
+    ``histogram`` the error counts in ``monitor.hourly.window``'s fixed bins; ``verdict`` is set once judged.
+
+    ``sample_size`` > 0 marks figures *estimated* from that many sampled records after a model change
+    (``History.rescore``), with ``standard_error`` the sampling error of the mean (0 when the sample held the
+    whole window); 0 marks the figures the window was scored with live. ``accepted``: an operator declared
+    what the window holds legitimate, so it serves in baselines whatever its verdict."""
 
     start_ms: int
     count: int
@@ -63,6 +69,9 @@ class HourFigures:
     histogram: tuple[int, ...] = ()
     verdict: str = ""
     model_version: str = ""
+    sample_size: int = 0
+    standard_error: float = 0.0
+    accepted: bool = False
 
     def __post_init__(self) -> None:
         if self.verdict and self.verdict not in VERDICT_LEVEL:
@@ -79,13 +88,16 @@ class HourFigures:
         return {"start_ms": self.start_ms, "count": self.count, "weight_sum": self.weight_sum,
                 "weighted_mean": _none_if_nan(self.weighted_mean),
                 "above_threshold_share": _none_if_nan(self.above_threshold_share),
-                "histogram": list(self.histogram), "verdict": self.verdict, "model_version": self.model_version}
+                "histogram": list(self.histogram), "verdict": self.verdict, "model_version": self.model_version,
+                "sample_size": self.sample_size, "standard_error": self.standard_error, "accepted": self.accepted}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HourFigures:
         return cls(int(data["start_ms"]), int(data["count"]), float(data["weight_sum"]),
                    _nan_if_none(data["weighted_mean"]), _nan_if_none(data["above_threshold_share"]),
-                   tuple(int(c) for c in data["histogram"]), str(data["verdict"]), str(data["model_version"]))
+                   tuple(int(c) for c in data["histogram"]), str(data["verdict"]), str(data["model_version"]),
+                   int(data.get("sample_size", 0)), float(data.get("standard_error", 0.0)),
+                   bool(data.get("accepted", False)))
 
 
 def _none_if_nan(value: float) -> float | None:
@@ -143,7 +155,9 @@ class Comparison:
     """A window against its baseline. ``robust_z``, ``share_ratio``: see ``CompareSettings``; ``percentile``:
     rank of the window's weighted mean among the baseline's (0-100, ties half); ``distribution_distance``:
     Jensen-Shannon distance (base 2, in [0, 1]) between the window's error histogram and the baseline's
-    summed one; ``baseline_mad``: the scaled MAD before the floor. Figures without a baseline are ``nan``."""
+    summed one; ``baseline_mad``: the scaled MAD before the floor; ``baseline_estimated``: how many of the
+    baseline's windows are estimates re-scored from samples after a model change (``HourFigures``). Figures
+    without a baseline are ``nan``."""
 
     verdict: str
     robust_z: float
@@ -153,6 +167,7 @@ class Comparison:
     baseline_median: float
     baseline_mad: float
     baseline_size: int
+    baseline_estimated: int = 0
 
     @property
     def level(self) -> int:
@@ -175,10 +190,11 @@ def compare(current: HourFigures, history: Sequence[HourFigures], settings: Comp
     means = np.array([h.weighted_mean for h in baseline])
     median, mad = _median_mad(means)
     spread = max(mad, settings.min_relative_spread * abs(median), SPREAD_FLOOR,
-                 _sampling_noise(current, baseline))
+                 _sampling_noise(current, baseline), _estimate_noise(current, baseline))
     figures = Comparison("normal", (current.weighted_mean - median) / spread,
                          _percentile(current.weighted_mean, means), _share_ratio(current, baseline, settings),
-                         _baseline_distance(current, baseline), median, mad, len(baseline))
+                         _baseline_distance(current, baseline), median, mad, len(baseline),
+                         sum(h.sample_size > 0 for h in baseline))
     return replace(figures, verdict=_verdict(current, figures, settings))
 
 
@@ -198,7 +214,7 @@ def _usable(figures: HourFigures, settings: CompareSettings) -> bool:
     """Whether a window may serve in a baseline, whatever the window being judged."""
     if figures.count < settings.min_count or not math.isfinite(figures.weighted_mean):
         return False
-    return not (settings.exclude_abnormal and figures.verdict in ABNORMAL)
+    return figures.accepted or not (settings.exclude_abnormal and figures.verdict in ABNORMAL)
 
 
 def _sampling_noise(current: HourFigures, baseline: Sequence[HourFigures]) -> float:
@@ -218,6 +234,14 @@ def _sampling_noise(current: HourFigures, baseline: Sequence[HourFigures]) -> fl
     mean = float(pooled @ _BIN_VALUES) / total
     variance = max(float(pooled @ np.square(_BIN_VALUES)) / total - mean * mean, 0.0)
     return math.sqrt(variance / current.count)
+
+
+def _estimate_noise(current: HourFigures, baseline: Sequence[HourFigures]) -> float:
+    """The sampling error of estimated figures: a baseline re-scored from samples after a model change
+    scatters by it beyond the windows' own variation, so the spread is never below it."""
+    errors = [h.standard_error for h in baseline if h.sample_size > 0]
+    typical = float(np.median(errors)) if errors else 0.0
+    return math.sqrt(typical ** 2 + current.standard_error ** 2)
 
 
 def _median_mad(values: np.ndarray) -> tuple[float, float]:
@@ -279,31 +303,87 @@ def _verdict(current: HourFigures, figures: Comparison, settings: CompareSetting
     return "normal"
 
 
+class ErrorModel(Protocol):
+    """What re-scoring a window's sample needs of a model (``monitor.core.score.Scorer`` is one)."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def threshold(self) -> float: ...
+    def errors(self, sequences: Sequence[str]) -> np.ndarray: ...
+
+
 class History:
-    """Judged windows, oldest first, kept as long as a baseline may need them.
+    """Judged windows, oldest first, kept as long as a baseline may need them, each with its sample.
 
     It keeps the newest ``capacity`` windows and also the newest ``capacity`` usable ones, so that during a
     long incident excluded from baselines the last normal windows stay available; memory stays bounded.
+    When windows scored by another model come to be judged, ``rescore`` estimates every kept window's figures
+    under that model from its sample, so the baseline carries over a model change.
     """
 
     def __init__(self, settings: CompareSettings = CompareSettings(), length_ms: int = HOUR_MS,
-                 entries: Iterable[HourFigures] = ()) -> None:
+                 entries: Iterable[HourFigures] = (), samples: dict[int, WindowSample] | None = None) -> None:
         self.settings = settings
         self.length_ms = length_ms
         self.capacity = max(settings.previous_windows, settings.same_hour_days * DAY_MS // length_ms) + 1
         self._entries: list[HourFigures] = []
+        self.samples: dict[int, WindowSample] = {}
         for figures in entries:
             self._insert(figures)
+        starts = {h.start_ms for h in self._entries}
+        self.samples = {start: sample for start, sample in (samples or {}).items() if start in starts}
 
     @property
     def entries(self) -> tuple[HourFigures, ...]:
         return tuple(self._entries)
 
-    def judge(self, figures: HourFigures) -> Comparison:
-        """Compares a closed window with its baseline, then keeps it (with its verdict) for later windows."""
+    @property
+    def model_version(self) -> str | None:
+        """The model version of the newest window (``None`` while empty)."""
+        return self._entries[-1].model_version if self._entries else None
+
+    def judge(self, figures: HourFigures, sample: WindowSample | None = None) -> Comparison:
+        """Compares a closed window with its baseline, then keeps it (with its verdict and sample) for later
+        windows."""
         comparison = compare(figures, self._entries, self.settings, self.length_ms)
+        if sample is not None:
+            self.samples[figures.start_ms] = sample
         self._insert(replace(figures, verdict=comparison.verdict))
         return comparison
+
+    def rescore(self, model: ErrorModel) -> int:
+        """Every kept window not scored by ``model``, estimated under it from its sample (verdicts stay as
+        judged); returns how many. Windows without a sample keep their figures and version."""
+        stale = [i for i, h in enumerate(self._entries)
+                 if h.model_version != model.version and len(self.samples.get(h.start_ms, ()))]
+        if not stale:
+            return 0
+        kept = [self.samples[self._entries[i].start_ms].kept()[0] for i in stale]
+        errors = model.errors([s for sequences in kept for s in sequences])  # one call: the model's pace
+        bounds = np.cumsum([0, *(len(k) for k in kept)])
+        for i, low, high in zip(stale, bounds[:-1], bounds[1:]):
+            old = self._entries[i]
+            estimate = self.samples[old.start_ms].estimate(errors[low:high], model.threshold)
+            self._entries[i] = replace(old, weighted_mean=estimate.weighted_mean,
+                                       above_threshold_share=estimate.above_threshold_share,
+                                       histogram=estimate.histogram, model_version=model.version,
+                                       sample_size=estimate.sample_size,
+                                       standard_error=0.0 if estimate.exact else estimate.standard_error)
+        return len(stale)
+
+    def accept(self, start_ms: int) -> bool:
+        """Mark the window at ``start_ms`` accepted (usable in baselines whatever its verdict)."""
+        for i, h in enumerate(self._entries):
+            if h.start_ms == start_ms:
+                self._entries[i] = replace(h, accepted=True)
+                return True
+        return False
+
+    def normal_samples(self) -> list[tuple[int, list[str]]]:
+        """(start, sampled sequences) of each kept window judged normal or accepted, oldest first."""
+        return [(h.start_ms, self.samples[h.start_ms].kept()[0]) for h in self._entries
+                if (h.verdict == "normal" or h.accepted) and h.start_ms in self.samples]
 
     def _insert(self, figures: HourFigures) -> None:
         # A window judged again (re-read after a restart) replaces its earlier figures.
@@ -322,11 +402,15 @@ class History:
                 kept.append(figures)
             usable += is_usable
         self._entries = kept[::-1]
+        if len(self.samples) > len(self._entries):
+            starts = {h.start_ms for h in self._entries}
+            self.samples = {start: sample for start, sample in self.samples.items() if start in starts}
 
     def to_list(self) -> list[dict[str, Any]]:
+        """The figures (samples are stored apart: they are written once, when a window closes)."""
         return [figures.to_dict() for figures in self._entries]
 
     @classmethod
     def from_list(cls, items: Iterable[dict[str, Any]], settings: CompareSettings = CompareSettings(),
-                  length_ms: int = HOUR_MS) -> History:
-        return cls(settings, length_ms, (HourFigures.from_dict(item) for item in items))
+                  length_ms: int = HOUR_MS, samples: dict[int, WindowSample] | None = None) -> History:
+        return cls(settings, length_ms, (HourFigures.from_dict(item) for item in items), samples)

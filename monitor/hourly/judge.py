@@ -6,17 +6,32 @@ supplies errors, weights, event times and the clock.
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from monitor.errors import StateError
-from monitor.hourly.compare import ABNORMAL, Comparison, History, HourFigures
+from monitor.hourly.compare import (
+    ABNORMAL,
+    Comparison,
+    ErrorModel,
+    History,
+    HourFigures,
+)
+from monitor.hourly.sample import DEFAULT_SIZE, WindowSample
+from monitor.hourly.timeline import iso_utc
 from monitor.hourly.window import ClosedWindow, Progress, WindowAccumulator, Windows
 from monitor.records import Position
 from monitor.settings import CompareSettings
+
+log = logging.getLogger(__name__)
+
+ModelFor = Callable[[int], ErrorModel]
+"""The model that scores the window starting at the given time (ms): each window has exactly one."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +57,8 @@ class WindowTotals:
 class WindowReport:
     """One closed window of one topic: its totals, its comparison with history, and the model version that
     scored it. Every output (replay's CSV and JSON lines, the state file, the gauges) derives from
-    ``to_dict``, whose keys are ``REPORT_FIELDS``."""
+    ``to_dict``, whose keys are ``REPORT_FIELDS``. ``sample``: the window's sample, stored beside the report
+    (not part of it)."""
 
     topic: str
     start_ms: int
@@ -50,6 +66,7 @@ class WindowReport:
     totals: WindowTotals
     comparison: Comparison
     model_version: str
+    sample: WindowSample | None = field(default=None, compare=False, repr=False)
 
     @property
     def verdict(self) -> str:
@@ -73,29 +90,38 @@ REPORT_FIELDS = ("topic", "start_ms", "end_ms", *(f.name for f in fields(WindowT
 class HourlyJudge:
     """Windows and history for each topic; ``add`` scores' batches, ``close_due`` yields reports."""
 
-    def __init__(self, length_ms: int, allowed_lateness_ms: int, settings: CompareSettings) -> None:
+    def __init__(self, length_ms: int, allowed_lateness_ms: int, settings: CompareSettings,
+                 sample_size: int = DEFAULT_SIZE) -> None:
         self.length_ms = length_ms
         self.allowed_lateness_ms = allowed_lateness_ms
         self.settings = settings
+        self.sample_size = sample_size
         self.windows: dict[str, Windows] = {}
         self.histories: dict[str, History] = {}
         self.streaks: dict[str, int] = {}  # consecutive abnormal windows per topic
 
     def add(self, partition: Position, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
-            flags: np.ndarray, now_ms: int | None = None) -> int:
-        """Account one partition's scored records; returns how many arrived after their window closed."""
-        late = self._windows(partition[0]).add(partition, errors, weights, event_times_ms, flags, now_ms=now_ms)
+            flags: np.ndarray, now_ms: int | None = None, sequences: Sequence[str] | None = None) -> int:
+        """Account one partition's scored records (``sequences`` feed the windows' samples); returns how many
+        arrived after their window closed."""
+        late = self._windows(partition[0]).add(partition, errors, weights, event_times_ms, flags, now_ms=now_ms,
+                                               sequences=sequences)
         return int(sum(late.values()))
 
-    def close_due(self, model_version: str, now_ms: int | None = None,
+    def close_due(self, model_for: ModelFor | str, now_ms: int | None = None,
                   progress: Progress = Progress()) -> list[WindowReport]:
         """Close the windows the event-time mark (or ``now_ms``) has passed, judge them, oldest first;
-        ``progress`` says which partitions hold windows open (``Windows``)."""
-        reports = [self._judge(topic, closed, model_version) for topic, windows in sorted(self.windows.items())
+        ``progress`` says which partitions hold windows open (``Windows``); ``model_for`` which model scored
+        each window (a version alone names a model that cannot re-score history)."""
+        if isinstance(model_for, str):
+            version = model_for
+            model_for = lambda start_ms: version  # type: ignore[assignment,return-value] # noqa: E731
+        reports = [self._judge(topic, closed, model_for(closed.start_ms))  # type: ignore[operator]
+                   for topic, windows in sorted(self.windows.items())
                    for closed in windows.close_due(now_ms, progress.of_topic(topic))]
         return sorted(reports, key=lambda r: (r.start_ms, r.topic))
 
-    def flush(self, model_version: str) -> list[WindowReport]:
+    def flush(self, model_for: ModelFor | str) -> list[WindowReport]:
         """Close every open window (the end of a replayed input)."""
         # From the open windows' ends, not the watermarks: an event time beyond the wall clock given to
         # ``add`` opens a window past the watermark, and it must close too.
@@ -103,10 +129,19 @@ class HourlyJudge:
                        default=0)
         far_future = max([last_end, *(w.latest_event_ms or 0 for w in self.windows.values())]) + \
             self.length_ms + self.allowed_lateness_ms + 1
-        return self.close_due(model_version, now_ms=far_future)
+        return self.close_due(model_for, now_ms=far_future)
 
     def open_summary(self) -> dict[str, list[tuple[int, WindowAccumulator]]]:
         return {topic: windows.open_summary() for topic, windows in self.windows.items()}
+
+    def latest_event_ms(self) -> int | None:
+        """The latest event time seen on any topic (``None`` before the first record)."""
+        return max((w.latest_event_ms for w in self.windows.values() if w.latest_event_ms is not None), default=None)
+
+    def closed_before_ms(self) -> int | None:
+        """Every window starting before this has closed, on every topic (``None``: not yet on one)."""
+        marks = [w.closed_before_ms for w in self.windows.values()]
+        return None if not marks or None in marks else min(marks)  # type: ignore[type-var]
 
     def late_total(self) -> int:
         """Records refused as late since the start, over every topic."""
@@ -114,32 +149,69 @@ class HourlyJudge:
 
     def _windows(self, topic: str) -> Windows:
         if topic not in self.windows:
-            self.windows[topic] = Windows(self.length_ms, self.allowed_lateness_ms)
+            self.windows[topic] = Windows(self.length_ms, self.allowed_lateness_ms, self.sample_size)
             self.histories[topic] = History(self.settings, self.length_ms)
         return self.windows[topic]
 
-    def _judge(self, topic: str, closed: ClosedWindow, model_version: str) -> WindowReport:
-        comparison = self.histories[topic].judge(HourFigures.of(closed.start_ms, closed.total, model_version))
+    def _judge(self, topic: str, closed: ClosedWindow, model: ErrorModel | str) -> WindowReport:
+        history = self.histories[topic]
+        version = model if isinstance(model, str) else model.version
+        if history.model_version not in (None, version) and not isinstance(model, str):
+            # The first window of a new model: the baseline carries over, estimated from the samples.
+            rescored = history.rescore(model)
+            log.info("model %s takes over %s at %s: %d history windows re-scored from their samples",
+                     model.version, topic, iso_utc(closed.start_ms), rescored)
+        sample = closed.total.sample if self.sample_size else None
+        comparison = history.judge(HourFigures.of(closed.start_ms, closed.total, version), sample)
         report = WindowReport(topic, closed.start_ms, closed.end_ms, WindowTotals.of(closed.total), comparison,
-                              model_version)
+                              version, sample)
         self.streaks[topic] = self.streaks.get(topic, 0) + 1 if report.abnormal else 0
         return report
 
+    def rescore_history(self, model: ErrorModel) -> int:
+        """Estimate every topic's history under ``model`` now (as the first window it scores will)."""
+        return sum(history.rescore(model) for history in self.histories.values())
+
+    def accept(self, topic: str, start_ms: int) -> bool:
+        """Let the closed window of ``topic`` at ``start_ms`` serve in baselines whatever its verdict."""
+        history = self.histories.get(topic)
+        return history is not None and history.accept(start_ms)
+
+    def history_copies(self) -> dict[str, History]:
+        """Copies of each topic's history (figures and samples; closed samples never change), safe to read
+        from another thread while the loop goes on."""
+        return {topic: History(self.settings, self.length_ms, history.entries, dict(history.samples))
+                for topic, history in dict(self.histories).items()}
+
+    def normal_samples(self) -> list[list[str]]:
+        """The sampled sequences of every kept window judged normal or accepted, per window, oldest first
+        (safe to call from another thread)."""
+        windows = [(start, topic, sequences) for topic, history in sorted(self.history_copies().items())
+                   for start, sequences in history.normal_samples()]
+        return [sequences for _, _, sequences in sorted(windows, key=lambda w: (w[0], w[1]))]
+
+    def history_samples(self) -> dict[str, dict[int, WindowSample]]:
+        """Each topic's kept samples by window start (the state stores them apart from the figures)."""
+        return {topic: dict(history.samples) for topic, history in self.histories.items()}
+
     # -- state ----------------------------------------------------------------------------------------------
     def snapshot(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(windows, histories) as JSON-safe dicts keyed by topic."""
+        """(windows, histories) as JSON-safe dicts keyed by topic; history samples are in
+        ``history_samples``."""
         windows = {t: w.snapshot() for t, w in self.windows.items()}
         histories = {t: {"entries": h.to_list(), "streak": self.streaks.get(t, 0)} for t, h in self.histories.items()}
         return windows, histories
 
-    def restore(self, windows: dict[str, Any], histories: dict[str, Any]) -> None:
-        """Continue from ``snapshot``'s output; refuses (``StateError``) windows of another length."""
+    def restore(self, windows: dict[str, Any], histories: dict[str, Any],
+                samples: dict[str, dict[int, WindowSample]] | None = None) -> None:
+        """Continue from ``snapshot``'s output and ``history_samples``; refuses (``StateError``) windows of
+        another length."""
         for topic, snapshot in windows.items():
             if int(snapshot["length_ms"]) != self.length_ms:
                 raise StateError(f"the saved windows of {topic!r} are {int(snapshot['length_ms']) // 1000} s long; "
                                  f"window.length_seconds is {self.length_ms // 1000}: move the state file aside to "
                                  "start afresh, or restore the window length it was written with")
-        self.windows = {t: Windows.restore(s) for t, s in windows.items()}
-        self.histories = {t: History.from_list(h["entries"], self.settings, self.length_ms)
+        self.windows = {t: Windows.restore(s, self.sample_size) for t, s in windows.items()}
+        self.histories = {t: History.from_list(h["entries"], self.settings, self.length_ms, (samples or {}).get(t))
                           for t, h in histories.items()}
         self.streaks = {t: int(h.get("streak", 0)) for t, h in histories.items()}

@@ -8,6 +8,8 @@ counts the records that arrive after their window closed instead of dropping the
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,10 +17,11 @@ import numpy as np
 
 from monitor.errors import ConfigError
 from monitor.hourly.histogram import ErrorHistogram
+from monitor.hourly.sample import DEFAULT_SIZE, WindowSample, record_priorities
 from monitor.hourly.timeline import HOUR_MS, window_start
 from monitor.records import Position
 
-SNAPSHOT_FORMAT = 2  # 2: a watermark per partition (1: one for the stream, still read)
+SNAPSHOT_FORMAT = 3  # 3: samples; 2: a watermark per partition (1: one for the stream); all still read
 # Late counters older than this many windows before the closing mark are folded into ``late_total`` only.
 LATE_WINDOWS_KEPT = 1000
 
@@ -32,6 +35,8 @@ class WindowAccumulator:
 
     ``count`` counts every record, weight 0 included; the weight sums and the weighted mean use weights.
     ``histogram`` counts records. Float sums merge exactly up to float rounding; counts merge exactly.
+    ``sample``: a weighted random sample of the window's sequences (``monitor.hourly.sample``), which merges
+    exactly; it lets the window be re-scored by another model.
     """
 
     count: int = 0
@@ -42,12 +47,16 @@ class WindowAccumulator:
     histogram: ErrorHistogram = field(default_factory=ErrorHistogram)
     min_event_time_ms: int | None = None
     max_event_time_ms: int | None = None
+    sample: WindowSample = field(default_factory=WindowSample)
 
     def add(self, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
-            flags: np.ndarray) -> None:
-        """Adds a batch; the four arrays are aligned, ``flags`` is True where the error is above threshold."""
+            flags: np.ndarray, sequences: Sequence[str] | None = None, priorities: np.ndarray | None = None) -> None:
+        """Adds a batch; the arrays are aligned, ``flags`` is True where the error is above threshold.
+        ``sequences`` with their ``priorities`` (``record_priorities``) feed the sample."""
         if len(errors) == 0:
             return
+        if sequences is not None and priorities is not None:
+            self.sample.add(sequences, weights, priorities, errors)
         self.count += len(errors)
         self.weight_sum += float(weights.sum())
         self.weighted_error_sum += float(np.dot(errors, weights))
@@ -63,6 +72,7 @@ class WindowAccumulator:
         self.above_threshold_count += other.above_threshold_count
         self.above_threshold_weight += other.above_threshold_weight
         self.histogram.merge(other.histogram)
+        self.sample.merge(other.sample)
         if other.min_event_time_ms is not None and other.max_event_time_ms is not None:
             self._widen(other.min_event_time_ms, other.max_event_time_ms)
 
@@ -90,14 +100,17 @@ class WindowAccumulator:
                 "above_threshold_count": self.above_threshold_count,
                 "above_threshold_weight": self.above_threshold_weight,
                 "histogram": self.histogram.to_list(),
-                "min_event_time_ms": self.min_event_time_ms, "max_event_time_ms": self.max_event_time_ms}
+                "min_event_time_ms": self.min_event_time_ms, "max_event_time_ms": self.max_event_time_ms,
+                "sample": self.sample.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WindowAccumulator:
+    def from_dict(cls, data: dict[str, Any], sample_size: int = DEFAULT_SIZE) -> WindowAccumulator:
+        """``sample_size`` applies to a snapshot from before samples were kept (an empty one)."""
+        sample = WindowSample.from_dict(data["sample"]) if "sample" in data else WindowSample(sample_size)
         return cls(int(data["count"]), float(data["weight_sum"]), float(data["weighted_error_sum"]),
                    int(data["above_threshold_count"]), float(data["above_threshold_weight"]),
                    ErrorHistogram.from_list(data["histogram"]),
-                   _optional_int(data["min_event_time_ms"]), _optional_int(data["max_event_time_ms"]))
+                   _optional_int(data["min_event_time_ms"]), _optional_int(data["max_event_time_ms"]), sample)
 
 
 def _optional_int(value: Any) -> int | None:
@@ -167,11 +180,14 @@ class Windows:
     ({0: 1}, 1)
     """
 
-    def __init__(self, length_ms: int = HOUR_MS, allowed_lateness_ms: int = 0) -> None:
+    def __init__(self, length_ms: int = HOUR_MS, allowed_lateness_ms: int = 0,
+                 sample_size: int = DEFAULT_SIZE) -> None:
         _check_setting("length_ms", length_ms, 1)
         _check_setting("allowed_lateness_ms", allowed_lateness_ms, 0)
+        _check_setting("sample_size", sample_size, 0)
         self.length_ms = length_ms
         self.allowed_lateness_ms = allowed_lateness_ms
+        self.sample_size = sample_size
         self.watermarks: dict[Position, int] = {}
         self.closed_before_ms: int | None = None
         self.late: LateCounts = {}
@@ -179,11 +195,12 @@ class Windows:
         self._open: dict[int, dict[Position, WindowAccumulator]] = {}
 
     def add(self, partition: Position, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
-            flags: np.ndarray, now_ms: int | None = None) -> LateCounts:
+            flags: np.ndarray, now_ms: int | None = None, sequences: Sequence[str] | None = None) -> LateCounts:
         """Adds a scored batch from one partition; returns the records refused as late, per window start.
 
         With ``now_ms``, event times beyond the wall clock still count in their window but move the
         watermark no further than ``now_ms``: one record from a wrong clock cannot close every window.
+        ``sequences`` (aligned with the arrays) feed the windows' samples.
         """
         errors, weights, times, flags = _checked_batch(errors, weights, event_times_ms, flags)
         if len(times) == 0:
@@ -191,8 +208,14 @@ class Windows:
         starts = times - np.mod(times, self.length_ms)
         late_mask = np.zeros(len(times), bool) if self.closed_before_ms is None else starts < self.closed_before_ms
         late = self._count_late(starts[late_mask])
-        keep = ~late_mask
-        self._accumulate(partition, starts[keep], errors[keep], weights[keep], times[keep], flags[keep])
+        keep = np.flatnonzero(~late_mask)
+        if sequences is not None and self.sample_size and len(keep):
+            sampled: Sequence[str] | None = sequences if len(keep) == len(times) else [sequences[i] for i in keep]
+            priorities = record_priorities(sampled, weights[keep], times[keep])  # type: ignore[arg-type]
+        else:
+            sampled, priorities = None, None
+        self._accumulate(partition, starts[keep], errors[keep], weights[keep], times[keep], flags[keep],
+                         sampled, priorities)
         latest = int(times.max()) if now_ms is None else min(int(times.max()), now_ms)
         self.watermarks[partition] = max(self.watermarks.get(partition, latest), latest)
         return late
@@ -206,13 +229,25 @@ class Windows:
         return late
 
     def _accumulate(self, partition: Position, starts: np.ndarray, errors: np.ndarray, weights: np.ndarray,
-                    times: np.ndarray, flags: np.ndarray) -> None:
-        values, inverse, counts = np.unique(starts, return_inverse=True, return_counts=True)
-        order = np.argsort(inverse, kind="stable")
-        for start, rows in zip(values, np.split(order, np.cumsum(counts)[:-1])):
+                    times: np.ndarray, flags: np.ndarray, sequences: Sequence[str] | None,
+                    priorities: np.ndarray | None) -> None:
+        if len(starts) and starts[0] == starts[-1] and np.all(starts == starts[0]):  # the usual batch: one window
+            groups: Any = [(starts[0], slice(None))]
+        else:
+            values, inverse, counts = np.unique(starts, return_inverse=True, return_counts=True)
+            order = np.argsort(inverse, kind="stable")
+            groups = zip(values, np.split(order, np.cumsum(counts)[:-1]))
+        for start, rows in groups:
             by_partition = self._open.setdefault(int(start), {})
-            accumulator = by_partition.setdefault(partition, WindowAccumulator())
-            accumulator.add(errors[rows], weights[rows], times[rows], flags[rows])
+            accumulator = by_partition.get(partition)
+            if accumulator is None:
+                accumulator = by_partition[partition] = WindowAccumulator(sample=WindowSample(self.sample_size))
+            if sequences is None or priorities is None:
+                accumulator.add(errors[rows], weights[rows], times[rows], flags[rows])
+                continue
+            # The sample looks up only the rows that can enter it, so sequences are not copied per window.
+            part = sequences if isinstance(rows, slice) else _Rows(sequences, rows)
+            accumulator.add(errors[rows], weights[rows], times[rows], flags[rows], part, priorities[rows])
 
     @property
     def latest_event_ms(self) -> int | None:
@@ -250,8 +285,8 @@ class Windows:
         self.late = {start: n for start, n in self.late.items() if start >= oldest_kept}
 
     def open_summary(self) -> list[tuple[int, WindowAccumulator]]:
-        """Running figures of each open window, merged over partitions, in start order (copies)."""
-        return [(start, _merged(self._open[start])) for start in sorted(self._open)]
+        """Running figures of each open window, merged over partitions, in start order (copies, no samples)."""
+        return [(start, _merged(self._open[start], samples=False)) for start in sorted(self._open)]
 
     def snapshot(self) -> dict[str, Any]:
         """The full state as JSON-safe values; ``Windows.restore`` of it continues exactly where this is."""
@@ -265,28 +300,45 @@ class Windows:
                          for (topic, number), acc in sorted(parts.items())]}
 
     @classmethod
-    def restore(cls, state: dict[str, Any]) -> Windows:
-        if state.get("format") not in (1, SNAPSHOT_FORMAT):
+    def restore(cls, state: dict[str, Any], sample_size: int = DEFAULT_SIZE) -> Windows:
+        if state.get("format") not in (1, 2, SNAPSHOT_FORMAT):
             raise ValueError(f"window snapshot format {state.get('format')!r} is not {SNAPSHOT_FORMAT}")
-        windows = cls(int(state["length_ms"]), int(state["allowed_lateness_ms"]))
+        windows = cls(int(state["length_ms"]), int(state["allowed_lateness_ms"]), sample_size)
         windows.watermarks = {(str(topic), int(number)): int(ms) for topic, number, ms in state.get("watermarks", [])}
         windows.closed_before_ms = _optional_int(state["closed_before_ms"])
         windows.late_total = int(state["late_total"])
         windows.late = {int(start): int(n) for start, n in state["late"]}
         for item in state["open"]:
             parts = windows._open.setdefault(int(item["start_ms"]), {})
-            parts[(str(item["topic"]), int(item["partition"]))] = WindowAccumulator.from_dict(item["accumulator"])
+            parts[(str(item["topic"]), int(item["partition"]))] = WindowAccumulator.from_dict(item["accumulator"],
+                                                                                              sample_size)
         if state["format"] == 1 and state["watermark_ms"] is not None:
             # Format 1 kept one watermark for the stream: every partition with an open window starts from it.
             windows.watermarks = {p: int(state["watermark_ms"]) for parts in windows._open.values() for p in parts}
         return windows
 
 
-def _merged(by_partition: dict[Position, WindowAccumulator]) -> WindowAccumulator:
+class _Rows:
+    """``sequences[rows[i]]`` as item ``i``, without copying: a window's share of a batch."""
+
+    def __init__(self, sequences: Sequence[str], rows: np.ndarray) -> None:
+        self.sequences, self.rows = sequences, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> str:
+        return self.sequences[self.rows[i]]
+
+
+def _merged(by_partition: dict[Position, WindowAccumulator], samples: bool = True) -> WindowAccumulator:
+    """The partitions' figures summed; ``samples=False`` leaves the sample empty (running figures only)."""
     # Sorted so the float sums come out the same whatever order the partitions arrived in.
-    total = WindowAccumulator()
+    size = next(iter(by_partition.values())).sample.size if by_partition else DEFAULT_SIZE
+    total = WindowAccumulator(sample=WindowSample(size))
     for partition in sorted(by_partition):
-        total.merge(by_partition[partition])
+        part = by_partition[partition]
+        total.merge(part if samples else dataclasses.replace(part, sample=WindowSample(size)))
     return total
 
 

@@ -1,23 +1,25 @@
-"""Keeping the model current: load a newly published bundle, and retrain on recent normal records.
+"""Keeping the model current: candidates from a newly published bundle or from retraining, shadowed on the
+recent windows' samples before they may take over.
 
-A published bundle is validated completely (checksums, format, Keras safe mode) before it is offered to the
-service, which swaps it in between two batches; a broken one is logged and the current model stays. Retraining
-learns only from records the current model scored normal, so a slow legitimate drift becomes the new normal
-while an abrupt drift (scored abnormal) is kept out of the training data and still reported.
+A published bundle is validated completely (checksums, format, Keras safe mode) before it becomes a candidate;
+a broken one is logged and the current model stays. A candidate is scored beside the current model on the
+samples of the windows in history (``monitor.hourly.shadow``) and promoted only if it judges those hours as
+they were judged; the decision goes to the service, which records it and promotes at the next window
+boundary. Retraining learns from the samples of windows judged normal, and from accepted formats, so its
+corpus survives restarts and an abrupt drift (judged abnormal) stays out of it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
-from collections import deque
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from monitor.core import bundle as bundle_lib
 from monitor.core.bundle import Bundle
@@ -25,36 +27,36 @@ from monitor.core.model import ModelSettings
 from monitor.core.score import Scorer
 from monitor.core.train import TrainSettings, train
 from monitor.errors import MonitorError
-from monitor.stream.hooks import NoHooks
-from monitor.stream.pipeline import BatchResult
+from monitor.hourly.shadow import ShadowReport, shadow
+from monitor.settings import CompareSettings, PromotionConfig
+from monitor.stream.service import Service
 
 log = logging.getLogger(__name__)
 
 
 class BundleWatcher:
-    """Checks ``path`` for a bundle whose version differs from the one in use and offers it."""
+    """Checks ``path`` for a bundle whose version was not considered yet and makes it a candidate."""
 
-    def __init__(self, path: Path, current_version: str, offer: Callable[[Scorer], None],
+    def __init__(self, path: Path, current_version: str, consider: Callable[[Scorer], None],
                  adjust: Callable[[Bundle], Bundle] = lambda bundle: bundle) -> None:
         self.path = Path(path)
-        self.current_version = current_version
-        self.offer = offer
+        self.consider = consider
         self.adjust = adjust  # e.g. the configured threshold, applied to every bundle loaded
-        self._refused: str | None = None
+        self.seen = {current_version}  # versions in use, refused, or already considered
 
     def check(self) -> bool:
-        """Offer a new bundle if one is published; returns whether it did."""
+        """Consider a newly published bundle; returns whether there was one."""
         version = published_version(self.path)
-        if version is None or version in (self.current_version, self._refused):
+        if version is None or version in self.seen:
             return False
+        self.seen.add(version)  # a bundle that fails in any way is refused once, not retried every check
         try:
             scorer = Scorer(self.adjust(bundle_lib.load(self.path)))
-        except Exception as exc:  # a bundle that fails in any way is refused once, not retried every check
-            log.warning("a new bundle at %s was refused, keeping %s: %s", self.path, self.current_version, exc)
-            self._refused = version
+        except Exception as exc:
+            log.warning("the bundle %s published at %s was refused; the current model stays: %s", version,
+                        self.path, exc)
             return False
-        self.current_version = scorer.bundle.version
-        self.offer(scorer)
+        self.consider(scorer)
         return True
 
 
@@ -67,46 +69,110 @@ def published_version(path: Path) -> str | None:
         return None
 
 
-class Retrainer:
-    """Keeps the newest ``max_records`` normal-scored sequences and retrains from them on request."""
+class Promoter:
+    """Shadows each candidate against the current model and hands the decision to the service; a promoted
+    candidate is first copied to ``store`` (the state keeps which version scores which window, and a restart
+    reloads them from there). A short report of each decision is written to ``reports``."""
 
-    def __init__(self, current: Callable[[], Any], output: Path, min_records: int, max_records: int) -> None:
+    def __init__(self, service: Service, compare: CompareSettings, promotion: PromotionConfig, store: ModelStore,
+                 reports: Path) -> None:
+        self.service = service
+        self.compare = compare
+        self.promotion = promotion
+        self.store = store
+        self.reports = Path(reports)
+        self._lock = threading.Lock()  # the watcher and the retrainer may offer at once
+
+    def consider(self, candidate: Scorer) -> ShadowReport:
+        with self._lock:
+            current = self.service.scorer
+            expected = 1 - candidate.bundle.threshold_quantile
+            if self.promotion.shadow:
+                report = shadow(self.service.pipeline.judge.history_copies(), current, candidate, expected,
+                                self.compare, self.promotion)
+            else:
+                report = ShadowReport(current.version, candidate.version, (), float("nan"), expected,
+                                      float("nan"), (), False)
+            if report.promote:
+                self.store.keep(candidate.bundle)
+            self._write(report)
+            self.service.offer_decision(report, candidate if report.promote else None)
+            return report
+
+    def _write(self, report: ShadowReport) -> None:
+        try:
+            self.reports.mkdir(mode=0o700, parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            (self.reports / f"{stamp}-{report.candidate}-{report.outcome}.txt").write_text(report.render() + "\n")
+        except OSError as exc:
+            log.warning("the report on candidate %s could not be written to %s: %s", report.candidate,
+                        self.reports, exc)
+
+
+class ModelStore:
+    """Copies of the bundles in use, by version (``<folder>/<version>``): a window keeps the model it started
+    with across a restart, even after ``model.path`` holds a newer bundle."""
+
+    def __init__(self, folder: Path, adjust: Callable[[Bundle], Bundle] = lambda bundle: bundle) -> None:
+        self.folder = Path(folder)
+        self.adjust = adjust
+
+    def keep(self, bundle: Bundle) -> None:
+        if not (self.folder / bundle.version / bundle_lib.MANIFEST).exists():
+            bundle_lib.save(bundle, self.folder / bundle.version)
+
+    def load(self, version: str) -> Scorer:
+        return Scorer(self.adjust(bundle_lib.load(self.folder / version)))
+
+    def keep_only(self, versions: set[str]) -> None:
+        """Remove the copies of versions no window uses any more."""
+        if not self.folder.is_dir():
+            return
+        for path in self.folder.iterdir():
+            if path.is_dir() and not path.name.startswith(".") and path.name not in versions:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+class Retrainer:
+    """Retrains, on request, from ``normal_samples()`` (the sampled sequences of windows judged normal,
+    oldest first) capped to the newest ``max_records``, plus ``accepted`` (sequences of accepted formats);
+    the new bundle is saved to ``output`` and handed to ``consider`` (``claim`` is told its version first,
+    so a watcher of ``output`` does not consider it again)."""
+
+    def __init__(self, current: Callable[[], Any], output: Path, min_records: int, max_records: int,
+                 normal_samples: Callable[[], list[str]], accepted: list[str] | None = None,
+                 consider: Callable[[Scorer], Any] | None = None, claim: Callable[[str], None] | None = None) -> None:
         self.current = current  # returns the bundle in use (its settings are reused)
         self.output = Path(output)
         self.min_records = min_records
-        self.recent: deque[str] = deque(maxlen=max_records)
-        self._lock = threading.Lock()
+        self.max_records = max_records
+        self.normal_samples = normal_samples
+        self.accepted = list(accepted or [])
+        self.consider = consider
+        self.claim = claim
 
-    def keep_normal(self, sequences: Sequence[str], flags: np.ndarray) -> None:
-        with self._lock:
-            self.recent.extend(s for s, flag in zip(sequences, flags) if not flag)
+    def corpus(self) -> list[str]:
+        return self.normal_samples()[-self.max_records:] + self.accepted
 
     def retrain(self) -> bool:
-        """Train on the kept sequences and publish the bundle; ``False`` when too few are kept."""
-        with self._lock:
-            corpus = list(self.recent)
+        """Train on the corpus and publish the bundle; ``False`` when it is too small or training fails."""
+        corpus = self.corpus()
         if len(corpus) < self.min_records:
-            log.info("retraining skipped: %d normal records kept, %d needed", len(corpus), self.min_records)
+            log.info("retraining skipped: %d sampled normal records kept, %d needed", len(corpus), self.min_records)
             return False
         try:
             fresh = train(corpus, settings_of(self.current()), verbose=0)
+            if self.claim is not None:
+                self.claim(fresh.version)
             bundle_lib.save(fresh, self.output)
         except MonitorError as exc:
             log.warning("retraining failed; the current model stays: %s", exc)
             return False
-        log.info("retrained on %d recent normal records: bundle %s published to %s", len(corpus), fresh.version,
+        log.info("retrained on %d sampled normal records: bundle %s published to %s", len(corpus), fresh.version,
                  self.output)
+        if self.consider is not None:
+            self.consider(Scorer(fresh))
         return True
-
-
-class KeepNormal(NoHooks):
-    """Feeds a retrainer the sequences each batch scored normal."""
-
-    def __init__(self, retrainer: Retrainer) -> None:
-        self.retrainer = retrainer
-
-    def on_batch(self, result: BatchResult, seconds: float) -> None:
-        self.retrainer.keep_normal(result.decoded.sequences, result.flags)
 
 
 def settings_of(bundle: Any) -> TrainSettings:

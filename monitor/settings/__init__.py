@@ -26,6 +26,7 @@ from monitor.settings.sections import (
                                        ModelConfig,
                                        MonitorConfig,
                                        OutputConfig,
+                                       PromotionConfig,
                                        ReloadConfig,
                                        RetrainConfig,
                                        ShutdownConfig,
@@ -34,5 +35,5 @@ from monitor.settings.sections import (
 )
 
 __all__ = ["ENV_PREFIX", "BatchConfig", "CompareSettings", "DeadLetterConfig", "InputConfig", "KafkaConfig",
-           "LoggingConfig", "MetricsConfig", "ModelConfig", "MonitorConfig", "OutputConfig", "ReloadConfig",
-           "RetrainConfig", "ShutdownConfig", "StateConfig", "WindowConfig", "config_from_dict", "load_config"]
+           "LoggingConfig", "MetricsConfig", "ModelConfig", "MonitorConfig", "OutputConfig", "PromotionConfig",
+           "ReloadConfig", "RetrainConfig", "ShutdownConfig", "StateConfig", "WindowConfig", "config_from_dict", "load_config"]

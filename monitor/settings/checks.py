@@ -97,6 +97,16 @@ def number(minimum: float) -> Check:
     return check
 
 
+def share(value: Any) -> float:
+    """A number from 0 to 1 (both included), stored as a float."""
+    value = _typed(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Invalid("a number", value)
+    if not 0 <= value <= 1:
+        raise _Invalid("a number from 0 to 1", value)
+    return float(value)
+
+
 def fraction(value: Any) -> float:
     """A number strictly between 0 and 1, stored as a float."""
     value = _typed(value)

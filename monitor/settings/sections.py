@@ -22,6 +22,7 @@ from monitor.settings.checks import (
     positive_number,
     section,
     setting,
+    share,
     string_list,
 )
 
@@ -140,6 +141,9 @@ class WindowConfig(Section, key="window"):
     allowed_lateness_seconds: float = setting(300.0, number(0))
     close_check_seconds: float = setting(5.0, positive_number)
     quiet_seconds: float = setting(30.0, number(0))
+    # Sequences sampled per window (weighted, mergeable): history is re-scored from them when the model
+    # changes, and retraining learns from them. 0 keeps none (a model change then starts learning afresh).
+    sample_size: int = setting(1000, integer(0))
 
     @property
     def length_ms(self) -> int:
@@ -210,6 +214,29 @@ class CompareSettings(Section, key="compare"):
 
 
 @dataclass(frozen=True)
+class PromotionConfig(Section, key="promotion"):
+    """When a candidate model (retrained, or newly published at ``model.path``) may take over.
+
+    It is first scored beside the current model on the recent windows' samples, each window judged against
+    the others judged normal (``monitor.hourly.shadow``). It is promoted only if it keeps at least
+    ``min_normal_kept`` of the windows judged normal normal, still flags at least ``min_flagged_kept`` of those
+    judged warning or critical (accepted ones aside), and flags a share of the normal windows' weight within
+    ``max_flag_rate_ratio`` times (either way) of what its threshold quantile expects. ``shadow: false``
+    promotes every valid candidate unseen (the behaviour before shadowing existed).
+    """
+
+    shadow: bool = setting(True, boolean)
+    windows: int = setting(168, integer(1))
+    min_normal_kept: float = setting(0.95, share)
+    min_flagged_kept: float = setting(1.0, share)
+    max_flag_rate_ratio: float = setting(3.0, positive_number)
+
+    def _cross_check(self) -> Iterator[tuple[str, str]]:
+        if self.max_flag_rate_ratio < 1:
+            yield "max_flag_rate_ratio", f"{self.max_flag_rate_ratio} is below 1: no candidate could pass"
+
+
+@dataclass(frozen=True)
 class StateConfig(Section, key="state"):
     """Where window state and the offsets it is exact at are checkpointed, and how often."""
 
@@ -226,7 +253,8 @@ class ReloadConfig(Section, key="reload"):
 
 @dataclass(frozen=True)
 class RetrainConfig(Section, key="retrain"):
-    """Optional scheduled retraining on recent records that scored normal."""
+    """Optional scheduled retraining on the samples of recent windows judged normal, and accepted formats;
+    ``max_records`` caps the corpus (newest windows first)."""
 
     enabled: bool = setting(False, boolean)
     interval_hours: float = setting(24.0, positive_number)
@@ -263,6 +291,7 @@ class MonitorConfig(Section):
     shutdown: ShutdownConfig = section(ShutdownConfig)
     window: WindowConfig = section(WindowConfig)
     compare: CompareSettings = section(CompareSettings)
+    promotion: PromotionConfig = section(PromotionConfig)
     state: StateConfig = section(StateConfig)
     reload: ReloadConfig = section(ReloadConfig)
     retrain: RetrainConfig = section(RetrainConfig)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.timeline import iso_utc
@@ -38,6 +38,7 @@ class Hooks(Protocol):
     def on_window_closed(self, report: WindowReport, streak: int) -> None: ...
     def on_checkpoint(self, saved_at: float) -> None: ...
     def on_tick(self, snapshot: Snapshot) -> None: ...
+    def on_model_decision(self, summary: Mapping[str, Any]) -> None: ...
 
 
 class NoHooks:
@@ -54,6 +55,9 @@ class NoHooks:
 
     def on_tick(self, snapshot: Snapshot) -> None:
         pass
+
+    def on_model_decision(self, summary: Mapping[str, Any]) -> None:
+        """A candidate model was promoted or refused (``monitor.hourly.shadow.ShadowReport.summary``)."""
 
 
 class WindowLog(NoHooks):

@@ -22,6 +22,7 @@ from monitor.records import Polled, Position, Rejected
 from monitor.stream import events
 from monitor.stream.decode import Decoded, DecodeOptions, decode_batch
 from monitor.stream.hooks import Hooks
+from monitor.stream.models import ModelSchedule
 from monitor.stream.sources import Sink, Source
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,12 @@ class BatchResult:
 
 class RecordPipeline:
     """Decodes, scores and windows each batch, closes and judges the windows it completes, sends dead
-    letters and scored events to ``sink`` and tells ``hooks``. ``scorer`` may be replaced between batches."""
+    letters and scored events to ``sink`` and tells ``hooks``. Between batches ``promote`` hands the windows
+    still to start to another model (``monitor.stream.models``)."""
 
     def __init__(self, scorer: Scorer, judge: HourlyJudge, decoding: DecodeOptions, sink: Sink,
                  outputs: Outputs = Outputs(), hooks: Sequence[Hooks] = ()) -> None:
-        self.scorer = scorer
+        self.models = ModelSchedule(scorer, judge.length_ms)
         self.judge = judge
         self.decoding = decoding
         self.sink = sink
@@ -106,22 +108,36 @@ class RecordPipeline:
             hook.on_batch(result, seconds)
         return result
 
+    @property
+    def scorer(self) -> Scorer:
+        """The newest model: it scores every window that starts from now on."""
+        return self.models.current
+
+    def promote(self, scorer: Scorer, from_ms: int | None | str = "next") -> int | None:
+        """``scorer`` takes over the windows from ``from_ms`` on (a window boundary; ``None``: every window,
+        open ones included; ``"next"``: the windows after the one holding the latest event seen, as the
+        service does). Returns the boundary."""
+        boundary = self.models.boundary_after(self.judge.latest_event_ms()) if from_ms == "next" else from_ms
+        self.models.promote(scorer, boundary)  # type: ignore[arg-type]
+        return boundary  # type: ignore[return-value]
+
     def close_due(self, now_ms: int | None = None, progress: Progress = Progress()) -> list[WindowReport]:
         """Close and judge the windows the event-time mark (or the wall clock ``now_ms``, on a quiet
         stream) has passed, oldest first, and tell the hooks."""
-        return self._closed(self.judge.close_due(self.scorer.bundle.version, now_ms, progress))
+        return self._closed(self.judge.close_due(self.models.scorer_for, now_ms, progress))
 
     def flush(self) -> list[WindowReport]:
         """Close and judge every open window (the end of a finite input)."""
-        return self._closed(self.judge.flush(self.scorer.bundle.version))
+        return self._closed(self.judge.flush(self.models.scorer_for))
 
     def _score(self, decoded: Decoded) -> tuple[Decoded, Scores | None]:
-        """Scores of the batch; if scoring raises, the batch is split until the sequences that raise are
-        found alone, and those are rejected as ``unscorable`` while the rest are scored."""
+        """Scores of the batch, each record by its window's model; if scoring raises, the batch is split
+        until the sequences that raise are found alone, and those are rejected as ``unscorable`` while the
+        rest are scored."""
         if not len(decoded):
             return decoded, None
         try:
-            return decoded, self.scorer.score(decoded.sequences)
+            return decoded, self._score_rows(decoded, np.arange(len(decoded)))
         except Exception:  # noqa: BLE001 - found out below, record by record
             pieces, failed = self._score_apart(decoded, np.arange(len(decoded)))
         log.warning("%d of %d sequences could not be scored and were dead-lettered as unscorable (first: %s)",
@@ -129,15 +145,24 @@ class RecordPipeline:
         rest = decoded.without(failed)
         if not len(rest):
             return rest, None
-        scored = [s for _, s in pieces]
-        return rest, Scores(np.concatenate([s.errors for s in scored]), np.concatenate([s.flags for s in scored]),
-                            scored[0].sorted_training_errors)
+        bounds = np.cumsum([0, *(len(rows) for rows, _ in pieces)])
+        return rest, Scores.combined(len(rest), [(np.arange(low, high), s)
+                                                 for (_, s), low, high in zip(pieces, bounds[:-1], bounds[1:])])
+
+    def _score_rows(self, decoded: Decoded, rows: np.ndarray) -> Scores:
+        """Scores of ``rows``, each by the model of its window."""
+        groups = self.models.split(decoded.event_times_ms[rows])
+        if len(groups) == 1:
+            sequences = decoded.sequences if len(rows) == len(decoded) else [decoded.sequences[i] for i in rows]
+            return groups[0][0].score(sequences)
+        return Scores.combined(len(rows), [(part, scorer.score([decoded.sequences[i] for i in rows[part]]))
+                                           for scorer, part in groups])
 
     def _score_apart(self, decoded: Decoded, rows: np.ndarray) -> tuple[list[tuple[np.ndarray, Scores]],
                                                                         dict[int, Rejected]]:
         """Scores of ``rows`` in order, in as few pieces as scoring allows, and the rows that raise alone."""
         try:
-            return [(rows, self.scorer.score([decoded.sequences[i] for i in rows]))], {}
+            return [(rows, self._score_rows(decoded, rows))], {}
         except Exception as exc:  # noqa: BLE001
             if len(rows) == 1:
                 row = int(rows[0])
@@ -150,9 +175,12 @@ class RecordPipeline:
     def _window(self, result: BatchResult, now_ms: int | None) -> Counter[str]:
         late: Counter[str] = Counter()
         decoded = result.decoded
+        single = len(result.by_partition) == 1
         for partition, idx in result.by_partition.items():
+            sequences = decoded.sequences if single else [decoded.sequences[i] for i in idx]
             late[partition[0]] += self.judge.add(partition, result.errors[idx], decoded.weights[idx],
-                                                 decoded.event_times_ms[idx], result.flags[idx], now_ms=now_ms)
+                                                 decoded.event_times_ms[idx], result.flags[idx], now_ms=now_ms,
+                                                 sequences=sequences)
         return late
 
     def _emit(self, decoded: Decoded, scores: Scores | None) -> None:
@@ -173,6 +201,7 @@ class RecordPipeline:
         c.rejected.update(r.reason for r in result.rejected)
 
     def _closed(self, reports: list[WindowReport]) -> list[WindowReport]:
+        self.models.retire(self.judge.closed_before_ms())
         self.counts.windows_closed += len(reports)
         for report in reports:
             streak = self.judge.streaks.get(report.topic, 0)

@@ -12,6 +12,7 @@ state is only ever touched by one thread.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,13 +21,15 @@ from typing import Any
 from monitor.core.score import Scorer
 from monitor.errors import ShutdownTimeout
 from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.sample import WindowSample
+from monitor.hourly.shadow import ShadowReport
 from monitor.hourly.timeline import iso_utc
 from monitor.records import Position
 from monitor.stream.hooks import Hooks, Snapshot
 from monitor.stream.pipeline import BatchResult, Counts, RecordPipeline
 from monitor.stream.retry import REQUEST_TIMEOUT_S, Retry, replaced
 from monitor.stream.sources import Source
-from monitor.stream.state import Checkpoint, StateStore
+from monitor.stream.state import Accepted, Checkpoint, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +40,15 @@ TICK_INTERVAL_S = 1.0  # how often the hooks get a fresh snapshot (lag, open win
 class Service:
     """Consumes ``source`` through ``pipeline``, checkpoints to ``state``; ``run`` returns after
     ``request_stop``. ``positions``: where the restored window state is exact, per partition.
-    ``reconnect``: a new source resuming at the given positions, for when commits keep failing."""
+    ``reconnect``: a new source resuming at the given positions, for when commits keep failing.
+    ``accepted_applied``: the last accepted format the restored history took in; ``on_accepted`` is called
+    (with the new ones) when operators accept more."""
 
     def __init__(self, config: Any, pipeline: RecordPipeline, source: Source, state: StateStore, retry: Retry,
                  positions: Mapping[Position, int] | None = None, hooks: Sequence[Hooks] = (),
                  reconnect: Callable[[Mapping[Position, int]], Source] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, accepted_applied: int = 0,
+                 on_accepted: Callable[[list[Accepted]], None] | None = None) -> None:
         self.config = config
         self.pipeline = pipeline
         self.source = source
@@ -55,10 +61,12 @@ class Service:
         self.last_checkpoint_at = clock()
         self._clock = clock
         self._stop = threading.Event()
-        self._closed_since_checkpoint: list[dict[str, Any]] = []
+        self._closed_since_checkpoint: list[WindowReport] = []
         self._close_requested = threading.Event()
         self._checkpoint_requested = threading.Event()
-        self._next_scorer: Scorer | None = None
+        self._decisions: list[tuple[Scorer | None, ShadowReport]] = []
+        self.accepted_applied = accepted_applied
+        self.on_accepted = on_accepted
         self._lock = threading.Lock()
         self._last_tick = float("-inf")
 
@@ -72,10 +80,17 @@ class Service:
 
     # -- state ----------------------------------------------------------------------------------------------
     def checkpoint(self) -> None:
-        """Store windows, history and positions in one transaction, then commit the positions to Kafka."""
-        windows, history = self.pipeline.judge.snapshot()
-        self.state.save(Checkpoint(dict(self.positions), windows, history, self.scorer.bundle.version),
-                        self._closed_since_checkpoint)
+        """Store windows, history, samples, the models in use and positions in one transaction, then commit
+        the positions to Kafka; then take in the formats operators accepted since."""
+        judge = self.pipeline.judge
+        windows, history = judge.snapshot()
+        closed = self._closed_since_checkpoint
+        kept = {topic: sorted(samples) for topic, samples in judge.history_samples().items()}
+        self.state.save(Checkpoint(dict(self.positions), windows, history, self.scorer.version,
+                                   models=self.pipeline.models.snapshot(), accepted_applied=self.accepted_applied),
+                        [r.to_dict() for r in closed],
+                        [(r.topic, r.start_ms, r.sample.to_dict()) for r in closed
+                         if r.sample is not None and r.start_ms in kept.get(r.topic, ())], kept)
         self._closed_since_checkpoint = []
         self.last_checkpoint_at = self._clock()
         for hook in self.hooks:
@@ -104,10 +119,11 @@ class Service:
     def request_checkpoint(self) -> None:
         self._checkpoint_requested.set()
 
-    def offer_scorer(self, scorer: Scorer) -> None:
-        """Swap to ``scorer`` (a validated, newly published bundle) between two batches."""
+    def offer_decision(self, report: ShadowReport, scorer: Scorer | None) -> None:
+        """A decision on a candidate model (``monitor.hourly.shadow``): recorded, and when ``scorer`` is given,
+        promoted between two batches at the next window boundary."""
         with self._lock:
-            self._next_scorer = scorer
+            self._decisions.append((scorer, report))
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -146,16 +162,45 @@ class Service:
 
     def _do_requests(self) -> None:
         with self._lock:
-            scorer, self._next_scorer = self._next_scorer, None
-        if scorer is not None:
-            log.info("model bundle %s replaces %s", scorer.bundle.version, self.scorer.bundle.version)
-            self.pipeline.scorer = scorer
+            decisions, self._decisions = self._decisions, []
+        for scorer, report in decisions:
+            self._decide(scorer, report)
         if self._close_requested.is_set():
             self._close_requested.clear()
             self._close_by_the_clock()
         if self._checkpoint_requested.is_set():
             self._checkpoint_requested.clear()
             self.checkpoint()
+            self.apply_accepted()
+
+    def _decide(self, scorer: Scorer | None, report: ShadowReport) -> None:
+        boundary = None
+        if scorer is not None:
+            previous = self.scorer.version
+            boundary = self.pipeline.promote(scorer)
+            log.info("model %s promoted over %s (%s): it scores the windows from %s; earlier ones keep theirs",
+                     scorer.version, previous, report.outcome, "the first" if boundary is None else iso_utc(boundary))
+        else:
+            log.warning("candidate model %s refused; %s stays: %s", report.candidate, self.scorer.version,
+                        "; ".join(report.reasons))
+        self.state.record_decision(report.candidate, report.outcome, boundary, report.to_dict())
+        for hook in self.hooks:
+            hook.on_model_decision(report.summary())
+        self.checkpoint()  # the promotion is part of the state from here on
+
+    def apply_accepted(self) -> list[Accepted]:
+        """Take in the formats accepted since the last time (``python -m monitor accept``)."""
+        new = self.state.accepted(self.accepted_applied)
+        for accepted in new:
+            windows = accepted_windows(self.pipeline.judge, accepted)
+            for topic, start_ms in windows:
+                self.pipeline.judge.accept(topic, start_ms)
+            log.warning("format accepted (%s %s): %d sequences join the retraining corpus; %d windows serve in "
+                        "baselines again", accepted.kind, accepted.value, len(accepted.sequences), len(windows))
+            self.accepted_applied = accepted.id
+        if new and self.on_accepted is not None:
+            self.on_accepted(new)
+        return new
 
     def _close_by_the_clock(self) -> None:
         """A quiet stream moves no watermark: let the wall clock close what is due, but only once every
@@ -167,7 +212,7 @@ class Service:
         self._keep(self.pipeline.close_due(now_ms, progress))
 
     def _keep(self, reports: Sequence[WindowReport]) -> None:
-        self._closed_since_checkpoint += [r.to_dict() for r in reports]
+        self._closed_since_checkpoint += reports
 
     def tick(self) -> None:
         """Hand the hooks a fresh snapshot, at most once per ``TICK_INTERVAL_S``."""
@@ -194,13 +239,42 @@ class Service:
                 log.warning("closing the %s failed", name, exc_info=True)
 
 
-def restore(state: StateStore, judge: HourlyJudge) -> dict[Position, int]:
-    """Load the last checkpoint of ``state`` into the judge's windows and history; returns the positions
-    they are exact at (empty on a first start)."""
+def accepted_windows(judge: HourlyJudge, accepted: Accepted) -> list[tuple[str, int]]:
+    """The history windows an accepted format covers: the one named (on its topic, or every topic), or, for
+    a file or a pattern, each window judged warning or critical whose sample's share of matching weight is
+    at least half the window's share above the threshold (the accepted format is what flagged it)."""
+    if accepted.kind == "pattern":
+        pattern = re.compile(accepted.value)
+        matches: Callable[[str], bool] = lambda s: pattern.search(s) is not None  # noqa: E731
+    else:
+        known = set(accepted.sequences)
+        matches = known.__contains__
+    covered = []
+    for topic, history in sorted(judge.histories.items()):
+        for entry in history.entries:
+            if accepted.kind == "window":
+                if entry.start_ms == int(accepted.value) and accepted.topic in (None, topic):
+                    covered.append((topic, entry.start_ms))
+                continue
+            sample = history.samples.get(entry.start_ms)
+            if entry.verdict not in ("warning", "critical") or sample is None or accepted.topic not in (None, topic):
+                continue
+            sequences, stands_for = sample.kept()
+            matched = sum(w for s, w in zip(sequences, stands_for) if matches(s))
+            if stands_for.sum() > 0 and matched / stands_for.sum() >= entry.above_threshold_share / 2:
+                covered.append((topic, entry.start_ms))
+    return covered
+
+
+def restore(state: StateStore, judge: HourlyJudge) -> Checkpoint | None:
+    """Load the last checkpoint of ``state`` (and the samples of its history) into the judge; returns it
+    (``None`` on a first start): its offsets are where the restored windows are exact."""
     checkpoint = state.load()
     if checkpoint is None:
-        return {}
-    judge.restore(checkpoint.windows, checkpoint.history)
+        return None
+    samples = {topic: {start: WindowSample.from_dict(s) for start, s in by_start.items()}
+               for topic, by_start in state.samples().items()}
+    judge.restore(checkpoint.windows, checkpoint.history, samples)
     log.info("state restored from %s: %d partitions, checkpoint of %s", state.path, len(checkpoint.offsets),
              iso_utc(checkpoint.saved_at_ms))
-    return dict(checkpoint.offsets)
+    return checkpoint

@@ -93,7 +93,7 @@ def test_the_watcher_offers_a_newly_saved_bundle_exactly_once(watched: Path, qui
     bundle_lib.save(as_version(quick_bundle, "v-second"), watched)
     assert watcher.check() is True
     assert watcher.check() is False
-    assert offers.versions == ["v-second"] and watcher.current_version == "v-second"
+    assert offers.versions == ["v-second"] and watcher.seen == {quick_bundle.version, "v-second"}
     sequences = ["AB121E", "9 ER 223 ABCDSED"]
     np.testing.assert_allclose(offers.scorers[0].errors(sequences), Scorer(quick_bundle).errors(sequences),
                                rtol=1e-6)
@@ -128,8 +128,8 @@ def test_a_tampered_bundle_is_refused_once_with_a_warning_and_the_watcher_keeps_
     warnings = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and len(loads) == 1
     message = warnings[0].getMessage()
-    assert "refused" in message and quick_bundle.version in message and "checksum" in message
-    assert offers.versions == [] and watcher.current_version == quick_bundle.version
+    assert "refused" in message and "v-tampered" in message and "checksum" in message
+    assert offers.versions == []
 
     bundle_lib.save(as_version(quick_bundle, "v-fixed"), watched)
     assert watcher.check() is True
@@ -147,29 +147,22 @@ def test_after_a_refusal_the_version_in_use_is_still_ignored(watched: Path, quic
 
 
 # -- Retrainer ----------------------------------------------------------------------------------------------
-def test_the_retrainer_keeps_only_sequences_scored_normal(tmp_path: Path, quick_bundle: Bundle) -> None:
-    retrainer = Retrainer(lambda: quick_bundle, tmp_path / "out", min_records=20, max_records=100)
-    retrainer.keep_normal(["AB1", "BAD", "AB2", "AB3"], np.array([False, True, False, False]))
-    retrainer.keep_normal([], np.array([], dtype=bool))
-    assert list(retrainer.recent) == ["AB1", "AB2", "AB3"]
-
-
-def test_the_retrainer_keeps_the_newest_max_records(tmp_path: Path, quick_bundle: Bundle) -> None:
-    retrainer = Retrainer(lambda: quick_bundle, tmp_path / "out", min_records=20, max_records=5)
-    for start in range(0, 12, 3):
-        names = [f"S{i}" for i in range(start, start + 3)]
-        retrainer.keep_normal(names, np.zeros(3, dtype=bool))
-    assert list(retrainer.recent) == ["S7", "S8", "S9", "S10", "S11"]
+def test_the_retrainer_learns_from_the_newest_normal_samples_plus_accepted_sequences(
+        tmp_path: Path, quick_bundle: Bundle) -> None:
+    samples = [f"S{i}" for i in range(12)]
+    retrainer = Retrainer(lambda: quick_bundle, tmp_path / "out", min_records=20, max_records=5,
+                          normal_samples=lambda: samples, accepted=["ZZ1"])
+    assert retrainer.corpus() == ["S7", "S8", "S9", "S10", "S11", "ZZ1"]
 
 
 def test_the_retrainer_skips_with_too_few_records(tmp_path: Path, quick_bundle: Bundle,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     output = tmp_path / "out"
-    retrainer = Retrainer(lambda: quick_bundle, output, min_records=50, max_records=100)
-    retrainer.keep_normal(generate.sample("serial", 60, seed=1), np.array([False] * 49 + [True] * 11))
+    retrainer = Retrainer(lambda: quick_bundle, output, min_records=50, max_records=100,
+                          normal_samples=lambda: generate.sample("serial", 49, seed=1))
     with caplog.at_level(logging.INFO, logger=LOGGER):
         assert retrainer.retrain() is False
-    assert "49 normal records kept, 50 needed" in caplog.text
+    assert "49 sampled normal records kept, 50 needed" in caplog.text
     assert not output.exists()
 
 
@@ -177,31 +170,27 @@ def test_a_failed_retraining_keeps_the_current_model(tmp_path: Path, quick_bundl
                                                      caplog: pytest.LogCaptureFixture) -> None:
     output = bundle_lib.save(quick_bundle, tmp_path / "out")
     before = published_version(output)
-    retrainer = Retrainer(lambda: quick_bundle, output, min_records=20, max_records=100)
-    retrainer.keep_normal(["AB121E"] * 30, np.zeros(30, dtype=bool))  # one distinct value: nothing to learn
+    retrainer = Retrainer(lambda: quick_bundle, output, min_records=20, max_records=100,
+                          normal_samples=lambda: ["AB121E"] * 30)  # one distinct value: nothing to learn
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         assert retrainer.retrain() is False
     assert "retraining failed" in caplog.text and "one distinct value" in caplog.text
     assert published_version(output) == before
 
 
-def test_retraining_publishes_a_loadable_bundle_with_the_original_settings(tmp_path: Path, quick_dir: Path) -> None:
+def test_retraining_publishes_a_loadable_bundle_claims_it_and_offers_it(tmp_path: Path, quick_dir: Path) -> None:
     original = bundle_lib.load(quick_dir)
     output = tmp_path / "retrained"
-    retrainer = Retrainer(lambda: original, output, min_records=200, max_records=300)
-    recent = generate.sample("serial", 400, seed=21)
-    flags = np.zeros(len(recent), dtype=bool)
-    flags[::7] = True
-    retrainer.keep_normal(recent, flags)
-    kept = list(retrainer.recent)
-    assert kept == [s for s, f in zip(recent, flags) if not f][-300:]
-
+    offers, claimed = Offers(), []
+    retrainer = Retrainer(lambda: original, output, min_records=200, max_records=300,
+                          normal_samples=lambda: generate.sample("serial", 400, seed=21), consider=offers,
+                          claim=claimed.append)
     assert retrainer.retrain() is True
     fresh = bundle_lib.load(output)
     assert settings_of(fresh) == settings_of(original) == QUICK
     assert fresh.version != original.version and fresh.version == published_version(output)
-    assert fresh.metadata["training_rows"] == len(kept)
-    assert Scorer(fresh).errors(["AB121E"]).shape == (1,)
+    assert fresh.metadata["training_rows"] == 300
+    assert claimed == offers.versions == [fresh.version]
 
 
 # -- settings_of --------------------------------------------------------------------------------------------

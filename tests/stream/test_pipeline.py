@@ -145,6 +145,7 @@ class FailsOn:
 
     def __init__(self, scorer: Scorer, poison: str) -> None:
         self.scorer, self.poison, self.bundle = scorer, poison, scorer.bundle
+        self.version, self.threshold = scorer.version, scorer.threshold
 
     def score(self, sequences: list[str]) -> Any:
         if self.poison in sequences:

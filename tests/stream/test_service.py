@@ -4,7 +4,9 @@ swaps models between batches and hands its observers a snapshot."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.errors import BrokerUnavailable
+from monitor.hourly.shadow import ShadowReport
 from monitor.records import OutgoingMessage, RawMessage
 from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.hooks import NoHooks, Snapshot
@@ -145,29 +148,40 @@ def test_observers_get_a_snapshot_not_the_service(tmp_path: Path, bundle_dir: Pa
     assert set(snapshot.open_windows) == {"events"}
 
 
-class SwapAfterFirstBatch(NoHooks):
+class PromoteAfterFirstBatch(NoHooks):
     def __init__(self, replacement: Scorer) -> None:
         self.service: Service | None = None
-        self.replacement, self.used = replacement, []  # type: ignore[var-annotated]
+        self.replacement, self.batches = replacement, 0
 
     def on_batch(self, result: BatchResult, seconds: float) -> None:
         assert self.service is not None
-        self.used.append(self.service.scorer)
-        if len(self.used) == 1:
-            self.service.offer_scorer(self.replacement)
+        self.batches += 1
+        if self.batches == 1:
+            current = self.service.scorer.version
+            report = ShadowReport(current, self.replacement.version, (), float("nan"), 0.01, float("nan"), (), False)
+            self.service.offer_decision(report, self.replacement)
 
 
-def test_an_offered_model_takes_over_between_batches(tmp_path: Path, bundle_dir: Path,
-                                                     serial_bundle: Bundle) -> None:
-    original, replacement = Scorer(serial_bundle), Scorer(serial_bundle)
-    messages = stream(count=300, minutes=3)
-    stopper, swapper = StopAfter(len(messages)), SwapAfterFirstBatch(replacement)
+def test_a_promoted_model_scores_the_windows_after_the_one_open_at_promotion(
+        tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle) -> None:
+    original = Scorer(serial_bundle)
+    replacement = Scorer(dataclasses.replace(serial_bundle, metadata={**serial_bundle.metadata, "version": "v-next"}))
+    messages = stream(count=300, minutes=3)  # batches of 100 are one minute each
+    stopper, promoter = StopAfter(len(messages)), PromoteAfterFirstBatch(replacement)
     app = build(config(tmp_path, bundle_dir), scorer=original, source=MemorySource.of_messages(messages, 100),
-                sink=MemorySink(), hooks=[stopper, swapper])
+                sink=MemorySink(), hooks=[stopper, promoter])
     assert app is not None
-    stopper.service = swapper.service = app.service
+    stopper.service = promoter.service = app.service
     app.service.run()
-    assert swapper.used == [original, replacement, replacement]
+    with closing(StateStore(tmp_path / "state.sqlite")) as state:
+        versions = [w["model_version"] for w in state.closed_windows()]
+        decisions = state.decisions()
+        checkpoint = state.load()
+    assert versions == [original.version, "v-next"]  # the third minute is still open
+    assert [(d["candidate"], d["outcome"], d["from_ms"]) for d in decisions] == [
+        ("v-next", "promoted_unshadowed", START_MS + MINUTE_MS)]
+    # Once the window it scored closed, the original model was let go.
+    assert checkpoint is not None and checkpoint.models == [[START_MS + MINUTE_MS, "v-next"]]
 
 
 def test_a_configured_threshold_quantile_replaces_the_bundles_and_is_shown(tmp_path: Path, bundle_dir: Path,

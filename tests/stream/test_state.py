@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.errors import StateError
+from monitor.stream import state as state_module
 from monitor.stream.state import SCHEMA_VERSION, Checkpoint, StateStore
 
 WINDOWS = {"serials": {"format": 1, "length_ms": 60_000, "watermark_ms": 125_000, "late": [[0, 2]],
@@ -47,7 +49,7 @@ def test_a_new_file_is_created_with_its_folder_the_schema_and_no_checkpoint(tmp_
     with closing(sqlite3.connect(path)) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    assert tables == {"meta", "checkpoint", "closed_windows"}
+    assert tables == {"meta", "checkpoint", "closed_windows", "window_samples", "model_decisions", "accepted"}
     assert version == (str(SCHEMA_VERSION),)
 
 
@@ -163,7 +165,7 @@ def test_a_store_that_was_never_closed_still_leaves_its_last_checkpoint(tmp_path
         crashed.close()
 
 
-@pytest.mark.parametrize("found", ["2", "0"])
+@pytest.mark.parametrize("found", ["3", "0"])
 def test_a_file_of_another_schema_version_is_refused_naming_both_versions_and_left_untouched(
         tmp_path: Path, found: str) -> None:
     path = tmp_path / "monitor.sqlite"
@@ -174,6 +176,36 @@ def test_a_file_of_another_schema_version_is_refused_naming_both_versions_and_le
     assert str(path) in str(info.value)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["monitor.sqlite"]
+
+
+def test_a_version_1_file_gains_the_new_tables_and_keeps_its_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.sqlite"
+    with closing(sqlite3.connect(path)) as db:  # the version 1 schema, as that monitor wrote it
+        db.executescript(state_module._SCHEMA)
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        db.execute("INSERT INTO checkpoint VALUES (1, 9, 'v1', ?, ?, ?)",
+                   (json.dumps([["a", 0, 42]]), json.dumps(WINDOWS), json.dumps(HISTORY)))
+        db.commit()
+    with closing(StateStore(path)) as store:
+        assert store.load() == Checkpoint({("a", 0): 42}, WINDOWS, HISTORY, "v1", saved_at_ms=9)
+        assert store.samples() == {} and store.decisions() == [] and store.accepted() == []
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+
+
+def test_samples_decisions_and_accepted_formats_are_kept(store: StateStore) -> None:
+    sample = {"size": 2, "sequences": ["A1"], "weights": [1.0], "priorities": [3.5], "errors": [0.1]}
+    store.save(Checkpoint({("a", 0): 1}, models=[[None, "v1"], [3_600_000, "v2"]], accepted_applied=1),
+               samples=[("a", 0, sample), ("a", 60_000, sample)])
+    store.save(Checkpoint({("a", 0): 2}), kept={"a": [60_000]})
+    assert store.samples() == {"a": {60_000: sample}}
+    assert store.load().models == [] and store.load().offsets == {("a", 0): 2}  # type: ignore[union-attr]
+    store.record_decision("v3", "refused", None, {"reasons": ["x"]})
+    assert [(d["candidate"], d["outcome"], d["report"]) for d in store.decisions()] == [("v3", "refused",
+                                                                                        {"reasons": ["x"]})]
+    first = store.add_accepted("pattern", "^ZZ", None, ["ZZ1"])
+    store.add_accepted("window", "0", "a", ["A1"])
+    assert [(a.kind, a.sequences) for a in store.accepted(after_id=first)] == [("window", ["A1"])]
 
 
 def test_a_sqlite_file_that_is_not_a_state_file_is_refused_and_left_untouched(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Command line: ``python -m monitor {train,score,rank,evaluate,generate,run,produce,replay,demo}``.
+"""Command line: ``python -m monitor {train,score,rank,evaluate,generate,run,produce,replay,candidate,accept,
+demo}``.
 
 The CLI parses arguments, calls the library and maps the project's errors to exit codes; it holds no logic
 of its own. ``main(argv)`` returns the exit code so tests can call it in-process.
@@ -84,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_produce(commands)
     _add_replay(commands)
+    _add_candidate(commands)
+    _add_accept(commands)
     _add_demo(commands)
     return parser
 
@@ -427,13 +430,73 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--window-seconds", type=float, help="window length; overrides window.length_seconds")
     p.add_argument("--output", default="-", help="file to write; - for standard output")
     p.add_argument("--format", default="csv", choices=("csv", "json"), help="csv, or json (one object a line)")
+    p.add_argument("--model-change", action="append", type=_model_change, metavar="TIME=DIR",
+                   help="promote the bundle in DIR at TIME (ISO 8601 or epoch ms) as the service would: it scores "
+                        "the windows from the first boundary at or after TIME, history is re-scored from the "
+                        "windows' samples (repeatable)")
     p.set_defaults(run=_run_replay)
+
+
+def _model_change(text: str) -> tuple[int, Path]:
+    from monitor.replay import parse_model_change
+
+    try:
+        return parse_model_change(text)
+    except MonitorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _run_replay(args: argparse.Namespace) -> int:
     from monitor.replay import run_replay
 
     return run_replay(args)
+
+
+# -- model changes --------------------------------------------------------------------------------------
+def _add_candidate(commands: argparse._SubParsersAction) -> None:
+    p = _command(commands, "candidate", "compare a candidate model with the current one on a state file's "
+                 "recent windows", "Scores the samples of the windows in the state's history with both models "
+                 "and judges each window against the\nothers, as the service does before promoting a model; prints "
+                 "the comparison and whether it would be promoted.", EXIT_CODES + "\n  5  the candidate would "
+                 "be refused")
+    p.add_argument("--model", type=Path, required=True, help="the bundle in use")
+    p.add_argument("--candidate", type=Path, required=True, help="the bundle to compare")
+    p.add_argument("--state", type=Path, required=True, help="the service's state file (read only)")
+    p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
+                   help="compare and promotion settings from this configuration (env MONITOR_CONFIG)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON, every window included")
+    p.set_defaults(run=_run_candidate)
+
+
+def _run_candidate(args: argparse.Namespace) -> int:
+    from monitor.promotion import run_candidate
+
+    return run_candidate(args)
+
+
+def _add_accept(commands: argparse._SubParsersAction) -> None:
+    p = _command(commands, "accept", "declare a flagged format legitimate",
+                 "Records in the state file that what a flagged window holds is legitimate: its sequences join "
+                 "the retraining\ncorpus, the windows it covers serve in baselines again, and a retrain is "
+                 "requested (the running service\napplies it at its next checkpoint; the candidate then goes "
+                 "through promotion).")
+    p.add_argument("--state", type=Path, required=True, help="the service's state file")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--window", metavar="TIME", help="the window holding TIME (ISO 8601 or epoch ms): its sampled "
+                                                       "sequences")
+    what.add_argument("--file", type=Path, help="a text file of legitimate sequences, one per line")
+    what.add_argument("--pattern", help="a regular expression (Python syntax, matched anywhere): the sampled "
+                                        "sequences it matches")
+    p.add_argument("--topic", help="only this topic's windows (default: every topic)")
+    p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
+                   help="the window length from this configuration (env MONITOR_CONFIG)")
+    p.set_defaults(run=_run_accept)
+
+
+def _run_accept(args: argparse.Namespace) -> int:
+    from monitor.promotion import run_accept
+
+    return run_accept(args)
 
 
 # -- demo -------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from monitor.core import bundle as bundle_lib
 from monitor.core.score import Scorer
 from monitor.errors import InputError
 from monitor.hourly.judge import REPORT_FIELDS, HourlyJudge, WindowReport
-from monitor.hourly.timeline import iso_utc
+from monitor.hourly.timeline import iso_utc, parse_time
 from monitor.settings import load_config
 from monitor.stream.files import open_output
 from monitor.stream.pipeline import RecordPipeline, drain
@@ -53,12 +53,16 @@ class ReplayResult:
 
 
 def replay(path: Path, scorer: Scorer, judge: HourlyJudge, columns: ReplayColumns, input_options: Any,
-           topic: str = "replay") -> ReplayResult:
-    """Run every line of ``path`` through the record pipeline; closes all windows at the end."""
+           topic: str = "replay", changes: Sequence[tuple[int, Scorer]] = ()) -> ReplayResult:
+    """Run every line of ``path`` through the record pipeline; closes all windows at the end. ``changes``:
+    (window boundary, model) promotions, applied as the service applies them: each model scores the windows
+    from its boundary on, and history is re-scored from the samples when its first window is judged."""
     decoding = replace(input_options, value_format="json", sequence_field=columns.sequence,
                        weight_field=columns.weight, event_time_field=columns.time,
                        event_time_format=columns.time_format)
     pipeline = RecordPipeline(scorer, judge, decoding, MemorySink())
+    for from_ms, changed in sorted(changes, key=lambda change: change[0]):
+        pipeline.promote(changed, from_ms)
     reports = drain(file_source(path, topic, columns.sequence, BATCH_ROWS), pipeline, BATCH_ROWS)
     counts = pipeline.counts
     return ReplayResult(reports, counts.consumed, counts.rejected, counts.late)
@@ -89,9 +93,11 @@ def run_replay(args: argparse.Namespace) -> int:
     columns = resolve_columns(args.input, args.sequence_column, args.time_column, args.weight_column,
                               args.time_format)
     output = open_output(args.output, inputs=[args.input])
-    judge = HourlyJudge(length_ms, config.window.allowed_lateness_ms, config.compare)
+    judge = HourlyJudge(length_ms, config.window.allowed_lateness_ms, config.compare, config.window.sample_size)
+    changes = [(model_change_boundary(time, length_ms), directory) for time, directory in args.model_change or ()]
     scorer = Scorer(bundle_lib.load(args.model))
-    result = replay(args.input, scorer, judge, columns, config.input)
+    promoted = [(boundary, Scorer(bundle_lib.load(directory))) for boundary, directory in changes]
+    result = replay(args.input, scorer, judge, columns, config.input, changes=promoted)
     if result.rows and not result.reports:
         raise InputError(f"{args.input}: none of its {result.rows} rows gave a record "
                          f"({dict(result.rejected)}); {_columns_hint(args.input, columns)}")
@@ -102,6 +108,22 @@ def run_replay(args: argparse.Namespace) -> int:
           f"{sum(result.rejected.values())} rows rejected {dict(result.rejected) or ''}, {result.late} late",
           file=sys.stderr)
     return 0
+
+
+def parse_model_change(text: str) -> tuple[int, Path]:
+    """``TIME=DIR`` (TIME in ISO 8601, e.g. 2026-03-01T12:00:00Z, or epoch ms) as (epoch ms, bundle folder)."""
+    time, separator, directory = text.partition("=")
+    if not separator or not directory:
+        raise InputError(f"--model-change {text!r}: expected TIME=DIR, e.g. 2026-03-01T12:00:00Z=models/v2")
+    try:
+        return parse_time(time), Path(directory)
+    except ValueError as exc:
+        raise InputError(f"--model-change {text!r}: {exc}") from exc
+
+
+def model_change_boundary(time_ms: int, length_ms: int) -> int:
+    """The first window boundary at or after ``time_ms``: where a change at that time takes over."""
+    return -(-time_ms // length_ms) * length_ms
 
 
 def resolve_columns(path: Path, sequence: str, time: str | None, weight: str | None,

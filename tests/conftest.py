@@ -31,3 +31,12 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory, serial_corpus: list[str
 @pytest.fixture(scope="session")
 def serial_bundle(bundle_dir: Path) -> Bundle:
     return bundle_lib.load(bundle_dir)
+
+
+@pytest.fixture(scope="session")
+def retrained_bundle_dir(tmp_path_factory: pytest.TempPathFactory, serial_corpus: list[str]) -> Path:
+    """Another version of the serial model (other seed, other rows): what a retrain publishes."""
+    directory = tmp_path_factory.mktemp("bundles") / "serials-retrained"
+    settings = TrainSettings(model=ModelSettings(epochs=25, seed=8))
+    bundle_lib.save(train(generate.sample("serial", 4000, seed=4), settings, verbose=0), directory)
+    return directory

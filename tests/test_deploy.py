@@ -61,6 +61,9 @@ EXPORTED_METRICS = {
     "sequence_monitor_checkpoint_age_seconds",
     "sequence_monitor_model_info",
     "sequence_monitor_ready",
+    "sequence_monitor_model_decisions_total",
+    *(f"sequence_monitor_candidate_{name}"
+      for name in ("normal_kept_ratio", "flagged_kept_ratio", "flag_rate", "expected_flag_rate")),
 }
 # Each alert the runbooks promise, with the series its expression must read.
 REQUIRED_ALERTS = {

@@ -28,7 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "monitor"
 RANKS = {"errors": 0, "records": 0, "percentiles": 0, "__init__": 0, "settings": 1, "core": 2, "hourly": 2,
-         "stream": 3, "ops": 4, "charts": 4, "app": 5, "replay": 5, "evaluate": 5, "devtools": 5, "cli": 6, "__main__": 7}
+         "stream": 3, "ops": 4, "charts": 4, "app": 5, "replay": 5, "evaluate": 5, "promotion": 5, "devtools": 5, "cli": 6, "__main__": 7}
 # Third-party imports allowed only in the named modules (everything else: stdlib, numpy, monitor.*).
 OWNERS = {"tensorflow": {"core.model"}, "keras": {"core.model"},
           "kafka": {"stream.kafka", "devtools.kafka_broker"}, "prometheus_client": {"ops.export"},

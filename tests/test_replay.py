@@ -301,3 +301,33 @@ def test_what_produce_json_writes_replays_without_flags(tmp_path: Path, bundle_d
                                 for s, t in zip(generate.sample("serial", 120, seed=2), times)))
     assert main(["replay", "--model", str(bundle_dir), "--input", str(source), "--window-seconds", "60"]) == 0
     assert "replayed 120 rows into 2 windows" in capsys.readouterr().err
+
+
+def test_replay_applies_a_model_change_at_the_first_window_boundary_after_its_time(
+        tmp_path: Path, bundle_dir: Path, retrained_bundle_dir: Path, serial_bundle: Bundle,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+    config = tmp_path / "monitor.yaml"
+    config.write_text("compare:\n  min_history: 3\n  previous_windows: 10\n")
+    source = write_jsonl(tmp_path / "in.jsonl", timeline(windows=8, drift_window=7))
+    change_at = datetime.fromtimestamp((START_MS + 4 * WINDOW_MS - 30_000) / 1000, timezone.utc).isoformat()
+    out = tmp_path / "reports.jsonl"
+    assert main(["replay", "--model", str(bundle_dir), "--input", str(source), "--window-seconds", "60",
+                 "--config", str(config), "--model-change", f"{change_at}={retrained_bundle_dir}",
+                 "--output", str(out), "--format", "json"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    retrained = Scorer(replay_module.bundle_lib.load(retrained_bundle_dir)).version
+    # A change half a minute before the fifth window: the fourth keeps its model, the fifth is the new one's.
+    assert [r["model_version"] for r in rows] == [serial_bundle.version] * 4 + [retrained] * 4
+    # The history was re-scored from the samples: no learning after the change, and the drift is caught.
+    assert [r["verdict"] for r in rows][3:] == ["normal"] * 4 + ["critical"]
+    assert [r["baseline_estimated"] for r in rows][4:7] == [4, 4, 4]
+
+
+def test_a_model_change_that_is_not_time_equals_dir_exits_2(tmp_path: Path, bundle_dir: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["replay", "--model", str(bundle_dir), "--input", str(tmp_path / "x.jsonl"),
+              "--model-change", "yesterday=models/v2"])
+    assert exit_info.value.code == 2
+    assert "neither ISO 8601" in capsys.readouterr().err

@@ -2,8 +2,8 @@
 the way they were judged?
 
 Each window kept in history with a sample is estimated under both models (``WindowSample.estimate``) and
-judged against the *other* windows judged normal (or accepted), estimated under the same model: leave one
-out, so every window gets a verdict, early ones included. The candidate passes when it keeps the hours
+judged against the *other* windows usable in a baseline (not judged warning or critical, unless accepted),
+estimated under the same model: leave one out, so every window gets a verdict, early ones included. The candidate passes when it keeps the hours
 judged normal normal, still flags those judged warning or critical (accepted ones aside: they are meant to
 become normal), and flags about the share of the normal hours' weight its threshold quantile expects. The
 current model, judged the same way from the same samples, is shown beside it: the sampling's own noise.
@@ -22,7 +22,7 @@ from monitor.hourly.compare import ABNORMAL, ErrorModel, History, HourFigures, c
 from monitor.hourly.timeline import iso_utc
 from monitor.settings import CompareSettings, PromotionConfig
 
-JUDGED = frozenset({"normal", *ABNORMAL})
+COMPARABLE = frozenset({"learning", "normal", *ABNORMAL})  # windows with enough records for a figure
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def shadow(histories: Mapping[str, History], current: ErrorModel, candidate: Err
     """Judge the recent windows of ``histories`` under ``current`` and ``candidate`` from their samples."""
     chosen = [(topic, h, history.samples[h.start_ms]) for topic, history in sorted(histories.items())
               for h in history.entries[-promotion.windows:]
-              if h.verdict in JUDGED and len(history.samples.get(h.start_ms, ()))]
+              if h.verdict in COMPARABLE and len(history.samples.get(h.start_ms, ()))]
     if len(chosen) <= settings.min_history:
         return ShadowReport(current.version, candidate.version, (), float("nan"), expected_flag_rate,
                             float("nan"), (), False)

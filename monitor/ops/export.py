@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -78,6 +78,8 @@ class Metrics(Collector):
         self.topics: dict[str, _TopicWindowState] = {}
         self.lag: dict[Position, int] = {}
         self.last_checkpoint: float | None = None
+        self.decisions: Counter[str] = Counter()
+        self.candidate: dict[str, Any] | None = None
         self.ready = False
         registry.register(self)
 
@@ -115,6 +117,11 @@ class Metrics(Collector):
         with self._lock:
             self.last_checkpoint = saved_at
 
+    def on_model_decision(self, summary: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.decisions[str(summary["outcome"])] += 1
+            self.candidate = dict(summary)
+
     def on_tick(self, snapshot: Snapshot) -> None:
         """Copy what a scrape reads from the loop's state (consumer lag, open windows, readiness, model)."""
         with self._lock:
@@ -131,6 +138,7 @@ class Metrics(Collector):
             yield from self._histograms()
             yield from self._window_gauges()
             yield from self._operational_gauges()
+            yield from self._model_decisions()
 
     def _counters(self) -> Iterator[Any]:
         records = CounterMetricFamily(f"{PREFIX}_records", "Records consumed, by outcome: scored, "
@@ -185,6 +193,30 @@ class Metrics(Collector):
         yield info
         yield GaugeMetricFamily(f"{PREFIX}_ready", "1 when the model is loaded, the state restored and "
                                 "partitions assigned", value=1.0 if self.ready else 0.0)
+
+
+    def _model_decisions(self) -> Iterator[Any]:
+        decisions = CounterMetricFamily(f"{PREFIX}_model_decisions", "Decisions on candidate models, by outcome: "
+                                        "promoted, promoted_unshadowed (too little history to compare), refused",
+                                        labels=["outcome"])
+        for outcome in ("promoted", "promoted_unshadowed", "refused"):
+            decisions.add_metric([outcome], self.decisions.get(outcome, 0))
+        yield decisions
+        c = self.candidate
+        if c is None:
+            return
+        figures = {"normal_kept_ratio": (c["normal_kept"], c["normal"], "Share of the hours judged normal that the "
+                                         "last candidate judged normal too"),
+                   "flagged_kept_ratio": (c["flagged_kept"], c["flagged"], "Share of the hours judged warning or "
+                                          "critical (not accepted) that the last candidate still flagged")}
+        for name, (kept, total, help_text) in figures.items():
+            if total:
+                yield GaugeMetricFamily(f"{PREFIX}_candidate_{name}", help_text, value=kept / total)
+        for name, help_text in (("flag_rate", "Share of the normal hours' weight above the last candidate's "
+                                 "threshold"), ("expected_flag_rate", "What the last candidate's threshold quantile "
+                                                "expects of that share")):
+            if c.get(name) is not None:
+                yield GaugeMetricFamily(f"{PREFIX}_candidate_{name}", help_text, value=float(c[name]))
 
 
 # Gauges of the last closed window, each the report field it shows (``WindowReport.to_dict``).

@@ -102,7 +102,22 @@ def test_every_metric_the_rules_and_dashboard_read_is_exported(metrics: Any) -> 
     m.on_checkpoint(0.0)
     m.lag = {("serials", 0): 5}
     m.topics["serials"].open_figures = [(0, _Acc())]
+    m.on_model_decision({"outcome": "refused", "normal": 30, "normal_kept": 29, "flagged": 2, "flagged_kept": 0,
+                         "flag_rate": 0.012, "expected_flag_rate": 0.01})
     assert set(samples(registry)) == EXPORTED_METRICS
+
+
+def test_decisions_on_candidates_are_counted_by_outcome_with_the_last_candidates_figures(metrics: Any) -> None:
+    m, registry = metrics
+    for outcome in ("promoted", "refused", "refused"):
+        m.on_model_decision({"outcome": outcome, "normal": 40, "normal_kept": 38, "flagged": 4, "flagged_kept": 1,
+                             "flag_rate": 0.05, "expected_flag_rate": 0.01})
+    found = samples(registry)
+    assert {s.labels["outcome"]: s.value for s in found["sequence_monitor_model_decisions_total"]} == {
+        "promoted": 1, "promoted_unshadowed": 0, "refused": 2}
+    assert found["sequence_monitor_candidate_normal_kept_ratio"][0].value == pytest.approx(0.95)
+    assert found["sequence_monitor_candidate_flagged_kept_ratio"][0].value == pytest.approx(0.25)
+    assert found["sequence_monitor_candidate_flag_rate"][0].value == pytest.approx(0.05)
 
 
 class _Acc:

@@ -1,0 +1,116 @@
+"""Model changes from the command line: ``candidate`` (would this bundle be promoted over the one in use?)
+and ``accept`` (a flagged format is legitimate), both working on the service's state file.
+
+``candidate`` runs the comparison the service runs before a promotion (``monitor.hourly.shadow``) on the
+state's history and samples, and only reads the file. ``accept`` records a declaration in the file; the
+running service (or the next one started on it) applies it at its next checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from contextlib import closing
+from pathlib import Path
+
+from monitor.core import bundle as bundle_lib
+from monitor.core.bundle import Bundle
+from monitor.core.score import Scorer
+from monitor.errors import InputError, StateError
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.shadow import shadow
+from monitor.hourly.timeline import iso_utc, parse_time, window_start
+from monitor.settings import MonitorConfig, load_config
+from monitor.stream.service import restore
+from monitor.stream.state import StateStore
+
+REFUSED_EXIT = 5
+
+
+def run_candidate(args: argparse.Namespace) -> int:
+    """``python -m monitor candidate``: the comparison on standard output; exit 5 when it would be refused."""
+    config = load_config(args.config)
+    judge = _restored(args.state, config)
+    current, candidate = (Scorer(_with_configured_threshold(config, bundle_lib.load(path)))
+                          for path in (args.model, args.candidate))
+    report = shadow(judge.histories, current, candidate, 1 - candidate.bundle.threshold_quantile, config.compare,
+                    config.promotion)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.render())
+    return REFUSED_EXIT if not report.promote else 0
+
+
+def run_accept(args: argparse.Namespace) -> int:
+    """``python -m monitor accept``: record the accepted format; says what it covers."""
+    config = load_config(args.config)
+    judge = _restored(args.state, config)
+    samples = {topic: history.samples for topic, history in judge.histories.items()
+               if args.topic in (None, topic)}
+    if args.window is not None:
+        start = window_start(_time(args.window), config.window.length_ms)
+        sequences = [s for by_start in samples.values() if start in by_start for s in by_start[start].kept()[0]]
+        if not sequences:
+            raise InputError(f"no window starting {iso_utc(start)} with a sample in {args.state}"
+                             f"{' on topic ' + repr(args.topic) if args.topic else ''}; the kept windows start "
+                             f"from {_oldest(judge)}")
+        kind, value = "window", str(start)
+    elif args.file is not None:
+        sequences = _read_sequences(args.file)
+        kind, value = "file", str(args.file)
+    else:
+        try:
+            pattern = re.compile(args.pattern)
+        except re.error as exc:
+            raise InputError(f"--pattern {args.pattern!r} is not a regular expression: {exc}") from exc
+        sequences = sorted({s for by_start in samples.values() for sample in by_start.values()
+                            for s in sample.kept()[0] if pattern.search(s)})
+        if not sequences:
+            raise InputError(f"--pattern {args.pattern!r} matches none of the sampled sequences in {args.state}")
+        kind, value = "pattern", args.pattern
+    with closing(StateStore(args.state)) as state:
+        number = state.add_accepted(kind, value, args.topic, sequences)
+    print(f"accepted #{number} ({kind} {value if kind != 'window' else iso_utc(int(value))}): {len(sequences)} "
+          "sequences join the retraining corpus. The service applies it at its next checkpoint: the windows it "
+          "covers serve in baselines again and a retrain is requested (its candidate goes through promotion).")
+    return 0
+
+
+def _with_configured_threshold(config: MonitorConfig, bundle: Bundle) -> Bundle:
+    # As the service loads every bundle (``monitor.app.configured_threshold``).
+    quantile = config.model.threshold_quantile
+    return bundle if quantile is None else bundle.with_threshold_quantile(quantile)
+
+
+def _restored(path: Path, config: MonitorConfig) -> HourlyJudge:
+    if not path.is_file():
+        raise StateError(f"no state file at {path}: point --state at the service's state.path")
+    judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
+                        config.window.sample_size)
+    with closing(StateStore(path)) as state:
+        if restore(state, judge) is None:
+            raise StateError(f"{path} holds no checkpoint yet: nothing to compare or accept")
+    return judge
+
+
+def _time(text: str) -> int:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise InputError(f"--window: {exc}") from exc
+
+
+def _oldest(judge: HourlyJudge) -> str:
+    starts = [h.start_ms for history in judge.histories.values() for h in history.entries]
+    return iso_utc(min(starts)) if starts else "nowhere (no window closed yet)"
+
+
+def _read_sequences(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot be read as UTF-8 text ({exc})") from exc
+    sequences = [line.strip() for line in lines if line.strip()]
+    if not sequences:
+        raise InputError(f"{path} holds no sequence (one per line)")
+    return sequences
+

@@ -47,7 +47,7 @@ def run_accept(args: argparse.Namespace) -> int:
     samples = {topic: history.samples for topic, history in judge.histories.items()
                if args.topic in (None, topic)}
     if args.window is not None:
-        start = window_start(_time(args.window), config.window.length_ms)
+        start = window_start(_time(args.window), judge.length_ms)
         sequences = [s for by_start in samples.values() if start in by_start for s in by_start[start].kept()[0]]
         if not sequences:
             raise InputError(f"no window starting {iso_utc(start)} with a sample in {args.state}"
@@ -84,11 +84,15 @@ def _with_configured_threshold(config: MonitorConfig, bundle: Bundle) -> Bundle:
 def _restored(path: Path, config: MonitorConfig) -> HourlyJudge:
     if not path.is_file():
         raise StateError(f"no state file at {path}: point --state at the service's state.path")
-    judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
-                        config.window.sample_size)
     with closing(StateStore(path)) as state:
-        if restore(state, judge) is None:
+        checkpoint = state.load()
+        if checkpoint is None:
             raise StateError(f"{path} holds no checkpoint yet: nothing to compare or accept")
+        # The windows' length is the state's own, whatever the configuration given says.
+        lengths = {int(snapshot["length_ms"]) for snapshot in checkpoint.windows.values()}
+        judge = HourlyJudge(lengths.pop() if len(lengths) == 1 else config.window.length_ms,
+                            config.window.allowed_lateness_ms, config.compare, config.window.sample_size)
+        restore(state, judge)
     return judge
 
 

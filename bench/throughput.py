@@ -254,7 +254,8 @@ def timed_service(config: MonitorConfig, scorer: Scorer) -> tuple[Service, Count
     around its stages."""
     clock: Counter[str] = Counter()
     timed_scorer = SimpleNamespace(score=_timed(clock, "score", scorer.score), explain=scorer.explain,
-                                   bundle=scorer.bundle)
+                                   bundle=scorer.bundle, version=scorer.version, threshold=scorer.threshold,
+                                   errors=scorer.errors)
     metrics = Metrics(CollectorRegistry(), error_buckets(scorer.bundle.training_errors), scorer.bundle.info())
     app = build(config, scorer=timed_scorer, hooks=[metrics])  # type: ignore[arg-type]
     assert app is not None

@@ -101,11 +101,12 @@ class HourlyJudge:
         self.streaks: dict[str, int] = {}  # consecutive abnormal windows per topic
 
     def add(self, partition: Position, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
-            flags: np.ndarray, now_ms: int | None = None, sequences: Sequence[str] | None = None) -> int:
-        """Account one partition's scored records (``sequences`` feed the windows' samples); returns how many
-        arrived after their window closed."""
+            flags: np.ndarray, now_ms: int | None = None, sequences: Sequence[str] | None = None,
+            hashes: np.ndarray | None = None) -> int:
+        """Account one partition's scored records (``sequences`` feed the windows' samples, ``hashes`` are
+        their text hashes when known); returns how many arrived after their window closed."""
         late = self._windows(partition[0]).add(partition, errors, weights, event_times_ms, flags, now_ms=now_ms,
-                                               sequences=sequences)
+                                               sequences=sequences, hashes=hashes)
         return int(sum(late.values()))
 
     def close_due(self, model_for: ModelFor | str, now_ms: int | None = None,

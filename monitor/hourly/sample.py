@@ -31,14 +31,23 @@ _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
 
 
-def record_priorities(sequences: Sequence[str], weights: np.ndarray, event_times_ms: np.ndarray) -> np.ndarray:
+def text_hashes(sequences: Sequence[str]) -> np.ndarray:
+    """CRC-32 of each sequence's UTF-8, as uint64 (what a decoder holding the bytes can give at less cost).
+    A lone surrogate (JSON can carry one) is encoded as is rather than refused: hashing never raises."""
+    encoded = (s.encode("utf-8", "surrogatepass") for s in sequences)
+    return np.fromiter(map(zlib.crc32, encoded), dtype=np.uint64, count=len(sequences))
+
+
+def record_priorities(sequences: Sequence[str], weights: np.ndarray, event_times_ms: np.ndarray,
+                      hashes: np.ndarray | None = None) -> np.ndarray:
     """Each record's sampling priority, ``weight / u``: a pure function of the record (0 for weight 0).
+    ``hashes``: ``text_hashes(sequences)`` when already known.
 
     >>> p = record_priorities(["AB121E", "AB121E"], np.array([1.0, 2.0]), np.array([5, 5]))
     >>> bool(p[1] == 2 * p[0]), bool(p[0] >= 1.0)
     (True, True)
     """
-    text_hash = np.fromiter(map(zlib.crc32, map(str.encode, sequences)), dtype=np.uint64, count=len(sequences))
+    text_hash = text_hashes(sequences) if hashes is None else hashes
     mixed = _splitmix64(text_hash ^ (np.asarray(event_times_ms).astype(np.uint64) * _GOLDEN))
     u = ((mixed >> np.uint64(11)).astype(np.float64) + 1.0) / 2.0 ** 53  # in (0, 1]
     return np.asarray(weights, dtype=np.float64) / u

@@ -195,12 +195,14 @@ class Windows:
         self._open: dict[int, dict[Position, WindowAccumulator]] = {}
 
     def add(self, partition: Position, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
-            flags: np.ndarray, now_ms: int | None = None, sequences: Sequence[str] | None = None) -> LateCounts:
+            flags: np.ndarray, now_ms: int | None = None, sequences: Sequence[str] | None = None,
+            hashes: np.ndarray | None = None) -> LateCounts:
         """Adds a scored batch from one partition; returns the records refused as late, per window start.
 
         With ``now_ms``, event times beyond the wall clock still count in their window but move the
         watermark no further than ``now_ms``: one record from a wrong clock cannot close every window.
-        ``sequences`` (aligned with the arrays) feed the windows' samples.
+        ``sequences`` (aligned with the arrays) feed the windows' samples; ``hashes``, their ``text_hashes``
+        when known.
         """
         errors, weights, times, flags = _checked_batch(errors, weights, event_times_ms, flags)
         if len(times) == 0:
@@ -210,8 +212,10 @@ class Windows:
         late = self._count_late(starts[late_mask])
         keep = np.flatnonzero(~late_mask)
         if sequences is not None and self.sample_size and len(keep):
-            sampled: Sequence[str] | None = sequences if len(keep) == len(times) else [sequences[i] for i in keep]
-            priorities = record_priorities(sampled, weights[keep], times[keep])  # type: ignore[arg-type]
+            every = len(keep) == len(times)
+            sampled: Sequence[str] | None = sequences if every else [sequences[i] for i in keep]
+            kept_hashes = hashes if hashes is None or every else hashes[keep]
+            priorities = record_priorities(sampled, weights[keep], times[keep], kept_hashes)  # type: ignore[arg-type]
         else:
             sampled, priorities = None, None
         self._accumulate(partition, starts[keep], errors[keep], weights[keep], times[keep], flags[keep],

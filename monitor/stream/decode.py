@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -75,6 +76,9 @@ class Decoded:
     event_times_ms: np.ndarray  # int64
     messages: list[RawMessage]
     rejected: list[Rejected]
+    # CRC-32 of each sequence's UTF-8 (``monitor.hourly.sample.text_hashes``), when decoding had the bytes at
+    # hand anyway: the windows' samples need it, and hashing the bytes saves encoding the strings again.
+    text_hashes: np.ndarray | None = None
 
     @classmethod
     def of(cls, records: Sequence[Record], rejected: list[Rejected]) -> Decoded:
@@ -90,7 +94,8 @@ class Decoded:
         """This batch with the records at ``rows`` moved to the rejections, as the rejections given."""
         keep = [i for i in range(len(self)) if i not in rows]
         return Decoded([self.sequences[i] for i in keep], self.weights[keep], self.event_times_ms[keep],
-                       [self.messages[i] for i in keep], self.rejected + list(rows.values()))
+                       [self.messages[i] for i in keep], self.rejected + list(rows.values()),
+                       None if self.text_hashes is None else self.text_hashes[keep])
 
     def records(self) -> list[Record]:
         return [Record(s, float(w), int(t), m)
@@ -142,7 +147,9 @@ def _plain_batch(messages: Sequence[RawMessage], options: DecodeOptions) -> Deco
         return None
     if times.min() < 0:
         return None
-    return Decoded(texts, np.ones(len(texts)), times, list(messages), [])
+    # The values are the sequences' UTF-8 exactly: their CRC is the samples' text hash, without encoding again.
+    hashes = np.fromiter(map(zlib.crc32, values), dtype=np.uint64, count=len(values))  # type: ignore[arg-type]
+    return Decoded(texts, np.ones(len(texts)), times, list(messages), [], hashes)
 
 
 def decode(message: RawMessage, options: DecodeOptions) -> Record | Rejected:

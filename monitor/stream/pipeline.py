@@ -176,11 +176,12 @@ class RecordPipeline:
         late: Counter[str] = Counter()
         decoded = result.decoded
         single = len(result.by_partition) == 1
+        hashes = decoded.text_hashes
         for partition, idx in result.by_partition.items():
             sequences = decoded.sequences if single else [decoded.sequences[i] for i in idx]
             late[partition[0]] += self.judge.add(partition, result.errors[idx], decoded.weights[idx],
                                                  decoded.event_times_ms[idx], result.flags[idx], now_ms=now_ms,
-                                                 sequences=sequences)
+                                                 sequences=sequences, hashes=None if hashes is None else hashes[idx])
         return late
 
     def _emit(self, decoded: Decoded, scores: Scores | None) -> None:

@@ -99,6 +99,19 @@ def committed_total(bootstrap: str, group: str, topic: str) -> int:
         consumer.close()
 
 
+def finish_after_restart(config: MonitorConfig, config_file: Path, log: Path, topic: str, total: int) -> None:
+    """Start the service again, let it commit all ``total`` records and close the windows, stop it with SIGTERM."""
+    bootstrap, group = config.kafka.bootstrap_servers[0], config.input.group_id
+    last = start_service(config_file, log)
+    try:
+        wait_for(lambda: committed_total(bootstrap, group, topic) == total, 240, "the rest of the backlog")
+        wait_for(lambda: len(closed_windows(config)) >= WINDOWS - 1, 30, "the windows checkpointed")
+        last.send_signal(signal.SIGTERM)
+        assert last.wait(60) == 0
+    finally:
+        last.kill()
+
+
 def test_a_backlog_on_four_partitions_read_in_one_go_equals_replay(
         kafka_broker: Any, backlog: tuple[str, list[tuple[int, int, str]]], bundle_dir: Path,
         serial_bundle: Bundle, replayed: list[dict[str, Any]]) -> None:
@@ -129,14 +142,7 @@ def test_kill_9_during_the_catch_up_then_restart_equals_replay(
             process.wait(30)
         finally:
             process.kill()
-    last = start_service(config_file, tmp_path / "last.log")
-    try:
-        wait_for(lambda: committed_total(bootstrap, group, topic) == len(rows), 240, "the rest of the backlog")
-        wait_for(lambda: len(closed_windows(config)) >= WINDOWS - 1, 30, "the windows checkpointed")
-        last.send_signal(signal.SIGTERM)
-        assert last.wait(60) == 0
-    finally:
-        last.kill()
+    finish_after_restart(config, config_file, tmp_path / "last.log", topic, len(rows))
     log = (tmp_path / "last.log").read_text()
     assert " 0 late" in log and "checkpointed offset" in log, log[-2000:]
     assert_same_figures(closed_windows(config), replayed)

@@ -29,7 +29,7 @@ from .kafka_tools import (
     start_service,
     wait_for,
 )
-from .test_backlog import SETTINGS, WINDOWS, committed_total, records
+from .test_backlog import SETTINGS, committed_total, finish_after_restart, records
 
 pytestmark = pytest.mark.integration
 
@@ -75,14 +75,7 @@ def test_kill_9_after_a_promotion_then_restart_equals_replay_with_the_same_chang
         process.kill()
     assert committed_total(bootstrap, group, topic) < len(rows), "killed before the end: the restart has work"
 
-    last = start_service(config_file, tmp_path / "last.log")
-    try:
-        wait_for(lambda: committed_total(bootstrap, group, topic) == len(rows), 240, "the rest of the backlog")
-        wait_for(lambda: len(closed_windows(config)) >= WINDOWS - 1, 30, "the windows checkpointed")
-        last.send_signal(signal.SIGTERM)
-        assert last.wait(60) == 0
-    finally:
-        last.kill()
+    finish_after_restart(config, config_file, tmp_path / "last.log", topic, len(rows))
 
     retrained = Scorer(bundle_lib.load(retrained_bundle_dir))
     promoted = [d for d in decisions(state_path) if d["candidate"] == retrained.version]

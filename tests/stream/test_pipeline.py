@@ -170,3 +170,27 @@ def test_a_sequence_that_cannot_be_scored_is_dead_lettered_and_the_rest_are_scor
     clean = drain(MemorySource.of_messages(stream[:300] + stream[301:], 250), pipeline(scorer), 250)
     assert [r.totals.count for r in reports] == [r.totals.count for r in clean]
     assert [r.totals.weighted_mean for r in reports] == pytest.approx([r.totals.weighted_mean for r in clean])
+
+
+def test_a_json_sequence_holding_a_lone_surrogate_is_scored_windowed_and_sampled(scorer: Scorer) -> None:
+    # JSON may escape half of a surrogate pair; such a string cannot be encoded strictly as UTF-8.
+    values = [json.dumps({"sequence": s}).encode() for s in ["AB121E", "\ud800AB", "KQ4324"]]
+    line = RecordPipeline(scorer, HourlyJudge(MINUTE_MS, 0, SETTINGS),
+                          InputConfig(value_format="json"), MemorySink(), Outputs())
+    [report] = drain(MemorySource.of_messages(messages(values, minutes=1), 10), line, 10)
+    assert report.totals.count == 3 and line.counts.dead_lettered == 0
+    assert report.sample is not None and "\ud800AB" in report.sample.sequences
+
+
+def test_a_plain_batch_and_the_same_records_as_json_sample_the_same_sequences(scorer: Scorer) -> None:
+    # Plain text hashes the message bytes, JSON the decoded strings: the same function of the sequence.
+    sequences = generate.sample("serial", 3_000, seed=4) + ["Zürich-7"]
+    plain = messages([s.encode() for s in sequences])
+    as_json = [m._replace(value=json.dumps({"sequence": m.value.decode()}).encode()) for m in plain]
+    samples = []
+    for options, batch in ((InputConfig(), plain), (InputConfig(value_format="json"), as_json)):
+        judge = HourlyJudge(MINUTE_MS, 0, SETTINGS, sample_size=50)
+        reports = drain(MemorySource.of_messages(batch, 500), RecordPipeline(scorer, judge, options, MemorySink()),
+                        500)
+        samples.append([r.sample.sequences for r in reports if r.sample is not None])
+    assert samples[0] == samples[1] and len(samples[0]) > 1

@@ -16,6 +16,7 @@ from kafka import KafkaProducer
 from monitor.core import bundle as bundle_lib
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
+from monitor.devtools import generate
 from monitor.hourly.judge import HourlyJudge
 from monitor.replay import ReplayColumns, replay
 from monitor.settings import config_from_dict
@@ -29,12 +30,28 @@ from .kafka_tools import (
     start_service,
     wait_for,
 )
-from .test_backlog import SETTINGS, committed_total, finish_after_restart, records
+from .test_backlog import (
+    PER_WINDOW,
+    SETTINGS,
+    START_MS,
+    WINDOW_S,
+    WINDOWS,
+    committed_total,
+    finish_after_restart,
+)
 
 pytestmark = pytest.mark.integration
 
 # Promotion mechanics only: whether the candidate passes its shadow comparison is tested on its own.
 CHANGE_SETTINGS = {**SETTINGS, "reload": {"check_interval_seconds": 0.5}, "promotion": {"shadow": False}}
+
+
+def records() -> list[tuple[int, int, str]]:
+    """(partition, event time, sequence): four partitions at one pace, so the latest event time seen while
+    the backlog is read (which a promotion waits for) stays near the middle of the stream."""
+    sequences = generate.sample("serial", WINDOWS * PER_WINDOW, seed=10)
+    step = WINDOW_S * 1000 / PER_WINDOW
+    return [(i % 4, START_MS + int(i * step), sequence) for i, sequence in enumerate(sequences)]
 
 
 def decisions(state_path: Path) -> list[dict[str, Any]]:
@@ -44,12 +61,7 @@ def decisions(state_path: Path) -> list[dict[str, Any]]:
         return state.decisions()
 
 
-def test_kill_9_after_a_promotion_then_restart_equals_replay_with_the_same_change(
-        kafka_broker: Any, bundle_dir: Path, retrained_bundle_dir: Path, serial_bundle: Bundle,
-        tmp_path: Path) -> None:
-    bootstrap = kafka_broker.bootstrap_servers
-    topic = new_topic(bootstrap, "model-change", partitions=4)
-    rows = records()
+def send(bootstrap: str, topic: str, rows: list[tuple[int, int, str]]) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
     try:
         for partition, time_ms, sequence in rows:
@@ -57,33 +69,45 @@ def test_kill_9_after_a_promotion_then_restart_equals_replay_with_the_same_chang
         producer.flush()
     finally:
         producer.close()
+
+
+def test_kill_9_after_a_promotion_then_restart_equals_replay_with_the_same_change(
+        kafka_broker: Any, bundle_dir: Path, retrained_bundle_dir: Path, serial_bundle: Bundle,
+        tmp_path: Path) -> None:
+    # Four windows are read, a new model is published and promoted (from the fifth window), two more windows
+    # arrive and the service is killed with -9 while it reads them; restarted, it reads the last two.
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "model-change", partitions=4)
+    rows = records()
+    first, during, last = (rows[:4 * PER_WINDOW], rows[4 * PER_WINDOW:6 * PER_WINDOW], rows[6 * PER_WINDOW:])
     published = Path(shutil.copytree(bundle_dir, tmp_path / "published"))
     config, config_file = checkpointing_service_config(bootstrap, topic, published, tmp_path, **CHANGE_SETTINGS)
     group, state_path = config.input.group_id, Path(config.state.path)
+    retrained = Scorer(bundle_lib.load(retrained_bundle_dir))
 
+    send(bootstrap, topic, first)
     process = start_service(config_file, tmp_path / "killed.log")
     try:
-        wait_for(lambda: committed_total(bootstrap, group, topic) > 0.2 * len(rows), 180, "a fifth checkpointed")
-        bundle_lib.save(bundle_lib.load(retrained_bundle_dir), published)  # a new model is published
+        wait_for(lambda: committed_total(bootstrap, group, topic) == len(first), 180, "four windows checkpointed")
+        bundle_lib.save(retrained.bundle, published)  # a new model is published
         wait_for(lambda: any(d["outcome"] == "promoted_unshadowed" for d in decisions(state_path)), 60,
                  "the promotion recorded")
-        promoted_at = committed_total(bootstrap, group, topic)
-        wait_for(lambda: committed_total(bootstrap, group, topic) > promoted_at, 60, "a checkpoint after it")
+        send(bootstrap, topic, during)
+        wait_for(lambda: committed_total(bootstrap, group, topic) > len(first) + len(during) // 2, 60,
+                 "half of the next two windows checkpointed")
         process.send_signal(signal.SIGKILL)
         process.wait(30)
     finally:
         process.kill()
-    assert committed_total(bootstrap, group, topic) < len(rows), "killed before the end: the restart has work"
-
+    send(bootstrap, topic, last)
     finish_after_restart(config, config_file, tmp_path / "last.log", topic, len(rows))
 
-    retrained = Scorer(bundle_lib.load(retrained_bundle_dir))
     promoted = [d for d in decisions(state_path) if d["candidate"] == retrained.version]
     boundary = promoted[-1]["from_ms"]
-    assert boundary is not None
+    assert boundary == START_MS + 4 * WINDOW_S * 1000  # the first window after the one open at promotion
     got = closed_windows(config)
-    assert {w["model_version"] for w in got if w["start_ms"] >= boundary} == {retrained.version}
-    assert {w["model_version"] for w in got if w["start_ms"] < boundary} == {serial_bundle.version}
+    assert [w["model_version"] for w in got] == [serial_bundle.version] * 4 + [retrained.version] * (WINDOWS - 5)
+    assert all(w["verdict"] != "learning" for w in got[2:])  # min_history is 2: the change costs nothing
 
     path = tmp_path / "records.jsonl"
     path.write_text("".join(json.dumps({"sequence": s, "timestamp": t}) + "\n" for _, t, s in rows))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -131,18 +132,24 @@ def decode_safely(message: RawMessage, options: DecodeOptions) -> Record | Rejec
 def _plain_batch(messages: Sequence[RawMessage], options: DecodeOptions) -> Decoded | None:
     """A plain-text batch in a few list-wide passes, or ``None`` as soon as one message needs a closer
     look (the per-message path then says what is wrong with it)."""
-    values = [m.value for m in messages]
-    if not values or not all(values) or max(map(len, values)) > options.max_value_bytes:  # type: ignore[arg-type]
+    values = list(map(_VALUE, messages))
+    if not values or not all(values):
+        return None
+    longest = max(map(len, values))  # type: ignore[arg-type]
+    if longest > options.max_value_bytes:
         return None
     try:
-        texts = [v.decode("utf-8") for v in values]  # type: ignore[union-attr]
-    except UnicodeDecodeError:
+        texts = list(map(bytes.decode, values))  # UTF-8, strict
+    except (UnicodeDecodeError, TypeError):
+        return None
+    # A text has at most as many characters as its UTF-8 has bytes: the longest value bounds them all.
+    if longest > options.max_sequence_chars and max(map(len, texts)) > options.max_sequence_chars:
         return None
     # Values are non-empty here, so ``isspace`` is exactly "blank after strip".
-    if max(map(len, texts)) > options.max_sequence_chars or any(map(str.isspace, texts)):
+    if any(map(str.isspace, texts)):
         return None
     try:
-        times = np.array([m.timestamp for m in messages], dtype=np.int64)
+        times = np.fromiter(map(_TIMESTAMP, messages), dtype=np.int64, count=len(messages))
     except (TypeError, OverflowError):  # a record without a timestamp
         return None
     if times.min() < 0:
@@ -150,6 +157,10 @@ def _plain_batch(messages: Sequence[RawMessage], options: DecodeOptions) -> Deco
     # The values are the sequences' UTF-8 exactly: their CRC is the samples' text hash, without encoding again.
     hashes = np.fromiter(map(zlib.crc32, values), dtype=np.uint64, count=len(values))  # type: ignore[arg-type]
     return Decoded(texts, np.ones(len(texts)), times, list(messages), [], hashes)
+
+
+_VALUE = operator.attrgetter("value")
+_TIMESTAMP = operator.attrgetter("timestamp")
 
 
 def decode(message: RawMessage, options: DecodeOptions) -> Record | Rejected:

@@ -10,6 +10,8 @@ import pytest
 
 from monitor.app import build
 from monitor.cli import main
+from monitor.core import bundle as bundle_lib
+from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.records import RawMessage
 from monitor.settings import MonitorConfig, config_from_dict
@@ -102,3 +104,23 @@ def test_accept_refuses_a_window_not_in_history_and_a_bad_pattern(state_file: Pa
     assert "no window starting 2001-01-01T00:00:00+00:00" in capsys.readouterr().err
     assert main(["accept", "--state", str(state_file), "--pattern", "(["]) == 2
     assert "is not a regular expression" in capsys.readouterr().err
+
+
+def test_the_promoter_shadows_a_candidate_reports_it_and_the_service_records_the_decision(
+        state_file: Path, bundle_dir: Path, retrained_bundle_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "state.sqlite").write_bytes(state_file.read_bytes())
+    app = build(config(tmp_path, bundle_dir), source=MemorySource([]), sink=MemorySink())
+    assert app is not None
+    candidate = Scorer(bundle_lib.load(retrained_bundle_dir))
+    report = app.promoter.consider(candidate)
+    assert report.shadowed and len(report.windows) == MINUTES
+    [written] = (tmp_path / "decisions").iterdir()
+    assert written.name.endswith(f"-{candidate.version}-{report.outcome}.txt")
+    assert written.read_text().startswith(f"candidate {candidate.version} beside current")
+    app.service._do_requests()  # noqa: SLF001 - what the loop does between two batches
+    [decision] = app.service.state.decisions()
+    assert (decision["candidate"], decision["outcome"]) == (candidate.version, report.outcome)
+    promoted = report.promote
+    assert (app.service.scorer.version == candidate.version) == promoted
+    assert (tmp_path / "models" / candidate.version / "bundle.json").exists() == promoted
+    app.service.state.close()

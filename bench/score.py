@@ -1,14 +1,18 @@
 """Batch scoring throughput on one core, next to the seed's way of scoring, in the same run.
 
-    python bench/score.py [--format serial] [--rows 200000] [--repeats 5]
+    python bench/score.py [--formats serial uid] [--rows 200000] [--batch 5000] [--repeats 5]
 
-Trains a default (dense) bundle on generated sequences, pins this process to one CPU core with one
-TensorFlow and BLAS thread, then times:
+For each format (serials, which repeat, and user ids, which mostly do not), trains a default (dense) bundle
+on generated sequences, pins this process to one CPU core with one TensorFlow and BLAS thread, then times:
 
-- ``monitor``  ``Scorer.score`` over batches: preparation, reconstruction, error, flag; ``cold``: the memo
-               of encodings emptied before each run (every distinct string prepared afresh), ``warm``: kept
-               from the run before (a stream of identifiers seen before);
+- ``monitor``  ``Scorer.score`` over batches of ``--batch`` (the service's ``batch.max_records``):
+               preparation, reconstruction, error, flag; ``cold``: the memo of encodings emptied before each
+               run (every distinct string prepared afresh, as in a new process), ``warm``: kept from the run
+               before (a stream of identifiers seen before);
 - ``prepare``  preparation alone (cold and warm), and ``model`` the forward pass alone (where the time goes);
+- ``before``   the reference, measured in the same run: the same, cold, with each new string prepared by one
+               Python call (``Preparer._indices_of``, how every string was prepared before batch arrays) and
+               a memo that always remembers;
 - ``seed``     the seed notebook's way: one ``model.predict`` call per sequence (on a small sample).
 
 Prints the median sequences per second of each over ``--repeats`` runs and the ratio of the monitor to the
@@ -25,14 +29,17 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_N
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from monitor.core.model import Reconstructor  # noqa: E402
+from monitor.core.prepare import Preparer  # noqa: E402
 from monitor.core.score import Scorer  # noqa: E402
 from monitor.core.train import train  # noqa: E402
 from monitor.devtools import generate  # noqa: E402
@@ -59,16 +66,24 @@ def rate(work: Callable[[], object], items: int, repeats: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--format", default="serial", choices=list(generate.FORMATS))
+    parser.add_argument("--formats", nargs="+", default=["serial", "uid"], choices=list(generate.FORMATS))
     parser.add_argument("--train-rows", type=int, default=20_000)
     parser.add_argument("--rows", type=int, default=200_000, help="sequences scored per timed run")
     parser.add_argument("--seed-rows", type=int, default=300, help="sequences for the one-call-each way")
+    parser.add_argument("--batch", type=int, default=5_000, help="sequences per Scorer.score call")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
 
     core = pin_to_one_core()
-    bundle = train(generate.sample(args.format, args.train_rows), verbose=0)
-    sequences = generate.sample(args.format, args.rows, seed=1)
+    for fmt in args.formats:
+        measure(fmt, args, core)
+    return 0
+
+
+def measure(fmt: str, args: argparse.Namespace, core: int) -> None:
+    bundle = train(generate.sample(fmt, args.train_rows), verbose=0)
+    sequences = generate.sample(fmt, args.rows, seed=1)
+    batches = [sequences[i:i + args.batch] for i in range(0, len(sequences), args.batch)]
     scorer = Scorer(bundle)
     reconstruct = Reconstructor(bundle.model)
     encoded = bundle.preparer.encode(sequences)
@@ -81,22 +96,56 @@ def main(argv: list[str] | None = None) -> int:
     def cold(work: Callable[[], object]) -> Callable[[], object]:
         return lambda: (bundle.preparer.forget(), work())
 
+    def scored(with_scorer: Scorer = scorer) -> None:
+        for batch in batches:
+            with_scorer.score(batch)
+
+    def prepared(preparer: Preparer = bundle.preparer) -> None:
+        for batch in batches:
+            preparer.encode(batch)
+
+    before = one_string_at_a_time(bundle.preparer)
+    before_scorer = Scorer(dataclasses.replace(bundle, preparer=before))
+
     results = {
-        "monitor, cold": rate(cold(lambda: scorer.score(sequences)), args.rows, args.repeats),
-        "monitor, warm": rate(lambda: scorer.score(sequences), args.rows, args.repeats),
-        "prepare, cold": rate(cold(lambda: bundle.preparer.encode(sequences)), args.rows, args.repeats),
-        "prepare, warm": rate(lambda: bundle.preparer.encode(sequences), args.rows, args.repeats),
+        "before, cold": rate(lambda: (before.forget(), scored(before_scorer)), args.rows, args.repeats),
+        "before, prepare": rate(lambda: (before.forget(), prepared(before)), args.rows, args.repeats),
+        "monitor, cold": rate(cold(scored), args.rows, args.repeats),
+        "monitor, warm": rate(scored, args.rows, args.repeats),
+        "prepare, cold": rate(cold(prepared), args.rows, args.repeats),
+        "prepare, warm": rate(prepared, args.rows, args.repeats),
         "model": rate(lambda: reconstruct(encoded), args.rows, args.repeats),
         "seed": rate(seed_way, len(few), max(1, args.repeats // 2)),
     }
-    print(f"format {args.format}: {bundle.preparer.mode} tokens, {bundle.preparer.width} features; "
-          f"{len(set(sequences)):,} distinct among {args.rows:,}; pinned to CPU core {core}, one thread; "
-          f"median of {args.repeats} runs")
+    print(f"format {fmt}: {bundle.preparer.mode} tokens, {bundle.preparer.width} features; "
+          f"{len(set(sequences)):,} distinct among {args.rows:,}, in batches of {args.batch:,}; pinned to CPU "
+          f"core {core}, one thread; median of {args.repeats} runs")
     for name, value in results.items():
         print(f"  {name:14} {value:12,.0f} sequences/s")
     print(f"  monitor / seed way: {results['monitor, cold'] / results['seed']:,.0f}x cold, "
           f"{results['monitor, warm'] / results['seed']:,.0f}x warm")
-    return 0
+    print(f"  monitor / before, cold: {results['monitor, cold'] / results['before, cold']:.2f}x scoring, "
+          f"{results['prepare, cold'] / results['before, prepare']:.2f}x preparing")
+
+
+class _OneByOne:
+    """Rows prepared one string at a time, as before batch arrays."""
+
+    def __init__(self, preparer: Preparer) -> None:
+        self.preparer = preparer
+
+    def indices(self, sequences: list[str]) -> np.ndarray:
+        rows = [self.preparer._indices_of(s) for s in sequences]  # noqa: SLF001 - the reference path
+        return np.array(rows, dtype=np.int32).reshape(len(sequences), -1)
+
+
+def one_string_at_a_time(preparer: Preparer) -> Preparer:
+    """A copy of ``preparer`` preparing each new string by one Python call, with a memo that never stops
+    remembering: the reference the batch preparation is measured against."""
+    copy = Preparer.from_dict(preparer.to_dict())
+    copy._batch = _OneByOne(copy)  # type: ignore[assignment]  # noqa: SLF001
+    copy._memo._observe = lambda found, looked_up: None  # type: ignore[method-assign]  # noqa: SLF001
+    return copy
 
 
 if __name__ == "__main__":

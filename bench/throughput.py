@@ -1,10 +1,13 @@
 """Consumer throughput from a real broker: the monitor next to bare Kafka consumers, in the same run.
 
     python bench/throughput.py [--records 1000000] [--repeats 3] [--bootstrap HOST:PORT] [--partitions 1]
+                               [--format serial|uid|...] [--unique]
 
 Starts a local single-node broker (or uses ``--bootstrap``), fills one new topic with ``--records``
-generated serials (plain UTF-8 values, timestamps spread over the last hour, written by confluent-kafka's
-producer, or kafka-python's with ``--producer kafka-python``), trains a default bundle on 20,000 serials,
+generated serials (or ``--format``; ``--unique``: every record a distinct sequence, e.g. a stream of user
+ids never seen twice) as plain UTF-8 values, timestamps spread over the last hour, written by
+confluent-kafka's producer (or kafka-python's with ``--producer kafka-python``), trains a default bundle on
+20,000 sequences of the format,
 then reads the whole topic from the beginning, each time with a fresh consumer group, with:
 
 - ``bare kafka-python``    a KafkaConsumer poll loop (``--max-records`` per poll) that only decodes values;
@@ -254,7 +257,7 @@ def timed_service(config: MonitorConfig, scorer: Scorer) -> tuple[Service, Count
     around its stages."""
     clock: Counter[str] = Counter()
     timed_scorer = SimpleNamespace(score=_timed(clock, "score", scorer.score), explain=scorer.explain,
-                                   bundle=scorer.bundle, version=scorer.version, threshold=scorer.threshold,
+                                   bundle=scorer.bundle, version=scorer.bundle.version, threshold=scorer.bundle.threshold,
                                    errors=scorer.errors)
     metrics = Metrics(CollectorRegistry(), error_buckets(scorer.bundle.training_errors), scorer.bundle.info())
     app = build(config, scorer=timed_scorer, hooks=[metrics])  # type: ignore[arg-type]
@@ -423,12 +426,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--producer", default="confluent-kafka", choices=list(PRODUCERS))
     parser.add_argument("--max-records", type=int, default=5000, help="records per poll of the bare readers")
     parser.add_argument("--train-rows", type=int, default=20_000)
+    parser.add_argument("--format", default="serial", choices=sorted(generate.FORMATS),
+                        help="what the records hold: serials repeat; with --unique, uid is a stream of user ids "
+                             "never seen twice")
+    parser.add_argument("--unique", action="store_true", help="every record a distinct sequence")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="afterwards, cProfile one monitor read of the first N records")
     args = parser.parse_args(argv)
 
-    sequences = generate.sample("serial", args.records, seed=1)
-    scorer = Scorer(train(generate.sample("serial", args.train_rows), verbose=0))
+    sequences = distinct(args.format, args.records) if args.unique else generate.sample(args.format, args.records,
+                                                                                        seed=1)
+    scorer = Scorer(train(generate.sample(args.format, args.train_rows), verbose=0))
     scorer.score(sequences[: args.max_records])  # the first call traces the forward pass
     gc.freeze()  # as `monitor run` does after loading the model; it applies to every reader below alike
     print(f"{len(set(sequences)):,} distinct sequences among {len(sequences):,}", file=sys.stderr)
@@ -446,8 +454,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def distinct(fmt: str, n: int) -> list[str]:
+    """``n`` distinct sequences of ``fmt`` (generated until that many differ), in generation order."""
+    seen: dict[str, None] = {}
+    seed = 1
+    while len(seen) < n:
+        seen.update(dict.fromkeys(generate.sample(fmt, n, seed=seed)))
+        seed += 1
+    return list(seen)[:n]
+
+
 def report(runs: dict[str, list[Run]], scoring: list[float], args: argparse.Namespace) -> None:
-    print(f"\n{args.records:,} serials, topic with {args.partitions} partition(s), median of {args.repeats} "
+    what = f"{'distinct ' if args.unique else ''}{args.format}s"
+    print(f"\n{args.records:,} {what}, topic with {args.partitions} partition(s), median of {args.repeats} "
           f"interleaved runs; rates are steady state (after the first batch); start = time to first batch")
     crc = "C (crc32c package)" if kafka_record_util.crc32c_c is not None else "pure Python (no crc32c package)"
     print(f"kafka-python {kafka_version}, its CRC32C check: {crc}; confluent-kafka {confluent_version()} "

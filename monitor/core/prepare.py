@@ -17,14 +17,16 @@ the sequence length, and two encodings:
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from monitor.core.prepare_batch import BatchPreparer
 from monitor.errors import ConfigError, InputError
 
 TOKENIZE_MODES = ("auto", "separators", "chars")
@@ -38,51 +40,95 @@ _SHAPE_TABLE = str.maketrans(
 )
 _MAX_COUNT_VALUE = 999  # token counts above this share one summary value
 MEMO_SIZE = 200_000  # distinct strings whose encodings are remembered (emptied when full)
+MEMO_WINDOW = 4  # batches the memo's hit rate is measured over
+MEMO_MIN_HIT_RATE = 0.05  # below it the memo is skipped (see _RowMemo)
+MEMO_PROBE_EVERY = 16
 
 
 class _RowMemo:
     """Rows of feature indices of strings seen before, kept in one matrix so a batch is one gather.
 
-    Holds up to ``capacity`` distinct strings; when a batch would overflow it, it starts over empty.
+    Holds up to ``capacity`` rows; when a batch would overflow it, it starts over empty. Strings new to it
+    are computed together, in one call of the batch preparation.
+
+    Looking a string up and remembering it costs about a fifth of preparing it afresh, so on a stream that
+    rarely repeats (user ids, order numbers) the memo costs more than it saves: once fewer than
+    ``MEMO_MIN_HIT_RATE`` of the last ``MEMO_WINDOW`` batches' strings were found, it is skipped, except every
+    ``MEMO_PROBE_EVERY``-th batch, which still looks up and remembers; a probe that finds repeats (1 %: it
+    only knows the probes' strings) turns it back on.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._slots: dict[str, int] = {}
+        self._used = 0  # rows filled (a string repeated inside one batch may fill two identical rows)
         self._rows = np.empty((0, 0), dtype=np.int32)  # grown by doubling, up to ``capacity`` rows
+        self.skipping = False
+        self._recent: deque[tuple[int, int]] = deque(maxlen=MEMO_WINDOW)  # (found, looked up) per batch
+        self._skipped = 0
 
-    def rows(self, sequences: Sequence[str], compute: Callable[[str], tuple[int, ...]]) -> np.ndarray:
-        """The row of each sequence, computing (and remembering) those not seen before."""
+    def rows(self, sequences: Sequence[str], compute: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+        """The row of each sequence; those not seen before are computed together (``compute`` takes a list
+        of strings and gives their rows) and remembered."""
+        if self.skipping:
+            self._skipped += 1
+            if self._skipped % MEMO_PROBE_EVERY:
+                return compute(list(sequences))
+        return self._looked_up(sequences, compute)
+
+    def _observe(self, found: int, looked_up: int) -> None:
+        if self.skipping:
+            if found >= 0.01 * looked_up:
+                self.skipping = False
+                self._recent.clear()
+            return
+        self._recent.append((found, looked_up))
+        if len(self._recent) == MEMO_WINDOW:
+            hits, total = map(sum, zip(*self._recent))
+            if hits < MEMO_MIN_HIT_RATE * total:
+                self.skipping, self._skipped = True, 0
+
+    def _looked_up(self, sequences: Sequence[str], compute: Callable[[list[str]], np.ndarray]) -> np.ndarray:
         get = self._slots.get
-        slots = np.array([get(s, -1) for s in sequences], dtype=np.int64)
+        slots = np.fromiter(map(get, sequences, itertools.repeat(-1)), dtype=np.int64, count=len(sequences))
         missing = np.flatnonzero(slots < 0)
-        if len(missing):
-            if len(missing) > self.capacity:  # a batch larger than the memo: nothing to remember
-                return np.array([compute(s) for s in sequences], dtype=np.int32).reshape(len(sequences), -1)
-            if len(self._slots) + len(missing) > self.capacity:
-                self.clear()
-                slots[:], missing = -1, np.arange(len(sequences))
-            for i in missing:
-                sequence = sequences[i]
-                slot = self._slots.get(sequence)
-                if slot is None:  # not a repeat within this batch
-                    slot = self._store(compute(sequence))
-                    self._slots[sequence] = slot
-                slots[i] = slot
+        if len(sequences):
+            self._observe(len(sequences) - len(missing), len(sequences))
+        if not len(missing):
+            return self._rows[slots]
+        if len(missing) > self.capacity:  # a batch larger than the memo: nothing to remember
+            return compute(list(sequences))
+        if self._used + len(missing) > self.capacity:
+            self.clear()
+            missing = np.arange(len(sequences))
+        fresh = list(sequences) if len(missing) == len(sequences) else [sequences[i] for i in missing]
+        first = self._store(compute(fresh))
+        self._slots.update(zip(fresh, range(first, first + len(fresh))))
+        slots[missing] = np.arange(first, first + len(fresh))
         return self._rows[slots]
 
     def clear(self) -> None:
         self._slots.clear()
+        self._used = 0
 
-    def _store(self, row: tuple[int, ...]) -> int:
-        slot = len(self._slots)
-        if slot >= len(self._rows) or self._rows.shape[1] != len(row):
-            grown = np.empty((min(max(2 * len(self._rows), 1024), self.capacity), len(row)), dtype=np.int32)
-            if self._rows.shape[1] == len(row):
-                grown[: len(self._rows)] = self._rows
+    def forget(self) -> None:
+        """Empty the memo and start remembering again."""
+        self.clear()
+        self.skipping = False
+        self._recent.clear()
+
+    def _store(self, rows: np.ndarray) -> int:
+        """Keep ``rows`` after the rows kept; returns the slot of the first."""
+        first, needed = self._used, self._used + len(rows)
+        if needed > len(self._rows) or self._rows.shape[1] != rows.shape[1]:
+            grown = np.empty((min(max(2 * len(self._rows), 1024, needed), self.capacity), rows.shape[1]),
+                             dtype=np.int32)
+            if self._rows.shape[1] == rows.shape[1]:
+                grown[: first] = self._rows[: first]
             self._rows = grown
-        self._rows[slot] = row
-        return slot
+        self._rows[first:needed] = rows
+        self._used = needed
+        return first
 
 
 def shape_of(text: str) -> str:
@@ -261,6 +307,10 @@ class Preparer:
         return self._positional_indices(sequences)
 
     def _bag_indices(self, sequences: Sequence[str]) -> np.ndarray:
+        return self._batch.indices(sequences)
+
+    def _bag_one_by_one(self, sequences: Sequence[str]) -> np.ndarray:
+        """The reference of ``_bag_indices``, one string at a time."""
         lookup, length = self._vocabulary_index, self.length
         out = np.full((len(sequences), length), PAD, dtype=np.int32)
         for row, sequence in enumerate(sequences):
@@ -271,11 +321,11 @@ class Preparer:
     def _positional_indices(self, sequences: Sequence[str]) -> np.ndarray:
         # Identifier streams repeat (a serial, a user id, a residue triplet seen before): a bounded memo of
         # each string's feature indices skips tokenizing and the dictionary look-ups for repeats.
-        return self._memo.rows(sequences, self._indices_of)
+        return self._memo.rows(sequences, self._batch.indices)
 
     def forget(self) -> None:
         """Empty the memo of encodings (benchmarks start each run as cold as a new process)."""
-        self._memo.clear()
+        self._memo.forget()
 
     def _indices_of(self, sequence: str) -> tuple[int, ...]:
         values = self._flat_values(self.split(sequence))
@@ -309,6 +359,7 @@ class Preparer:
         self._lookups: list[tuple[dict[str | None, int], int]] = []
         self._memo = _RowMemo(MEMO_SIZE)
         if self.settings.encoding != "positional" or not self.dictionaries:
+            self._batch = BatchPreparer(self)
             return
         offset = 0
         for channel, width in self._channel_widths().items():
@@ -318,6 +369,7 @@ class Preparer:
                 table[None] = base + PAD
                 self._lookups.append((table, base + OOV))
             offset += width
+        self._batch = BatchPreparer(self)
 
     # -- explaining ----------------------------------------------------------------------------------------
     def describe(self, sequence: str, feature_errors: np.ndarray, top: int = 3) -> list[tuple[str, float]]:

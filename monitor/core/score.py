@@ -5,6 +5,7 @@ Higher always means more abnormal. No I/O happens here: strings in, arrays out.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,6 +13,7 @@ from functools import cached_property
 import numpy as np
 
 from monitor.core.bundle import Bundle
+from monitor.core.prepare import Preparer
 from monitor.core.model import Reconstructor
 from monitor.percentiles import percentile_ranks
 
@@ -55,6 +57,12 @@ class Scorer:
     def __init__(self, bundle: Bundle, batch_size: int = 8192) -> None:
         self.bundle = bundle
         self._reconstruct = Reconstructor(bundle.model, batch_size)
+
+    def for_another_thread(self) -> Scorer:
+        """A scorer of the same bundle with a memo of encodings of its own: the memo is not thread-safe, and
+        the service's loop keeps scoring with this one meanwhile."""
+        preparer = Preparer.from_dict(self.bundle.preparer.to_dict())
+        return Scorer(dataclasses.replace(self.bundle, preparer=preparer), self._reconstruct.batch_size)
 
     @property
     def version(self) -> str:

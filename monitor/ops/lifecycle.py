@@ -85,7 +85,7 @@ class Promoter:
 
     def consider(self, candidate: Scorer) -> ShadowReport:
         with self._lock:
-            current = self.service.scorer
+            current = self.service.scorer.for_another_thread()  # the loop goes on scoring with its own
             expected = 1 - candidate.bundle.threshold_quantile
             if self.promotion.shadow:
                 report = shadow(self.service.pipeline.judge.history_copies(), current, candidate, expected,

@@ -54,3 +54,13 @@ def test_explanations_point_at_the_broken_part(serial_bundle: Bundle) -> None:
 def test_scoring_nothing_gives_empty_arrays(serial_bundle: Bundle) -> None:
     scores = Scorer(serial_bundle).score([])
     assert scores.errors.shape == (0,)
+
+
+def test_a_scorer_for_another_thread_scores_alike_with_a_memo_of_its_own(serial_bundle: Bundle) -> None:
+    scorer = Scorer(serial_bundle)
+    other = scorer.for_another_thread()
+    sequences = ["AB121E", "KQ4324", "9 ER 223 ABCDSED"]
+    np.testing.assert_array_equal(other.errors(sequences), scorer.errors(sequences))
+    assert other.version == scorer.version and other.threshold == scorer.threshold
+    assert other.bundle.preparer is not scorer.bundle.preparer
+    assert other.bundle.preparer._memo is not scorer.bundle.preparer._memo

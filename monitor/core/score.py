@@ -13,8 +13,8 @@ from functools import cached_property
 import numpy as np
 
 from monitor.core.bundle import Bundle
-from monitor.core.prepare import Preparer
 from monitor.core.model import Reconstructor
+from monitor.core.prepare import Preparer
 from monitor.percentiles import percentile_ranks
 
 

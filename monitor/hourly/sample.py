@@ -75,16 +75,14 @@ class Estimate:
 
 
 class WindowSample:
-    """The ``size + 1`` records of highest priority seen so far, highest first, with their errors under the
-    model that scored the window (kept to tell which sampled records that model flagged)."""
+    """The ``size + 1`` records of highest priority seen so far, highest first: sequence, weight, priority."""
 
     def __init__(self, size: int = DEFAULT_SIZE, sequences: Sequence[str] = (), weights: Any = (),
-                 priorities: Any = (), errors: Any = ()) -> None:
+                 priorities: Any = ()) -> None:
         self.size = size
         self.sequences = list(sequences)
         self.weights = np.asarray(weights, dtype=np.float64)
         self.priorities = np.asarray(priorities, dtype=np.float64)
-        self.errors = np.asarray(errors, dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -94,8 +92,7 @@ class WindowSample:
         """The lowest priority that can still enter (0 until the sample is full)."""
         return float(self.priorities[-1]) if len(self) > self.size else 0.0
 
-    def add(self, sequences: Sequence[str], weights: np.ndarray, priorities: np.ndarray,
-            errors: np.ndarray) -> None:
+    def add(self, sequences: Sequence[str], weights: np.ndarray, priorities: np.ndarray) -> None:
         """Offer a batch (arrays aligned with ``sequences``); only records above the floor are looked at."""
         rows = np.flatnonzero(priorities > self.floor)
         if len(rows) == 0:
@@ -103,27 +100,24 @@ class WindowSample:
         if len(rows) > self.size + 1:  # keep the batch's own best first: the rest cannot enter
             rows = rows[np.argpartition(-priorities[rows], self.size)[:self.size + 1]]
         self._keep([*self.sequences, *(sequences[i] for i in rows)],
-                   np.concatenate([self.weights, weights[rows]]),
-                   np.concatenate([self.priorities, priorities[rows]]),
-                   np.concatenate([self.errors, errors[rows]]))
+                   np.concatenate([self.weights, weights[rows]]), np.concatenate([self.priorities, priorities[rows]]))
 
     def merge(self, other: WindowSample) -> None:
         """Become the sample of both windows' records together (exact: the same as sampling them at once)."""
         self._keep([*self.sequences, *other.sequences], np.concatenate([self.weights, other.weights]),
-                   np.concatenate([self.priorities, other.priorities]), np.concatenate([self.errors, other.errors]))
+                   np.concatenate([self.priorities, other.priorities]))
 
-    def _keep(self, sequences: list[str], weights: np.ndarray, priorities: np.ndarray, errors: np.ndarray) -> None:
+    def _keep(self, sequences: list[str], weights: np.ndarray, priorities: np.ndarray) -> None:
         # Highest priority first; equal priorities (one record read twice) keep their order of arrival.
         order = np.argsort(-priorities, kind="stable")[:self.size + 1]
         order = order[priorities[order] > 0]
         self.sequences = [sequences[i] for i in order]
-        self.weights, self.priorities, self.errors = weights[order], priorities[order], errors[order]
+        self.weights, self.priorities = weights[order], priorities[order]
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WindowSample) and self.size == other.size and \
-            self.sequences == other.sequences and all(
-                np.array_equal(a, b) for a, b in ((self.weights, other.weights), (self.priorities, other.priorities),
-                                                  (self.errors, other.errors)))
+            self.sequences == other.sequences and np.array_equal(self.weights, other.weights) and \
+            np.array_equal(self.priorities, other.priorities)
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
@@ -131,18 +125,13 @@ class WindowSample:
         return f"WindowSample(size={self.size}, kept={len(self)})"
 
     def copy(self) -> WindowSample:
-        return WindowSample(self.size, self.sequences, self.weights, self.priorities, self.errors)
+        return WindowSample(self.size, self.sequences, self.weights, self.priorities)
 
     def kept(self) -> tuple[list[str], np.ndarray]:
         """The sequences estimates rest on (at most ``size``) and the weight each stands for."""
         n = min(len(self), self.size)
         tau = self.floor
         return self.sequences[:n], np.maximum(self.weights[:n], tau)
-
-    def flagged(self, threshold: float) -> list[str]:
-        """The sampled sequences the window's own model scored above ``threshold``."""
-        n = min(len(self), self.size)
-        return [s for s, e in zip(self.sequences[:n], self.errors[:n]) if e > threshold]
 
     def estimate(self, errors: np.ndarray, threshold: float) -> Estimate:
         """The window's figures if every record had the errors the sampled ones have (``errors`` aligned
@@ -168,9 +157,8 @@ class WindowSample:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe and exact (Python's JSON writes floats with ``repr``)."""
         return {"size": self.size, "sequences": self.sequences, "weights": self.weights.tolist(),
-                "priorities": self.priorities.tolist(), "errors": self.errors.tolist()}
+                "priorities": self.priorities.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WindowSample:
-        return cls(int(data["size"]), [str(s) for s in data["sequences"]], data["weights"], data["priorities"],
-                   data["errors"])
+        return cls(int(data["size"]), [str(s) for s in data["sequences"]], data["weights"], data["priorities"])

@@ -56,7 +56,7 @@ class WindowAccumulator:
         if len(errors) == 0:
             return
         if sequences is not None and priorities is not None:
-            self.sample.add(sequences, weights, priorities, errors)
+            self.sample.add(sequences, weights, priorities)
         self.count += len(errors)
         self.weight_sum += float(weights.sum())
         self.weighted_error_sum += float(np.dot(errors, weights))

@@ -24,7 +24,7 @@ def sampled(sequences: list[str], weights: np.ndarray, times: np.ndarray, errors
         part = WindowSample(size)
         for chunk in np.array_split(rows, 3):  # batches
             seqs = [sequences[i] for i in chunk]
-            part.add(seqs, weights[chunk], record_priorities(seqs, weights[chunk], times[chunk]), errors[chunk])
+            part.add(seqs, weights[chunk], record_priorities(seqs, weights[chunk], times[chunk]))
         merged.merge(part)
     return merged
 
@@ -35,7 +35,7 @@ def test_priorities_depend_on_the_record_only_and_weight_zero_is_never_sampled()
     other = record_priorities(seqs, weights, times + 1)
     assert not np.array_equal(record_priorities(seqs, weights, times), other)
     zero = WindowSample(10)
-    zero.add(seqs, np.zeros(200), record_priorities(seqs, np.zeros(200), times), errors)
+    zero.add(seqs, np.zeros(200), record_priorities(seqs, np.zeros(200), times))
     assert len(zero) == 0
 
 

@@ -194,7 +194,7 @@ def test_a_version_1_file_gains_the_new_tables_and_keeps_its_checkpoint(tmp_path
 
 
 def test_samples_decisions_and_accepted_formats_are_kept(store: StateStore) -> None:
-    sample = {"size": 2, "sequences": ["A1"], "weights": [1.0], "priorities": [3.5], "errors": [0.1]}
+    sample = {"size": 2, "sequences": ["A1"], "weights": [1.0], "priorities": [3.5]}
     store.save(Checkpoint({("a", 0): 1}, models=[[None, "v1"], [3_600_000, "v2"]], accepted_applied=1),
                samples=[("a", 0, sample), ("a", 60_000, sample)])
     store.save(Checkpoint({("a", 0): 2}), kept={"a": [60_000]})

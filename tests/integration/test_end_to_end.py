@@ -1,7 +1,8 @@
 """The whole path: a real broker, the monitor process, a real Prometheus with the project's rules.
 
 A stream of short windows is produced in two parts: normal windows first (the format-drift alert must stay
-silent), then a drift (the alert must fire). Every dashboard query and every recording rule must return data.
+silent), then a drift (the alert must fire), then a new model bundle (shadowed: a decision). Every dashboard query
+and every recording rule must return data.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from monitor.core import bundle as bundle_lib
 from monitor.devtools import generate
 from monitor.devtools.local_process import free_loopback_port
 from monitor.devtools.prometheus_server import (
@@ -68,16 +71,18 @@ def monitor_process(kafka_broker: Any, bundle_dir: Path, tmp_path: Path) -> Any:
     bootstrap = kafka_broker.bootstrap_servers
     topic = new_topic(bootstrap, "e2e")
     port = free_loopback_port()
-    config = service_config(bootstrap, topic, bundle_dir, **{
+    published = Path(shutil.copytree(bundle_dir, tmp_path / "model"))  # where a new bundle will be published
+    config = service_config(bootstrap, topic, published, **{
         "window": {"length_seconds": WINDOW_S, "allowed_lateness_seconds": 0, "quiet_seconds": 3600},
-        "compare": {"min_history": 3}, "metrics": {"enabled": True, "host": "127.0.0.1", "port": port}})
+        "compare": {"min_history": 3}, "metrics": {"enabled": True, "host": "127.0.0.1", "port": port},
+        "reload": {"check_interval_seconds": 1}})
     config_file = tmp_path / "monitor.yaml"
     config_file.write_text(yaml.safe_dump(config.to_dict()))
     with (tmp_path / "monitor.log").open("wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config_file)],
                                    stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        yield bootstrap, topic, port
+        yield bootstrap, topic, port, published
     finally:
         process.terminate()
         process.wait(60)
@@ -85,8 +90,8 @@ def monitor_process(kafka_broker: Any, bundle_dir: Path, tmp_path: Path) -> Any:
 
 
 def test_drift_fires_the_alert_and_every_panel_and_rule_has_data(
-        monitor_process: Any, prometheus_factory: Callable[..., PrometheusServer]) -> None:
-    bootstrap, topic, port = monitor_process
+        monitor_process: Any, prometheus_factory: Callable[..., PrometheusServer], retrained_bundle_dir: Path) -> None:
+    bootstrap, topic, port, published = monitor_process
     prometheus = prometheus_factory(prometheus_scrape_config(f"127.0.0.1:{port}", rule_files=RULES))
     normal, normal_times = windows(0, 8, drift=False)
     produce(bootstrap, topic, normal + [b"", b"\xff\xfe"], normal_times + normal_times[-1:] * 2)
@@ -104,6 +109,12 @@ def test_drift_fires_the_alert_and_every_panel_and_rule_has_data(
              "the format-drift alert firing")
     [alert] = prometheus.query(DRIFT_FIRING)
     assert alert["metric"]["topic"] == topic and alert["metric"]["severity"] == "critical"
+
+    # A retrained bundle is published: shadowed on the windows so far (promoted or refused, either way a
+    # decision the model panels show).
+    bundle_lib.save(bundle_lib.load(retrained_bundle_dir), published)
+    wait_for(lambda: bool(prometheus.query("sequence_monitor_candidate_flag_rate")), 90,
+             "the candidate's comparison scraped")
 
     empty = [q for q in dashboard_queries() if not prometheus.query(q)]
     assert not empty, f"dashboard queries without data: {empty}"

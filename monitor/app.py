@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from monitor.core import bundle as bundle_lib
-from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.errors import MonitorError
 from monitor.hourly.judge import HourlyJudge
@@ -88,7 +87,8 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
 
     ``scorer``, ``source`` and ``sink`` replace the ones ``config`` names (benchmarks, tests); ``hooks``
     observe the stream beside the metrics and the window log."""
-    scorer = scorer or Scorer(configured_threshold(config, bundle_lib.load(Path(config.model.path))))
+    quantile = config.model.threshold_quantile
+    scorer = scorer or Scorer(bundle_lib.load(Path(config.model.path), quantile))
     log.info("model bundle %s loaded from %s; threshold %.6g (quantile %g of its training errors)",
              scorer.bundle.version, config.model.path, scorer.bundle.threshold, scorer.bundle.threshold_quantile)
     judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
@@ -96,7 +96,7 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     state = StateStore(config.state.path, state_identity(config))
     checkpoint = restore(state, judge)
     positions = dict(checkpoint.offsets) if checkpoint else {}
-    store = ModelStore(Path(config.state.path).parent / "models", lambda bundle: configured_threshold(config, bundle))
+    store = ModelStore(Path(config.state.path).parent / "models", quantile)
     takeovers = _models_in_use(checkpoint, scorer, store)
     stop = stop or threading.Event()
 
@@ -130,7 +130,7 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     promoter = Promoter(service, config.compare, config.promotion, store,
                         Path(config.state.path).parent / "decisions")
     watcher = BundleWatcher(Path(config.model.path), pipeline.scorer.version, promoter.consider,
-                            lambda bundle: configured_threshold(config, bundle))
+                            quantile)
     retrainer = _retrainer(config, pipeline, state, promoter, watcher)
     app = Application(service, watcher, promoter, retrainer, metrics_server)
     service.on_accepted = app.request_retrain
@@ -159,12 +159,6 @@ def _models_in_use(checkpoint: Checkpoint | None, configured: Scorer,
             return [(None, configured)]
         takeovers.append((None if from_ms is None else int(from_ms), scorer))
     return takeovers
-
-
-def configured_threshold(config: MonitorConfig, bundle: Bundle) -> Bundle:
-    """``bundle`` with ``model.threshold_quantile`` in place of its own threshold, when that is set."""
-    quantile = config.model.threshold_quantile
-    return bundle if quantile is None else bundle.with_threshold_quantile(quantile)
 
 
 def state_identity(config: MonitorConfig) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from contextlib import closing
 from pathlib import Path
 
 from monitor.core import bundle as bundle_lib
-from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.errors import InputError, StateError
 from monitor.hourly.judge import HourlyJudge
@@ -32,7 +31,7 @@ def run_candidate(args: argparse.Namespace) -> int:
     """``python -m monitor candidate``: the comparison on standard output; exit 5 when it would be refused."""
     config = load_config(args.config)
     judge = _restored(args.state, config)
-    current, candidate = (Scorer(_with_configured_threshold(config, bundle_lib.load(path)))
+    current, candidate = (Scorer(bundle_lib.load(path, config.model.threshold_quantile))
                           for path in (args.model, args.candidate))
     report = shadow(judge.histories, current, candidate, 1 - candidate.bundle.threshold_quantile, config.compare,
                     config.promotion)
@@ -73,12 +72,6 @@ def run_accept(args: argparse.Namespace) -> int:
           "sequences join the retraining corpus. The service applies it at its next checkpoint: the windows it "
           "covers serve in baselines again and a retrain is requested (its candidate goes through promotion).")
     return 0
-
-
-def _with_configured_threshold(config: MonitorConfig, bundle: Bundle) -> Bundle:
-    # As the service loads every bundle (``monitor.app.configured_threshold``).
-    quantile = config.model.threshold_quantile
-    return bundle if quantile is None else bundle.with_threshold_quantile(quantile)
 
 
 def _restored(path: Path, config: MonitorConfig) -> HourlyJudge:

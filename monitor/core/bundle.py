@@ -128,8 +128,9 @@ def _replace_directory(staging: Path, directory: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
-def load(directory: Path) -> Bundle:
-    """Load and verify the bundle in ``directory``; raises ``BundleError`` naming what is wrong."""
+def load(directory: Path, threshold_quantile: float | None = None) -> Bundle:
+    """Load and verify the bundle in ``directory``; raises ``BundleError`` naming what is wrong.
+    ``threshold_quantile`` replaces the bundle's own (``model.threshold_quantile``; ``None`` keeps it)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise BundleError(f"no model bundle at {directory}: train one with `python -m monitor train`")
@@ -144,8 +145,9 @@ def load(directory: Path) -> Bundle:
     if network.input_shape[-1] != preparer.width:
         raise BundleError(f"{directory}: the model takes {network.input_shape[-1]} features but the "
                           f"preparation makes {preparer.width}")
-    return Bundle(preparer, network, errors, float(manifest["threshold_quantile"]),
-                  {k: float(v) for k, v in manifest["thresholds"].items()}, manifest["metadata"])
+    bundle = Bundle(preparer, network, errors, float(manifest["threshold_quantile"]),
+                    {k: float(v) for k, v in manifest["thresholds"].items()}, manifest["metadata"])
+    return bundle if threshold_quantile is None else bundle.with_threshold_quantile(threshold_quantile)
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:

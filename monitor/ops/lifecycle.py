@@ -38,10 +38,10 @@ class BundleWatcher:
     """Checks ``path`` for a bundle whose version was not considered yet and makes it a candidate."""
 
     def __init__(self, path: Path, current_version: str, consider: Callable[[Scorer], None],
-                 adjust: Callable[[Bundle], Bundle] = lambda bundle: bundle) -> None:
+                 threshold_quantile: float | None = None) -> None:
         self.path = Path(path)
         self.consider = consider
-        self.adjust = adjust  # e.g. the configured threshold, applied to every bundle loaded
+        self.threshold_quantile = threshold_quantile  # the configured one, applied to every bundle loaded
         self.seen = {current_version}  # versions in use, refused, or already considered
 
     def check(self) -> bool:
@@ -51,7 +51,7 @@ class BundleWatcher:
             return False
         self.seen.add(version)  # a bundle that fails in any way is refused once, not retried every check
         try:
-            scorer = Scorer(self.adjust(bundle_lib.load(self.path)))
+            scorer = Scorer(bundle_lib.load(self.path, self.threshold_quantile))
         except Exception as exc:
             log.warning("the bundle %s published at %s was refused; the current model stays: %s", version,
                         self.path, exc)
@@ -113,16 +113,16 @@ class ModelStore:
     """Copies of the bundles in use, by version (``<folder>/<version>``): a window keeps the model it started
     with across a restart, even after ``model.path`` holds a newer bundle."""
 
-    def __init__(self, folder: Path, adjust: Callable[[Bundle], Bundle] = lambda bundle: bundle) -> None:
+    def __init__(self, folder: Path, threshold_quantile: float | None = None) -> None:
         self.folder = Path(folder)
-        self.adjust = adjust
+        self.threshold_quantile = threshold_quantile
 
     def keep(self, bundle: Bundle) -> None:
         if not (self.folder / bundle.version / bundle_lib.MANIFEST).exists():
             bundle_lib.save(bundle, self.folder / bundle.version)
 
     def load(self, version: str) -> Scorer:
-        return Scorer(self.adjust(bundle_lib.load(self.folder / version)))
+        return Scorer(bundle_lib.load(self.folder / version, self.threshold_quantile))
 
     def keep_only(self, versions: set[str]) -> None:
         """Remove the copies of versions no window uses any more."""

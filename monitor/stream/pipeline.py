@@ -181,7 +181,8 @@ class RecordPipeline:
             sequences = decoded.sequences if single else [decoded.sequences[i] for i in idx]
             late[partition[0]] += self.judge.add(partition, result.errors[idx], decoded.weights[idx],
                                                  decoded.event_times_ms[idx], result.flags[idx], now_ms=now_ms,
-                                                 sequences=sequences, hashes=None if hashes is None else hashes[idx])
+                                                 sequences=sequences,
+                                                 hashes=hashes if single or hashes is None else hashes[idx])
         return late
 
     def _emit(self, decoded: Decoded, scores: Scores | None) -> None:

@@ -116,9 +116,9 @@ def test_a_tampered_bundle_is_refused_once_with_a_warning_and_the_watcher_keeps_
     loads: list[Path] = []
     real_load = bundle_lib.load
 
-    def counted_load(path: Path) -> Bundle:
+    def counted_load(path: Path, *args: object) -> Bundle:
         loads.append(path)
-        return real_load(path)
+        return real_load(path, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(bundle_lib, "load", counted_load)
 

@@ -92,7 +92,7 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     log.info("model bundle %s loaded from %s; threshold %.6g (quantile %g of its training errors)",
              scorer.bundle.version, config.model.path, scorer.bundle.threshold, scorer.bundle.threshold_quantile)
     judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
-                        config.window.sample_size)
+                        config.window.sample_size, config.formats)
     state = StateStore(config.state.path, state_identity(config))
     checkpoint = restore(state, judge)
     positions = dict(checkpoint.offsets) if checkpoint else {}

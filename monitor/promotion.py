@@ -84,7 +84,8 @@ def _restored(path: Path, config: MonitorConfig) -> HourlyJudge:
         # The windows' length is the state's own, whatever the configuration given says.
         lengths = {int(snapshot["length_ms"]) for snapshot in checkpoint.windows.values()}
         judge = HourlyJudge(lengths.pop() if len(lengths) == 1 else config.window.length_ms,
-                            config.window.allowed_lateness_ms, config.compare, config.window.sample_size)
+                            config.window.allowed_lateness_ms, config.compare, config.window.sample_size,
+                            config.formats)
         restore(state, judge)
     return judge
 

@@ -93,7 +93,8 @@ def run_replay(args: argparse.Namespace) -> int:
     columns = resolve_columns(args.input, args.sequence_column, args.time_column, args.weight_column,
                               args.time_format)
     output = open_output(args.output, inputs=[args.input])
-    judge = HourlyJudge(length_ms, config.window.allowed_lateness_ms, config.compare, config.window.sample_size)
+    judge = HourlyJudge(length_ms, config.window.allowed_lateness_ms, config.compare, config.window.sample_size,
+                        config.formats)
     changes = [(model_change_boundary(time, length_ms), directory) for time, directory in args.model_change or ()]
     scorer = Scorer(bundle_lib.load(args.model))
     promoted = [(boundary, Scorer(bundle_lib.load(directory))) for boundary, directory in changes]

@@ -6,6 +6,12 @@ Layout of a bundle directory::
     model.keras          the Keras autoencoder (native format, loaded in safe mode)
     preparation.json     tokenizing mode, length, vocabulary, position dictionaries
     training_errors.npy  sorted reconstruction errors of the training rows (for percentile ranks)
+    formats.json         the training data's formats: shares, examples, long tail (format version 2)
+    fusion.json          the fused score's signals and their calibrations (format version 2)
+    fused_scores.npy     sorted fused scores of the training rows (format version 2)
+    ngram.npz            the character n-gram model, when the fused score uses it (format version 2)
+
+Format version 1 bundles (before formats) still load: they score with the autoencoder's error alone.
 
 Loading refuses, naming the file and the problem, a bundle that is missing, incomplete, corrupt, of another
 format version, or whose files do not match the checksums recorded when it was saved.
@@ -26,15 +32,24 @@ from typing import Any
 import numpy as np
 
 from monitor.core import model as model_lib
+from monitor.core.format_table import FormatTable
+from monitor.core.fusion import Fusion
+from monitor.core.ngram import CharNgramModel
 from monitor.core.prepare import Preparer
 from monitor.errors import BundleError, ConfigError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "bundle.json"
 MODEL_FILE = "model.keras"
 PREPARATION_FILE = "preparation.json"
 ERRORS_FILE = "training_errors.npy"
+FORMATS_FILE = "formats.json"
+FUSION_FILE = "fusion.json"
+FUSED_SCORES_FILE = "fused_scores.npy"
+NGRAM_FILE = "ngram.npz"
 _CHECKED_FILES = (MODEL_FILE, PREPARATION_FILE, ERRORS_FILE)
+_FUSION_FILES = (FORMATS_FILE, FUSION_FILE, FUSED_SCORES_FILE)
 
 
 @dataclass
@@ -51,6 +66,7 @@ class Bundle:
     threshold_quantile: float
     thresholds: dict[str, float]
     metadata: dict[str, Any] = field(default_factory=dict)
+    fusion: Fusion | None = None  # None: a version 1 bundle, scored by the autoencoder's error alone
 
     @property
     def threshold(self) -> float:
@@ -92,12 +108,13 @@ def save(bundle: Bundle, directory: Path) -> Path:
         model_lib.save(bundle.model, staging / MODEL_FILE)
         (staging / PREPARATION_FILE).write_text(json.dumps(bundle.preparer.to_dict()), encoding="utf-8")
         np.save(staging / ERRORS_FILE, np.sort(bundle.training_errors).astype(np.float64))
+        files = _save_fusion(bundle.fusion, staging) if bundle.fusion is not None else ()
         manifest = {
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if bundle.fusion is not None else 1,
             "metadata": bundle.metadata,
             "threshold_quantile": bundle.threshold_quantile,
             "thresholds": bundle.thresholds,
-            "checksums": {name: _sha256(staging / name) for name in _CHECKED_FILES},
+            "checksums": {name: _sha256(staging / name) for name in (*_CHECKED_FILES, *files)},
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         _owner_only(staging)
@@ -106,6 +123,17 @@ def save(bundle: Bundle, directory: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return directory
+
+
+def _save_fusion(fusion: Fusion, staging: Path) -> tuple[str, ...]:
+    (staging / FORMATS_FILE).write_text(json.dumps(fusion.formats.to_dict()), encoding="utf-8")
+    (staging / FUSION_FILE).write_text(json.dumps(fusion.to_dict()), encoding="utf-8")
+    np.save(staging / FUSED_SCORES_FILE, np.sort(fusion.training_scores).astype(np.float64))
+    if fusion.ngram is None:
+        return _FUSION_FILES
+    with (staging / NGRAM_FILE).open("wb") as handle:
+        np.savez(handle, **fusion.ngram.to_arrays())
+    return (*_FUSION_FILES, NGRAM_FILE)
 
 
 def _owner_only(folder: Path) -> None:
@@ -135,10 +163,14 @@ def load(directory: Path, threshold_quantile: float | None = None) -> Bundle:
     if not directory.is_dir():
         raise BundleError(f"no model bundle at {directory}: train one with `python -m monitor train`")
     manifest = _read_manifest(directory)
-    _verify_files(directory, manifest["checksums"])
+    fused = manifest["format_version"] >= 2
+    optional = (NGRAM_FILE,) if NGRAM_FILE in manifest["checksums"] else ()
+    _verify_files(directory, manifest["checksums"], (*_CHECKED_FILES, *_FUSION_FILES, *optional) if fused
+                  else _CHECKED_FILES)
     try:
         preparer = Preparer.from_dict(json.loads((directory / PREPARATION_FILE).read_text(encoding="utf-8")))
         errors = np.load(directory / ERRORS_FILE, allow_pickle=False)
+        fusion = _load_fusion(directory) if fused else None
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{directory}: preparation or training errors unreadable: {exc}") from exc
     network = model_lib.load(directory / MODEL_FILE)
@@ -146,8 +178,19 @@ def load(directory: Path, threshold_quantile: float | None = None) -> Bundle:
         raise BundleError(f"{directory}: the model takes {network.input_shape[-1]} features but the "
                           f"preparation makes {preparer.width}")
     bundle = Bundle(preparer, network, errors, float(manifest["threshold_quantile"]),
-                    {k: float(v) for k, v in manifest["thresholds"].items()}, manifest["metadata"])
+                    {k: float(v) for k, v in manifest["thresholds"].items()}, manifest["metadata"], fusion)
     return bundle if threshold_quantile is None else bundle.with_threshold_quantile(threshold_quantile)
+
+
+def _load_fusion(directory: Path) -> Fusion:
+    formats = FormatTable.from_dict(json.loads((directory / FORMATS_FILE).read_text(encoding="utf-8")))
+    data = json.loads((directory / FUSION_FILE).read_text(encoding="utf-8"))
+    scores = np.load(directory / FUSED_SCORES_FILE, allow_pickle=False)
+    ngram = None
+    if (directory / NGRAM_FILE).exists():
+        with np.load(directory / NGRAM_FILE, allow_pickle=False) as arrays:
+            ngram = CharNgramModel.from_arrays(dict(arrays))
+    return Fusion.from_parts(data, formats, scores, ngram)
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:
@@ -159,16 +202,17 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path} is corrupt: {exc}") from exc
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
-    if version != FORMAT_VERSION:
-        raise BundleError(f"{path} has format version {version!r}; this monitor reads version {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise BundleError(f"{path} has format version {version!r}; this monitor reads versions "
+                          f"{', '.join(map(str, READABLE_VERSIONS))}")
     missing = [k for k in ("checksums", "thresholds", "threshold_quantile", "metadata") if k not in manifest]
     if missing:
         raise BundleError(f"{path} is incomplete: missing {', '.join(missing)}")
     return manifest
 
 
-def _verify_files(directory: Path, checksums: dict[str, str]) -> None:
-    for name in _CHECKED_FILES:
+def _verify_files(directory: Path, checksums: dict[str, str], names: tuple[str, ...]) -> None:
+    for name in names:
         path = directory / name
         if not path.exists():
             raise BundleError(f"{directory} is incomplete: {name} is missing")

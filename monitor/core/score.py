@@ -1,21 +1,41 @@
-"""Batch scoring: reconstruction error, percentile rank, abnormal flag, explanation, group score.
+"""Batch scoring: reconstruction error, format, fused score, percentile rank, abnormal flag, explanation,
+group score.
 
-Higher always means more abnormal. No I/O happens here: strings in, arrays out.
+Two per-sequence scores: the autoencoder's reconstruction ``errors`` (what the hourly windows average) and
+the ``fused`` score (``monitor.core.fusion``: the error, the rarity of the format and a character n-gram
+likelihood in one), the default wherever one sequence is judged. Higher always means more abnormal. No I/O
+happens here: strings in, arrays out.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
 from monitor.core.bundle import Bundle
+from monitor.core.format_table import FormatTable
+from monitor.core.fusion import Fusion, SignalCalibration, TailCalibration, log_error
 from monitor.core.model import Reconstructor
 from monitor.core.prepare import Preparer
+from monitor.core.signature import FormatReader, Formats
 from monitor.percentiles import percentile_ranks
+
+METHODS = ("fused", "autoencoder")
+"""What ranks and flags one sequence: the fused score (default) or the autoencoder's error alone."""
+RARE_FORMAT = 0.01  # an explanation names the format when at most this share of training was as rare
+
+
+@dataclass(frozen=True)
+class Fused:
+    """The fused scores of a batch, their ranks among the training rows' (0-100) and flags."""
+
+    values: np.ndarray
+    percentiles: np.ndarray
+    flags: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -30,10 +50,45 @@ class Scores:
     errors: np.ndarray
     flags: np.ndarray
     sorted_training_errors: np.ndarray = field(repr=False)
+    formats: Formats | None = None
+    _fuse: Callable[[], Fused] | None = field(default=None, repr=False, compare=False)
+    _shares: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @cached_property
     def percentiles(self) -> np.ndarray:
         return percentile_ranks(self.errors, self.sorted_training_errors)
+
+    @cached_property
+    def _fused(self) -> Fused:
+        if self._fuse is None:
+            raise ValueError("these scores were made without a fused score")
+        return self._fuse()
+
+    @property
+    def fused(self) -> np.ndarray:
+        """The fused score of each sequence (computed on first use: the hourly path never needs it)."""
+        return self._fused.values
+
+    @property
+    def fused_percentiles(self) -> np.ndarray:
+        return self._fused.percentiles
+
+    @property
+    def fused_flags(self) -> np.ndarray:
+        return self._fused.flags
+
+    @cached_property
+    def format_shares(self) -> np.ndarray:
+        """Each sequence's format's share of the training data (0: new or in the long tail)."""
+        if self._shares is None:
+            raise ValueError("these scores were made without formats")
+        return self._shares()
+
+    def by(self, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Score, percentile rank and flag of each sequence under ``method`` (``METHODS``)."""
+        if method == "autoencoder":
+            return self.errors, self.percentiles, self.flags
+        return self.fused, self.fused_percentiles, self.fused_flags
 
     @classmethod
     def combined(cls, length: int, parts: Sequence[tuple[np.ndarray, Scores]]) -> Scores:
@@ -42,7 +97,28 @@ class Scores:
         errors, flags, ranks = np.empty(length), np.zeros(length, dtype=bool), np.empty(length)
         for rows, scores in parts:
             errors[rows], flags[rows], ranks[rows] = scores.errors, scores.flags, scores.percentiles
-        combined = cls(errors, flags, parts[-1][1].sorted_training_errors)
+        names: dict[str, int] = {}
+        ids = np.empty(length, dtype=np.int32)
+        for rows, scores in parts:
+            if scores.formats is not None:
+                mine = np.array([names.setdefault(n, len(names)) for n in scores.formats.names], dtype=np.int32)
+                ids[rows] = mine[scores.formats.ids]
+
+        def fused() -> Fused:
+            values, percentiles, fused_flags = np.empty(length), np.empty(length), np.zeros(length, dtype=bool)
+            for rows, scores in parts:
+                values[rows], percentiles[rows], fused_flags[rows] = scores.by("fused")
+            return Fused(values, percentiles, fused_flags)
+
+        def shares() -> np.ndarray:
+            out = np.empty(length)
+            for rows, scores in parts:
+                out[rows] = scores.format_shares
+            return out
+
+        with_formats = all(scores.formats is not None for _, scores in parts)
+        combined = cls(errors, flags, parts[-1][1].sorted_training_errors,
+                       Formats(ids, list(names)) if with_formats else None, fused, shares)
         combined.__dict__["percentiles"] = ranks  # set the cached value: ranks against each part's own model
         return combined
 
@@ -57,6 +133,16 @@ class Scorer:
     def __init__(self, bundle: Bundle, batch_size: int = 8192) -> None:
         self.bundle = bundle
         self._reconstruct = Reconstructor(bundle.model, batch_size)
+        self._formats = FormatReader()
+
+    @cached_property
+    def fusion(self) -> Fusion:
+        return self.bundle.fusion if self.bundle.fusion is not None else _error_only(self.bundle)
+
+    @cached_property
+    def fused_threshold(self) -> float:
+        """A sequence is flagged by the fused score above this quantile of the training rows' fused scores."""
+        return float(np.quantile(self.fusion.training_scores, self.bundle.threshold_quantile))
 
     def for_another_thread(self) -> Scorer:
         """A scorer of the same bundle with a memo of encodings of its own: the memo is not thread-safe, and
@@ -77,15 +163,58 @@ class Scorer:
         x = self.bundle.preparer.encode(sequences)
         return np.mean(np.square(x - self._reconstruct(x)), axis=1, dtype=np.float64)
 
+    @property
+    def training_formats(self) -> FormatTable:
+        return self.fusion.formats
+
+    def training_format_shares(self) -> dict[str, float]:
+        """Each kept training format's share (empty for a bundle from before formats)."""
+        table = self.fusion.formats
+        return {name: n / table.total for name, n in table.counts.items()} if table.total else {}
+
+    def formats(self, sequences: Sequence[str]) -> Formats:
+        return self._formats.read(sequences)
+
     def score(self, sequences: Sequence[str]) -> Scores:
+        """Errors, flags and formats now; fused scores, ranks and format shares on first use."""
         errors = self.errors(sequences)
-        return Scores(errors, errors > self.bundle.threshold, self.bundle.training_errors)
+        formats = self.formats(sequences)
+
+        def fused() -> Fused:
+            values = self.fusion.score(sequences, formats, errors)
+            return Fused(values, percentile_ranks(values, self.fusion.training_scores), values > self.fused_threshold)
+
+        def shares() -> np.ndarray:
+            return self.fusion.formats.shares(formats.names)[formats.ids]
+
+        return Scores(errors, errors > self.bundle.threshold, self.bundle.training_errors, formats, fused, shares)
+
+    def format_note(self, name: str) -> str | None:
+        """What to say of a format in an explanation: that it is new or rare in training (else nothing)."""
+        table = self.fusion.formats
+        if not table.total:
+            return None
+        share = table.share(name)
+        if share == 0:
+            return f"format {name} never seen in training" if table.tail_formats == 0 else \
+                f"format {name} not among the {len(table.counts)} training formats"
+        if float(table.rarity([name])[0]) <= RARE_FORMAT:
+            return f"rare format {name} ({share:.2%} of training)"
+        return None
 
     def explain(self, sequences: Sequence[str], top: int = 3) -> list[list[tuple[str, float]]]:
         """For each sequence, the parts that carry most of its error, with their share of it."""
         x = self.bundle.preparer.encode(sequences)
         squared = np.square(x - self._reconstruct(x))
         return [self.bundle.preparer.describe(s, row, top) for s, row in zip(sequences, squared)]
+
+
+def _error_only(bundle: Bundle) -> Fusion:
+    """A bundle from before formats: the fused score is the error's tail probability alone."""
+    calibration = SignalCalibration(TailCalibration.fit(log_error(bundle.training_errors)))
+    fusion = Fusion(("autoencoder",), FormatTable({}, 0), calibration, np.empty(0))
+    formats = Formats(np.zeros(len(bundle.training_errors), dtype=np.int32), [""])
+    return dataclasses.replace(fusion, training_scores=np.sort(fusion.score([], formats, bundle.training_errors)))
 
 
 def group_score(errors: np.ndarray, weights: np.ndarray | None = None) -> float:

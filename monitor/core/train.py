@@ -13,6 +13,7 @@ import numpy as np
 
 from monitor.core import model as model_lib
 from monitor.core.bundle import Bundle, thresholds_for
+from monitor.core.fusion import DEFAULT_SIGNALS, SIGNALS, fit_fusion
 from monitor.core.prepare import Preparer, PrepareSettings
 from monitor.core.score import Scorer
 from monitor.errors import ConfigError, InputError
@@ -25,7 +26,8 @@ REPORTED_QUANTILES = (0.9, 0.95, 0.99, 0.995, 0.999)
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """What ``train`` needs beyond the corpus: preparation, network, and the flagging quantile.
+    """What ``train`` needs beyond the corpus: preparation, network, the flagging quantile and the signals
+    the fused score combines (``monitor.core.fusion``).
 
     ``threshold_quantile``: a sequence is flagged abnormal when its error exceeds this quantile of the
     training errors, so about ``1 - threshold_quantile`` of normal traffic is flagged.
@@ -34,8 +36,11 @@ class TrainSettings:
     prepare: PrepareSettings = field(default_factory=PrepareSettings)
     model: model_lib.ModelSettings = field(default_factory=model_lib.ModelSettings)
     threshold_quantile: float = 0.99
+    signals: tuple[str, ...] = DEFAULT_SIGNALS
 
     def __post_init__(self) -> None:
+        if not self.signals or not set(self.signals) <= set(SIGNALS):
+            raise ConfigError(f"signals must be some of {', '.join(SIGNALS)}, got {list(self.signals)}")
         if not 0.5 <= self.threshold_quantile < 1:
             raise ConfigError(f"threshold_quantile must be in [0.5, 1), got {self.threshold_quantile}")
         if self.model.kind == "lstm" and self.prepare.encoding != "positional":
@@ -55,13 +60,16 @@ def train(corpus: Sequence[str], settings: TrainSettings | None = None, verbose:
     network = model_lib.build(settings.model, preparer.width, preparer.steps)
     history = model_lib.fit(network, x, settings.model, verbose=verbose)
     bundle = Bundle(preparer, network, np.empty(0), settings.threshold_quantile, {})
-    errors = np.sort(Scorer(bundle).errors(sequences))
+    row_errors = Scorer(bundle).errors(sequences)
+    errors = np.sort(row_errors)
     quantiles = tuple(sorted({*REPORTED_QUANTILES, settings.threshold_quantile}))
     bundle.training_errors = errors
     bundle.thresholds = thresholds_for(errors, quantiles)
     bundle.metadata = _metadata(sequences, len(corpus) - len(sequences), settings, preparer, history,
                                 time.perf_counter() - started)
     bundle.metadata["training_errors"] = error_summary(errors)
+    bundle.fusion = fit_fusion(sequences, row_errors, settings.signals)
+    bundle.metadata["formats"] = len(bundle.fusion.formats.counts) + bundle.fusion.formats.tail_formats
     return bundle
 
 

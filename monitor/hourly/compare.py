@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from monitor.hourly.format_counts import FormatCounts
 from monitor.hourly.histogram import HIST_EDGES
 from monitor.hourly.sample import WindowSample
 from monitor.hourly.timeline import DAY_MS, HOUR_MS
@@ -319,20 +320,24 @@ class History:
     It keeps the newest ``capacity`` windows and also the newest ``capacity`` usable ones, so that during a
     long incident excluded from baselines the last normal windows stay available; memory stays bounded.
     When windows scored by another model come to be judged, ``rescore`` estimates every kept window's figures
-    under that model from its sample, so the baseline carries over a model change.
+    under that model from its sample, so the baseline carries over a model change. ``formats``: each kept
+    window's format counts, for the format comparison (``monitor.hourly.format_change``).
     """
 
     def __init__(self, settings: CompareSettings = CompareSettings(), length_ms: int = HOUR_MS,
-                 entries: Iterable[HourFigures] = (), samples: dict[int, WindowSample] | None = None) -> None:
+                 entries: Iterable[HourFigures] = (), samples: dict[int, WindowSample] | None = None,
+                 formats: dict[int, FormatCounts] | None = None) -> None:
         self.settings = settings
         self.length_ms = length_ms
         self.capacity = max(settings.previous_windows, settings.same_hour_days * DAY_MS // length_ms) + 1
         self._entries: list[HourFigures] = []
         self.samples: dict[int, WindowSample] = {}
+        self.formats: dict[int, FormatCounts] = {}
         for figures in entries:
             self._insert(figures)
         starts = {h.start_ms for h in self._entries}
         self.samples = {start: sample for start, sample in (samples or {}).items() if start in starts}
+        self.formats = {start: counts for start, counts in (formats or {}).items() if start in starts}
 
     @property
     def entries(self) -> tuple[HourFigures, ...]:
@@ -346,11 +351,27 @@ class History:
     def judge(self, figures: HourFigures, sample: WindowSample | None = None) -> Comparison:
         """Compares a closed window with its baseline, then keeps it (with its verdict and sample) for later
         windows."""
-        comparison = compare(figures, self._entries, self.settings, self.length_ms)
+        comparison = self.compare(figures)
+        self.keep(replace(figures, verdict=comparison.verdict), sample)
+        return comparison
+
+    def compare(self, figures: HourFigures) -> Comparison:
+        """A closed window against its baseline among the kept windows (nothing is kept)."""
+        return compare(figures, self._entries, self.settings, self.length_ms)
+
+    def baseline_formats(self, figures: HourFigures) -> list[FormatCounts]:
+        """The format counts of the windows ``figures`` is compared with (those that have them)."""
+        baseline = select_baseline(figures, self._entries, self.settings, self.length_ms)
+        return [self.formats[h.start_ms] for h in baseline if h.start_ms in self.formats]
+
+    def keep(self, figures: HourFigures, sample: WindowSample | None = None,
+             formats: FormatCounts | None = None) -> None:
+        """Keep a judged window (``figures.verdict`` set) with its sample and format counts for later ones."""
         if sample is not None:
             self.samples[figures.start_ms] = sample
-        self._insert(replace(figures, verdict=comparison.verdict))
-        return comparison
+        if formats is not None:
+            self.formats[figures.start_ms] = formats
+        self._insert(figures)
 
     def rescore(self, model: ErrorModel) -> int:
         """Every kept window not scored by ``model``, estimated under it from its sample (verdicts stay as
@@ -402,9 +423,10 @@ class History:
                 kept.append(figures)
             usable += is_usable
         self._entries = kept[::-1]
-        if len(self.samples) > len(self._entries):
+        if len(self.samples) > len(self._entries) or len(self.formats) > len(self._entries):
             starts = {h.start_ms for h in self._entries}
             self.samples = {start: sample for start, sample in self.samples.items() if start in starts}
+            self.formats = {start: counts for start, counts in self.formats.items() if start in starts}
 
     def to_list(self) -> list[dict[str, Any]]:
         """The figures (samples are stored apart: they are written once, when a window closes)."""
@@ -412,5 +434,6 @@ class History:
 
     @classmethod
     def from_list(cls, items: Iterable[dict[str, Any]], settings: CompareSettings = CompareSettings(),
-                  length_ms: int = HOUR_MS, samples: dict[int, WindowSample] | None = None) -> History:
-        return cls(settings, length_ms, (HourFigures.from_dict(item) for item in items), samples)
+                  length_ms: int = HOUR_MS, samples: dict[int, WindowSample] | None = None,
+                  formats: dict[int, FormatCounts] | None = None) -> History:
+        return cls(settings, length_ms, (HourFigures.from_dict(item) for item in items), samples, formats)

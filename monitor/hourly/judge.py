@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,16 +22,24 @@ from monitor.hourly.compare import (
     History,
     HourFigures,
 )
+from monitor.hourly.format_change import FormatChange, compare_formats, escalate
+from monitor.hourly.format_counts import FormatCounts
 from monitor.hourly.sample import DEFAULT_SIZE, WindowSample
 from monitor.hourly.timeline import iso_utc
 from monitor.hourly.window import ClosedWindow, Progress, WindowAccumulator, Windows
 from monitor.records import Position
-from monitor.settings import CompareSettings
+from monitor.settings import CompareSettings, FormatSettings
 
 log = logging.getLogger(__name__)
 
 ModelFor = Callable[[int], ErrorModel]
 """The model that scores the window starting at the given time (ms): each window has exactly one."""
+
+
+class TrainingFormats(Protocol):
+    """A model that knows its training data's formats (``monitor.core.score.Scorer`` does)."""
+
+    def training_format_shares(self) -> Mapping[str, float]: ...
 
 
 @dataclass(frozen=True)
@@ -57,8 +65,9 @@ class WindowTotals:
 class WindowReport:
     """One closed window of one topic: its totals, its comparison with history, and the model version that
     scored it. Every output (replay's CSV and JSON lines, the state file, the gauges) derives from
-    ``to_dict``, whose keys are ``REPORT_FIELDS``. ``sample``: the window's sample, stored beside the report
-    (not part of it)."""
+    ``to_dict``, whose keys are ``REPORT_FIELDS``. ``formats``: what changed in its formats (which may have
+    raised the verdict). ``sample`` and ``format_counts``: the window's sample and format counts, stored beside
+    the report (not part of it)."""
 
     topic: str
     start_ms: int
@@ -66,7 +75,9 @@ class WindowReport:
     totals: WindowTotals
     comparison: Comparison
     model_version: str
+    formats: FormatChange = field(default_factory=FormatChange)
     sample: WindowSample | None = field(default=None, compare=False, repr=False)
+    format_counts: FormatCounts | None = field(default=None, compare=False, repr=False)
 
     @property
     def verdict(self) -> str:
@@ -80,33 +91,38 @@ class WindowReport:
         """Flat and JSON-safe (``nan`` becomes ``None``), keys in ``REPORT_FIELDS`` order."""
         flat = {"topic": self.topic, "start_ms": self.start_ms, "end_ms": self.end_ms, **asdict(self.totals),
                 **asdict(self.comparison), "model_version": self.model_version}
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in flat.items()}
+        row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in flat.items()}
+        return {**row, "formats": self.formats.to_dict()}
 
 
 REPORT_FIELDS = ("topic", "start_ms", "end_ms", *(f.name for f in fields(WindowTotals)),
-                 *(f.name for f in fields(Comparison)), "model_version")
+                 *(f.name for f in fields(Comparison)), "model_version", "formats")
 
 
 class HourlyJudge:
     """Windows and history for each topic; ``add`` scores' batches, ``close_due`` yields reports."""
 
     def __init__(self, length_ms: int, allowed_lateness_ms: int, settings: CompareSettings,
-                 sample_size: int = DEFAULT_SIZE) -> None:
+                 sample_size: int = DEFAULT_SIZE, formats: FormatSettings = FormatSettings()) -> None:
         self.length_ms = length_ms
         self.allowed_lateness_ms = allowed_lateness_ms
         self.settings = settings
         self.sample_size = sample_size
+        self.format_settings = formats
         self.windows: dict[str, Windows] = {}
         self.histories: dict[str, History] = {}
         self.streaks: dict[str, int] = {}  # consecutive abnormal windows per topic
 
     def add(self, partition: Position, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
             flags: np.ndarray, now_ms: int | None = None, sequences: Sequence[str] | None = None,
-            hashes: np.ndarray | None = None) -> int:
+            hashes: np.ndarray | None = None, format_ids: np.ndarray | None = None,
+            format_names: Sequence[str] = ()) -> int:
         """Account one partition's scored records (``sequences`` feed the windows' samples, ``hashes`` are
-        their text hashes when known); returns how many arrived after their window closed."""
+        their text hashes when known, ``format_ids`` index ``format_names``, their formats); returns how many
+        arrived after their window closed."""
         late = self._windows(partition[0]).add(partition, errors, weights, event_times_ms, flags, now_ms=now_ms,
-                                               sequences=sequences, hashes=hashes)
+                                               sequences=sequences, hashes=hashes, format_ids=format_ids,
+                                               format_names=format_names)
         return int(sum(late.values()))
 
     def close_due(self, model_for: ModelFor | str, now_ms: int | None = None,
@@ -150,7 +166,8 @@ class HourlyJudge:
 
     def _windows(self, topic: str) -> Windows:
         if topic not in self.windows:
-            self.windows[topic] = Windows(self.length_ms, self.allowed_lateness_ms, self.sample_size)
+            self.windows[topic] = Windows(self.length_ms, self.allowed_lateness_ms, self.sample_size,
+                                          self.format_settings.slots, self.format_settings.examples)
             self.histories[topic] = History(self.settings, self.length_ms)
         return self.windows[topic]
 
@@ -163,9 +180,14 @@ class HourlyJudge:
             log.info("model %s takes over %s at %s: %d history windows re-scored from their samples",
                      model.version, topic, iso_utc(closed.start_ms), rescored)
         sample = closed.total.sample if self.sample_size else None
-        comparison = history.judge(HourFigures.of(closed.start_ms, closed.total, version), sample)
+        figures = HourFigures.of(closed.start_ms, closed.total, version)
+        counts = closed.total.formats
+        training = model.training_format_shares() if hasattr(model, "training_format_shares") else {}
+        change = compare_formats(counts, history.baseline_formats(figures), training, self.format_settings)
+        comparison = escalate(history.compare(figures), change)
+        history.keep(replace(figures, verdict=comparison.verdict), sample, counts)
         report = WindowReport(topic, closed.start_ms, closed.end_ms, WindowTotals.of(closed.total), comparison,
-                              version, sample)
+                              version, change, sample, counts)
         self.streaks[topic] = self.streaks.get(topic, 0) + 1 if report.abnormal else 0
         return report
 
@@ -181,7 +203,8 @@ class HourlyJudge:
     def history_copies(self) -> dict[str, History]:
         """Copies of each topic's history (figures and samples; closed samples never change), safe to read
         from another thread while the loop goes on."""
-        return {topic: History(self.settings, self.length_ms, history.entries, dict(history.samples))
+        return {topic: History(self.settings, self.length_ms, history.entries, dict(history.samples),
+                               dict(history.formats))
                 for topic, history in dict(self.histories).items()}
 
     def normal_samples(self) -> list[list[str]]:
@@ -195,6 +218,10 @@ class HourlyJudge:
         """Each topic's kept samples by window start (the state stores them apart from the figures)."""
         return {topic: dict(history.samples) for topic, history in self.histories.items()}
 
+    def history_windows(self) -> dict[str, list[int]]:
+        """Each topic's kept window starts (those with a sample or format counts stored)."""
+        return {topic: sorted(set(history.samples) | set(history.formats)) for topic, history in self.histories.items()}
+
     # -- state ----------------------------------------------------------------------------------------------
     def snapshot(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(windows, histories) as JSON-safe dicts keyed by topic; history samples are in
@@ -204,15 +231,18 @@ class HourlyJudge:
         return windows, histories
 
     def restore(self, windows: dict[str, Any], histories: dict[str, Any],
-                samples: dict[str, dict[int, WindowSample]] | None = None) -> None:
-        """Continue from ``snapshot``'s output and ``history_samples``; refuses (``StateError``) windows of
-        another length."""
+                samples: dict[str, dict[int, WindowSample]] | None = None,
+                formats: dict[str, dict[int, FormatCounts]] | None = None) -> None:
+        """Continue from ``snapshot``'s output, ``history_samples`` and the history's format counts; refuses
+        (``StateError``) windows of another length."""
         for topic, snapshot in windows.items():
             if int(snapshot["length_ms"]) != self.length_ms:
                 raise StateError(f"the saved windows of {topic!r} are {int(snapshot['length_ms']) // 1000} s long; "
                                  f"window.length_seconds is {self.length_ms // 1000}: move the state file aside to "
                                  "start afresh, or restore the window length it was written with")
-        self.windows = {t: Windows.restore(s, self.sample_size) for t, s in windows.items()}
-        self.histories = {t: History.from_list(h["entries"], self.settings, self.length_ms, (samples or {}).get(t))
+        slots, examples = self.format_settings.slots, self.format_settings.examples
+        self.windows = {t: Windows.restore(s, self.sample_size, slots, examples) for t, s in windows.items()}
+        self.histories = {t: History.from_list(h["entries"], self.settings, self.length_ms, (samples or {}).get(t),
+                                               (formats or {}).get(t))
                           for t, h in histories.items()}
         self.streaks = {t: int(h.get("streak", 0)) for t, h in histories.items()}

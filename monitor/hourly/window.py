@@ -16,12 +16,18 @@ from typing import Any
 import numpy as np
 
 from monitor.errors import ConfigError
+from monitor.hourly.format_counts import DEFAULT_EXAMPLES, DEFAULT_SLOTS, FormatCounts
 from monitor.hourly.histogram import ErrorHistogram
-from monitor.hourly.sample import DEFAULT_SIZE, WindowSample, record_priorities
+from monitor.hourly.sample import (
+    DEFAULT_SIZE,
+    WindowSample,
+    record_priorities,
+    text_hashes,
+)
 from monitor.hourly.timeline import HOUR_MS, window_start
 from monitor.records import Position
 
-SNAPSHOT_FORMAT = 3  # 3: samples; 2: a watermark per partition (1: one for the stream); all still read
+SNAPSHOT_FORMAT = 4  # 4: format counts; 3: samples; 2: a watermark per partition (1: one); all still read
 # Late counters older than this many windows before the closing mark are folded into ``late_total`` only.
 LATE_WINDOWS_KEPT = 1000
 
@@ -36,7 +42,8 @@ class WindowAccumulator:
     ``count`` counts every record, weight 0 included; the weight sums and the weighted mean use weights.
     ``histogram`` counts records. Float sums merge exactly up to float rounding; counts merge exactly.
     ``sample``: a weighted random sample of the window's sequences (``monitor.hourly.sample``), which merges
-    exactly; it lets the window be re-scored by another model.
+    exactly; it lets the window be re-scored by another model. ``formats``: records per format
+    (``monitor.hourly.format_counts``), with examples.
     """
 
     count: int = 0
@@ -48,15 +55,21 @@ class WindowAccumulator:
     min_event_time_ms: int | None = None
     max_event_time_ms: int | None = None
     sample: WindowSample = field(default_factory=WindowSample)
+    formats: FormatCounts = field(default_factory=FormatCounts)
 
     def add(self, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
-            flags: np.ndarray, sequences: Sequence[str] | None = None, priorities: np.ndarray | None = None) -> None:
+            flags: np.ndarray, sequences: Sequence[str] | None = None, priorities: np.ndarray | None = None,
+            formats: _FormatRows | None = None) -> None:
         """Adds a batch; the arrays are aligned, ``flags`` is True where the error is above threshold.
-        ``sequences`` with their ``priorities`` (``record_priorities``) feed the sample."""
+        ``sequences`` with their ``priorities`` (``record_priorities``) feed the sample; ``formats``
+        (format ids, their names, the sequences' text hashes) the format counts."""
         if len(errors) == 0:
             return
         if sequences is not None and priorities is not None:
             self.sample.add(sequences, weights, priorities)
+        if formats is not None and sequences is not None:
+            ids, names, hashes = formats
+            self.formats.add(ids, names, sequences, hashes)
         self.count += len(errors)
         self.weight_sum += float(weights.sum())
         self.weighted_error_sum += float(np.dot(errors, weights))
@@ -73,6 +86,7 @@ class WindowAccumulator:
         self.above_threshold_weight += other.above_threshold_weight
         self.histogram.merge(other.histogram)
         self.sample.merge(other.sample)
+        self.formats.merge(other.formats)
         if other.min_event_time_ms is not None and other.max_event_time_ms is not None:
             self._widen(other.min_event_time_ms, other.max_event_time_ms)
 
@@ -101,16 +115,24 @@ class WindowAccumulator:
                 "above_threshold_weight": self.above_threshold_weight,
                 "histogram": self.histogram.to_list(),
                 "min_event_time_ms": self.min_event_time_ms, "max_event_time_ms": self.max_event_time_ms,
-                "sample": self.sample.to_dict()}
+                "sample": self.sample.to_dict(), "formats": self.formats.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], sample_size: int = DEFAULT_SIZE) -> WindowAccumulator:
-        """``sample_size`` applies to a snapshot from before samples were kept (an empty one)."""
+    def from_dict(cls, data: dict[str, Any], sample_size: int = DEFAULT_SIZE,
+                  format_slots: int = DEFAULT_SLOTS) -> WindowAccumulator:
+        """``sample_size`` and ``format_slots`` apply to a snapshot from before samples or format counts were
+        kept (an empty one)."""
         sample = WindowSample.from_dict(data["sample"]) if "sample" in data else WindowSample(sample_size)
+        formats = FormatCounts.from_dict(data["formats"]) if "formats" in data else FormatCounts(format_slots)
         return cls(int(data["count"]), float(data["weight_sum"]), float(data["weighted_error_sum"]),
                    int(data["above_threshold_count"]), float(data["above_threshold_weight"]),
                    ErrorHistogram.from_list(data["histogram"]),
-                   _optional_int(data["min_event_time_ms"]), _optional_int(data["max_event_time_ms"]), sample)
+                   _optional_int(data["min_event_time_ms"]), _optional_int(data["max_event_time_ms"]), sample,
+                   formats)
+
+
+_FormatRows = tuple[np.ndarray, Sequence[str], np.ndarray]
+"""A batch's format ids (aligned with its records), the names they index, and the records' text hashes."""
 
 
 def _optional_int(value: Any) -> int | None:
@@ -181,13 +203,16 @@ class Windows:
     """
 
     def __init__(self, length_ms: int = HOUR_MS, allowed_lateness_ms: int = 0,
-                 sample_size: int = DEFAULT_SIZE) -> None:
+                 sample_size: int = DEFAULT_SIZE, format_slots: int = DEFAULT_SLOTS,
+                 format_examples: int = DEFAULT_EXAMPLES) -> None:
         _check_setting("length_ms", length_ms, 1)
         _check_setting("allowed_lateness_ms", allowed_lateness_ms, 0)
         _check_setting("sample_size", sample_size, 0)
         self.length_ms = length_ms
         self.allowed_lateness_ms = allowed_lateness_ms
         self.sample_size = sample_size
+        self.format_slots = format_slots
+        self.format_examples = format_examples
         self.watermarks: dict[Position, int] = {}
         self.closed_before_ms: int | None = None
         self.late: LateCounts = {}
@@ -196,13 +221,14 @@ class Windows:
 
     def add(self, partition: Position, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
             flags: np.ndarray, now_ms: int | None = None, sequences: Sequence[str] | None = None,
-            hashes: np.ndarray | None = None) -> LateCounts:
+            hashes: np.ndarray | None = None, format_ids: np.ndarray | None = None,
+            format_names: Sequence[str] = ()) -> LateCounts:
         """Adds a scored batch from one partition; returns the records refused as late, per window start.
 
         With ``now_ms``, event times beyond the wall clock still count in their window but move the
         watermark no further than ``now_ms``: one record from a wrong clock cannot close every window.
         ``sequences`` (aligned with the arrays) feed the windows' samples; ``hashes``, their ``text_hashes``
-        when known.
+        when known; ``format_ids`` (indices into ``format_names``, aligned) their format counts.
         """
         errors, weights, times, flags = _checked_batch(errors, weights, event_times_ms, flags)
         if len(times) == 0:
@@ -211,15 +237,19 @@ class Windows:
         late_mask = np.zeros(len(times), bool) if self.closed_before_ms is None else starts < self.closed_before_ms
         late = self._count_late(starts[late_mask])
         keep = np.flatnonzero(~late_mask)
-        if sequences is not None and self.sample_size and len(keep):
+        counted = format_ids is not None and self.format_slots
+        sampled: Sequence[str] | None = None
+        priorities, formats = None, None
+        if sequences is not None and (self.sample_size or counted) and len(keep):
             every = len(keep) == len(times)
-            sampled: Sequence[str] | None = sequences if every else [sequences[i] for i in keep]
-            kept_hashes = hashes if hashes is None or every else hashes[keep]
-            priorities = record_priorities(sampled, weights[keep], times[keep], kept_hashes)  # type: ignore[arg-type]
-        else:
-            sampled, priorities = None, None
+            sampled = sequences if every else [sequences[i] for i in keep]
+            kept_hashes = text_hashes(sampled) if hashes is None else hashes if every else hashes[keep]
+            if self.sample_size:
+                priorities = record_priorities(sampled, weights[keep], times[keep], kept_hashes)
+            if counted:
+                formats = (format_ids if every else format_ids[keep], format_names, kept_hashes)  # type: ignore[index]
         self._accumulate(partition, starts[keep], errors[keep], weights[keep], times[keep], flags[keep],
-                         sampled, priorities)
+                         sampled, priorities, formats)
         latest = int(times.max()) if now_ms is None else min(int(times.max()), now_ms)
         self.watermarks[partition] = max(self.watermarks.get(partition, latest), latest)
         return late
@@ -234,7 +264,7 @@ class Windows:
 
     def _accumulate(self, partition: Position, starts: np.ndarray, errors: np.ndarray, weights: np.ndarray,
                     times: np.ndarray, flags: np.ndarray, sequences: Sequence[str] | None,
-                    priorities: np.ndarray | None) -> None:
+                    priorities: np.ndarray | None, formats: _FormatRows | None) -> None:
         if len(starts) and starts[0] == starts[-1] and np.all(starts == starts[0]):  # the usual batch: one window
             groups: Any = [(starts[0], slice(None))]
         else:
@@ -245,13 +275,19 @@ class Windows:
             by_partition = self._open.setdefault(int(start), {})
             accumulator = by_partition.get(partition)
             if accumulator is None:
-                accumulator = by_partition[partition] = WindowAccumulator(sample=WindowSample(self.sample_size))
-            if sequences is None or priorities is None:
+                accumulator = by_partition[partition] = self._accumulator()
+            if sequences is None:
                 accumulator.add(errors[rows], weights[rows], times[rows], flags[rows])
                 continue
             # The sample looks up only the rows that can enter it, so sequences are not copied per window.
             part = sequences if isinstance(rows, slice) else _Rows(sequences, rows)
-            accumulator.add(errors[rows], weights[rows], times[rows], flags[rows], part, priorities[rows])
+            accumulator.add(errors[rows], weights[rows], times[rows], flags[rows], part,
+                            None if priorities is None else priorities[rows],
+                            None if formats is None else (formats[0][rows], formats[1], formats[2][rows]))
+
+    def _accumulator(self) -> WindowAccumulator:
+        return WindowAccumulator(sample=WindowSample(self.sample_size),
+                                 formats=FormatCounts(max(self.format_slots, 1), self.format_examples))
 
     @property
     def latest_event_ms(self) -> int | None:
@@ -304,18 +340,20 @@ class Windows:
                          for (topic, number), acc in sorted(parts.items())]}
 
     @classmethod
-    def restore(cls, state: dict[str, Any], sample_size: int = DEFAULT_SIZE) -> Windows:
-        if state.get("format") not in (1, 2, SNAPSHOT_FORMAT):
+    def restore(cls, state: dict[str, Any], sample_size: int = DEFAULT_SIZE, format_slots: int = DEFAULT_SLOTS,
+                format_examples: int = DEFAULT_EXAMPLES) -> Windows:
+        if state.get("format") not in (1, 2, 3, SNAPSHOT_FORMAT):
             raise ValueError(f"window snapshot format {state.get('format')!r} is not {SNAPSHOT_FORMAT}")
-        windows = cls(int(state["length_ms"]), int(state["allowed_lateness_ms"]), sample_size)
+        windows = cls(int(state["length_ms"]), int(state["allowed_lateness_ms"]), sample_size, format_slots,
+                      format_examples)
         windows.watermarks = {(str(topic), int(number)): int(ms) for topic, number, ms in state.get("watermarks", [])}
         windows.closed_before_ms = _optional_int(state["closed_before_ms"])
         windows.late_total = int(state["late_total"])
         windows.late = {int(start): int(n) for start, n in state["late"]}
         for item in state["open"]:
             parts = windows._open.setdefault(int(item["start_ms"]), {})
-            parts[(str(item["topic"]), int(item["partition"]))] = WindowAccumulator.from_dict(item["accumulator"],
-                                                                                              sample_size)
+            parts[(str(item["topic"]), int(item["partition"]))] = WindowAccumulator.from_dict(
+                item["accumulator"], sample_size, format_slots)
         if state["format"] == 1 and state["watermark_ms"] is not None:
             # Format 1 kept one watermark for the stream: every partition with an open window starts from it.
             windows.watermarks = {p: int(state["watermark_ms"]) for parts in windows._open.values() for p in parts}
@@ -338,11 +376,13 @@ class _Rows:
 def _merged(by_partition: dict[Position, WindowAccumulator], samples: bool = True) -> WindowAccumulator:
     """The partitions' figures summed; ``samples=False`` leaves the sample empty (running figures only)."""
     # Sorted so the float sums come out the same whatever order the partitions arrived in.
-    size = next(iter(by_partition.values())).sample.size if by_partition else DEFAULT_SIZE
-    total = WindowAccumulator(sample=WindowSample(size))
+    first = next(iter(by_partition.values()), None)
+    size = first.sample.size if first else DEFAULT_SIZE
+    empty = FormatCounts(first.formats.slots, first.formats.max_examples) if first else FormatCounts()
+    total = WindowAccumulator(sample=WindowSample(size), formats=empty.copy())
     for partition in sorted(by_partition):
         part = by_partition[partition]
-        total.merge(part if samples else dataclasses.replace(part, sample=WindowSample(size)))
+        total.merge(part if samples else dataclasses.replace(part, sample=WindowSample(size), formats=empty))
     return total
 
 

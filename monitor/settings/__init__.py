@@ -19,6 +19,7 @@ from monitor.settings.sections import (
                                        BatchConfig,
                                        CompareSettings,
                                        DeadLetterConfig,
+                                       FormatSettings,
                                        InputConfig,
                                        KafkaConfig,
                                        LoggingConfig,
@@ -34,6 +35,6 @@ from monitor.settings.sections import (
                                        WindowConfig,
 )
 
-__all__ = ["ENV_PREFIX", "BatchConfig", "CompareSettings", "DeadLetterConfig", "InputConfig", "KafkaConfig",
+__all__ = ["ENV_PREFIX", "BatchConfig", "CompareSettings", "DeadLetterConfig", "FormatSettings", "InputConfig", "KafkaConfig",
            "LoggingConfig", "MetricsConfig", "ModelConfig", "MonitorConfig", "OutputConfig", "PromotionConfig",
            "ReloadConfig", "RetrainConfig", "ShutdownConfig", "StateConfig", "WindowConfig", "config_from_dict", "load_config"]

@@ -214,6 +214,30 @@ class CompareSettings(Section, key="compare"):
 
 
 @dataclass(frozen=True)
+class FormatSettings(Section, key="formats"):
+    """What each window counts of its sequences' formats (``monitor.core.signature``) and when a change of
+    formats joins the verdict (``monitor.hourly.format_change``).
+
+    Each window keeps a count per format in ``slots`` counters (exact while an hour has at most that many
+    formats; beyond, the common ones stay exact to within total/slots) with ``examples`` example sequences each.
+    A closed window's formats are compared with its baseline's (the same windows its error is compared with;
+    training's while it has none): a format of at least ``new_share`` of the window that no baseline window
+    had is *new* once it has ``new_min_records`` records (one broken record is not a format); one of at least ``vanished_share`` of the baseline absent from a window expected to hold
+    ten or more of it has *vanished*; ``moved_distance`` bounds the Jensen-Shannon distance between the
+    window's format shares and the baseline's. Any of the three makes a normal window a warning (and a
+    learning one, for a format training never had). ``metrics_top``: formats per topic exported as gauges.
+    """
+
+    slots: int = setting(64, integer(1))
+    examples: int = setting(3, integer(0))
+    new_share: float = setting(0.01, share)
+    new_min_records: int = setting(5, integer(1))
+    vanished_share: float = setting(0.05, share)
+    moved_distance: float = setting(0.3, share)
+    metrics_top: int = setting(10, integer(1))
+
+
+@dataclass(frozen=True)
 class PromotionConfig(Section, key="promotion"):
     """When a candidate model (retrained, or newly published at ``model.path``) may take over.
 
@@ -291,6 +315,7 @@ class MonitorConfig(Section):
     shutdown: ShutdownConfig = section(ShutdownConfig)
     window: WindowConfig = section(WindowConfig)
     compare: CompareSettings = section(CompareSettings)
+    formats: FormatSettings = section(FormatSettings)
     promotion: PromotionConfig = section(PromotionConfig)
     state: StateConfig = section(StateConfig)
     reload: ReloadConfig = section(ReloadConfig)

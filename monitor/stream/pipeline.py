@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.core.score import Scorer, Scores
+from monitor.core.signature import Formats
 from monitor.hourly.judge import HourlyJudge, WindowReport
 from monitor.hourly.window import Progress
 from monitor.records import Polled, Position, Rejected
@@ -65,6 +66,7 @@ class BatchResult:
     next_offsets: dict[Position, int]
     errors: np.ndarray = field(default_factory=lambda: np.empty(0))
     flags: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
+    formats: Formats | None = None
     late: Counter[str] = field(default_factory=Counter)
     by_partition: dict[Position, np.ndarray] = field(default_factory=dict)
     reports: list[WindowReport] = field(default_factory=list)
@@ -97,7 +99,7 @@ class RecordPipeline:
         decoded, scores = self._score(decode_batch(polled.messages, self.decoding))
         result = BatchResult(decoded, polled.next_offsets)
         if scores is not None:
-            result.errors, result.flags = scores.errors, scores.flags
+            result.errors, result.flags, result.formats = scores.errors, scores.flags, scores.formats
             result.by_partition = _by_partition(decoded, polled.next_offsets)
             result.late = self._window(result, now_ms)
         self._emit(decoded, scores)
@@ -177,12 +179,15 @@ class RecordPipeline:
         decoded = result.decoded
         single = len(result.by_partition) == 1
         hashes = decoded.text_hashes
+        formats = result.formats
         for partition, idx in result.by_partition.items():
             sequences = decoded.sequences if single else [decoded.sequences[i] for i in idx]
             late[partition[0]] += self.judge.add(partition, result.errors[idx], decoded.weights[idx],
                                                  decoded.event_times_ms[idx], result.flags[idx], now_ms=now_ms,
                                                  sequences=sequences,
-                                                 hashes=hashes if single or hashes is None else hashes[idx])
+                                                 hashes=hashes if single or hashes is None else hashes[idx],
+                                                 format_ids=None if formats is None else formats.ids[idx],
+                                                 format_names=() if formats is None else formats.names)
         return late
 
     def _emit(self, decoded: Decoded, scores: Scores | None) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from monitor.core.score import Scorer
 from monitor.errors import ShutdownTimeout
+from monitor.hourly.format_counts import FormatCounts
 from monitor.hourly.judge import HourlyJudge, WindowReport
 from monitor.hourly.sample import WindowSample
 from monitor.hourly.shadow import ShadowReport
@@ -85,12 +86,13 @@ class Service:
         judge = self.pipeline.judge
         windows, history = judge.snapshot()
         closed = self._closed_since_checkpoint
-        kept = {topic: sorted(samples) for topic, samples in judge.history_samples().items()}
+        kept = judge.history_windows()
         self.state.save(Checkpoint(dict(self.positions), windows, history, self.scorer.version,
                                    models=self.pipeline.models.snapshot(), accepted_applied=self.accepted_applied),
                         [r.to_dict() for r in closed],
-                        [(r.topic, r.start_ms, r.sample.to_dict()) for r in closed
-                         if r.sample is not None and r.start_ms in kept.get(r.topic, ())], kept)
+                        [(r.topic, r.start_ms, _kept_of(r)) for r in closed
+                         if (r.sample is not None or r.format_counts is not None)
+                         and r.start_ms in kept.get(r.topic, ())], kept)
         self._closed_since_checkpoint = []
         self.last_checkpoint_at = self._clock()
         for hook in self.hooks:
@@ -266,15 +268,24 @@ def accepted_windows(judge: HourlyJudge, accepted: Accepted) -> list[tuple[str, 
     return covered
 
 
+def _kept_of(report: WindowReport) -> dict[str, Any]:
+    """What the state keeps of a closed window beside its figures: its sample and its format counts."""
+    sample = report.sample if report.sample is not None else WindowSample(0)
+    return {**sample.to_dict(), **({"formats": report.format_counts.to_dict()} if report.format_counts else {})}
+
+
 def restore(state: StateStore, judge: HourlyJudge) -> Checkpoint | None:
     """Load the last checkpoint of ``state`` (and the samples of its history) into the judge; returns it
     (``None`` on a first start): its offsets are where the restored windows are exact."""
     checkpoint = state.load()
     if checkpoint is None:
         return None
+    stored = state.samples()
     samples = {topic: {start: WindowSample.from_dict(s) for start, s in by_start.items()}
-               for topic, by_start in state.samples().items()}
-    judge.restore(checkpoint.windows, checkpoint.history, samples)
+               for topic, by_start in stored.items()}
+    formats = {topic: {start: FormatCounts.from_dict(s["formats"]) for start, s in by_start.items() if "formats" in s}
+               for topic, by_start in stored.items()}
+    judge.restore(checkpoint.windows, checkpoint.history, samples, formats)
     log.info("state restored from %s: %d partitions, checkpoint of %s", state.path, len(checkpoint.offsets),
              iso_utc(checkpoint.saved_at_ms))
     return checkpoint

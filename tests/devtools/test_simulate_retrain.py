@@ -87,11 +87,17 @@ def test_without_samples_the_same_candidate_leaves_the_hours_after_the_change_le
     # Until the change, samples make no difference to any verdict.
     assert [r.verdict for r in same_version.reports[:RETRAIN_HOUR]] == \
         [r.verdict for r in monitor.reports[:RETRAIN_HOUR]]
-    after = [r.verdict for r in same_version.reports[RETRAIN_HOUR:]]
-    assert after[:MIN_HISTORY] == ["learning"] * MIN_HISTORY and "learning" not in after[MIN_HISTORY:]
-    assert same_version.learning_hours == MIN_HISTORY
-    # The drift starts while the new model has no baseline: no alarm in its first hour.
-    first = same_version.detection.first_alarm_hour
+    after = same_version.reports[RETRAIN_HOUR:]
+    blind = DRIFT_HOUR - RETRAIN_HOUR
+    assert [r.verdict for r in after[:blind]] == ["learning"] * blind
+    assert all(r.comparison.baseline_size < MIN_HISTORY for r in after[:MIN_HISTORY])
+    assert "learning" not in [r.verdict for r in after[MIN_HISTORY:]]
+    # The drift starts while the new model has no baseline for its errors; the formats it brings are new to
+    # the model's training data, so they raise a warning that names them from the drift's first hour.
+    drifting = after[blind:MIN_HISTORY]
+    assert [r.verdict for r in drifting] == ["warning"] * len(drifting)
+    assert all(r.formats.new_to_training and r.formats.against == "baseline" for r in drifting)
+    first = same_version.detection.first_alarm_hour  # critical needs the errors' baseline
     assert first is None or first >= RETRAIN_HOUR + MIN_HISTORY
 
 

@@ -1,0 +1,213 @@
+"""The fused per-sequence score: several signals, each made a tail probability on the training data, in one.
+
+A sequence is abnormal in as many ways as there are signals: its format is rare or new (``FormatTable.rarity``),
+the autoencoder reconstructs it badly, a character n-gram model finds it unlikely. Their raw values live
+on unrelated scales, so each is first *calibrated*: ``TailCalibration`` turns a value into the share of
+training values at least as extreme (an empirical upper-tail probability, with an exponential tail fitted to
+the top 1 % beyond it, so two values both past everything seen in training still rank).
+
+The error and likelihood signals are calibrated *within the sequence's format* when training had enough of
+that format (``MIN_FORMAT_ROWS``): a rare but valid format is reconstructed worse than a common one, and
+comparing it with its own kind keeps it from counting twice (once as rare, once as badly reconstructed).
+The fused score is then ``-sum(log p)`` over the signals: the score of a sequence as unlikely as the
+product of its tail probabilities (Fisher's method without the chi-squared step, which would not change the
+order). Higher is more abnormal; the score of a typical training sequence is a few units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monitor.core.format_table import FormatTable
+from monitor.core.ngram import CharNgramModel
+from monitor.core.signature import FormatReader, Formats
+
+GRID = 257  # quantiles kept per calibration
+TAIL_QUANTILE = 0.99  # beyond it, an exponential tail fitted to the training values above it
+MIN_FORMAT_ROWS = 200
+
+
+@dataclass(frozen=True)
+class TailCalibration:
+    """Upper-tail probabilities of one signal from its training values: ``p(v)`` = share of training values
+    >= ``v``, never below ``1 / (n + 1)`` within the observed range, and decaying exponentially beyond
+    the ``TAIL_QUANTILE``-th value with the mean excess of the values above it as scale.
+
+    >>> cal = TailCalibration.fit(np.arange(1000.0))
+    >>> [round(float(p), 3) for p in cal.p(np.array([-5.0, 500.0, 990.0]))]
+    [1.0, 0.498, 0.008]
+    >>> bool(cal.p(np.array([2000.0]))[0] < cal.p(np.array([1500.0]))[0])
+    True
+    """
+
+    grid: np.ndarray
+    count: int
+    tail_start: float
+    tail_scale: float
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> TailCalibration:
+        values = np.sort(np.asarray(values, dtype=np.float64))
+        if len(values) == 0:
+            raise ValueError("a calibration needs at least one training value")
+        grid = np.quantile(values, np.linspace(0, 1, GRID))
+        start = float(np.quantile(values, TAIL_QUANTILE))
+        excess = values[values > start] - start
+        scale = float(excess.mean()) if len(excess) else 0.0
+        spread = float(grid[-1] - grid[0])
+        return cls(grid, len(values), start, max(scale, 1e-3 * spread, 1e-12))
+
+    def p(self, values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        # Share of the grid's quantiles at or above each value: the empirical upper tail.
+        above = (len(self.grid) - np.searchsorted(self.grid, values, side="left")) / len(self.grid)
+        p = np.maximum(above, 1.0 / (self.count + 1))
+        beyond = values > self.tail_start
+        if np.any(beyond):
+            tail = (1 - TAIL_QUANTILE) * np.exp(-(values[beyond] - self.tail_start) / self.tail_scale)
+            p[beyond] = np.minimum(p[beyond], tail)
+        return np.maximum(p, 1e-300)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"grid": self.grid.tolist(), "count": self.count, "tail_start": self.tail_start,
+                "tail_scale": self.tail_scale}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TailCalibration:
+        return cls(np.asarray(data["grid"], dtype=np.float64), int(data["count"]), float(data["tail_start"]),
+                   float(data["tail_scale"]))
+
+
+@dataclass(frozen=True)
+class SignalCalibration:
+    """One signal calibrated over all of training and within each format training had enough of."""
+
+    overall: TailCalibration
+    by_format: dict[str, TailCalibration] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, values: np.ndarray, format_ids: np.ndarray | None = None,
+            names: Sequence[str] = ()) -> SignalCalibration:
+        by_format = {}
+        if format_ids is not None:
+            counts = np.bincount(format_ids, minlength=len(names))
+            for i in np.flatnonzero(counts >= MIN_FORMAT_ROWS):
+                by_format[names[i]] = TailCalibration.fit(values[format_ids == i])
+        return cls(TailCalibration.fit(values), by_format)
+
+    def p(self, values: np.ndarray, format_ids: np.ndarray | None = None, names: Sequence[str] = ()) -> np.ndarray:
+        """Each value's tail probability, against its format's training values where known."""
+        p = self.overall.p(values)
+        if format_ids is None or not self.by_format:
+            return p
+        for i, name in enumerate(names):
+            calibration = self.by_format.get(name)
+            if calibration is not None:
+                rows = format_ids == i
+                if rows.any():
+                    p[rows] = calibration.p(values[rows])
+        return p
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"overall": self.overall.to_dict(),
+                "by_format": {name: c.to_dict() for name, c in self.by_format.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SignalCalibration:
+        return cls(TailCalibration.from_dict(data["overall"]),
+                   {str(name): TailCalibration.from_dict(c) for name, c in data.get("by_format", {}).items()})
+
+
+def log_error(errors: np.ndarray) -> np.ndarray:
+    """Reconstruction errors on a log scale, where their upper tail is close to exponential."""
+    return np.log(np.maximum(np.asarray(errors, dtype=np.float64), 1e-12))
+
+
+def fuse(*tail_probabilities: np.ndarray) -> np.ndarray:
+    """``-sum(log p)``: higher is more abnormal."""
+    return -np.sum([np.log(p) for p in tail_probabilities], axis=0)
+
+
+SIGNALS = ("format", "autoencoder", "ngram")
+DEFAULT_SIGNALS = SIGNALS
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """What a bundle needs to fuse: the signals it uses, their calibrations, the training formats, the
+    n-gram model (when ``"ngram"`` is a signal) and the sorted fused scores of the training rows (for
+    percentile ranks and the flagging threshold)."""
+
+    signals: tuple[str, ...]
+    formats: FormatTable
+    error: SignalCalibration
+    training_scores: np.ndarray
+    ngram: CharNgramModel | None = None
+    ngram_calibration: SignalCalibration | None = None
+
+    def score(self, sequences: Sequence[str], formats: Formats, errors: np.ndarray) -> np.ndarray:
+        """The fused score of each sequence, given its formats and reconstruction errors."""
+        return fuse(*self.tail_probabilities(sequences, formats, errors).values())
+
+    def tail_probabilities(self, sequences: Sequence[str], formats: Formats,
+                           errors: np.ndarray) -> dict[str, np.ndarray]:
+        """Each signal's tail probability per sequence."""
+        p: dict[str, np.ndarray] = {}
+        if "format" in self.signals:
+            p["format"] = self.formats.rarity(formats.names)[formats.ids]
+        if "autoencoder" in self.signals:
+            p["autoencoder"] = self.error.p(log_error(errors), formats.ids, formats.names)
+        if "ngram" in self.signals and self.ngram is not None and self.ngram_calibration is not None:
+            p["ngram"] = self.ngram_calibration.p(self.ngram.nll(sequences), formats.ids, formats.names)
+        return p
+
+    def to_dict(self) -> dict[str, Any]:
+        """The calibrations (the format table, n-gram model and training scores are saved apart)."""
+        return {"signals": list(self.signals), "error": self.error.to_dict(),
+                "ngram_calibration": None if self.ngram_calibration is None else self.ngram_calibration.to_dict()}
+
+    @classmethod
+    def from_parts(cls, data: Mapping[str, Any], formats: FormatTable, training_scores: np.ndarray,
+                   ngram: CharNgramModel | None) -> Fusion:
+        calibration = data.get("ngram_calibration")
+        return cls(tuple(str(s) for s in data["signals"]), formats, SignalCalibration.from_dict(data["error"]),
+                   np.asarray(training_scores, dtype=np.float64), ngram,
+                   None if calibration is None else SignalCalibration.from_dict(calibration))
+
+
+def fit_fusion(sequences: Sequence[str], errors: np.ndarray, signals: Sequence[str] = DEFAULT_SIGNALS,
+               ngram_order: int = 5) -> Fusion:
+    """The fusion of a model trained on ``sequences``, whose reconstruction errors are ``errors`` (row order).
+
+    The n-gram model's calibration values are cross-fitted (each half scored by a model fitted on the other
+    half): scored on its own training strings, an n-gram model finds them likelier than it will find new
+    normal strings, and every new string would look rare.
+    """
+    unknown = set(signals) - set(SIGNALS)
+    if unknown or not signals:
+        raise ValueError(f"signals must be a non-empty subset of {SIGNALS}, got {list(signals)}")
+    formats = FormatReader().read(sequences)
+    table = FormatTable.learn(sequences, formats)
+    error = SignalCalibration.fit(log_error(errors), formats.ids, formats.names)
+    ngram, ngram_calibration = None, None
+    if "ngram" in signals:
+        ngram = CharNgramModel.fit(sequences, ngram_order)
+        ngram_calibration = SignalCalibration.fit(_cross_fitted_nll(sequences, ngram_order), formats.ids,
+                                                  formats.names)
+    fusion = Fusion(tuple(s for s in SIGNALS if s in signals), table, error, np.empty(0), ngram, ngram_calibration)
+    training = np.sort(fusion.score(sequences, formats, errors))
+    return Fusion(fusion.signals, table, error, training, ngram, ngram_calibration)
+
+
+def _cross_fitted_nll(sequences: Sequence[str], order: int) -> np.ndarray:
+    halves = (np.arange(len(sequences)) % 2).astype(bool)
+    nll = np.empty(len(sequences))
+    for held_out in (halves, ~halves):
+        kept = [s for s, out in zip(sequences, held_out) if not out]
+        scored = [s for s, out in zip(sequences, held_out) if out]
+        nll[held_out] = CharNgramModel.fit(kept, order).nll(scored)
+    return nll

@@ -1,0 +1,160 @@
+"""What changed in a window's formats: new ones, vanished ones, shares that moved.
+
+``compare_formats`` sets a closed window's format counts (``monitor.hourly.format_counts``) against its
+baseline's, pooled (the windows its error is compared with), or against the training data's shares while
+there is no baseline yet. The answer names formats with their shares then and now and example sequences,
+which is what an operator asks first when an hour turns abnormal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from monitor.hourly.compare import Comparison, js_distance
+from monitor.hourly.format_counts import FormatCounts
+from monitor.settings import FormatSettings
+
+MIN_EXPECTED = 10  # a format has vanished only from a window big enough to expect this many of it
+LISTED = 5  # formats listed per kind of change
+
+
+@dataclass(frozen=True)
+class FormatShift:
+    """One format's share in the window and in the baseline (and in training, when known), with examples
+    from the window (or from the baseline, for a vanished format)."""
+
+    format: str
+    share: float
+    baseline_share: float
+    training_share: float | None = None
+    examples: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "share": self.share, "baseline_share": self.baseline_share,
+                "training_share": self.training_share, "examples": list(self.examples)}
+
+    def describe(self) -> str:
+        example = f" e.g. {self.examples[0]!r}" if self.examples else ""
+        return f"{self.format} {self.baseline_share:.1%} -> {self.share:.1%}{example}"
+
+
+@dataclass(frozen=True)
+class FormatChange:
+    """A window's formats against its baseline's. ``new``, ``vanished``, ``moved``: the formats that changed
+    (at most ``LISTED`` each, largest first); ``distance``: the Jensen-Shannon distance (base 2, 0..1)
+    between the window's format shares and the baseline's (``nan`` without a baseline); ``against``:
+    ``"baseline"``, ``"training"`` or ``"nothing"``; ``top``: the window's most common formats and shares."""
+
+    new: tuple[FormatShift, ...] = ()
+    vanished: tuple[FormatShift, ...] = ()
+    moved: tuple[FormatShift, ...] = ()
+    distance: float = float("nan")
+    against: str = "nothing"
+    moved_beyond: bool = False
+    top: tuple[tuple[str, float], ...] = field(default=())
+
+    @property
+    def changed(self) -> bool:
+        """Whether the change is one the verdict takes up (``FormatSettings``)."""
+        return bool(self.new or self.vanished or self.moved_beyond)
+
+    @property
+    def new_to_training(self) -> tuple[FormatShift, ...]:
+        return tuple(s for s in self.new if s.training_share == 0.0)
+
+    def reasons(self) -> list[str]:
+        """Sentences for the verdict's reasons, one per kind of change."""
+        out = []
+        if self.new:
+            out.append(f"new format{'s' if len(self.new) > 1 else ''} (vs {self.against}): "
+                       + "; ".join(s.describe() for s in self.new))
+        if self.vanished:
+            out.append("vanished: " + "; ".join(s.describe() for s in self.vanished))
+        if self.moved_beyond:
+            out.append(f"format shares moved (distance {self.distance:.2f}): "
+                       + "; ".join(s.describe() for s in self.moved))
+        return out
+
+    def summary(self) -> str:
+        """One line for a CSV cell: empty when nothing changed."""
+        return " | ".join(self.reasons())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"new": [s.to_dict() for s in self.new], "vanished": [s.to_dict() for s in self.vanished],
+                "moved": [s.to_dict() for s in self.moved],
+                "distance": None if math.isnan(self.distance) else self.distance, "against": self.against,
+                "top": [[name, share] for name, share in self.top]}
+
+
+def compare_formats(current: FormatCounts, baseline: Sequence[FormatCounts], training: Mapping[str, float],
+                    settings: FormatSettings = FormatSettings()) -> FormatChange:
+    """``current`` against the pooled ``baseline`` windows, or against ``training`` (format -> share of the
+    training data) while the baseline is empty."""
+    top = tuple((name, n / current.total) for name, n in current.top(settings.metrics_top)) if current.total else ()
+    pooled = _pooled(baseline)
+    if pooled is not None:
+        then, examples_then, against = pooled[0], pooled[1], "baseline"
+    elif training:
+        then, examples_then, against = dict(training), {}, "training"
+    else:
+        return FormatChange(top=top)
+    if not current.total:
+        return FormatChange(against=against, top=top)
+    now = current.shares()
+    new = [FormatShift(name, share, 0.0, training.get(name, 0.0) if training else None,
+                       tuple(current.examples(name)))
+           for name, share in now.items() if share >= settings.new_share and then.get(name, 0.0) == 0.0
+           and current.count(name) >= settings.new_min_records]
+    vanished = [FormatShift(name, 0.0, share, training.get(name), tuple(examples_then.get(name, ())))
+                for name, share in then.items() if share >= settings.vanished_share
+                and now.get(name, 0.0) == 0.0 and share * current.total >= MIN_EXPECTED]
+    distance = _js_distance(now, then)
+    moved = [FormatShift(name, now.get(name, 0.0), then.get(name, 0.0), training.get(name),
+                         tuple(current.examples(name) or examples_then.get(name, ())))
+             for name in set(now) | set(then) if name not in {s.format for s in (*new, *vanished)}]
+    moved = [s for s in moved if abs(s.share - s.baseline_share) >= settings.new_share]
+    return FormatChange(_largest(new, "share"), _largest(vanished, "baseline_share"),
+                        tuple(sorted(moved, key=lambda s: -abs(s.share - s.baseline_share))[:LISTED]),
+                        distance, against, distance >= settings.moved_distance, top)
+
+
+def escalate(comparison: Comparison, change: FormatChange) -> Comparison:
+    """The verdict once the formats are taken into account: a normal window whose formats changed is a
+    warning, and so is a learning one (no baseline yet) with a format training never had."""
+    if comparison.verdict == "normal" and change.changed or \
+            comparison.verdict == "learning" and change.new_to_training:
+        return replace(comparison, verdict="warning")
+    return comparison
+
+
+def _largest(shifts: list[FormatShift], key: str) -> tuple[FormatShift, ...]:
+    return tuple(sorted(shifts, key=lambda s: (-getattr(s, key), s.format))[:LISTED])
+
+
+def _pooled(baseline: Sequence[FormatCounts]) -> tuple[dict[str, float], dict[str, list[str]]] | None:
+    """The baseline windows' formats counted together: shares and examples (``None`` without records)."""
+    counts: dict[str, int] = {}
+    examples: dict[str, list[str]] = {}
+    total = 0
+    for window in baseline:
+        total += window.total
+        for name, n in window.top(len(window)):
+            counts[name] = counts.get(name, 0) + n
+            examples.setdefault(name, window.examples(name))
+    if total == 0:
+        return None
+    return {name: n / total for name, n in counts.items()}, examples
+
+
+def _js_distance(p: Mapping[str, float], q: Mapping[str, float]) -> float:
+    """Jensen-Shannon distance of two share tables; what neither lists (uncounted formats) is one more bin."""
+    names = sorted(set(p) | set(q))
+    # fsum: the same result whatever order the shares came in (the figures must not depend on batching).
+    a = np.array([p.get(n, 0.0) for n in names] + [max(0.0, 1 - math.fsum(p.values()))])
+    b = np.array([q.get(n, 0.0) for n in names] + [max(0.0, 1 - math.fsum(q.values()))])
+    return js_distance(a, b)

@@ -1,26 +1,43 @@
-"""Detection quality on generated tasks: the default model against three references, in one run.
+"""Detection quality on generated tasks: the project's fused default against references, in one run.
 
-    python bench/quality.py [--rows 20000] [--formats serial uid residues plate] [--json out.json]
+    python bench/quality.py [--rows 20000] [--formats serial uid residues plate] [--corpora mixed logs]
+                            [--methods fused autoencoder seed iforest shape ngram] [--json out.json]
 
-For each format a model is trained on normal sequences only; each task mixes held-out normal sequences with
-one kind of anomaly (another format, or a realistic corruption) and is scored by:
+Two groups of tasks, each model trained on normal sequences only:
 
-- ``default``   this project's default settings (positional encoding, dense autoencoder);
-- ``seed``      the seed article's recipe: lower-cased separator tokens, multi-hot bag of a 750-token
-                vocabulary, dense 750->64->16->64->750 trained on mean squared error;
-- ``iforest``   scikit-learn's IsolationForest on character 1-3-gram counts, plus the length and the
-                number of n-grams never seen in training;
-- ``shape``     string-shape frequency: letters->A, digits->9, other characters kept; the rarer the
-                shape was in training, the more abnormal.
+- per format (``monitor.devtools.generate``): one identifier format; each task mixes held-out normal
+  sequences with one kind of anomaly (another format, or a realistic corruption);
+- per corpus (``monitor.devtools.corpora``): ``mixed``, one column of 13 identifier families whose weights
+  span three orders of magnitude, with the kinds ``rare_valid_vs_unseen`` (the normal test rows
+  over-represent the rare families; the anomalies are unseen token structures of the same mix),
+  ``char_edit_same_shape`` (a value made impossible without changing its shape) and ``foreign_format``;
+  ``logs``, log-message contents from 30 templates of very different frequency, with the kinds
+  ``rare_valid_vs_unseen``, ``unseen_template``, ``field_type_change`` and ``char_edit_same_shape`` (a
+  template word or HTTP method misspelled, same shape).
 
-Prints AUROC, average precision and precision@k (k = number of anomalies) per task and method, then for each
-reference how many tasks the default beats it on in both AUROC and AP (a tie at the ceiling of 1.0 is shown
-as a tie, not a win).
+Methods, in this order (``--methods`` picks some):
+
+- ``fused``       the project's default score, ``Scorer(bundle).score(xs).fused``: autoencoder error, rarity
+                  of the format and character n-gram likelihood in one (``n/a`` if the scores lack it);
+- ``autoencoder`` the same bundle's reconstruction error, ``.score(xs).errors``;
+- ``seed``        the seed article's recipe: lower-cased separator tokens, multi-hot bag of a 750-token
+                  vocabulary, dense 750->64->16->64->750 trained on mean squared error;
+- ``iforest``     scikit-learn's IsolationForest on character 1-3-gram counts, plus the length and the
+                  number of n-grams never seen in training;
+- ``shape``       string-shape frequency: letters->A, digits->9, other characters kept; the rarer the
+                  shape was in training, the more abnormal;
+- ``ngram``       a character 5-gram language model with interpolated Witten-Bell smoothing
+                  (``monitor.core.ngram``); the score is the string's negative log-likelihood.
+
+Prints AUROC, average precision and precision@k (k = number of anomalies) per task and method, the median
+of each method over tasks, then for each reference the tasks ``fused`` wins (AUROC and AP both higher), ties
+(both metrics at >= 0.9995 for both) and loses (named). Timings go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -28,25 +45,51 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
+from scipy import sparse
 from sklearn.ensemble import IsolationForest
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from monitor.core.model import ModelSettings
 from monitor.core.prepare import PrepareSettings
-from monitor.core.score import Scorer
+from monitor.core.score import Scorer, Scores
 from monitor.core.train import TrainSettings, train
-from monitor.devtools import generate
+from monitor.devtools import corpora, generate
 
 Scorer_ = Callable[[Sequence[str]], np.ndarray]
-METHODS = ("default", "seed", "iforest", "shape")
+Metrics = dict[str, float]
+METHODS = ("fused", "autoencoder", "seed", "iforest", "shape", "ngram")
+PROJECT_METHODS = ("fused", "autoencoder")  # both read one trained bundle
+CEILING = 0.9995  # both methods at or above it on both metrics: a tie, nothing left to win
 
 
-def default_method(corpus: list[str], seed: int) -> Scorer_:
-    scorer = Scorer(train(corpus, TrainSettings(model=ModelSettings(seed=seed)), verbose=0))
-    return scorer.errors
+class ProjectScores:
+    """One bundle trained with default settings, scored once per batch for both of its scores."""
+
+    def __init__(self, corpus: list[str], seed: int) -> None:
+        self.scorer = Scorer(train(corpus, TrainSettings(model=ModelSettings(seed=seed)), verbose=0))
+        self._last: tuple[Sequence[str], Scores] | None = None
+
+    def score(self, xs: Sequence[str]) -> Scores:
+        if self._last is None or self._last[0] is not xs:
+            self._last = (xs, self.scorer.score(xs))
+        return self._last[1]
+
+    def errors(self, xs: Sequence[str]) -> np.ndarray:
+        return self.score(xs).errors
+
+    def fused(self, xs: Sequence[str]) -> np.ndarray:
+        return self.score(xs).fused
+
+    def has_fused(self, probe: Sequence[str]) -> bool:
+        """Whether this version of ``Scores`` gives a fused score (it is missing before the fusion exists)."""
+        try:
+            return len(self.scorer.score(probe).fused) == len(probe)
+        except (AttributeError, ValueError):
+            return False
 
 
 def seed_method(corpus: list[str], seed: int) -> Scorer_:
@@ -66,8 +109,10 @@ def iforest_method(corpus: list[str], seed: int) -> Scorer_:
     def features(xs: Sequence[str]) -> np.ndarray:
         # Counts alone make a string of unseen n-grams an all-zero, very "normal" row; its length and its
         # number of unseen n-grams give the forest something to isolate it by.
-        extra = np.array([[len(s), sum(g not in known for g in _ngrams(s))] for s in xs], dtype=np.float64)
-        return np.hstack([vectorizer.transform(list(xs)).toarray(), extra])
+        extra = np.array([[len(s), sum(g not in known for g in _ngrams(s))] for s in xs], dtype=np.float32)
+        # float32, densified once: the forest works in float32 anyway (so the scores are the same), and
+        # the corpora have ~7,000 n-grams, too many for a float64 copy of 20,000 rows.
+        return sparse.hstack([vectorizer.transform(list(xs)), extra], format="csr", dtype=np.float32).toarray()
 
     forest = IsolationForest(n_estimators=200, random_state=seed).fit(features(corpus))
     return lambda xs: -forest.score_samples(features(xs))
@@ -83,8 +128,42 @@ def shape_method(corpus: list[str], seed: int) -> Scorer_:
     return lambda xs: np.array([-math.log((counts.get(generate.shape_key(s), 0) + 1) / (n + 1)) for s in xs])
 
 
-BUILDERS: dict[str, Callable[[list[str], int], Scorer_]] = {
-    "default": default_method, "seed": seed_method, "iforest": iforest_method, "shape": shape_method}
+def ngram_method(corpus: list[str], seed: int) -> Scorer_ | None:
+    try:  # written alongside this benchmark: an older tree does not have it yet
+        from monitor.core.ngram import CharNgramModel
+    except ImportError as exc:
+        print(f"  ngram: n/a ({exc})", file=sys.stderr)
+        return None
+    model = CharNgramModel.fit(corpus, order=5)
+    return lambda xs: np.asarray(model.nll(list(xs)), dtype=np.float64)
+
+
+BUILDERS: dict[str, Callable[[list[str], int], Scorer_ | None]] = {
+    "seed": seed_method, "iforest": iforest_method, "shape": shape_method, "ngram": ngram_method}
+
+
+def build_methods(names: Sequence[str], corpus: list[str], seed: int, label: str) -> dict[str, Scorer_ | None]:
+    """The scorer of each method (None: not available in this tree), trained on ``corpus``."""
+    built: dict[str, Scorer_ | None] = {}
+    project: ProjectScores | None = None
+    for name in names:
+        started = time.perf_counter()
+        if name in PROJECT_METHODS:
+            if project is None:
+                project = ProjectScores(corpus, seed)
+                print(f"  {label}: {'+'.join(n for n in PROJECT_METHODS if n in names)} trained in "
+                      f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
+            if name == "autoencoder":
+                built[name] = project.errors
+            elif project.has_fused(corpus[:2]):
+                built[name] = project.fused
+            else:
+                print(f"  {label}: fused n/a (Scores has no fused score in this tree)", file=sys.stderr)
+                built[name] = None
+            continue
+        built[name] = BUILDERS[name](corpus, seed)
+        print(f"  {label}: {name} trained in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    return built
 
 
 def evaluate(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
@@ -95,78 +174,138 @@ def evaluate(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
             "p_at_k": float(labels[top].mean())}
 
 
-def run_format(fmt: str, rows: int, test_rows: int, per_kind: int, seed: int) -> list[dict[str, object]]:
-    corpus = generate.sample(fmt, rows, seed=seed)
-    normal_test = generate.sample(fmt, test_rows, seed=seed + 1000)
-    known = set(corpus) | set(normal_test)
-    scorers = {}
-    for name in METHODS:
-        started = time.perf_counter()
-        scorers[name] = BUILDERS[name](corpus, seed)
-        print(f"  {fmt}: {name} trained in {time.perf_counter() - started:.1f}s", file=sys.stderr)
-    normal_scores = {name: scorer(normal_test) for name, scorer in scorers.items()}
+class Source(NamedTuple):  # not a dataclass: tests load this file without registering it as a module
+    """Where one group of tasks comes from: a generated format or a corpus."""
+
+    name: str
+    kinds: tuple[str, ...]
+    training: Callable[[int, int], list[str]]  # (rows, seed) -> normal sequences
+    normal_test: Callable[[str, int, int], list[str]]  # (kind, rows, seed) -> held-out normal sequences
+    anomalies: Callable[[str, int, set[str], int], list[str]]  # (kind, n, known normal, seed)
+
+
+def format_source(fmt: str) -> Source:
+    return Source(fmt, generate.ANOMALY_KINDS, functools.partial(generate.sample, fmt),
+                  lambda _kind, n, seed: generate.sample(fmt, n, seed), functools.partial(generate.anomalies, fmt))
+
+
+def corpus_source(corpus: str) -> Source:
+    return Source(corpus, corpora.ANOMALY_KINDS[corpus], functools.partial(corpora.sample, corpus),
+                  functools.partial(corpora.normal_test, corpus), functools.partial(corpora.anomalies, corpus))
+
+
+def run_source(source: Source, methods: Sequence[str], rows: int, test_rows: int, per_kind: int,
+               seed: int) -> list[dict[str, object]]:
+    corpus = source.training(rows, seed)
+    scorers = build_methods(methods, corpus, seed, source.name)
+    # Most kinds share one normal test set; rare_valid_vs_unseen draws its own.
+    tests = {kind: source.normal_test(kind, test_rows, seed + 1000) for kind in source.kinds}
+    known = set(corpus).union(*tests.values())
+    normal_scores: dict[tuple[str, ...], dict[str, np.ndarray | None]] = {}
     results = []
-    for kind in generate.ANOMALY_KINDS:
-        abnormal = generate.anomalies(fmt, kind, per_kind, known, seed=seed)
+    started = time.perf_counter()
+    for kind in source.kinds:
+        abnormal = source.anomalies(kind, per_kind, known, seed)
         if len(abnormal) < per_kind // 2:
             continue  # the corruption does not apply to this format (e.g. no separators to drop)
-        labels = np.r_[np.zeros(len(normal_test)), np.ones(len(abnormal))]
-        row: dict[str, object] = {"format": fmt, "kind": kind, "anomalies": len(abnormal)}
+        normal = tests[kind]
+        if tuple(normal) not in normal_scores:
+            normal_scores[tuple(normal)] = {m: s(normal) if s else None for m, s in scorers.items()}
+        labels = np.r_[np.zeros(len(normal)), np.ones(len(abnormal))]
+        row: dict[str, object] = {"format": source.name, "kind": kind, "anomalies": len(abnormal)}
         for name, scorer in scorers.items():
-            row[name] = evaluate(labels, np.r_[normal_scores[name], scorer(abnormal)])
+            ours = normal_scores[tuple(normal)][name]
+            row[name] = None if scorer is None or ours is None else evaluate(labels, np.r_[ours, scorer(abnormal)])
         results.append(row)
+    print(f"  {source.name}: {len(results)} tasks scored in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return results
 
 
-def verdicts(results: list[dict[str, object]]) -> dict[str, Counter[str]]:
-    """Per reference: tasks the default wins (both metrics higher), ties at 1.0, and losses."""
+def verdict(ours: Metrics, theirs: Metrics) -> str:
+    if all(ours[m] >= CEILING and theirs[m] >= CEILING for m in ("auroc", "ap")):
+        return "tie"
+    if all(ours[m] > theirs[m] or ours[m] >= CEILING for m in ("auroc", "ap")):
+        return "win"
+    return "loss"
+
+
+def verdicts(results: list[dict[str, object]], methods: Sequence[str]) -> dict[str, Counter[str]]:
+    """Per reference: tasks the fused default wins (both metrics higher), ties at the ceiling, and losses."""
     tally: dict[str, Counter[str]] = {}
-    for ref in METHODS[1:]:
+    for ref in methods:
+        if ref == "fused":
+            continue
         counter: Counter[str] = Counter()
         for row in results:
-            ours, theirs = row["default"], row[ref]
-            if all(ours[m] >= 0.9995 and theirs[m] >= 0.9995 for m in ("auroc", "ap")):
-                counter["tie at 1.0"] += 1
-            elif all(ours[m] > theirs[m] or ours[m] >= 0.9995 for m in ("auroc", "ap")):
-                counter["win"] += 1
-            else:
-                counter["loss"] += 1
+            ours, theirs = row["fused"], row[ref]
+            if ours is None or theirs is None:
+                continue
+            outcome = verdict(ours, theirs)  # type: ignore[arg-type]
+            counter[outcome] += 1
+            if outcome == "loss":
                 counter[f"loss: {row['format']}/{row['kind']}"] += 1
         tally[ref] = counter
     return tally
 
 
-def print_table(results: list[dict[str, object]]) -> None:
-    head = f"{'format':9} {'anomaly':24}" + "".join(f" {m:>17}" for m in METHODS)
-    print(head)
-    print(f"{'':34}" + "".join(f" {'AUROC   AP  P@k':>17}" for _ in METHODS))
+def _cell(metrics: Metrics | None) -> str:
+    if metrics is None:
+        return f" {'n/a':>17}"
+    return f"  {metrics['auroc']:.3f} {metrics['ap']:.3f} {metrics['p_at_k']:.2f}"
+
+
+def print_table(results: list[dict[str, object]], methods: Sequence[str]) -> None:
+    print(f"{'data':9} {'anomaly':24}" + "".join(f" {m:>17}" for m in methods))
+    print(f"{'':34}" + "".join(f" {'AUROC   AP  P@k':>17}" for _ in methods))
     for row in results:
-        cells = "".join(f"  {row[m]['auroc']:.3f} {row[m]['ap']:.3f} {row[m]['p_at_k']:.2f}" for m in METHODS)
-        print(f"{row['format']:9} {row['kind']:24}{cells}")
+        print(f"{row['format']:9} {row['kind']:24}" + "".join(_cell(row[m]) for m in methods))  # type: ignore[arg-type]
     print()
-    for m in METHODS:
-        auroc = statistics.median(r[m]["auroc"] for r in results)
-        ap = statistics.median(r[m]["ap"] for r in results)
-        print(f"median over tasks  {m:8} AUROC {auroc:.3f}  AP {ap:.3f}")
+    for m in methods:
+        scored = [r[m] for r in results if r[m] is not None]
+        if not scored:
+            print(f"median over tasks  {m:11} n/a")
+            continue
+        auroc = statistics.median(s["auroc"] for s in scored)  # type: ignore[index]
+        ap = statistics.median(s["ap"] for s in scored)  # type: ignore[index]
+        print(f"median over tasks  {m:11} AUROC {auroc:.3f}  AP {ap:.3f}")
     print()
-    for ref, counter in verdicts(results).items():
+    print_verdicts(results, methods)
+
+
+def print_verdicts(results: list[dict[str, object]], methods: Sequence[str]) -> None:
+    if "fused" not in methods or all(r["fused"] is None for r in results):
+        print("fused: not run or not available, no wins or losses to count")
+        return
+    for ref, counter in verdicts(results, methods).items():
+        if not sum(counter.values()):
+            print(f"fused vs {ref:11}: n/a")
+            continue
         losses = sorted(k[6:] for k in counter if k.startswith("loss: "))
-        print(f"default vs {ref:8}: {counter['win']} wins, {counter['tie at 1.0']} ties at 1.0, "
-              f"{counter['loss']} losses" + (f" ({', '.join(losses)})" if losses else ""))
+        print(f"fused vs {ref:11}: {counter['win']} wins, {counter['tie']} ties at 1.0, {counter['loss']} losses"
+              + (f" ({', '.join(losses)})" if losses else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=20_000, help="training rows per format")
-    parser.add_argument("--test-rows", type=int, default=2_000, help="held-out normal rows per format")
+    parser.add_argument("--rows", type=int, default=20_000, help="training rows per format or corpus")
+    parser.add_argument("--test-rows", type=int, default=2_000, help="held-out normal rows per task")
     parser.add_argument("--per-kind", type=int, default=200, help="anomalies per task")
-    parser.add_argument("--formats", nargs="+", default=list(generate.FORMATS), choices=list(generate.FORMATS))
+    parser.add_argument("--formats", nargs="*", default=list(generate.FORMATS), choices=list(generate.FORMATS),
+                        help="generated formats (none: only the corpora)")
+    parser.add_argument("--corpora", nargs="*", default=list(corpora.ANOMALY_KINDS),
+                        choices=list(corpora.ANOMALY_KINDS), help="mixed corpora (none: only the formats)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                        help="methods to run (printed in the standard order)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
-    results = [row for fmt in args.formats
-               for row in run_format(fmt, args.rows, args.test_rows, args.per_kind, args.seed)]
-    print_table(results)
+    methods = [m for m in METHODS if m in args.methods]
+    sources = [format_source(f) for f in args.formats] + [corpus_source(c) for c in args.corpora]
+    started = time.perf_counter()
+    results = [row for source in sources
+               for row in run_source(source, methods, args.rows, args.test_rows, args.per_kind, args.seed)]
+    print(f"total {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    print_table(results, methods)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)

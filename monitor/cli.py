@@ -1,4 +1,4 @@
-"""Command line: ``python -m monitor {train,score,rank,evaluate,generate,run,produce,replay,candidate,accept,
+"""Command line: ``python -m monitor {train,score,rank,evaluate,formats,generate,run,produce,replay,candidate,accept,
 demo}``.
 
 The CLI parses arguments, calls the library and maps the project's errors to exit codes; it holds no logic
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import json
 import logging
 import os
 import sys
@@ -24,7 +25,8 @@ from monitor.stream.files import open_output
 log = logging.getLogger("monitor")
 
 SCORE_CHUNK_ROWS = 20_000  # rows scored per batch: bounded memory on files of any size
-SCORE_COLUMNS = ("line", "sequence", "error", "percentile", "abnormal", "explanation", "problem")
+SCORE_COLUMNS = ("line", "sequence", "score", "percentile", "abnormal", "error", "format", "format_share",
+                 "explanation", "problem")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_score(commands)
     _add_rank(commands)
     _add_evaluate(commands)
+    _add_formats(commands)
     _add_generate(commands)
     _add_run(commands)
     _add_produce(commands)
@@ -186,13 +189,16 @@ def _run_train(args: argparse.Namespace) -> int:
 def _add_score(commands: argparse._SubParsersAction) -> None:
     p = _command(commands, "score", "score every line of a file; one output row per input line",
                  "Output columns (CSV):\n"
-                 "  line         the input line number (1 = first line; after the header for CSV)\n"
-                 "  sequence     the sequence read from the line\n"
-                 "  error        reconstruction error (mean squared; higher is more abnormal)\n"
-                 "  percentile   rank of the error among the training errors, 0-100\n"
-                 "  abnormal     true when the error is above the threshold\n"
-                 "  explanation  the parts that carry most of the error, with their share\n"
-                 "  problem      why the line gave no sequence (then the score columns are empty)\n"
+                 "  line          the input line number (1 = first line; after the header for CSV)\n"
+                 "  sequence      the sequence read from the line\n"
+                 "  score         how abnormal the sequence is under --method (higher is more abnormal)\n"
+                 "  percentile    rank of the score among the training rows' scores, 0-100\n"
+                 "  abnormal      true when the score is above the threshold\n"
+                 "  error         the autoencoder's reconstruction error (mean squared), whatever the method\n"
+                 "  format        the sequence's format: its shape, e.g. AB121E -> AA999A\n"
+                 "  format_share  the format's share of the training data (0: never seen in training)\n"
+                 "  explanation   a rare or new format, then the parts that carry most of the error\n"
+                 "  problem       why the line gave no sequence (then the score columns are empty)\n"
                  "The output file is written whole or not at all: an error or Ctrl-C leaves an existing "
                  "file as it was.")
     p.add_argument("--model", type=Path, required=True, help="bundle directory")
@@ -200,6 +206,7 @@ def _add_score(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default="-", help="CSV file to write; - for standard output")
     p.add_argument("--explain", choices=("abnormal", "all", "none"), default="abnormal",
                    help="which rows get an explanation")
+    _add_method_argument(p)
     _add_threshold_argument(p)
     p.set_defaults(run=_run_score)
 
@@ -216,32 +223,53 @@ def _run_score(args: argparse.Namespace) -> int:
         writer.writerow(SCORE_COLUMNS)
         counts = {"rows": 0, "abnormal": 0, "problems": 0}
         while chunk := list(itertools.islice(rows, SCORE_CHUNK_ROWS)):
-            _score_chunk(scorer, chunk, args.explain, writer, counts)
+            _score_chunk(scorer, chunk, args.explain, args.method, writer, counts)
     print(f"scored {counts['rows'] - counts['problems']} of {counts['rows']} lines: {counts['abnormal']} "
           f"abnormal, {counts['problems']} unusable (see the problem column)", file=sys.stderr)
     return 0
 
 
-def _score_chunk(scorer: object, chunk: list, explain: str, writer: csv.writer, counts: dict[str, int]) -> None:
+def _score_chunk(scorer: Any, chunk: list, explain: str, method: str, writer: csv.writer,
+                 counts: dict[str, int]) -> None:
     usable = [row for row in chunk if row.sequence is not None]
-    scores = scorer.score([row.sequence for row in usable])
-    wanted = [i for i, flag in enumerate(scores.flags) if explain == "all" or (explain == "abnormal" and flag)]
-    reasons = dict(zip(wanted, scorer.explain([usable[i].sequence for i in wanted]))) if wanted else {}
+    sequences = [row.sequence for row in usable]
+    scores = scorer.score(sequences)
+    values, ranks, flags = scores.by(method)
+    formats = scores.formats.of_each()
+    wanted = [i for i, flag in enumerate(flags) if explain == "all" or (explain == "abnormal" and flag)]
+    reasons = _explanations(scorer, sequences, formats, wanted)
     position = {id(row): i for i, row in enumerate(usable)}
     for row in chunk:
         counts["rows"] += 1
         if row.sequence is None:
             counts["problems"] += 1
-            writer.writerow((row.line, "", "", "", "", "", row.problem))
+            writer.writerow((row.line, "", "", "", "", "", "", "", "", row.problem))
             continue
         i = position[id(row)]
-        counts["abnormal"] += int(scores.flags[i])
-        writer.writerow((row.line, row.sequence, f"{scores.errors[i]:.6g}", f"{scores.percentiles[i]:.2f}",
-                         str(bool(scores.flags[i])).lower(), _format_reasons(reasons.get(i, [])), ""))
+        counts["abnormal"] += int(flags[i])
+        writer.writerow((row.line, row.sequence, f"{values[i]:.6g}", f"{ranks[i]:.2f}", str(bool(flags[i])).lower(),
+                         f"{scores.errors[i]:.6g}", formats[i], f"{scores.format_shares[i]:.6g}",
+                         reasons.get(i, ""), ""))
+
+
+def _explanations(scorer: Any, sequences: list[str], formats: list[str], rows: list[int],
+                  top: int = 3) -> dict[int, str]:
+    """For each of ``rows``: the format's note when it is rare or new, then the parts carrying the error."""
+    parts = scorer.explain([sequences[i] for i in rows], top) if rows else []
+    return {i: "; ".join(filter(None, (scorer.format_note(formats[i]), _format_reasons(reasons))))
+            for i, reasons in zip(rows, parts)}
 
 
 def _format_reasons(reasons: Iterable[tuple[str, float]]) -> str:
     return "; ".join(f"{part} ({share:.0%})" for part, share in reasons)
+
+
+def _add_method_argument(parser: argparse.ArgumentParser) -> None:
+    from monitor.core.score import DEFAULT_METHOD, METHODS
+
+    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
+                        help="what ranks and flags a sequence: fused (the format's rarity, the autoencoder's error "
+                             "and a character n-gram likelihood in one) or autoencoder (its error alone)")
 
 
 def _add_threshold_argument(parser: argparse.ArgumentParser) -> None:
@@ -262,12 +290,14 @@ def _with_threshold(bundle: Any, quantile: float | None) -> Any:
 # -- rank -------------------------------------------------------------------------------------------------
 def _add_rank(commands: argparse._SubParsersAction) -> None:
     p = _command(commands, "rank", "score a few sequences given on the command line",
-                 "Prints each sequence's error, its percentile rank among the training errors and its verdict; "
-                 "abnormal ones\nget a 'why' line naming the parts that carry most of the error.")
+                 "Prints each sequence's score, its percentile rank among the training rows' and its verdict, "
+                 "its error and format;\nabnormal ones get a 'why' line naming a rare or new format and the "
+                 "parts that carry most of the error.")
     p.add_argument("--model", type=Path, required=True, help="bundle directory")
     p.add_argument("sequences", nargs="+", help="sequences to score")
     p.add_argument("--top", type=int, default=3, help="parts shown in each explanation")
     p.add_argument("--sort", action="store_true", help="most abnormal first, instead of the order given")
+    _add_method_argument(p)
     _add_threshold_argument(p)
     p.set_defaults(run=_run_rank)
 
@@ -282,15 +312,16 @@ def _run_rank(args: argparse.Namespace) -> int:
         raise InputError(f"argument {empty[0] + 1} is an empty sequence; there is nothing to score")
     scorer = Scorer(_with_threshold(load(args.model), args.threshold_quantile))
     scores = scorer.score(sequences)
-    order = sorted(range(len(sequences)), key=lambda i: -scores.errors[i]) if args.sort else range(len(sequences))
-    flagged = [i for i in order if scores.flags[i]]
-    reasons = dict(zip(flagged, scorer.explain([sequences[i] for i in flagged], args.top)))
+    values, ranks, flags = scores.by(args.method)
+    formats = scores.formats.of_each()
+    order = sorted(range(len(sequences)), key=lambda i: -values[i]) if args.sort else range(len(sequences))
+    reasons = _explanations(scorer, sequences, formats, [i for i in order if flags[i]], args.top)
     for i in order:
-        verdict = "ABNORMAL" if scores.flags[i] else "normal"
-        print(f"{sequences[i]!r}: error {scores.errors[i]:.6g}, percentile rank {scores.percentiles[i]:.2f}, "
-              f"{verdict}")
+        verdict = "ABNORMAL" if flags[i] else "normal"
+        print(f"{sequences[i]!r}: {args.method} score {values[i]:.6g}, percentile rank {ranks[i]:.2f}, {verdict}; "
+              f"error {scores.errors[i]:.6g}, format {formats[i]} ({scores.format_shares[i]:.2%} of training)")
         if i in reasons:
-            print(f"    why: {_format_reasons(reasons[i])}")
+            print(f"    why: {reasons[i]}")
     return 0
 
 
@@ -311,6 +342,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--column", help="the CSV column or JSON field holding the sequence (needed for CSV and JSONL)")
     p.add_argument("--report", type=Path, help="write the charts as PNG files into this folder")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object (for scripts)")
+    _add_method_argument(p)
     _add_threshold_argument(p)
     p.set_defaults(run=_run_evaluate)
 
@@ -319,6 +351,44 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from monitor.evaluate import run_evaluate
 
     return run_evaluate(args)
+
+
+# -- formats ----------------------------------------------------------------------------------------------
+def _add_formats(commands: argparse._SubParsersAction) -> None:
+    p = _command(commands, "formats", "list the formats a model learned from its training data",
+                 "A format is a sequence's shape: upper-case letters A, lower-case a, digits 9, other letters L, "
+                 "punctuation kept,\nlong runs with their length (9{6}), mixed tokens as their classes and length "
+                 "([9a]{32}), long or free text\ncoarser ([Aa]+ a+ 9+). Each is listed with its share of the "
+                 "training data and examples; formats\nbeyond the kept ones are counted together as the long tail.")
+    p.add_argument("--model", type=Path, required=True, help="bundle directory")
+    p.add_argument("--top", type=int, default=50, help="formats listed (most common first)")
+    p.add_argument("--json", action="store_true", help="print the whole table as one JSON object")
+    p.set_defaults(run=_run_formats)
+
+
+def _run_formats(args: argparse.Namespace) -> int:
+    from monitor.core.bundle import load
+
+    bundle = load(args.model)
+    if bundle.fusion is None:
+        raise InputError(f"the bundle at {args.model} was made before formats were learned (format version 1): "
+                         "retrain it to list its formats")
+    table = bundle.fusion.formats
+    if args.json:
+        print(json.dumps(table.to_dict()))
+        return 0
+    print(f"{len(table.counts) + table.tail_formats:,} formats in {table.total:,} training sequences "
+          f"(bundle {bundle.version})")
+    print(f"{'share':>8}  {'records':>9}  {'format':<28} examples")
+    for name, count in itertools.islice(table.counts.items(), max(args.top, 0)):
+        examples = ", ".join(table.examples.get(name, []))
+        print(f"{count / table.total:>8.3%}  {count:>9,}  {name:<28} {examples}")
+    listed = min(max(args.top, 0), len(table.counts))
+    rest = sum(itertools.islice(table.counts.values(), listed, None)) + table.tail_records
+    if rest:
+        print(f"{rest / table.total:>8.3%}  {rest:>9,}  ({len(table.counts) - listed + table.tail_formats:,} "
+              "more formats)")
+    return 0
 
 
 # -- generate ---------------------------------------------------------------------------------------------

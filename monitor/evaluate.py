@@ -30,9 +30,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     anomalies = usable_sequences(args.anomalies, args.input_format, args.column, "--anomalies") \
         if args.anomalies else []
     scorer = Scorer(bundle)
-    normal_errors = scorer.errors(normal)
-    anomaly_errors = scorer.errors(anomalies) if anomalies else np.empty(0)
-    result = evaluate(normal_errors, anomaly_errors, bundle.training_errors, bundle.threshold_quantile)
+    normal_errors = scorer.score(normal).by(args.method)[0]
+    anomaly_errors = scorer.score(anomalies).by(args.method)[0] if anomalies else np.empty(0)
+    training = bundle.training_errors if args.method == "autoencoder" else scorer.fusion.training_scores
+    result = evaluate(normal_errors, anomaly_errors, training, bundle.threshold_quantile)
     charts = evaluation_charts(args.report, bundle, result, normal_errors, anomaly_errors) if args.report else []
     if args.json:
         json.dump({**result.to_dict(), "model": bundle.info(), "charts": [str(c) for c in charts]}, sys.stdout)
@@ -55,14 +56,15 @@ def usable_sequences(path: Path, fmt: str, column: str | None, flag: str) -> lis
 
 def print_evaluation(result: Evaluation, bundle: Bundle, args: argparse.Namespace, out: TextIO) -> None:
     at = result.at_bundle_threshold
-    print(f"model {args.model} (bundle {bundle.version}): threshold {at.threshold:.6g} = quantile "
-          f"{at.quantile:g} of its {len(bundle.training_errors):,} training errors", file=out)
+    what = "training errors" if args.method == "autoencoder" else "training rows' fused scores"
+    print(f"model {args.model} (bundle {bundle.version}), {args.method} score: threshold {at.threshold:.6g} = "
+          f"quantile {at.quantile:g} of its {len(bundle.training_errors):,} {what}", file=out)
     print(f"normal: {result.normal:,} sequences from {args.normal}"
           + (f"; anomalies: {result.anomalies:,} from {args.anomalies}" if result.anomalies else ""), file=out)
     if result.auroc is not None:
         print(f"AUROC {result.auroc:.4f}   average precision {result.average_precision:.4f}   "
               f"precision@{result.anomalies} {result.precision_at_k:.4f}", file=out)
-    print("\nat each threshold (q: quantile of the training errors; * the bundle's):", file=out)
+    print(f"\nat each threshold (q: quantile of the {what}; * the bundle's):", file=out)
     print(f"  {'q':<8}{'threshold':>11}  {'normal flagged':>18}", file=out, end="")
     print(f"  {'anomalies flagged':>19}  {'precision':>9}" if result.anomalies else "", file=out)
     for p in result.points:

@@ -79,6 +79,7 @@ def write_reports(reports: Sequence[WindowReport], out: TextIO, fmt: str = "csv"
     for report in reports:
         row = report.to_dict()
         row["start_ms"], row["end_ms"] = iso_utc(report.start_ms), iso_utc(report.end_ms)
+        row["formats"] = report.formats.summary()  # JSON lines carry the whole change; a cell, one line of it
         writer.writerow(["" if row[name] is None else _cell(row[name]) for name in REPORT_FIELDS])
 
 

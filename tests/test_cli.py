@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import json
 import shutil
 from pathlib import Path
 
@@ -28,6 +30,10 @@ def test_train_score_and_rank_from_files(tmp_path: Path, capsys: pytest.CaptureF
     assert [r["problem"] for r in rows] == ["", "empty line", "", "invalid UTF-8 at byte 2", ""]
     assert rows[2]["abnormal"] == "true" and rows[2]["explanation"]
     assert rows[0]["abnormal"] == "false" and not rows[0]["explanation"]
+    assert (rows[0]["format"], rows[2]["format"]) == ("AA999A", "AAA-AAA-AAA")
+    assert float(rows[0]["format_share"]) > 0.1 and float(rows[2]["format_share"]) == 0.0
+    assert rows[2]["explanation"].startswith("format AAA-AAA-AAA never seen in training; ")
+    assert float(rows[2]["score"]) > float(rows[0]["score"]) and float(rows[2]["error"]) > 0
     assert "scored 3 of 5 lines" in capsys.readouterr().err
 
     assert main(["rank", "--model", str(model), "AB121E", "9 ER 223 ABCDSED"]) == 0
@@ -213,3 +219,26 @@ def test_tensorflow_start_up_lines_are_not_shown_unless_asked(bundle_dir: Path) 
                            capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stderr == "" and "oneDNN" not in quiet.stdout, quiet.stderr
+
+
+def test_formats_lists_what_the_model_learned_with_shares_and_examples(bundle_dir: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["formats", "--model", str(bundle_dir), "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("training sequences (bundle " + lines[0].split("(bundle ")[1])
+    assert lines[2].split()[2] == "AA999A" and lines[2].split()[0].endswith("%")
+    assert generate.is_valid("serial", lines[2].split()[3].rstrip(","))
+    assert lines[-1].endswith("more formats)")
+    assert main(["formats", "--model", str(bundle_dir), "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["counts"][0][0] == "AA999A" and sum(n for _, n in table["counts"]) == table["total"]
+
+
+def test_the_autoencoder_method_ranks_by_the_error_alone(tmp_path: Path, bundle_dir: Path) -> None:
+    source = tmp_path / "today.txt"
+    source.write_text("AB121E\nPHE-SER-CYS\nDN176\n")
+    out = tmp_path / "scores.csv"
+    assert main(["score", "--model", str(bundle_dir), "--input", str(source), "--output", str(out),
+                 "--method", "autoencoder"]) == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [r["score"] for r in rows] == [r["error"] for r in rows]

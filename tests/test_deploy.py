@@ -64,6 +64,10 @@ EXPORTED_METRICS = {
     "sequence_monitor_model_decisions_total",
     *(f"sequence_monitor_candidate_{name}"
       for name in ("normal_kept_ratio", "flagged_kept_ratio", "flag_rate", "expected_flag_rate")),
+    "sequence_monitor_format_share",
+    "sequence_monitor_new_format_share",
+    "sequence_monitor_vanished_format_baseline_share",
+    "sequence_monitor_format_distance",
 }
 # Each alert the runbooks promise, with the series its expression must read.
 REQUIRED_ALERTS = {
@@ -74,6 +78,8 @@ REQUIRED_ALERTS = {
     "SequenceMonitorConsumerLagGrowing": {"sequence_monitor_consumer_lag_records"},
     "SequenceMonitorDeadLettersSurging": {"sequence_monitor_records_total"},
     "SequenceMonitorCheckpointStale": {"sequence_monitor_checkpoint_age_seconds"},
+    "SequenceMonitorNewFormat": {"sequence_monitor_new_format_share"},
+    "SequenceMonitorFormatVanished": {"sequence_monitor_vanished_format_baseline_share"},
 }
 _METRIC_NAME = re.compile(r"\b(sequence_monitor_[a-z_]+)\b")
 _RECORDED_NAME = re.compile(r"\b([a-z_]+:[a-z0-9_]+:[a-z0-9_]+)\b")
@@ -552,7 +558,9 @@ def test_the_dashboard_shows_what_the_wall_needs() -> None:
                    "sequence_monitor_window_zscore", "sequence_monitor_window_verdict",
                    "sequence_monitor_window_above_threshold_ratio", "sequence_monitor_reconstruction_error_bucket",
                    "sequence_monitor_records_total", "sequence_monitor_dead_letters_total",
-                   "sequence_monitor_consumer_lag_records", "sequence_monitor_model_info"):
+                   "sequence_monitor_consumer_lag_records", "sequence_monitor_model_info",
+                   "sequence_monitor_format_share", "sequence_monitor_new_format_share",
+                   "sequence_monitor_format_distance"):
         assert needed in exprs, f"no panel shows {needed}"
     assert "heatmap" in types
 

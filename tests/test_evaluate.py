@@ -41,18 +41,21 @@ def test_evaluate_gives_the_quality_benchmarks_figures(labelled: tuple[Path, Pat
                                                        bundle_dir: Path, serial_bundle: Bundle,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     normal_file, bad_file, normal, anomalies = labelled
-    assert main(["evaluate", "--model", str(bundle_dir), "--normal", str(normal_file), "--anomalies",
-                 str(bad_file), "--json"]) == 0
-    got = json.loads(capsys.readouterr().out)
     scorer = Scorer(serial_bundle)
     labels = np.r_[np.zeros(len(normal)), np.ones(len(anomalies))]
-    expected = quality_benchmark().evaluate(labels, np.r_[scorer.errors(normal), scorer.errors(anomalies)])
-    assert got["auroc"] == pytest.approx(expected["auroc"], abs=1e-12)
-    assert got["average_precision"] == pytest.approx(expected["ap"], abs=1e-12)
-    assert got["precision_at_k"] == pytest.approx(expected["p_at_k"], abs=1e-12)
-    assert (got["normal"], got["anomalies"]) == (500, len(anomalies))
-    bundle_point = next(p for p in got["points"] if p["quantile"] == got["bundle_quantile"])
-    assert bundle_point["threshold"] == pytest.approx(serial_bundle.threshold)
+    fused, errors = scorer.score(normal + anomalies).fused, scorer.errors(normal + anomalies)
+    for method, values, threshold in (("fused", fused, scorer.fused_threshold),
+                                      ("autoencoder", errors, serial_bundle.threshold)):
+        assert main(["evaluate", "--model", str(bundle_dir), "--normal", str(normal_file), "--anomalies",
+                     str(bad_file), "--json", "--method", method]) == 0
+        got = json.loads(capsys.readouterr().out)
+        expected = quality_benchmark().evaluate(labels, values)
+        assert got["auroc"] == pytest.approx(expected["auroc"], abs=1e-12)
+        assert got["average_precision"] == pytest.approx(expected["ap"], abs=1e-12)
+        assert got["precision_at_k"] == pytest.approx(expected["p_at_k"], abs=1e-12)
+        assert (got["normal"], got["anomalies"]) == (500, len(anomalies))
+        bundle_point = next(p for p in got["points"] if p["quantile"] == got["bundle_quantile"])
+        assert bundle_point["threshold"] == pytest.approx(threshold)
 
 
 def test_the_text_report_and_every_chart(labelled: tuple[Path, Path, list[str], list[str]], bundle_dir: Path,

@@ -331,3 +331,32 @@ def test_a_model_change_that_is_not_time_equals_dir_exits_2(tmp_path: Path, bund
               "--model-change", "yesterday=models/v2"])
     assert exit_info.value.code == 2
     assert "neither ISO 8601" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("new_from", [3, 6])
+def test_a_format_new_from_a_given_window_is_named_with_examples_in_that_window(
+        tmp_path: Path, bundle_dir: Path, new_from: int) -> None:
+    """Serials throughout; from window ``new_from`` on, a fifth of each window is user ids, a format the model
+    never saw. The window it starts in names it, in the JSON lines and in the CSV's formats column."""
+    serials = generate.sample("serial", 8 * 100, seed=23)
+    uids = generate.sample("uid", 8 * 20, seed=23)
+    records = []
+    for w in range(8):
+        window = serials[w * 100:(w + 1) * 100] + (uids[w * 20:(w + 1) * 20] if w >= new_from else [])
+        records += [{"sequence": s, "timestamp": START_MS + w * WINDOW_MS + i * 400} for i, s in enumerate(window)]
+    path = write_jsonl(tmp_path / "in.jsonl", records)
+    assert main(["replay", "--model", str(bundle_dir), "--input", str(path), "--window-seconds", "60",
+                 "--output", str(tmp_path / "out.jsonl"), "--format", "json"]) == 0
+    reports = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    named = [[s["format"] for s in r["formats"]["new"]] for r in reports]
+    assert named[:new_from] == [[]] * new_from and named[new_from] == ["aaa-9{6}-AA"]
+    [shift] = reports[new_from]["formats"]["new"]
+    assert shift["share"] == pytest.approx(20 / 120) and shift["baseline_share"] == 0.0
+    assert shift["training_share"] == 0.0 and len(shift["examples"]) == 3
+    assert all(generate.is_valid("uid", e) for e in shift["examples"])
+    assert reports[new_from]["verdict"] == "warning"  # learning or normal before: a new format is a warning
+    assert main(["replay", "--model", str(bundle_dir), "--input", str(path), "--window-seconds", "60",
+                 "--output", str(tmp_path / "out.csv")]) == 0
+    table = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text())))
+    assert "new format (vs " in table[new_from]["formats"] and "aaa-9{6}-AA" in table[new_from]["formats"]
+    assert all(row["formats"] == "" for row in table[:new_from])

@@ -59,7 +59,7 @@ class FormatTable:
         record's worth added, so never 0): a tail probability, small for a rare or unseen format.
 
         >>> table = FormatTable({"AA999": 90, "AA99": 9, "A9": 1}, 100)
-        >>> [round(p, 3) for p in table.rarity(["AA999", "A9", "99-99"])]
+        >>> [round(float(p), 3) for p in table.rarity(["AA999", "A9", "99-99"])]
         [1.0, 0.02, 0.01]
         """
         if not self.total:

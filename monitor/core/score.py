@@ -25,7 +25,8 @@ from monitor.core.signature import FormatReader, Formats
 from monitor.percentiles import percentile_ranks
 
 METHODS = ("fused", "autoencoder")
-"""What ranks and flags one sequence: the fused score (default) or the autoencoder's error alone."""
+"""What ranks and flags one sequence: the fused score or the autoencoder's error alone."""
+DEFAULT_METHOD = "fused"  # it measures better on every task of bench/quality.py (docs/benchmarks.md)
 RARE_FORMAT = 0.01  # an explanation names the format when at most this share of training was as rare
 
 

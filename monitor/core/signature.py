@@ -34,7 +34,7 @@ EMPTY = "(empty)"
 """The format of the empty string."""
 FINE_MAX_CHARS = 40
 FINE_MAX_TOKENS = 10
-COARSE_MAX_TOKENS = 12
+COARSE_MAX_TOKENS = 24
 _LITERAL_RUN = 4  # class runs up to this long are written out
 _LITERAL_SEPARATORS = 3
 _MIXED_RUNS = 3  # a token with more class runs than this is written as its classes and length

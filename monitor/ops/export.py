@@ -137,6 +137,7 @@ class Metrics(Collector):
             yield from self._counters()
             yield from self._histograms()
             yield from self._window_gauges()
+            yield from self._format_gauges()
             yield from self._operational_gauges()
             yield from self._model_decisions()
 
@@ -178,6 +179,32 @@ class Metrics(Collector):
                 if value is not None and not math.isnan(value):
                     families[name].add_metric([topic], value)
         yield from families.values()
+
+    def _format_gauges(self) -> Iterator[Any]:
+        # Series per format are bounded: the last window's top formats (formats.metrics_top) and at most
+        # a few new or vanished ones per topic; a format not among them has no series.
+        share = GaugeMetricFamily(f"{PREFIX}_format_share", "Share of the last closed window's records in "
+                                  "each of its most common formats", labels=["topic", "format"])
+        new = GaugeMetricFamily(f"{PREFIX}_new_format_share", "Share of the last closed window's records in a "
+                                "format new to its baseline (or to training, before there is one)",
+                                labels=["topic", "format"])
+        vanished = GaugeMetricFamily(f"{PREFIX}_vanished_format_baseline_share", "Baseline share of a format the "
+                                     "last closed window no longer had", labels=["topic", "format"])
+        distance = GaugeMetricFamily(f"{PREFIX}_format_distance", "Jensen-Shannon distance between the last "
+                                     "closed window's format shares and its baseline's (0-1)", labels=["topic"])
+        for topic, state in sorted(self.topics.items()):
+            if state.last is None:
+                continue
+            change = state.last.formats
+            for name, value in change.top:
+                share.add_metric([topic, name], value)
+            for shift in change.new:
+                new.add_metric([topic, shift.format], shift.share)
+            for shift in change.vanished:
+                vanished.add_metric([topic, shift.format], shift.baseline_share)
+            if not math.isnan(change.distance):
+                distance.add_metric([topic], change.distance)
+        yield from (share, new, vanished, distance)
 
     def _operational_gauges(self) -> Iterator[Any]:
         lag = GaugeMetricFamily(f"{PREFIX}_consumer_lag_records", "Records between the consumer's position "

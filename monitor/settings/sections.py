@@ -222,8 +222,8 @@ class FormatSettings(Section, key="formats"):
     formats; beyond, the common ones stay exact to within total/slots) with ``examples`` example sequences each.
     A closed window's formats are compared with its baseline's (the same windows its error is compared with;
     training's while it has none): a format of at least ``new_share`` of the window that no baseline window
-    had is *new* once it has ``new_min_records`` records (one broken record is not a format); one of at least ``vanished_share`` of the baseline absent from a window expected to hold
-    ten or more of it has *vanished*; ``moved_distance`` bounds the Jensen-Shannon distance between the
+    had is *new* once it has ``new_min_records`` records (one broken record is not a format); one of at least
+    ``vanished_share`` of the baseline absent from a window expected to hold ten or more of it has *vanished*; ``moved_distance`` bounds the Jensen-Shannon distance between the
     window's format shares and the baseline's. Any of the three makes a normal window a warning (and a
     learning one, for a format training never had). ``metrics_top``: formats per topic exported as gauges.
     """

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import numpy as np
+
 from monitor.core.score import Scorer, Scores
 from monitor.records import Header, OutgoingMessage, RawMessage, Record, Rejected
 from monitor.stream.decode import Decoded
@@ -38,16 +40,20 @@ def scored_events(decoded: Decoded, scores: Scores, scorer: Scorer) -> list[Outg
     flagged = [i for i, flag in enumerate(scores.flags) if flag]
     reasons = dict(zip(flagged, scorer.explain([sequences[i] for i in flagged]))) if flagged else {}
     errors, percentiles, flags = scores.errors, scores.percentiles, scores.flags
-    return [scored_event(r, float(errors[i]), float(percentiles[i]), bool(flags[i]), reasons.get(i, []))
+    formats = scores.formats.of_each() if scores.formats is not None else [""] * len(errors)
+    shares = scores.format_shares if scores.formats is not None else np.zeros(len(errors))
+    return [scored_event(r, float(errors[i]), float(percentiles[i]), bool(flags[i]), reasons.get(i, []),
+                         formats[i], float(shares[i]))
             for i, r in enumerate(decoded.records())]
 
 
 def scored_event(record: Record, error: float, percentile: float, abnormal: bool,
-                 reasons: list[tuple[str, float]]) -> OutgoingMessage:
+                 reasons: list[tuple[str, float]], format_name: str = "", format_share: float = 0.0) -> OutgoingMessage:
     """A JSON scored event keyed and headed like its source message."""
     m = record.message
     body = {
         "sequence": record.sequence, "error": error, "percentile": round(percentile, 4), "abnormal": abnormal,
+        "format": format_name, "format_share": format_share,
         "explanation": [{"part": part, "share": share} for part, share in reasons],
         "weight": record.weight, "event_time_ms": record.event_time_ms,
         "source": {"topic": m.topic, "partition": m.partition, "offset": m.offset},

@@ -11,10 +11,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.core.bundle import Bundle
+from monitor.core.signature import FormatReader
 from monitor.hourly.compare import Comparison
-from monitor.hourly.judge import WindowReport, WindowTotals
+from monitor.hourly.format_change import LISTED, FormatChange, FormatShift
+from monitor.hourly.judge import HourlyJudge, WindowReport, WindowTotals
+from monitor.hourly.timeline import HOUR_MS
 from monitor.ops.export import Metrics, error_buckets, serve
 from monitor.records import RawMessage, Record, Rejected
+from monitor.settings import CompareSettings, FormatSettings
 from monitor.stream.decode import Decoded
 from monitor.stream.pipeline import BatchResult
 
@@ -33,9 +37,14 @@ def batch() -> BatchResult:
                        by_partition={("serials", 0): np.arange(3)})
 
 
-def report(verdict: str = "critical") -> WindowReport:
+CHANGE = FormatChange(new=(FormatShift("aaa-9{6}-AA", 0.2, 0.0, 0.0, ("usr-104512-DE",)),),
+                      vanished=(FormatShift("AA99", 0.0, 0.08, 0.08, ("MV12",)),), distance=0.41,
+                      against="baseline", top=(("AA999A", 0.5), ("aaa-9{6}-AA", 0.2)))
+
+
+def report(verdict: str = "critical", formats: FormatChange = CHANGE) -> WindowReport:
     return WindowReport("serials", 0, 3_600_000, WindowTotals(3, 3.0, 0.5021, 0.1674, 1 / 3, 2e-3, 0.4),
-                        Comparison(verdict, 7.5, 100.0, 33.0, 0.4, 0.01, 0.002, 24), "v1")
+                        Comparison(verdict, 7.5, 100.0, 33.0, 0.4, 0.01, 0.002, 24), "v1", formats)
 
 
 def samples(registry: CollectorRegistry) -> dict[str, list[Any]]:
@@ -105,6 +114,41 @@ def test_every_metric_the_rules_and_dashboard_read_is_exported(metrics: Any) -> 
     m.on_model_decision({"outcome": "refused", "normal": 30, "normal_kept": 29, "flagged": 2, "flagged_kept": 0,
                          "flag_rate": 0.012, "expected_flag_rate": 0.01})
     assert set(samples(registry)) == EXPORTED_METRICS
+
+
+def test_format_gauges_name_the_formats_of_the_last_window(metrics: Any) -> None:
+    m, registry = metrics
+    m.on_window_closed(report(), 1)
+    found = samples(registry)
+    assert {s.labels["format"]: s.value for s in found["sequence_monitor_format_share"]} == {
+        "AA999A": 0.5, "aaa-9{6}-AA": 0.2}
+    [new] = found["sequence_monitor_new_format_share"]
+    assert new.labels == {"topic": "serials", "format": "aaa-9{6}-AA"} and new.value == pytest.approx(0.2)
+    assert found["sequence_monitor_vanished_format_baseline_share"][0].labels["format"] == "AA99"
+    assert found["sequence_monitor_format_distance"][0].value == pytest.approx(0.41)
+    m.on_window_closed(report("normal", FormatChange(top=(("AA999A", 1.0),))), 0)  # the next window: no change
+    found = samples(registry)
+    assert "sequence_monitor_new_format_share" not in found
+    assert [s.labels["format"] for s in found["sequence_monitor_format_share"]] == ["AA999A"]
+
+
+def test_format_series_stay_at_top_k_however_many_formats_a_stream_has(metrics: Any) -> None:
+    m, registry = metrics
+    judge = HourlyJudge(HOUR_MS, 0, CompareSettings(min_history=2), formats=FormatSettings(metrics_top=10))
+    reader = FormatReader()
+    for hour in range(4):  # each hour: 300 formats never seen before, five records each, and one common new one
+        sequences = [f"{'A' * (1 + i % 30)}-{'9' * (1 + i // 30)}-{hour}" for i in range(300)] * 5
+        sequences += [f"{'Q' * (hour + 1)}#{i}" for i in range(400)]
+        formats = reader.read(sequences)
+        n = len(sequences)
+        judge.add(("serials", 0), np.full(n, 0.01), np.ones(n), np.full(n, hour * HOUR_MS + 1), np.zeros(n, bool),
+                  sequences=sequences, format_ids=formats.ids, format_names=formats.names)
+        for closed in judge.flush("v1"):
+            m.on_window_closed(closed, 0)
+        found = samples(registry)
+        assert len(found["sequence_monitor_format_share"]) == 10
+        assert len(found.get("sequence_monitor_new_format_share", [])) <= LISTED
+    assert closed.formats.new[0].format == "AAA#999"  # named, with its share, however many formats there are
 
 
 def test_decisions_on_candidates_are_counted_by_outcome_with_the_last_candidates_figures(metrics: Any) -> None:

@@ -33,11 +33,11 @@ def test_a_record_without_a_timestamp_has_an_empty_timestamp_header() -> None:
 def test_a_scored_event_is_json_keyed_and_headed_like_its_source() -> None:
     message = RawMessage("events", 0, 7, 1_700_000_000_000, b"k", b"AB121E", (("origin", b"x"),))
     key, value, headers = scored_event(Record("AB121E", 2.0, 1_700_000_000_000, message), 0.25, 99.5, True,
-                                       [("position 1 'A'", 0.8)])
+                                       [("position 1 'A'", 0.8)], "AA999A", 0.4)
     assert key == b"k" and headers == [("origin", b"x")]
     assert json.loads(value) == {
         "sequence": "AB121E", "error": 0.25, "percentile": 99.5, "abnormal": True,
-        "explanation": [{"part": "position 1 'A'", "share": 0.8}], "weight": 2.0,
+        "format": "AA999A", "format_share": 0.4, "explanation": [{"part": "position 1 'A'", "share": 0.8}], "weight": 2.0,
         "event_time_ms": 1_700_000_000_000, "source": {"topic": "events", "partition": 0, "offset": 7}}
 
 

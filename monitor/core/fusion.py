@@ -16,7 +16,7 @@ order). Higher is more abnormal; the score of a typical training sequence is a f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from monitor.core.signature import FormatReader, Formats
 GRID = 257  # quantiles kept per calibration
 TAIL_QUANTILE = 0.99  # beyond it, an exponential tail fitted to the training values above it
 MIN_FORMAT_ROWS = 200
+MIN_RARE_ROWS = 50
 
 
 @dataclass(frozen=True)
@@ -84,28 +85,36 @@ class TailCalibration:
 
 @dataclass(frozen=True)
 class SignalCalibration:
-    """One signal calibrated over all of training and within each format training had enough of."""
+    """One signal calibrated over all of training (``overall``: for formats training never had), within each
+    format training had enough of (``by_format``), and over the rows of the rarer formats together
+    (``rare``: a rare but valid format is compared with rare ones, not with the common formats)."""
 
     overall: TailCalibration
     by_format: dict[str, TailCalibration] = field(default_factory=dict)
+    rare: TailCalibration | None = None
 
     @classmethod
     def fit(cls, values: np.ndarray, format_ids: np.ndarray | None = None,
             names: Sequence[str] = ()) -> SignalCalibration:
-        by_format = {}
+        by_format, rare = {}, None
         if format_ids is not None:
             counts = np.bincount(format_ids, minlength=len(names))
             for i in np.flatnonzero(counts >= MIN_FORMAT_ROWS):
                 by_format[names[i]] = TailCalibration.fit(values[format_ids == i])
-        return cls(TailCalibration.fit(values), by_format)
+            rare_rows = counts[format_ids] < MIN_FORMAT_ROWS
+            if rare_rows.sum() >= MIN_RARE_ROWS:
+                rare = TailCalibration.fit(values[rare_rows])
+        return cls(TailCalibration.fit(values), by_format, rare)
 
-    def p(self, values: np.ndarray, format_ids: np.ndarray | None = None, names: Sequence[str] = ()) -> np.ndarray:
-        """Each value's tail probability, against its format's training values where known."""
+    def p(self, values: np.ndarray, format_ids: np.ndarray | None = None, names: Sequence[str] = (),
+          known: Container[str] = ()) -> np.ndarray:
+        """Each value's tail probability: against its format's training values where training had enough of
+        it, against the rare formats' for another format in ``known`` (training's), else against all."""
         p = self.overall.p(values)
-        if format_ids is None or not self.by_format:
+        if format_ids is None or not (self.by_format or self.rare):
             return p
         for i, name in enumerate(names):
-            calibration = self.by_format.get(name)
+            calibration = self.by_format.get(name) or (self.rare if name in known else None)
             if calibration is not None:
                 rows = format_ids == i
                 if rows.any():
@@ -114,12 +123,15 @@ class SignalCalibration:
 
     def to_dict(self) -> dict[str, Any]:
         return {"overall": self.overall.to_dict(),
-                "by_format": {name: c.to_dict() for name, c in self.by_format.items()}}
+                "by_format": {name: c.to_dict() for name, c in self.by_format.items()},
+                "rare": None if self.rare is None else self.rare.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SignalCalibration:
+        rare = data.get("rare")
         return cls(TailCalibration.from_dict(data["overall"]),
-                   {str(name): TailCalibration.from_dict(c) for name, c in data.get("by_format", {}).items()})
+                   {str(name): TailCalibration.from_dict(c) for name, c in data.get("by_format", {}).items()},
+                   None if rare is None else TailCalibration.from_dict(rare))
 
 
 def log_error(errors: np.ndarray) -> np.ndarray:
@@ -159,10 +171,11 @@ class Fusion:
         p: dict[str, np.ndarray] = {}
         if "format" in self.signals:
             p["format"] = self.formats.rarity(formats.names)[formats.ids]
+        known = self.formats.counts
         if "autoencoder" in self.signals:
-            p["autoencoder"] = self.error.p(log_error(errors), formats.ids, formats.names)
+            p["autoencoder"] = self.error.p(log_error(errors), formats.ids, formats.names, known)
         if "ngram" in self.signals and self.ngram is not None and self.ngram_calibration is not None:
-            p["ngram"] = self.ngram_calibration.p(self.ngram.nll(sequences), formats.ids, formats.names)
+            p["ngram"] = self.ngram_calibration.p(self.ngram.nll(sequences), formats.ids, formats.names, known)
         return p
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,13 +207,18 @@ def fit_fusion(sequences: Sequence[str], errors: np.ndarray, signals: Sequence[s
     table = FormatTable.learn(sequences, formats)
     error = SignalCalibration.fit(log_error(errors), formats.ids, formats.names)
     ngram, ngram_calibration = None, None
+    chosen = tuple(s for s in SIGNALS if s in signals)
+    p = {"format": table.rarity(formats.names)[formats.ids],
+         "autoencoder": error.p(log_error(errors), formats.ids, formats.names, table.counts)}
     if "ngram" in signals:
         ngram = CharNgramModel.fit(sequences, ngram_order)
-        ngram_calibration = SignalCalibration.fit(_cross_fitted_nll(sequences, ngram_order), formats.ids,
-                                                  formats.names)
-    fusion = Fusion(tuple(s for s in SIGNALS if s in signals), table, error, np.empty(0), ngram, ngram_calibration)
-    training = np.sort(fusion.score(sequences, formats, errors))
-    return Fusion(fusion.signals, table, error, training, ngram, ngram_calibration)
+        held_out_nll = _cross_fitted_nll(sequences, ngram_order)
+        ngram_calibration = SignalCalibration.fit(held_out_nll, formats.ids, formats.names)
+        p["ngram"] = ngram_calibration.p(held_out_nll, formats.ids, formats.names, table.counts)
+    # The training rows' own fused scores, with the n-gram signal as new strings get it (held out): scored in
+    # sample they would come out lower than new normal strings, and the threshold would flag too many.
+    training = np.sort(fuse(*(p[s] for s in chosen)))
+    return Fusion(chosen, table, error, training, ngram, ngram_calibration)
 
 
 def _cross_fitted_nll(sequences: Sequence[str], order: int) -> np.ndarray:

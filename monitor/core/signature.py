@@ -49,6 +49,7 @@ _TABLE = str.maketrans({**{chr(c): "~" for c in range(128) if not 32 <= c < 127}
                         **{c: "A" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"},
                         **{c: "h" for c in "abcdef"}, **{c: "a" for c in "ghijklmnopqrstuvwxyz"},
                         **{c: "9" for c in "0123456789"}})
+_JOINED_TABLE = {**_TABLE, ord("\n"): "\n"}  # the batch's own separator stays
 _PIECES = re.compile(r"[9AahL]+|([^9AahL])\1*")
 _CLASS_RUNS = re.compile(r"9+|A+|a+|L+")
 _HEX_TOKEN = re.compile(r"[9h]{%d,}" % _HEX_MIN)
@@ -122,6 +123,17 @@ def _coarse(pieces: list[str]) -> str:
     return "".join(out)
 
 
+def _class_strings(sequences: Sequence[str]) -> list[str]:
+    """``str.translate`` of each sequence; one call over the batch joined by newlines (a twentieth of the
+    cost of one call per string), unless a sequence holds a newline itself."""
+    if not sequences:
+        return []
+    parts = "\n".join(sequences).translate(_JOINED_TABLE).split("\n")
+    if len(parts) == len(sequences):
+        return parts
+    return list(map(str.translate, sequences, itertools.repeat(_TABLE, len(sequences))))
+
+
 @dataclass(frozen=True)
 class Formats:
     """The formats of a batch: ``names[ids[i]]`` is sequence ``i``'s; ``names`` holds each once."""
@@ -145,7 +157,7 @@ class FormatReader:
         self._memo: dict[str, str] = {}
 
     def read(self, sequences: Sequence[str]) -> Formats:
-        classes = list(map(str.translate, sequences, itertools.repeat(_TABLE, len(sequences))))
+        classes = _class_strings(sequences)
         distinct = dict.fromkeys(classes)  # each class string once, in order of first appearance
         position = {key: i for i, key in enumerate(distinct)}
         names_of_keys = [self._name(key) for key in distinct]

@@ -15,7 +15,7 @@ from monitor.charts import evaluation_charts, hourly_chart
 from monitor.core import bundle as bundle_lib
 from monitor.core.bundle import Bundle
 from monitor.core.evaluation import evaluate as evaluate_errors
-from monitor.core.score import Scorer, group_score
+from monitor.core.score import Scorer, Scores, group_score
 from monitor.core.train import train
 from monitor.devtools import generate
 from monitor.devtools.simulate import Evaluation, Simulation, evaluate
@@ -60,13 +60,15 @@ def _demo_format(fmt: str, rows: int, directory: Path, seed: int, out: TextIO, r
     labels = ["normal"] * len(normal) + [kind for kind, _ in broken]
     scorer = Scorer(bundle)
     scores = scorer.score(sequences)
-    order = np.argsort(-scores.errors, kind="stable")
+    order = np.argsort(-scores.fused, kind="stable")
     _print_rows("most abnormal", order[:8], sequences, labels, scores, scorer, out)
     _print_rows("least abnormal", order[-3:], sequences, labels, scores, None, out)
-    flagged_broken = int(scores.flags[len(normal):].sum())
-    flagged_normal = int(scores.flags[: len(normal)].sum())
+    flagged_broken = int(scores.fused_flags[len(normal):].sum())
+    flagged_normal = int(scores.fused_flags[: len(normal)].sum())
     print(f"   flagged {flagged_broken} of {len(broken)} broken sequences and {flagged_normal} of {len(normal)} "
-          f"normal ones (threshold: quantile {bundle.threshold_quantile:g} of training errors)", file=out)
+          f"normal ones by the fused score (threshold: quantile {bundle.threshold_quantile:g} of the training "
+          f"rows'); by the error alone {int(scores.flags[len(normal):].sum())} and "
+          f"{int(scores.flags[: len(normal)].sum())}", file=out)
     print(f"   group score (weighted mean error): normal batch {group_score(scores.errors[: len(normal)]):.5f}, "
           f"with the broken ones mixed in {group_score(scores.errors):.5f}", file=out)
     if report is not None:
@@ -78,15 +80,19 @@ def _demo_format(fmt: str, rows: int, directory: Path, seed: int, out: TextIO, r
     return bundle
 
 
-def _print_rows(title: str, indices: np.ndarray, sequences: list[str], labels: list[str], scores: object,
+def _print_rows(title: str, indices: np.ndarray, sequences: list[str], labels: list[str], scores: Scores,
                 scorer: Scorer | None, out: TextIO) -> None:
-    """One line per row; with a ``scorer``, followed by the parts that carry most of its error."""
+    """One line per row: fused score, its rank, error, format; with a ``scorer``, followed by a rare or new
+    format and the parts that carry most of its error."""
     print(f"   {title}:", file=out)
     explanations = scorer.explain([sequences[i] for i in indices]) if scorer else [[] for _ in indices]
+    formats = scores.formats.of_each()
     for i, reasons in zip(indices, explanations):
-        why = "; ".join(f"{part} ({share:.0%})" for part, share in reasons)
-        print(f"     {sequences[i]!r:24} {labels[i]:24} error {scores.errors[i]:.5f}  "
-              f"pct {scores.percentiles[i]:6.2f}  {why}", file=out)
+        note = scorer.format_note(formats[i]) if scorer else None
+        why = "; ".join(filter(None, [note, *(f"{part} ({share:.0%})" for part, share in reasons)]))
+        print(f"     {sequences[i]!r:24} {labels[i]:24} score {scores.fused[i]:7.2f}  "
+              f"pct {scores.fused_percentiles[i]:6.2f}  error {scores.errors[i]:.5f}  {formats[i]:12}  {why}",
+              file=out)
 
 
 def _trained(fmt: str, rows: int, target: Path, seed: int, out: TextIO) -> Bundle:
@@ -133,6 +139,8 @@ def _print_hours(result: Evaluation, out: TextIO) -> None:
             print("    ...", file=out)
         print(f"   {hour:>4}  {_utc(report.start_ms)} {report.totals.count:>6} {report.totals.weighted_mean:>11.6f}  "
               f"{report.totals.above_threshold_share:>10.1%} {report.comparison.robust_z:>7.1f}  {report.verdict}", file=out)
+        if report.formats.changed:  # what changed, in the words an operator would look for
+            print(f"{'':9}formats: {_cut(report.formats.summary(), 150)}", file=out)
         previous = hour
     shown_hours = {sim.hour_of(r.start_ms) for r in shown}
     rest = [r for r in reports if sim.hour_of(r.start_ms) >= drift + CONTEXT_HOURS
@@ -163,6 +171,10 @@ def _print_outcome(result: Evaluation, out: TextIO) -> None:
           f"mean) would have alarmed in {static.false_critical} of the {before} hours before the drift:\n"
           f"   the steady {result.sim.anomaly_rate:.0%} of broken input is normal for this topic, and only "
           f"its history says so", file=out)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _utc(ms: int) -> str:

@@ -49,7 +49,7 @@ def test_very_long_text_is_cut_after_a_bounded_number_of_tokens() -> None:
 
 def test_a_batch_gives_each_sequence_the_signature_it_has_alone() -> None:
     rng = random.Random(4)
-    alphabet = "aZ9-_ .é€\t/ßx" + "0123456789abcdef"
+    alphabet = "aZ9-_ .é€\t\n/ßx" + "0123456789abcdef"  # a newline takes the one-by-one path
     randoms = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(2_000)]
     generated = [s for fmt in generate.FORMATS for s in generate.sample(fmt, 300, seed=2)]
     logs = corpora.sample("logs", 300, seed=2)

@@ -193,7 +193,7 @@ class Fusion:
 
 
 def fit_fusion(sequences: Sequence[str], errors: np.ndarray, signals: Sequence[str] = DEFAULT_SIGNALS,
-               ngram_order: int = 5) -> Fusion:
+               ngram_order: int = 7) -> Fusion:
     """The fusion of a model trained on ``sequences``, whose reconstruction errors are ``errors`` (row order).
 
     The n-gram model's calibration values are cross-fitted (each half scored by a model fitted on the other

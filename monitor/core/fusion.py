@@ -192,8 +192,11 @@ class Fusion:
                    None if calibration is None else SignalCalibration.from_dict(calibration))
 
 
+NGRAM_ORDER = 9  # measured on bench/quality.py: orders 5 to 8 lost a log-message task to the order-5 reference
+
+
 def fit_fusion(sequences: Sequence[str], errors: np.ndarray, signals: Sequence[str] = DEFAULT_SIGNALS,
-               ngram_order: int = 7) -> Fusion:
+               ngram_order: int = NGRAM_ORDER) -> Fusion:
     """The fusion of a model trained on ``sequences``, whose reconstruction errors are ``errors`` (row order).
 
     The n-gram model's calibration values are cross-fitted (each half scored by a model fitted on the other

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-quality bench-score bench-train bench-throughput bench-detection clean
+.PHONY: demo test bench-quality bench-score bench-ngram bench-train bench-throughput bench-detection clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ bench-quality: $(STAMP)
 
 bench-score: $(STAMP)
 	$(BIN)/python bench/score.py
+
+bench-ngram: $(STAMP)
+	$(BIN)/python bench/ngram.py
 
 bench-train: $(STAMP)
 	$(BIN)/python bench/train.py

@@ -109,6 +109,27 @@ def test_a_restarted_service_resumes_from_its_state_with_the_same_figures(
         assert a["verdict"] == b["verdict"]
 
 
+def test_format_counts_and_the_formats_history_survive_a_restart(tmp_path: Path, bundle_dir: Path,
+                                                                 serial_bundle: Bundle) -> None:
+    """From minute 5 on, user ids join the serials: each abnormal minute stays out of later baselines, so
+    every minute from 5 names them as new. A restart inside minute 5 changes none of it: the open windows'
+    format counts and the history's are in the state file."""
+    serials, uids = generate.sample("serial", 900, seed=5), generate.sample("uid", 400, seed=5)
+    values = [(START_MS + i * 600, s) for i, s in enumerate(serials)] + \
+        [(START_MS + 5 * MINUTE_MS + i * 600, u) for i, u in enumerate(uids[:400])]
+    values.sort()
+    messages = [RawMessage("events", i % 2, i // 2, t, None, v.encode()) for i, (t, v) in enumerate(values)]
+    run(config(tmp_path / "once", bundle_dir), serial_bundle, messages)
+    halves = config(tmp_path / "halves", bundle_dir)
+    run(halves, serial_bundle, messages[:610])  # stops inside minute 5
+    run(halves, serial_bundle, messages[610:])
+    once, resumed = (closed_windows(tmp_path / name / "state.sqlite") for name in ("once", "halves"))
+    assert [r["formats"] for r in resumed] == [r["formats"] for r in once]
+    named = [[s["format"] for s in r["formats"]["new"]] for r in once]
+    assert named[:5] == [[]] * 5 and all(n == ["aaa-9{6}-AA"] for n in named[5:])
+    assert all(r["verdict"] in ("warning", "critical") for r in once[5:])
+
+
 class FlakySink(MemorySink):
     """Refuses the first ``failures`` sends as a broker outage would: a fault a real broker cannot be
     made to produce for exactly one call."""

@@ -1,5 +1,6 @@
 """What the fused score's character n-gram model costs: size in the bundle, fit time and scoring rate, at the
-order the fused score uses next to the order-5 reference of ``bench/quality.py``, in the same run.
+order the fused score picks for the data (``ngram_order_for``) next to the order-5 reference of
+``bench/quality.py``, in the same run.
 
     python bench/ngram.py [--rows 100000] [--batch 5000] [--repeats 5]
 
@@ -14,7 +15,7 @@ import statistics
 import sys
 import time
 
-from monitor.core.fusion import NGRAM_ORDER
+from monitor.core.fusion import ngram_order_for
 from monitor.core.ngram import CharNgramModel
 from monitor.devtools import corpora, generate
 
@@ -45,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'data':6} {'order':>5} {'size MB':>8} {'fit s':>7} {'nll/s':>9}   ratio to order {REFERENCE_ORDER}")
     for name, corpus in data.items():
         reference = measure(corpus, REFERENCE_ORDER, args.batch, args.repeats)
-        ours = measure(corpus, NGRAM_ORDER, args.batch, args.repeats)
-        for order, m in ((REFERENCE_ORDER, reference), (NGRAM_ORDER, ours)):
+        order_used = ngram_order_for(corpus)
+        ours = measure(corpus, order_used, args.batch, args.repeats)
+        for order, m in ((REFERENCE_ORDER, reference), (order_used, ours)):
             print(f"{name:6} {order:>5} {m['size_mb']:8.1f} {m['fit_s']:7.2f} {m['rate']:9,.0f}", end="")
             print(f"   size x{m['size_mb'] / reference['size_mb']:.1f}, rate x{m['rate'] / reference['rate']:.2f}"
                   if order != REFERENCE_ORDER else "")

@@ -192,11 +192,21 @@ class Fusion:
                    None if calibration is None else SignalCalibration.from_dict(calibration))
 
 
-NGRAM_ORDER = 9  # measured on bench/quality.py: orders 5 to 8 lost a log-message task to the order-5 reference
+# The n-gram model's order, by the training data's median length (measured on bench/quality.py): identifiers
+# do best at 7 (at 9 the model all but memorises a short string and new valid ones score noisily), log lines
+# and other long text at 9 (below, a misspelled word in a long message stands out less).
+NGRAM_ORDER_SHORT, NGRAM_ORDER_LONG, LONG_TEXT = 7, 9, 24
+
+
+def ngram_order_for(sequences: Sequence[str]) -> int:
+    """The order of the n-gram model for a training corpus: ``NGRAM_ORDER_LONG`` when its median length is
+    ``LONG_TEXT`` characters or more."""
+    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+    return NGRAM_ORDER_LONG if len(lengths) and np.median(lengths) >= LONG_TEXT else NGRAM_ORDER_SHORT
 
 
 def fit_fusion(sequences: Sequence[str], errors: np.ndarray, signals: Sequence[str] = DEFAULT_SIGNALS,
-               ngram_order: int = NGRAM_ORDER) -> Fusion:
+               ngram_order: int | None = None) -> Fusion:
     """The fusion of a model trained on ``sequences``, whose reconstruction errors are ``errors`` (row order).
 
     The n-gram model's calibration values are cross-fitted (each half scored by a model fitted on the other
@@ -210,6 +220,7 @@ def fit_fusion(sequences: Sequence[str], errors: np.ndarray, signals: Sequence[s
     table = FormatTable.learn(sequences, formats)
     error = SignalCalibration.fit(log_error(errors), formats.ids, formats.names)
     ngram, ngram_calibration = None, None
+    ngram_order = ngram_order_for(sequences) if ngram_order is None else ngram_order
     chosen = tuple(s for s in SIGNALS if s in signals)
     p = {"format": table.rarity(formats.names)[formats.ids],
          "autoencoder": error.p(log_error(errors), formats.ids, formats.names, table.counts)}

@@ -10,7 +10,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -36,6 +36,7 @@ ModelFor = Callable[[int], ErrorModel]
 """The model that scores the window starting at the given time (ms): each window has exactly one."""
 
 
+@runtime_checkable
 class TrainingFormats(Protocol):
     """A model that knows its training data's formats (``monitor.core.score.Scorer`` does)."""
 
@@ -182,7 +183,7 @@ class HourlyJudge:
         sample = closed.total.sample if self.sample_size else None
         figures = HourFigures.of(closed.start_ms, closed.total, version)
         counts = closed.total.formats
-        training = model.training_format_shares() if hasattr(model, "training_format_shares") else {}
+        training = model.training_format_shares() if isinstance(model, TrainingFormats) else {}
         change = compare_formats(counts, history.baseline_formats(figures), training, self.format_settings)
         comparison = escalate(history.compare(figures), change)
         history.keep(replace(figures, verdict=comparison.verdict), sample, counts)

@@ -51,6 +51,10 @@ class FormatTable:
         """The format's share of the training records (0 for a format not kept: new, or in the long tail)."""
         return self.counts.get(name, 0) / self.total if self.total else 0.0
 
+    def share_by_format(self) -> dict[str, float]:
+        """Each kept format's share of the training records (empty for an empty table)."""
+        return {name: n / self.total for name, n in self.counts.items()} if self.total else {}
+
     def shares(self, names: Sequence[str]) -> np.ndarray:
         return np.array([self.share(n) for n in names], dtype=np.float64)
 

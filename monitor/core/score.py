@@ -18,7 +18,13 @@ import numpy as np
 
 from monitor.core.bundle import Bundle
 from monitor.core.format_table import FormatTable
-from monitor.core.fusion import Fusion, SignalCalibration, TailCalibration, log_error
+from monitor.core.fusion import (
+    Fusion,
+    SignalCalibration,
+    TailCalibration,
+    fuse,
+    log_error,
+)
 from monitor.core.model import Reconstructor
 from monitor.core.prepare import Preparer
 from monitor.core.signature import FormatReader, Formats
@@ -170,8 +176,7 @@ class Scorer:
 
     def training_format_shares(self) -> dict[str, float]:
         """Each kept training format's share (empty for a bundle from before formats)."""
-        table = self.fusion.formats
-        return {name: n / table.total for name, n in table.counts.items()} if table.total else {}
+        return self.fusion.formats.share_by_format()
 
     def formats(self, sequences: Sequence[str]) -> Formats:
         return self._formats.read(sequences)
@@ -213,9 +218,8 @@ class Scorer:
 def _error_only(bundle: Bundle) -> Fusion:
     """A bundle from before formats: the fused score is the error's tail probability alone."""
     calibration = SignalCalibration(TailCalibration.fit(log_error(bundle.training_errors)))
-    fusion = Fusion(("autoencoder",), FormatTable({}, 0), calibration, np.empty(0))
-    formats = Formats(np.zeros(len(bundle.training_errors), dtype=np.int32), [""])
-    return dataclasses.replace(fusion, training_scores=np.sort(fusion.score([], formats, bundle.training_errors)))
+    training_scores = np.sort(fuse(calibration.overall.p(log_error(bundle.training_errors))))
+    return Fusion(("autoencoder",), FormatTable({}, 0), calibration, training_scores)
 
 
 def group_score(errors: np.ndarray, weights: np.ndarray | None = None) -> float:

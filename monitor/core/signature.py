@@ -17,8 +17,9 @@
   character, at most ``COARSE_MAX_TOKENS`` tokens and then ``…``. Log lines from one template share one.
 
 So the number of formats a stream can have stays bounded by its real variety, and a format is readable as
-is. ``FormatReader`` reads many sequences at once: a C-level pass maps each string to its class string and
-a memo of class strings gives the signature, so the per-record cost is one ``str.translate``.
+is. ``FormatReader`` reads many sequences at once: one ``str.translate`` over the batch joined maps every
+string to its class string, and a memo of class strings gives the signature (a batch of one class string,
+one kind of identifier, is told by a single comparison).
 """
 
 from __future__ import annotations

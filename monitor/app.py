@@ -10,6 +10,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,13 +23,21 @@ from monitor.core import bundle as bundle_lib
 from monitor.core.score import Scorer
 from monitor.errors import MonitorError
 from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.partitioned import PartitionedJudge
 from monitor.ops import export, logs
 from monitor.ops.lifecycle import BundleWatcher, ModelStore, Promoter, Retrainer
 from monitor.ops.schedule import start_jobs
 from monitor.records import Position
 from monitor.settings import MonitorConfig, load_config
+from monitor.stream.group import GroupService
 from monitor.stream.hooks import Hooks, WindowLog
 from monitor.stream.kafka import KafkaSink, KafkaSource, client_options, is_outage
+from monitor.stream.kafka_state import (
+    ChangelogReader,
+    StateProducer,
+    ensure_topics,
+    internal_topics,
+)
 from monitor.stream.pipeline import Outputs, RecordPipeline
 from monitor.stream.retry import BACKOFF_MAX_S, Retry, RetryingSink
 from monitor.stream.service import Service, restore
@@ -47,9 +56,9 @@ class Application:
     candidates to, the retrainer (when ``retrain.enabled``) and the metrics endpoint (when
     ``metrics.enabled``)."""
 
-    service: Service
+    service: Service | GroupService
     watcher: BundleWatcher
-    promoter: Promoter
+    promoter: Promoter | None
     retrainer: Retrainer | None = None
     metrics_server: Any = None
     scheduler: Any = None
@@ -91,6 +100,8 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     scorer = scorer or Scorer(bundle_lib.load(Path(config.model.path), quantile))
     log.info("model bundle %s loaded from %s; threshold %.6g (quantile %g of its training errors)",
              scorer.bundle.version, config.model.path, scorer.bundle.threshold, scorer.bundle.threshold_quantile)
+    if config.state.store == "kafka":
+        return _build_group_member(config, stop or threading.Event(), scorer, hooks)
     judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
                         config.window.sample_size, config.formats)
     state = StateStore(config.state.path, state_identity(config))
@@ -141,6 +152,53 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
         watcher.seen.add(scorer.version)
         promoter.consider(scorer)
     return app
+
+
+def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Scorer,
+                        hooks: Sequence[Hooks]) -> Application | None:
+    """A member of a group that keeps its state in Kafka (``monitor.stream.group``): internal topics created
+    or checked, the transactional producer initialised (refused when the cluster cannot do transactions),
+    the consumer subscribed to the input topics and the windows topic."""
+    judge = PartitionedJudge(HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
+                                         config.window.sample_size, config.formats))
+    topics = internal_topics(config.changelog_topic, config.windows_topic, config.state.windows_partitions,
+                             config.reports_topic)
+    partitions = _connect(lambda: ensure_topics(config.kafka, topics, config.state.replication_factor), stop,
+                          "internal topics")
+    if partitions is None:
+        return None
+    exactly_once = config.state.delivery == "exactly_once"
+    transactional_id = f"{config.input.group_id}-{config.state.instance_id or instance_name()}" if exactly_once else None
+
+    def new_producer() -> StateProducer:
+        return StateProducer(config.kafka, transactional_id, int(config.state.transaction_timeout_seconds * 1000))
+
+    producer = _connect(new_producer, stop, "producer")
+    changelog = _connect(lambda: ChangelogReader(config.kafka, config.changelog_topic), stop, "changelog reader")
+    if producer is None or changelog is None:
+        return None
+    observers: list[Hooks] = [WindowLog(), *hooks]
+    metrics_server = _serve_metrics(config, scorer, observers)
+    pipeline = RecordPipeline(scorer, judge, config.input, producer, _outputs(config), observers)
+    service = GroupService(config, pipeline, judge, new_producer, changelog, partitions[config.windows_topic],
+                           observers, producer=producer)
+    source = _connect(lambda: KafkaSource(config.kafka, [*config.input.topics, config.windows_topic],
+                                          config.input.group_id, config.input.auto_offset_reset,
+                                          read_committed=exactly_once, on_revoked=service.on_revoked,
+                                          on_assigned=service.on_assigned), stop, "consumer")
+    if source is None:
+        return None
+    service.attach(source)
+    log.info("state in Kafka: changelog %r, windows %r (%d partitions), reports %r; %s", config.changelog_topic,
+             config.windows_topic, partitions[config.windows_topic], config.reports_topic,
+             f"transactional id {transactional_id!r}" if transactional_id else "at least once, no transactions")
+    watcher = BundleWatcher(Path(config.model.path), scorer.version, service.refuse_model_change)
+    return Application(service, watcher, None, None, metrics_server)
+
+
+def instance_name() -> str:
+    """This process's name in the group when ``state.instance_id`` is not set: host name and process id."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _models_in_use(checkpoint: Checkpoint | None, configured: Scorer,

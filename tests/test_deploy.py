@@ -1,7 +1,9 @@
 """The files under deploy/ agree with each other and with the code, and Prometheus' own tools accept them.
 
 No Docker is needed. promtool and amtool must be on PATH (Debian and Ubuntu: apt-get install prometheus
-prometheus-alertmanager); without them the tests that run them fail with that command, they never skip.
+prometheus-alertmanager); without them the tests that run them fail with that command, they never skip. The
+Kubernetes manifests are checked against Kubernetes' own resource schemas by kubernetes-validate (the test
+extra), which carries them: no cluster and no network needed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -37,6 +40,11 @@ K8S = DEPLOY / "k8s"
 JOB = "sequence-monitor"
 STATE_DIR = "/var/lib/monitor"
 INSTALL_HINT = "apt-get install prometheus prometheus-alertmanager"
+# The Kubernetes release whose schemas the manifests must satisfy (kubernetes-validate carries one set per
+# release), and the kinds it has none for: the Prometheus Operator's custom resources. Any other kind without
+# a schema fails, so a built-in kind is never skipped unnoticed.
+KUBERNETES_VERSION = "1.31"
+CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "PrometheusRule"), ("monitoring.coreos.com/v1", "ServiceMonitor")}
 
 # The metrics monitor/export.py exports (histograms with their _bucket/_sum/_count series): the contract the
 # rules, the dashboard and the rule tests are written against.
@@ -107,6 +115,21 @@ def _k8s(kind: str) -> dict[str, Any]:
     assert len(found) == 1, f"expected one {kind} under {K8S}, found {len(found)}"
     manifest: dict[str, Any] = found[0]
     return manifest
+
+
+def _k8s_resources() -> list[tuple[str, dict[str, Any]]]:
+    """(where, manifest) of every document of every manifest under deploy/k8s (kustomize's own file left out)."""
+    return [(f"{path.name} {doc['kind']}/{doc['metadata']['name']}", doc)
+            for path in sorted(K8S.glob("*.yaml")) if path.name != "kustomization.yaml"
+            for doc in _yaml_documents(path)]
+
+
+def _validate_k8s(manifest: dict[str, Any]) -> str:
+    """Check ``manifest`` against the schema of its kind in KUBERNETES_VERSION, strictly (an unknown field is an
+    error); returns the Kubernetes version whose schema was used. Raises kubernetes_validate's
+    ValidationError (invalid) or SchemaNotFoundError (a kind it has no schema for)."""
+    version: str = kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    return version
 
 
 def _monitor_container() -> dict[str, Any]:
@@ -185,14 +208,35 @@ def _monitor_metrics_port() -> int:
     return port
 
 
-def _compose_mounts(service: str) -> dict[str, Path]:
-    """Container path -> host path of a service's bind mounts (named volumes left out)."""
-    mounts = {}
+def _compose_volumes(service: str) -> list[tuple[str | None, str, str]]:
+    """(source, container path, mode) of a service's volumes; source None for an anonymous volume."""
+    volumes: list[tuple[str | None, str, str]] = []
     for volume in _compose()[service].get("volumes", []):
-        source, target = volume.split(":")[:2]
-        if source.startswith((".", "/")):
-            mounts[target] = (DEPLOY / source).resolve()
-    return mounts
+        parts = volume.split(":")
+        if len(parts) == 1:
+            volumes.append((None, parts[0], "rw"))
+        else:
+            volumes.append((parts[0], parts[1], parts[2] if len(parts) > 2 else "rw"))
+    return volumes
+
+
+def _compose_mounts(service: str) -> dict[str, Path]:
+    """Container path -> host path of a service's bind mounts (named and anonymous volumes left out)."""
+    return {target: (DEPLOY / source).resolve() for source, target, _ in _compose_volumes(service)
+            if source is not None and source.startswith((".", "/"))}
+
+
+def _compose_ports(service: str) -> list[tuple[str | None, int]]:
+    """(published host port or range, container port) of a service's ports; None: Docker picks a host port."""
+    ports: list[tuple[str | None, int]] = []
+    for entry in _compose()[service].get("ports", []):
+        if isinstance(entry, dict):
+            published = entry.get("published")
+            ports.append((str(published) if published not in (None, "") else None, int(entry["target"])))
+            continue
+        *host, container = str(entry).split("/")[0].split(":")  # [ip:][host:]container[/protocol]
+        ports.append(((host[-1] or None) if host else None, int(container)))
+    return ports
 
 
 def _host_path(service: str, container_path: str) -> Path:
@@ -321,7 +365,6 @@ def test_the_metrics_port_is_the_same_in_every_file() -> None:
     probe_ports = {probe: container[probe]["httpGet"]["port"]
                    for probe in ("startupProbe", "livenessProbe", "readinessProbe") if probe in container}
     [scrape] = [job for job in _yaml(PROMETHEUS_CONFIG)["scrape_configs"] if job["job_name"] == JOB]
-    [target] = scrape["static_configs"][0]["targets"]
     [service_port] = _k8s("Service")["spec"]["ports"]
     ports = {
         "config/monitor.yaml metrics.port": _monitor_metrics_port(),
@@ -330,8 +373,8 @@ def test_the_metrics_port_is_the_same_in_every_file() -> None:
         **{f"k8s {probe}": named.get(port, port) for probe, port in probe_ports.items()},
         "k8s Service port": service_port["port"],
         "k8s Service targetPort": named.get(service_port["targetPort"], service_port["targetPort"]),
-        "Prometheus scrape target": _host_port(target)[1],
-        "compose monitor published port": int(_compose()["monitor"]["ports"][0].split(":")[-1]),
+        "Prometheus scrape port": scrape["dns_sd_configs"][0]["port"],
+        "compose monitor published port": _compose_ports("monitor")[0][1],
     }
     assert len(set(ports.values())) == 1, ports
 
@@ -342,12 +385,16 @@ def test_kubernetes_probes_ask_healthz_for_liveness_and_readyz_for_readiness() -
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
-def test_prometheus_scrapes_the_compose_monitor_and_alerts_the_compose_alertmanager() -> None:
+def test_prometheus_scrapes_every_compose_monitor_and_alerts_the_compose_alertmanager() -> None:
     config = _yaml(PROMETHEUS_CONFIG)
     services = _compose()
     [scrape] = [job for job in config["scrape_configs"] if job["job_name"] == JOB]
-    [target] = scrape["static_configs"][0]["targets"]
-    assert _host_port(target)[0] in services
+    # One target per replica: Docker's DNS answers a service name with an A record for each of its containers.
+    # A static target would be one name, resolved to one of them per scrape connection.
+    assert "static_configs" not in scrape
+    [discovery] = scrape["dns_sd_configs"]
+    assert discovery["names"] == ["monitor"] and discovery["names"][0] in services
+    assert discovery["type"] == "A"
     [alertmanager] = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     host, port = _host_port(alertmanager)
     assert host in services and any(mapping.endswith(f":{port}") for mapping in services[host]["ports"])
@@ -397,6 +444,33 @@ def test_compose_monitor_reads_the_repository_config_and_the_compose_kafka() -> 
     assert services["monitor"]["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
+def test_compose_monitor_scales_with_its_state_in_kafka_and_the_model_volume_read_only() -> None:
+    services = _compose()
+    monitor = services["monitor"]
+    # docker compose up --scale monitor=3: one name per container, and no host port two of them would want.
+    assert "container_name" not in monitor
+    assert _compose_ports("monitor"), "the monitor publishes no port"
+    for published, container in _compose_ports("monitor"):
+        low, _, high = (published or "").partition("-")
+        assert published is None or (high and int(high) > int(low)), (
+            f"monitor publishes container port {container} on the fixed host port {published}: "
+            "a second replica could not start")
+    environment = {name: str(value) for name, value in monitor["environment"].items()}
+    config = load_config(ROOT / "config" / "monitor.yaml", environ=environment)
+    assert config.state.store == "kafka"
+    # No volume written by two replicas: named volumes read-only, the state dir each container's own.
+    volumes = _compose_volumes("monitor")
+    for source, target, mode in volumes:
+        if source is not None and not source.startswith((".", "/")):
+            assert mode == "ro", f"monitor mounts the volume {source} writable at {target}"
+    assert (None, STATE_DIR, "rw") in volumes
+    # The bundle is the one the model service trains into the volume, at its working directory.
+    [(volume, model_mount)] = [(s, t) for s, t, _ in volumes if s in {s for s, _, _ in _compose_volumes("model")}]
+    assert (volume, STATE_DIR, "rw") in _compose_volumes("model")
+    relative = Path(config.model.path).relative_to(model_mount)
+    assert f"--model {relative}" in " ".join(services["model"]["command"])
+
+
 def test_compose_grafana_provisions_the_datasource_and_the_dashboard_folder() -> None:
     provisioning = _host_path("grafana", "/etc/grafana/provisioning")
     assert provisioning == GRAFANA_PROVISIONING
@@ -416,12 +490,62 @@ def test_kustomization_lists_every_manifest() -> None:
     assert listed == {path.name for path in K8S.glob("*.yaml")} - {"kustomization.yaml"}
 
 
-def test_kubernetes_deployment_mounts_the_configmap_and_a_claim_at_the_state_dir() -> None:
+@pytest.mark.parametrize(("where", "manifest"), _k8s_resources(), ids=[where for where, _ in _k8s_resources()])
+def test_every_kubernetes_manifest_satisfies_the_kubernetes_schema_of_its_kind(where: str,
+                                                                               manifest: dict[str, Any]) -> None:
+    kind = (manifest["apiVersion"], manifest["kind"])
+    try:
+        version, problem = _validate_k8s(manifest), ""
+    except kubernetes_validate.SchemaNotFoundError:
+        assert kind in CUSTOM_RESOURCES, f"{where}: kubernetes-validate has no schema for {kind}; it is not skipped"
+        return
+    except kubernetes_validate.ValidationError as error:  # reported below, without jsonschema's schema dump
+        version, problem = error.version, f"{'.'.join(map(str, error.path)) or '(top level)'}: {error.message}"
+    assert not problem, f"{where} is not a valid {manifest['kind']} of Kubernetes {version}: {problem}"
+    # The schemas of that very release, not of an older one kubernetes-validate falls back to.
+    assert version == KUBERNETES_VERSION
+
+
+def test_the_only_kubernetes_manifests_not_checked_against_a_schema_are_the_operators_custom_resources() -> None:
+    skipped = set()
+    for _, manifest in _k8s_resources():
+        try:
+            _validate_k8s(manifest)
+        except kubernetes_validate.SchemaNotFoundError:
+            skipped.add((manifest["apiVersion"], manifest["kind"]))
+        except kubernetes_validate.ValidationError:
+            pass  # the test above reports it
+    assert skipped == CUSTOM_RESOURCES
+
+
+def _unknown_pod_field(deployment: dict[str, Any]) -> None:
+    deployment["spec"]["template"]["spec"]["containers"][0]["volumeMount"] = []
+
+
+@pytest.mark.parametrize("break_it", [
+    pytest.param(lambda d: d["spec"].update(replicas="three"), id="replicas-not-an-integer"),
+    pytest.param(lambda d: d["spec"].update(replica=3), id="unknown-field-under-spec"),
+    pytest.param(_unknown_pod_field, id="unknown-container-field"),
+    pytest.param(lambda d: d["spec"].pop("selector"), id="required-field-missing"),
+])
+def test_the_kubernetes_schema_check_refuses_a_broken_deployment(break_it: Any) -> None:
+    deployment = _k8s("Deployment")
+    assert _validate_k8s(deployment) == KUBERNETES_VERSION
+    break_it(deployment)
+    with pytest.raises(kubernetes_validate.ValidationError):
+        _validate_k8s(deployment)
+
+
+def test_kubernetes_deployment_mounts_the_configmap_and_an_empty_dir_of_its_own_at_the_state_dir() -> None:
     pod = _k8s("Deployment")["spec"]["template"]["spec"]
     container = _monitor_container()
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = {mount["mountPath"]: volumes[mount["name"]] for mount in container["volumeMounts"]}
-    assert mounts[STATE_DIR]["persistentVolumeClaim"]["claimName"] == _k8s("PersistentVolumeClaim")["metadata"]["name"]
+    # The windows are in Kafka: the state dir is each pod's own, and no pod waits for another's volume.
+    assert "emptyDir" in mounts[STATE_DIR]
+    assert not any("persistentVolumeClaim" in volume for volume in pod["volumes"])
+    assert not [doc for path in K8S.glob("*.yaml") for doc in _yaml_documents(path)
+                if doc["kind"] == "PersistentVolumeClaim"]
     config_path = container["args"][container["args"].index("--config") + 1]
     config_volume = mounts[str(Path(config_path).parent)]
     assert config_volume["configMap"]["name"] == _k8s("ConfigMap")["metadata"]["name"]
@@ -436,6 +560,46 @@ def test_kubernetes_configmap_holds_a_valid_monitor_configuration(tmp_path: Path
     config = load_config(path, environ={})
     assert config.metrics.port == _monitor_metrics_port()
     assert config.metrics.host == "0.0.0.0"
+
+
+def test_kubernetes_monitors_keep_their_state_in_kafka(tmp_path: Path) -> None:
+    # The replicas share a consumer group: only the Kafka store hands a partition's windows to its next owner.
+    path = tmp_path / "monitor.yaml"
+    path.write_text(_k8s("ConfigMap")["data"]["monitor.yaml"])
+    assert load_config(path, environ={}).state.store == "kafka"
+
+
+def test_kubernetes_demo_init_container_writes_the_bundle_where_the_monitor_reads_it(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.yaml"
+    path.write_text(_k8s("ConfigMap")["data"]["monitor.yaml"])
+    model_path = load_config(path, environ={}).model.path
+    assert not Path(model_path).is_absolute()  # relative to the working directory, the state dir
+    pod = _k8s("Deployment")["spec"]["template"]["spec"]
+    [init] = [c for c in pod["initContainers"] if c["name"] == "model"]
+    script = " ".join(init["args"])
+    assert f"test -f {model_path}/bundle.json" in script and f"--model {model_path}" in script
+    state_volume = {m["mountPath"]: m["name"] for m in _monitor_container()["volumeMounts"]}[STATE_DIR]
+    assert {m["mountPath"]: m["name"] for m in init["volumeMounts"]}[STATE_DIR] == state_volume
+
+
+def test_kubernetes_deployment_runs_several_replicas_and_rolls_without_losing_one() -> None:
+    spec = _k8s("Deployment")["spec"]
+    assert spec["replicas"] >= 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    rolling = spec["strategy"]["rollingUpdate"]
+    assert rolling["maxUnavailable"] == 0  # a new pod joins the group before an old one leaves
+    assert rolling["maxSurge"] not in (0, "0%")  # else, with none unavailable, a rollout could never start
+
+
+def test_a_pod_disruption_budget_covers_the_deployments_pods() -> None:
+    budget = _k8s("PodDisruptionBudget")
+    deployment = _k8s("Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = budget["spec"]["selector"]
+    assert set(selector) == {"matchLabels"} and selector["matchLabels"]
+    assert selector["matchLabels"].items() <= pod_labels.items()
+    assert budget["spec"]["maxUnavailable"] == 1 and "minAvailable" not in budget["spec"]
+    assert deployment["spec"]["replicas"] - budget["spec"]["maxUnavailable"] >= 1
 
 
 def test_kubernetes_service_is_named_after_the_scrape_job_and_selects_the_pods() -> None:

@@ -134,7 +134,7 @@ class HourlyJudge:
         if isinstance(model_for, str):
             version = model_for
             model_for = lambda start_ms: version  # type: ignore[assignment,return-value] # noqa: E731
-        reports = [self._judge(topic, closed, model_for(closed.start_ms))  # type: ignore[operator]
+        reports = [self.judge_window(topic, closed, model_for(closed.start_ms))  # type: ignore[operator]
                    for topic, windows in sorted(self.windows.items())
                    for closed in windows.close_due(now_ms, progress.of_topic(topic))]
         return sorted(reports, key=lambda r: (r.start_ms, r.topic))
@@ -172,8 +172,9 @@ class HourlyJudge:
             self.histories[topic] = History(self.settings, self.length_ms)
         return self.windows[topic]
 
-    def _judge(self, topic: str, closed: ClosedWindow, model: ErrorModel | str) -> WindowReport:
-        history = self.histories[topic]
+    def judge_window(self, topic: str, closed: ClosedWindow, model: ErrorModel | str) -> WindowReport:
+        """Judge a closed window of ``topic`` against its history, and keep it there."""
+        history = self.histories.setdefault(topic, History(self.settings, self.length_ms))
         version = model if isinstance(model, str) else model.version
         if history.model_version not in (None, version) and not isinstance(model, str):
             # The first window of a new model: the baseline carries over, estimated from the samples.

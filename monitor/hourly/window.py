@@ -317,7 +317,7 @@ class Windows:
 
     def _close(self, start: int) -> ClosedWindow:
         by_partition = dict(sorted(self._open.pop(start).items()))
-        return ClosedWindow(start, start + self.length_ms, _merged(by_partition), by_partition)
+        return ClosedWindow(start, start + self.length_ms, merged(by_partition), by_partition)
 
     def _prune_late(self, closed_before_ms: int) -> None:
         # Keeps memory bounded however long the stream runs; late_total still holds every late record.
@@ -326,7 +326,7 @@ class Windows:
 
     def open_summary(self) -> list[tuple[int, WindowAccumulator]]:
         """Running figures of each open window, merged over partitions, in start order (copies, no samples)."""
-        return [(start, _merged(self._open[start], samples=False)) for start in sorted(self._open)]
+        return [(start, merged(self._open[start], samples=False)) for start in sorted(self._open)]
 
     def snapshot(self) -> dict[str, Any]:
         """The full state as JSON-safe values; ``Windows.restore`` of it continues exactly where this is."""
@@ -373,7 +373,7 @@ class _Rows:
         return self.sequences[self.rows[i]]
 
 
-def _merged(by_partition: dict[Position, WindowAccumulator], samples: bool = True) -> WindowAccumulator:
+def merged(by_partition: dict[Position, WindowAccumulator], samples: bool = True) -> WindowAccumulator:
     """The partitions' figures summed; ``samples=False`` leaves the sample empty (running figures only)."""
     # Sorted so the float sums come out the same whatever order the partitions arrived in.
     first = next(iter(by_partition.values()), None)

@@ -262,10 +262,33 @@ class PromotionConfig(Section, key="promotion"):
 
 @dataclass(frozen=True)
 class StateConfig(Section, key="state"):
-    """Where window state and the offsets it is exact at are checkpointed, and how often."""
+    """Where window state and the offsets it is exact at are kept, and how often they are committed.
 
+    ``store: sqlite`` keeps them in the file at ``path`` (one instance per consumer group); ``store: kafka``
+    in compacted topics of the cluster, committed with the input offsets in one transaction, so instances of
+    one group divide the partitions (``monitor.stream.group``). Internal topic names default to the group id
+    with a suffix; ``instance_id`` names the instance's transactional producer (a stable name lets a
+    restarted instance abort its own unfinished transaction at once)."""
+
+    store: str = setting("sqlite", choice("sqlite", "kafka"))
     path: str = setting("state/monitor.sqlite", _text)
     checkpoint_interval_seconds: float = setting(5.0, positive_number)
+    changelog_topic: str | None = setting(None, optional(_topic))
+    windows_topic: str | None = setting(None, optional(_topic))
+    windows_partitions: int = setting(1, integer(1))
+    replication_factor: int | None = setting(None, optional(integer(1)))
+    delivery: str = setting("exactly_once", choice("exactly_once", "at_least_once"))
+    transaction_timeout_seconds: float = setting(60.0, positive_number)
+    instance_id: str | None = setting(None, optional(_text))
+    restore_warning_seconds: float = setting(60.0, positive_number)
+
+
+@dataclass(frozen=True)
+class ReportsConfig(Section, key="reports"):
+    """Where every judged window goes as one JSON object (replay's JSON-lines fields), with
+    ``state.store: kafka``; ``None``: the group id followed by ``.reports``."""
+
+    topic: str | None = setting(None, optional(_topic))
 
 
 @dataclass(frozen=True)
@@ -318,14 +341,40 @@ class MonitorConfig(Section):
     formats: FormatSettings = section(FormatSettings)
     promotion: PromotionConfig = section(PromotionConfig)
     state: StateConfig = section(StateConfig)
+    reports: ReportsConfig = section(ReportsConfig)
     reload: ReloadConfig = section(ReloadConfig)
     retrain: RetrainConfig = section(RetrainConfig)
     metrics: MetricsConfig = section(MetricsConfig)
+
+    @property
+    def changelog_topic(self) -> str:
+        """The compacted topic holding each partition's windows and each topic's judged history."""
+        return self.state.changelog_topic or f"{self.input.group_id}.changelog"
+
+    @property
+    def windows_topic(self) -> str:
+        """The topic carrying closed partition windows to the member that judges their input topic."""
+        return self.state.windows_topic or f"{self.input.group_id}.windows"
+
+    @property
+    def reports_topic(self) -> str:
+        """The topic every judged window is written to, as one JSON object."""
+        return self.reports.topic or f"{self.input.group_id}.reports"
 
     def _cross_check(self) -> Iterator[tuple[str, str]]:
         # Writing to a topic the monitor reads would score its own output again, forever.
         for name, topic in (("dead_letter.topic", self.dead_letter.topic), ("output.topic", self.output.topic)):
             if topic in self.input.topics:
                 yield name, f"{topic!r} is also in input.topics; the monitor would read its own output"
+        if self.state.store == "kafka":
+            if self.retrain.enabled:
+                yield "retrain.enabled", ("needs state.store: sqlite for now: with state in Kafka a model change "
+                                          "is not yet carried across instances")
+            for name, topic in (("state.changelog_topic", self.changelog_topic), ("state.windows_topic",
+                                                                                   self.windows_topic),
+                                ("reports.topic", self.reports_topic)):
+                if topic in self.input.topics or topic in (self.output.topic, self.dead_letter.topic):
+                    yield name, f"{topic!r} is also an input or output topic; internal topics must be apart"
         if self.output.topic == self.dead_letter.topic:
             yield "output.topic", "is the same topic as dead_letter.topic; scored events and dead letters must not mix"
+

@@ -39,6 +39,8 @@ class Hooks(Protocol):
     def on_checkpoint(self, saved_at: float) -> None: ...
     def on_tick(self, snapshot: Snapshot) -> None: ...
     def on_model_decision(self, summary: Mapping[str, Any]) -> None: ...
+    def on_assignment(self, partitions: Sequence[Position], judged_topics: Sequence[str], restore_seconds: float) -> None: ...
+    def on_transaction_abort(self, reason: str) -> None: ...
 
 
 class NoHooks:
@@ -58,6 +60,14 @@ class NoHooks:
 
     def on_model_decision(self, summary: Mapping[str, Any]) -> None:
         """A candidate model was promoted or refused (``monitor.hourly.shadow.ShadowReport.summary``)."""
+
+    def on_assignment(self, partitions: Sequence[Position], judged_topics: Sequence[str],
+                      restore_seconds: float) -> None:
+        """The group gave this instance ``partitions`` and the judging of ``judged_topics``; taking them over
+        from the changelog took ``restore_seconds`` (state kept in Kafka only)."""
+
+    def on_transaction_abort(self, reason: str) -> None:
+        """A transaction was aborted (``reason``: the error's type); the work is done again."""
 
 
 class WindowLog(NoHooks):

@@ -1,5 +1,5 @@
-"""The only module that imports kafka-python: the consumer source and the producers of dead letters and
-scored events.
+"""kafka-python's consumer source and the producer of dead letters and scored events (with
+``monitor.stream.kafka_state``, for state kept in Kafka, the only modules that import kafka-python).
 
 Offsets are never committed automatically: the service commits positions it has finished with (after their
 records were scored, dead-lettered and confirmed), so delivery is at least once. A broker outage surfaces
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
@@ -68,8 +68,16 @@ class KafkaSource:
     """A consumer-group member handing out batches of ``RawMessage``; commits only what it is told."""
 
     def __init__(self, kafka: Any, topics: Sequence[str], group_id: str, auto_offset_reset: str,
-                 resume_at: Mapping[Position, int] | None = None) -> None:
+                 resume_at: Mapping[Position, int] | None = None, *, read_committed: bool = False,
+                 on_revoked: Callable[[set[Position]], None] | None = None,
+                 on_assigned: Callable[[set[Position]], None] | None = None) -> None:
+        """``on_revoked`` and ``on_assigned`` are called from inside ``next_batch`` when the group takes
+        partitions away (before another member gets them) and hands partitions over (before they are read);
+        ``read_committed``: read only committed transactions' records."""
         options = client_options(kafka, "consumer")
+        if read_committed:
+            options["isolation_level"] = "read_committed"
+        self.on_revoked, self.on_assigned = on_revoked, on_assigned
         self.consumer = KafkaConsumer(**options, group_id=group_id, enable_auto_commit=False,
                                       auto_offset_reset=auto_offset_reset)
         # The checkpoint, not the group, knows where the window sums are exact: seek there on assignment.
@@ -100,6 +108,27 @@ class KafkaSource:
         """Records between each assigned partition's position and its end, where both are known."""
         return {p: max(0, end - position) for p, (position, end) in self._offsets().items()
                 if position is not None and end is not None}
+
+    def seek(self, partition: Position, offset: int) -> None:
+        self.consumer.seek(TopicPartition(*partition), offset)
+
+    def rewind(self, partitions: Iterable[Position]) -> dict[Position, int | None]:
+        """Seek each partition to the group's committed offset (or by ``auto_offset_reset`` when there is
+        none) and return those offsets. With ``read_committed`` this waits while a transaction that commits
+        offsets of these partitions is still open (KIP-447). Not from a rebalance callback: it blocks."""
+        committed = {p: self.consumer.committed(TopicPartition(*p)) for p in partitions}
+        for p, offset in committed.items():
+            if offset is not None:
+                self.consumer.seek(TopicPartition(*p), offset)
+            elif self.consumer.config["auto_offset_reset"] == "earliest":
+                self.consumer.seek_to_beginning(TopicPartition(*p))
+            else:
+                self.consumer.seek_to_end(TopicPartition(*p))
+        return committed
+
+    def partitions_of(self, topic: str) -> set[int]:
+        """The topic's partitions, from the client's metadata."""
+        return set(self.consumer.partitions_for_topic(topic) or ())
 
     def assignment(self) -> set[Position]:
         return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
@@ -177,6 +206,8 @@ class _SeekOnAssign(ConsumerRebalanceListener):
         self.source = source
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        if self.source.on_assigned is not None:
+            self.source.on_assigned({(tp.topic, tp.partition) for tp in assigned})
         for tp in assigned:
             offset = self.source.resume_at.get((tp.topic, tp.partition))
             if offset is not None:
@@ -184,7 +215,9 @@ class _SeekOnAssign(ConsumerRebalanceListener):
                 self.source.consumer.seek(tp, offset)
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        pass  # batches are processed to the end inside poll's caller: nothing is in hand here
+        # Batches are processed to the end inside poll's caller: nothing is in hand here, only uncommitted.
+        if self.source.on_revoked is not None:
+            self.source.on_revoked({(tp.topic, tp.partition) for tp in revoked})
 
 
 class KafkaSink:

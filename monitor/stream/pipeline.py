@@ -18,6 +18,7 @@ import numpy as np
 from monitor.core.score import Scorer, Scores
 from monitor.core.signature import Formats
 from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.partitioned import PartitionedJudge
 from monitor.hourly.window import Progress
 from monitor.records import Polled, Position, Rejected
 from monitor.stream import events
@@ -81,7 +82,7 @@ class RecordPipeline:
     letters and scored events to ``sink`` and tells ``hooks``. Between batches ``promote`` hands the windows
     still to start to another model (``monitor.stream.models``)."""
 
-    def __init__(self, scorer: Scorer, judge: HourlyJudge, decoding: DecodeOptions, sink: Sink,
+    def __init__(self, scorer: Scorer, judge: HourlyJudge | PartitionedJudge, decoding: DecodeOptions, sink: Sink,
                  outputs: Outputs = Outputs(), hooks: Sequence[Hooks] = ()) -> None:
         self.models = ModelSchedule(scorer, judge.length_ms)
         self.judge = judge
@@ -126,11 +127,11 @@ class RecordPipeline:
     def close_due(self, now_ms: int | None = None, progress: Progress = Progress()) -> list[WindowReport]:
         """Close and judge the windows the event-time mark (or the wall clock ``now_ms``, on a quiet
         stream) has passed, oldest first, and tell the hooks."""
-        return self._closed(self.judge.close_due(self.models.scorer_for, now_ms, progress))
+        return self.announce(self.judge.close_due(self.models.scorer_for, now_ms, progress))
 
     def flush(self) -> list[WindowReport]:
         """Close and judge every open window (the end of a finite input)."""
-        return self._closed(self.judge.flush(self.models.scorer_for))
+        return self.announce(self.judge.flush(self.models.scorer_for))
 
     def _score(self, decoded: Decoded) -> tuple[Decoded, Scores | None]:
         """Scores of the batch, each record by its window's model; if scoring raises, the batch is split
@@ -207,7 +208,8 @@ class RecordPipeline:
         c.late += sum(result.late.values())
         c.rejected.update(r.reason for r in result.rejected)
 
-    def _closed(self, reports: list[WindowReport]) -> list[WindowReport]:
+    def announce(self, reports: list[WindowReport]) -> list[WindowReport]:
+        """Tell the hooks of judged windows (closed here, or assembled from partitions elsewhere)."""
         self.models.retire(self.judge.closed_before_ms())
         self.counts.windows_closed += len(reports)
         for report in reports:

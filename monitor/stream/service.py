@@ -90,7 +90,7 @@ class Service:
         self.state.save(Checkpoint(dict(self.positions), windows, history, self.scorer.version,
                                    models=self.pipeline.models.snapshot(), accepted_applied=self.accepted_applied),
                         [r.to_dict() for r in closed],
-                        [(r.topic, r.start_ms, _kept_of(r)) for r in closed
+                        [(r.topic, r.start_ms, kept_of(r)) for r in closed
                          if (r.sample is not None or r.format_counts is not None)
                          and r.start_ms in kept.get(r.topic, ())], kept)
         self._closed_since_checkpoint = []
@@ -268,7 +268,7 @@ def accepted_windows(judge: HourlyJudge, accepted: Accepted) -> list[tuple[str, 
     return covered
 
 
-def _kept_of(report: WindowReport) -> dict[str, Any]:
+def kept_of(report: WindowReport) -> dict[str, Any]:
     """What the state keeps of a closed window beside its figures: its sample and its format counts."""
     sample = report.sample if report.sample is not None else WindowSample(0)
     return {**sample.to_dict(), **({"formats": report.format_counts.to_dict()} if report.format_counts else {})}

@@ -1,0 +1,106 @@
+"""One input topic's hours put together from its partitions' closed windows, once every partition has
+passed them.
+
+When several instances share a topic, each reads some of its partitions and closes a partition's windows on
+that partition's own event time (``Windows`` of the one partition). A closed part travels with the
+partition's *mark* (every window starting before it is closed there) to the member that judges the topic.
+That member waits until every partition of the topic has a mark past the hour (a quiet partition's owner
+advances the mark by the wall clock), merges the parts in partition order, so the float sums come out the
+same however the partitions were divided among instances, and the hour is judged once.
+
+>>> from monitor.hourly.window import WindowAccumulator
+>>> one = WindowAccumulator(count=2, weight_sum=2.0, weighted_error_sum=1.0)
+>>> a = HourAssembler("t", 3_600_000)
+>>> a.offer(0, 3_600_000, {0: one})
+0
+>>> a.due([0, 1])  # partition 1 has not passed the hour yet
+[]
+>>> a.offer(1, 3_600_000, {})
+0
+>>> [(w.start_ms, w.total.count) for w in a.due([0, 1])]
+[(0, 2)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from monitor.hourly.window import ClosedWindow, WindowAccumulator, merged
+
+
+class HourAssembler:
+    """Pending parts by window start and partition, each partition's mark, and how far the topic's hours
+    have been judged (``judged_before_ms``: every hour starting before it). A part of an hour already judged
+    that was never received before is *late*: its records are counted (``late_records``), not merged."""
+
+    def __init__(self, topic: str, length_ms: int) -> None:
+        self.topic = topic
+        self.length_ms = length_ms
+        self.marks: dict[int, int] = {}
+        self.pending: dict[int, dict[int, WindowAccumulator]] = {}
+        self.judged_before_ms: int | None = None
+        self.late_records = 0
+
+    def offer(self, partition: int, mark_ms: int | None, parts: Mapping[int, WindowAccumulator]) -> int:
+        """Take a partition's closed windows (by start) and its new mark; returns the records that came
+        too late to count. Offering the same part again (a redelivery) replaces it: a partition closes each
+        window once."""
+        late = 0
+        known = self.marks.get(partition)
+        for start, part in parts.items():
+            if self.judged_before_ms is not None and start < self.judged_before_ms:
+                if known is None or known <= start:  # never received: late; else a redelivery, already merged
+                    late += part.count
+                continue
+            self.pending.setdefault(int(start), {})[partition] = part
+        if mark_ms is not None:
+            self.marks[partition] = max(known if known is not None else mark_ms, mark_ms)
+        self.late_records += late
+        return late
+
+    def mark(self, partitions: Collection[int]) -> int | None:
+        """The hour every one of ``partitions`` has passed (``None`` while one has given no mark)."""
+        if not partitions or any(p not in self.marks for p in partitions):
+            return None
+        return min(self.marks[p] for p in partitions)
+
+    def holding(self, partitions: Collection[int]) -> list[int]:
+        """The partitions that hold the oldest pending hour open (no mark, or the lowest one)."""
+        missing = sorted(p for p in partitions if p not in self.marks)
+        if missing or not partitions:
+            return missing
+        lowest = min(self.marks[p] for p in partitions)
+        return sorted(p for p in partitions if self.marks[p] == lowest)
+
+    def due(self, partitions: Collection[int]) -> list[ClosedWindow]:
+        """The hours every one of ``partitions`` (the topic's, all of them) has passed, merged, oldest first."""
+        mark = self.mark(partitions)
+        if mark is None or (self.judged_before_ms is not None and mark <= self.judged_before_ms):
+            return []
+        self.judged_before_ms = mark
+        due = sorted(start for start in self.pending if start < mark)
+        closed = []
+        for start in due:
+            by_partition = {(self.topic, p): acc for p, acc in sorted(self.pending.pop(start).items())}
+            closed.append(ClosedWindow(start, start + self.length_ms, merged(by_partition), by_partition))
+        return closed
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-safe and exact (``restore`` continues where this is)."""
+        return {"topic": self.topic, "length_ms": self.length_ms, "judged_before_ms": self.judged_before_ms,
+                "late_records": self.late_records, "marks": sorted([p, m] for p, m in self.marks.items()),
+                "pending": [{"start_ms": start, "partition": p, "accumulator": acc.to_dict()}
+                            for start, parts in sorted(self.pending.items()) for p, acc in sorted(parts.items())]}
+
+    @classmethod
+    def restore(cls, state: Mapping[str, Any]) -> HourAssembler:
+        assembler = cls(str(state["topic"]), int(state["length_ms"]))
+        judged = state.get("judged_before_ms")
+        assembler.judged_before_ms = None if judged is None else int(judged)
+        assembler.late_records = int(state.get("late_records", 0))
+        assembler.marks = {int(p): int(m) for p, m in state.get("marks", [])}
+        for item in state.get("pending", []):
+            assembler.pending.setdefault(int(item["start_ms"]), {})[int(item["partition"])] = \
+                WindowAccumulator.from_dict(item["accumulator"])
+        return assembler

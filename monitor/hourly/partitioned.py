@@ -1,0 +1,211 @@
+"""The hourly judgement divided the way a consumer group divides a stream: windows per partition on the
+instance that reads it, hours assembled and judged on the instance that judges the topic.
+
+``PartitionedJudge`` stands in for ``HourlyJudge`` in the record pipeline when state is kept in Kafka
+(``monitor.stream.group``). Its ``add`` feeds the window of one owned partition alone, which closes on that
+partition's own event time (a record is late when its own partition has passed its window: what is late
+does not depend on how fast other partitions are read, nor on who reads them). A closed part and the
+partition's new mark wait in ``outbox`` until the service sends them to the topic's judge; there
+``receive`` hands them to the topic's ``HourAssembler`` and ``assemble`` judges the hours every partition
+has passed, with the topic's history (an ``HourlyJudge``).
+
+Each owned partition and each judged topic has a snapshot of its own (``partition_snapshot``,
+``topic_snapshot``), so state moves between instances one partition or topic at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monitor.errors import StateError
+from monitor.hourly.assembly import HourAssembler
+from monitor.hourly.compare import History
+from monitor.hourly.format_counts import FormatCounts
+from monitor.hourly.judge import HourlyJudge, ModelFor, WindowReport
+from monitor.hourly.sample import WindowSample
+from monitor.hourly.window import Progress, WindowAccumulator, Windows, merged
+from monitor.records import Position
+
+
+@dataclass(frozen=True)
+class PartitionClose:
+    """What one partition tells its topic's judge: its new mark (every window starting before it is closed
+    on the partition) and the windows it closed, by start."""
+
+    partition: Position
+    mark_ms: int
+    parts: dict[int, WindowAccumulator] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"topic": self.partition[0], "partition": self.partition[1], "mark_ms": self.mark_ms,
+                "parts": [{"start_ms": start, "accumulator": acc.to_dict()} for start, acc in sorted(self.parts.items())]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PartitionClose:
+        return cls((str(data["topic"]), int(data["partition"])), int(data["mark_ms"]),
+                   {int(p["start_ms"]): WindowAccumulator.from_dict(p["accumulator"]) for p in data["parts"]})
+
+
+class PartitionedJudge:
+    """Windows of the owned partitions, assemblers and histories of the judged topics (``hourly``)."""
+
+    def __init__(self, hourly: HourlyJudge) -> None:
+        self.hourly = hourly
+        self.partitions: dict[Position, Windows] = {}
+        self.assemblers: dict[str, HourAssembler] = {}
+        self.outbox: list[PartitionClose] = []
+
+    @property
+    def length_ms(self) -> int:
+        return self.hourly.length_ms
+
+    @property
+    def streaks(self) -> dict[str, int]:
+        return self.hourly.streaks
+
+    @property
+    def histories(self) -> dict[str, History]:
+        return self.hourly.histories
+
+    # -- the owned partitions' side (what the record pipeline calls) ----------------------------------------
+    def add(self, partition: Position, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
+            flags: np.ndarray, now_ms: int | None = None, sequences: Sequence[str] | None = None,
+            hashes: np.ndarray | None = None, format_ids: np.ndarray | None = None,
+            format_names: Sequence[str] = ()) -> int:
+        """``HourlyJudge.add`` for one owned partition; returns the records late on it."""
+        late = self._windows(partition).add(partition, errors, weights, event_times_ms, flags, now_ms=now_ms,
+                                            sequences=sequences, hashes=hashes, format_ids=format_ids,
+                                            format_names=format_names)
+        return int(sum(late.values()))
+
+    def close_due(self, model_for: ModelFor | str, now_ms: int | None = None,
+                  progress: Progress = Progress()) -> list[WindowReport]:
+        """Close each owned partition's windows its own event time has passed; an idle partition (caught up
+        and quiet, ``progress.idle``) follows ``now_ms``, the wall clock: its heartbeat. What closes goes to
+        ``outbox``; the reports come from ``assemble`` on the topic's judge, so this returns none."""
+        for partition, windows in sorted(self.partitions.items()):
+            mine = frozenset({partition})
+            before = windows.closed_before_ms
+            closed = windows.close_due(now_ms if partition in progress.idle else None,
+                                       Progress(mine, progress.behind & mine, progress.idle & mine))
+            if windows.closed_before_ms is not None and windows.closed_before_ms != before:
+                self.outbox.append(PartitionClose(partition, windows.closed_before_ms,
+                                                  {c.start_ms: c.total for c in closed}))
+        return []
+
+    def flush(self, model_for: ModelFor | str) -> list[WindowReport]:
+        raise NotImplementedError("a partitioned judge runs live; replay uses HourlyJudge")
+
+    def take_outbox(self) -> list[PartitionClose]:
+        taken, self.outbox = self.outbox, []
+        return taken
+
+    def latest_event_ms(self) -> int | None:
+        return max((w.latest_event_ms for w in self.partitions.values() if w.latest_event_ms is not None),
+                   default=None)
+
+    def closed_before_ms(self) -> int | None:
+        return None  # models in use are never retired here: model changes stay with one instance for now
+
+    def late_total(self) -> int:
+        return sum(w.late_total for w in self.partitions.values())
+
+    def open_summary(self) -> dict[str, list[tuple[int, WindowAccumulator]]]:
+        """Running figures of the owned partitions' open windows, merged per topic (copies, no samples)."""
+        by_topic: dict[str, dict[int, dict[Position, WindowAccumulator]]] = {}
+        for partition, windows in self.partitions.items():
+            for start, acc in windows.open_summary():
+                by_topic.setdefault(partition[0], {}).setdefault(start, {})[partition] = acc
+        return {topic: [(start, merged(parts, samples=False)) for start, parts in sorted(starts.items())]
+                for topic, starts in by_topic.items()}
+
+    def _windows(self, partition: Position) -> Windows:
+        if partition not in self.partitions:
+            self.partitions[partition] = self._new_windows()
+        return self.partitions[partition]
+
+    def _new_windows(self) -> Windows:
+        h, f = self.hourly, self.hourly.format_settings
+        return Windows(h.length_ms, h.allowed_lateness_ms, h.sample_size, f.slots, f.examples)
+
+    # -- the judged topics' side -----------------------------------------------------------------------------
+    def receive(self, close: PartitionClose) -> int:
+        """A partition's closed windows and mark, at its topic's judge; returns the records too late."""
+        topic, number = close.partition
+        return self._assembler(topic).offer(number, close.mark_ms, close.parts)
+
+    def assemble(self, model_for: ModelFor | str, partitions_of: Callable[[str], Collection[int]]) -> list[WindowReport]:
+        """Judge every hour of a judged topic that all its partitions (``partitions_of``) have passed."""
+        if isinstance(model_for, str):
+            version = model_for
+            model_for = lambda start_ms: version  # type: ignore[assignment,return-value] # noqa: E731
+        reports = [self.hourly.judge_window(topic, closed, model_for(closed.start_ms))  # type: ignore[operator]
+                   for topic, assembler in sorted(self.assemblers.items())
+                   for closed in assembler.due(partitions_of(topic))]
+        return sorted(reports, key=lambda r: (r.start_ms, r.topic))
+
+    def _assembler(self, topic: str) -> HourAssembler:
+        if topic not in self.assemblers:
+            self.assemblers[topic] = HourAssembler(topic, self.length_ms)
+        return self.assemblers[topic]
+
+    # -- ownership and state --------------------------------------------------------------------------------
+    def partition_snapshot(self, partition: Position) -> dict[str, Any]:
+        return self._windows(partition).snapshot()
+
+    def own_partition(self, partition: Position, snapshot: dict[str, Any] | None) -> None:
+        """Take a partition over, from its snapshot (``None``: it has none yet)."""
+        if snapshot is None:
+            self.partitions[partition] = self._new_windows()
+            return
+        if int(snapshot["length_ms"]) != self.length_ms:
+            raise StateError(f"the saved windows of {partition[0]}[{partition[1]}] are "
+                             f"{int(snapshot['length_ms']) // 1000} s long; window.length_seconds is "
+                             f"{self.length_ms // 1000}: use another consumer group (or changelog topic) to "
+                             "start afresh, or restore the window length they were written with")
+        f = self.hourly.format_settings
+        self.partitions[partition] = Windows.restore(snapshot, self.hourly.sample_size, f.slots, f.examples)
+
+    def topic_snapshot(self, topic: str) -> dict[str, Any]:
+        """The topic's assembly and history figures (each kept window's sample and format counts are stored
+        apart, once: ``WindowReport`` of its judging)."""
+        history = self.hourly.histories.get(topic)
+        return {"assembly": self._assembler(topic).snapshot(),
+                "history": history.to_list() if history is not None else [],
+                "streak": self.hourly.streaks.get(topic, 0)}
+
+    def judge_topic(self, topic: str, snapshot: dict[str, Any] | None,
+                    kept: dict[int, dict[str, Any]] | None = None) -> None:
+        """Take over judging ``topic`` from its snapshot and its kept windows' samples and format counts
+        (by start; ``None``: a topic never judged yet)."""
+        h = self.hourly
+        if snapshot is None:
+            self.assemblers[topic] = HourAssembler(topic, self.length_ms)
+            h.histories[topic] = History(h.settings, h.length_ms)
+            h.streaks[topic] = 0
+            return
+        kept = kept or {}
+        samples = {start: WindowSample.from_dict(k) for start, k in kept.items() if "sample" in k}
+        formats = {start: FormatCounts.from_dict(k["formats"]) for start, k in kept.items() if "formats" in k}
+        self.assemblers[topic] = HourAssembler.restore(snapshot["assembly"])
+        h.histories[topic] = History.from_list(snapshot["history"], h.settings, h.length_ms, samples, formats)
+        h.streaks[topic] = int(snapshot.get("streak", 0))
+
+    def release(self, partitions: Collection[Position] = (), topics: Collection[str] = ()) -> None:
+        """Forget partitions and topics this instance no longer owns or judges."""
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+        self.outbox = [c for c in self.outbox if c.partition not in partitions]
+        for topic in topics:
+            self.assemblers.pop(topic, None)
+            self.hourly.histories.pop(topic, None)
+            self.hourly.streaks.pop(topic, None)
+
+    def kept_windows(self, topic: str) -> list[int]:
+        """The starts of ``topic``'s history windows (each has a stored sample and format counts)."""
+        history = self.hourly.histories.get(topic)
+        return [] if history is None else sorted({e.start_ms for e in history.entries})

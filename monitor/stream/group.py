@@ -1,0 +1,425 @@
+"""The service loop when state is kept in Kafka: many instances in one consumer group, exactly once.
+
+Each instance reads the input partitions the group gives it and the partitions of the windows topic that
+hold the input topics it judges. State lives in the compacted changelog topic, keyed:
+
+- ``partition/<topic>/<n>``: an input partition's open windows, watermark, closing mark and late counts,
+  with the offset they are exact at;
+- ``judge/<topic>``: an input topic's assembly (its partitions' marks and the closed parts still waiting
+  for the others) and history figures;
+- ``hour/<topic>/<start>``: each history window's sample and format counts, written once when it is
+  judged, removed (a tombstone) when the history lets it go.
+
+Batch by batch the record pipeline scores and windows the records; a partition's windows close on its own
+event time (``monitor.hourly.partitioned``) and go, with its mark, to the windows topic keyed by input
+topic; the member that owns that key's partition merges the hours every partition has passed, judges them,
+writes each report to the reports topic and tells the hooks. Every ``state.checkpoint_interval_seconds``
+the changed state goes to the changelog and everything since the last commit, with the input and windows
+offsets, commits in one transaction. A member that loses partitions commits first; one that gets
+partitions reads the changelog (after the group's offsets are stable, so no open transaction of a former
+owner is missed) and takes each partition and judged topic over from it. A failed commit is aborted and
+the instance rewinds to the committed state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from monitor.errors import MonitorError, ShutdownTimeout
+from monitor.hourly.judge import WindowReport
+from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
+from monitor.records import Polled, Position
+from monitor.stream.hooks import Hooks, Snapshot
+from monitor.stream.kafka import KafkaSource
+from monitor.stream.kafka_state import ChangelogReader, StateProducer, partition_of
+from monitor.stream.pipeline import RecordPipeline
+from monitor.stream.service import STATS_INTERVAL_S, TICK_INTERVAL_S, kept_of
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MAX_S = 15.0
+
+
+def partition_key(partition: Position) -> str:
+    return f"partition/{partition[0]}/{partition[1]}"
+
+
+def judge_key(topic: str) -> str:
+    return f"judge/{topic}"
+
+
+def hour_key(topic: str, start_ms: int) -> str:
+    return f"hour/{topic}/{start_ms}"
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+
+class GroupService:
+    """One member of the group. ``attach`` gives it its consumer (built with its ``on_revoked`` and
+    ``on_assigned``); ``new_producer`` makes the producer again after a fencing or a lost transaction."""
+
+    def __init__(self, config: Any, pipeline: RecordPipeline, judge: PartitionedJudge,
+                 new_producer: Callable[[], StateProducer], changelog: ChangelogReader, windows_partitions: int,
+                 hooks: Sequence[Hooks] = (), clock: Callable[[], float] = time.time,
+                 producer: StateProducer | None = None) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.judge = judge
+        self.new_producer = new_producer
+        self.producer = producer or new_producer()
+        pipeline.sink = self.producer
+        self.changelog = changelog
+        self.windows_partitions = windows_partitions
+        self.hooks = list(hooks)
+        self._clock = clock
+        self.source: KafkaSource | None = None
+        self.inputs = set(config.input.topics)
+        self.windows_topic = config.windows_topic
+        self.positions: dict[Position, int] = {}
+        self.owned: set[Position] = set()
+        self.judged: set[str] = set()
+        self._dirty_partitions: set[Position] = set()
+        self._dirty_topics: set[str] = set()
+        self._judged_since_commit: list[WindowReport] = []
+        self._stored_hours: dict[str, set[int]] = {}
+        self._stop = threading.Event()
+        self._close_requested = threading.Event()
+        self._commit_requested = threading.Event()
+        self._last_tick = float("-inf")
+        self.last_record_at = clock()
+        self.rebalances = 0
+        self.aborts = 0
+        self._pending_assignment: set[Position] | None = None
+
+    def attach(self, source: KafkaSource) -> None:
+        self.source = source
+
+    # -- requests from other threads (the same interface as ``Service``) -----------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_close_check(self) -> None:
+        self._close_requested.set()
+
+    def request_checkpoint(self) -> None:
+        self._commit_requested.set()
+
+    def refuse_model_change(self, candidate: Any) -> None:
+        """A bundle published at ``model.path``: not taken over (see the README's "Scaling out")."""
+        log.warning("model %s published at model.path is not taken over: with state.store kafka a model change "
+                    "is not yet carried across instances; %s goes on scoring", candidate.version, self.scorer.version)
+
+    @property
+    def scorer(self) -> Any:
+        return self.pipeline.scorer
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        assert self.source is not None, "attach a consumer first"
+        log.info("consuming %s as group %r with state in %r (%s); closed windows via %r, reports to %r",
+                 ", ".join(sorted(self.inputs)), self.config.input.group_id, self.config.changelog_topic,
+                 self.config.state.delivery.replace("_", " "), self.windows_topic, self.config.reports_topic)
+        backoff = 1.0
+        last_stats = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.run_once()
+                    self._do_requests()
+                    backoff = 1.0
+                except Exception as exc:  # noqa: BLE001 - Kafka errors of every kind end the same way
+                    if not _recoverable(exc):
+                        raise
+                    self._recover(exc)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX_S)
+                self.tick()
+                if time.monotonic() - last_stats >= STATS_INTERVAL_S:
+                    self._log_stats()
+                    last_stats = time.monotonic()
+            self.commit()
+        except ShutdownTimeout:
+            log.warning("stopped before the last commit: the next owner resumes from the one before")
+        finally:
+            self._close()
+
+    def run_once(self) -> None:
+        assert self.source is not None
+        batch = self.config.batch
+        polled: Polled | None = self.source.next_batch(batch.max_records, batch.max_wait_ms)
+        if self._pending_assignment is not None:
+            assigned, self._pending_assignment = self._pending_assignment, None
+            polled = self.take_over(assigned, polled)
+        if polled is not None and polled.messages:
+            self._take(polled)
+        self._forward()
+
+    def _take(self, polled: Polled) -> None:
+        assert self.source is not None
+        inputs = [m for m in polled.messages if m.topic != self.windows_topic]
+        offsets = {p: o for p, o in polled.next_offsets.items() if p[0] != self.windows_topic}
+        if inputs:
+            progress = self.source.progress(self.config.window.quiet_seconds)
+            self.pipeline.process(Polled(inputs, offsets), now_ms=int(self._clock() * 1000), progress=progress)
+            self._dirty_partitions.update(offsets)
+            self.last_record_at = self._clock()
+        for message in polled.messages:
+            if message.topic == self.windows_topic and message.value is not None:
+                close = PartitionClose.from_dict(json.loads(message.value))
+                if close.partition[0] in self.judged:
+                    late = self.judge.receive(close)
+                    if late:
+                        log.warning("%d records of %s[%d] arrived after their hour was judged (the partition "
+                                    "was not assigned when it closed); counted as late", late, *close.partition)
+                        self.pipeline.counts.late += late
+                    self._dirty_topics.add(close.partition[0])
+        for topic, number in polled.next_offsets:
+            if topic == self.windows_topic:  # the judge state records how far its windows partition was read
+                self._dirty_topics.update(t for t in self.judged if partition_of(t, self.windows_partitions) == number)
+        self.positions.update(polled.next_offsets)
+
+    def _forward(self) -> None:
+        """Send what the owned partitions closed to their topics' judges; judge what is complete."""
+        assert self.source is not None
+        for close in self.judge.take_outbox():
+            topic = close.partition[0]
+            self.producer.send(self.windows_topic, topic, _json(close.to_dict()),
+                               partition_of(topic, self.windows_partitions))
+            self._dirty_partitions.add(close.partition)
+        if not self.judged:
+            return
+        reports = self.judge.assemble(self.pipeline.models.scorer_for, self.source.partitions_of)
+        for report in reports:
+            self.producer.send(self.config.reports_topic, report.topic, _json(report.to_dict()))
+            self._judged_since_commit.append(report)
+            self._dirty_topics.add(report.topic)
+        self.pipeline.announce(reports)
+
+    def close_by_clock(self) -> None:
+        """Heartbeats: every owned partition caught up and quiet for ``window.quiet_seconds`` closes the
+        windows the wall clock has passed, so a quiet partition never holds an hour open."""
+        assert self.source is not None
+        progress = self.source.progress(self.config.window.quiet_seconds)
+        self.judge.close_due(self.pipeline.models.scorer_for, int(self._clock() * 1000), progress)
+        self._forward()
+
+    def _do_requests(self) -> None:
+        if self._close_requested.is_set():
+            self._close_requested.clear()
+            self.close_by_clock()
+        if self._commit_requested.is_set():
+            self._commit_requested.clear()
+            self.commit()
+
+    # -- commits and hand-overs ------------------------------------------------------------------------------
+    def commit(self, inside_poll: bool = False) -> None:
+        """Write the changed state to the changelog and commit it with the outputs and offsets.
+        ``inside_poll`` (a rebalance callback): at least once, the offsets are not committed through the
+        consumer, which cannot block there; the changelog, which holds them too, is where a new owner
+        resumes."""
+        assert self.source is not None
+        changelog = self.config.changelog_topic
+        for partition in sorted(self._dirty_partitions & self.owned):
+            if partition in self.positions:
+                self.producer.send(changelog, partition_key(partition),
+                                   _json({"windows": self.judge.partition_snapshot(partition),
+                                          "offset": self.positions[partition]}))
+        for report in self._judged_since_commit:
+            if report.topic in self.judged:
+                self.producer.send(changelog, hour_key(report.topic, report.start_ms), _json(kept_of(report)))
+        for topic in sorted(self._dirty_topics & self.judged):
+            windows_partition = (self.windows_topic, partition_of(topic, self.windows_partitions))
+            self.producer.send(changelog, judge_key(topic), _json({**self.judge.topic_snapshot(topic),
+                                                                 "windows_offset": self.positions.get(windows_partition)}))
+            stored = self._stored_hours.setdefault(topic, set())
+            stored.update(r.start_ms for r in self._judged_since_commit if r.topic == topic)
+            kept = set(self.judge.kept_windows(topic))
+            for start in sorted(stored - kept):
+                self.producer.send(changelog, hour_key(topic, start), None)
+            self._stored_hours[topic] = stored & kept
+        assigned = self.source.assignment()
+        self.producer.commit({p: o for p, o in self.positions.items() if p in assigned}, self.source.consumer,
+                             through_consumer=not inside_poll)
+        self._dirty_partitions.clear()
+        self._dirty_topics.clear()
+        self._judged_since_commit = []
+        now = self._clock()
+        for hook in self.hooks:
+            hook.on_checkpoint(now)
+
+    def on_revoked(self, revoked: set[Position]) -> None:
+        """Before another member gets them: commit what was done, then let go of everything (the group
+        hands all partitions out again; what comes back is restored from the changelog)."""
+        self.rebalances += 1
+        self._pending_assignment = None
+        try:
+            self.commit(inside_poll=True)
+        except Exception as exc:  # noqa: BLE001
+            if not _recoverable(exc):
+                raise
+            self._abort(exc)
+        self._release()
+
+    def on_assigned(self, assigned: set[Position]) -> None:
+        """The group handed ``assigned`` over (called from inside ``poll``, where the consumer cannot block:
+        the take-over happens as soon as ``poll`` returns)."""
+        self._release()
+        self._pending_assignment = set(assigned)
+
+    def take_over(self, assigned: set[Position], polled: Polled | None = None) -> Polled | None:
+        """Take the assigned input partitions and judged topics over from the changelog; returns ``polled``
+        without the records of partitions whose state resumes elsewhere (they are read again from there)."""
+        assert self.source is not None
+        started = time.monotonic()
+        self._release()
+        inputs = {p for p in assigned if p[0] in self.inputs}
+        windows = {p[1] for p in assigned if p[0] == self.windows_topic}
+        judged = {t for t in self.inputs if partition_of(t, self.windows_partitions) in windows}
+        # Waits while a transaction of a former owner still holds offsets of these partitions (KIP-447):
+        # once they are stable, the changelog holds whatever that transaction committed.
+        committed = self.source.rewind(assigned)
+        state, read = self._read_up_to(committed, inputs, judged)
+        resume: dict[Position, int] = {}
+        for partition in sorted(inputs):
+            stored = json.loads(state[partition_key(partition)]) if partition_key(partition) in state else None
+            self.judge.own_partition(partition, stored["windows"] if stored else None)
+            if stored is not None:
+                resume[partition] = int(stored["offset"])
+            elif committed.get(partition) is not None:
+                resume[partition] = int(committed[partition])  # type: ignore[arg-type]
+        for partition, offset in resume.items():
+            self.source.seek(partition, offset)
+            self.positions[partition] = offset
+        for topic in sorted(judged):
+            prefix = f"hour/{topic}/"
+            hours = {int(k[len(prefix):]): json.loads(v) for k, v in state.items() if k.startswith(prefix)}
+            stored = json.loads(state[judge_key(topic)]) if judge_key(topic) in state else None
+            self.judge.judge_topic(topic, stored, hours)
+            self._stored_hours[topic] = set(hours)
+        self.owned, self.judged = inputs, judged
+        seconds = time.monotonic() - started
+        level = logging.WARNING if seconds > self.config.state.restore_warning_seconds else logging.INFO
+        log.log(level, "assigned %d input partitions (%s) and the judging of %s; restored in %.2f s from %d "
+                "changelog records", len(inputs), _partitions_text(inputs), ", ".join(sorted(judged)) or "no topic",
+                seconds, read)
+        for hook in self.hooks:
+            hook.on_assignment(sorted(inputs), sorted(judged), seconds)
+        if polled is None or not polled.messages:
+            return polled
+        # Everything polled with the assignment is read again from where the state resumes.
+        return Polled([], {})
+
+    def _read_up_to(self, committed: dict[Position, int | None], inputs: set[Position],
+                    judged: set[str]) -> tuple[dict[str, bytes], int]:
+        """The changelog once it holds the state of every committed offset. A member that died inside a
+        transaction leaves it open until ``state.transaction_timeout_seconds``; until then the changelog's
+        committed end stops before it, and other members' later commits are not visible yet: wait for them
+        (resuming from older state would score records again that outputs already hold)."""
+        deadline = time.monotonic() + self.config.state.transaction_timeout_seconds + 30
+        waited = False
+        while True:
+            state, read = self.changelog.read()
+            needed = [(p, partition_key(p), "offset") for p in sorted(inputs)]
+            needed += [((self.windows_topic, partition_of(t, self.windows_partitions)), judge_key(t), "windows_offset")
+                       for t in sorted(judged)]
+            behind = [p for p, key, field in needed
+                      if committed.get(p) is not None and _offset_in(state.get(key), field) < committed[p]]  # type: ignore[operator]
+            if not behind:
+                return state, read
+            if time.monotonic() > deadline:
+                log.error("the changelog still holds older state than the committed offsets of %s; resuming from "
+                          "it (window figures stay exact; outputs since may repeat)", behind)
+                return state, read
+            if not waited:
+                log.info("waiting for the changelog to show the committed state of %s (a former member's "
+                         "transaction is still open)", behind)
+                waited = True
+            time.sleep(0.5)
+
+    def _release(self) -> None:
+        self.judge.release(set(self.judge.partitions), set(self.judge.assemblers))
+        self.owned, self.judged = set(), set()
+        self.positions.clear()
+        self._dirty_partitions.clear()
+        self._dirty_topics.clear()
+        self._judged_since_commit = []
+        self._stored_hours.clear()
+
+    def _recover(self, exc: BaseException) -> None:
+        """A send or commit failed: abort, and go back to the committed state of what is still owned."""
+        self._abort(exc)
+        assert self.source is not None
+        assigned = self.source.assignment()
+        if assigned:
+            self.take_over(assigned)
+
+    def _abort(self, exc: BaseException) -> None:
+        self.aborts += 1
+        reason = type(exc).__name__
+        log.warning("transaction aborted (%s: %s); resuming from the last commit", reason, str(exc)[:300])
+        for hook in self.hooks:
+            hook.on_transaction_abort(reason)
+        try:
+            self.producer.abort()
+        except Exception:  # noqa: BLE001 - fenced or timed out: this producer is done, a new one takes over
+            log.warning("the producer cannot abort (fenced, or its transaction timed out); making a new one")
+            try:
+                self.producer.close(timeout_s=5)
+            except Exception:  # noqa: BLE001
+                pass
+            self.producer = self.new_producer()
+            self.pipeline.sink = self.producer
+
+    # -- observers -------------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        if not self.hooks or self.source is None or time.monotonic() - self._last_tick < TICK_INTERVAL_S:
+            return
+        self._last_tick = time.monotonic()
+        lag = {p: n for p, n in self.source.lag().items() if p[0] in self.inputs}
+        snapshot = Snapshot(lag, self.judge.open_summary(), bool(self.owned), self.scorer.bundle.info())
+        for hook in self.hooks:
+            hook.on_tick(snapshot)
+
+    def _log_stats(self) -> None:
+        c = self.pipeline.counts
+        log.info("consumed %d: scored %d (%d abnormal, %d late), dead-lettered %d %s; %d windows judged here; "
+                 "%d rebalances, %d aborted transactions", c.consumed, c.scored, c.abnormal, c.late,
+                 c.dead_lettered, dict(c.rejected) or "", c.windows_closed, self.rebalances, self.aborts)
+
+    def _close(self) -> None:
+        self._log_stats()
+        for name, close in (("consumer", self.source.close if self.source else None),
+                            ("producer", self.producer.close), ("changelog reader", self.changelog.close)):
+            try:
+                if close is not None:
+                    close()
+            except Exception:  # noqa: BLE001 - closing is best effort: what matters is committed
+                log.warning("closing the %s failed", name, exc_info=True)
+
+
+def _recoverable(exc: BaseException) -> bool:
+    """Errors of the cluster or the group (an outage, a rebalance, a fenced or timed-out transaction): the
+    transaction is aborted and the work done again from the last commit. Anything else is a bug."""
+    return isinstance(exc, MonitorError) or type(exc).__module__.startswith("kafka")
+
+
+def _offset_in(value: bytes | None, key: str) -> int:
+    """The offset a changelog value is exact at (-1 for none)."""
+    if value is None:
+        return -1
+    offset = json.loads(value).get(key)
+    return -1 if offset is None else int(offset)
+
+
+def _partitions_text(partitions: set[Position]) -> str:
+    by_topic: dict[str, list[int]] = {}
+    for topic, number in sorted(partitions):
+        by_topic.setdefault(topic, []).append(number)
+    return "; ".join(f"{t} {','.join(map(str, ns))}" for t, ns in by_topic.items()) or "none"

@@ -1,0 +1,231 @@
+"""kafka-python for state kept in Kafka: the internal topics (created with their settings, checked at start),
+the changelog reader that restores state, and the producer a group member commits each batch with.
+
+With ``delivery: exactly_once`` the producer is transactional: a batch's changelog records, closed windows,
+reports, scored events, dead letters and the input offsets commit together (``send_offsets_to_transaction``
+with the consumer's group metadata, so a member the group has replaced is fenced: KIP-447). Readers of the
+internal topics read committed records only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import KafkaError, TopicAlreadyExistsError, UnsupportedVersionError
+from kafka.partitioner.default import murmur2
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from monitor.errors import BrokerUnavailable, ConfigError, StateError
+from monitor.records import OutgoingMessage, Position
+from monitor.stream.kafka import client_options, is_outage
+
+log = logging.getLogger(__name__)
+
+MAX_STATE_BYTES = 16 * 1024 * 1024  # one partition's open windows with their samples; far above the usual
+RESTORE_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class InternalTopic:
+    """A topic the monitor writes for itself: its partitions (when created) and settings."""
+
+    name: str
+    partitions: int
+    configs: Mapping[str, str]
+    compacted: bool = False
+
+
+def internal_topics(changelog: str, windows: str, windows_partitions: int, reports: str) -> list[InternalTopic]:
+    """The changelog (compacted: the latest state per key, old values cleaned within minutes), the windows
+    topic (closed partition windows on their way to the judge: a week is plenty), the reports topic."""
+    big = {"max.message.bytes": str(MAX_STATE_BYTES)}
+    return [InternalTopic(changelog, 1, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
+                                         "segment.ms": "600000", "delete.retention.ms": "86400000", **big}, True),
+            InternalTopic(windows, windows_partitions, {"cleanup.policy": "delete", "retention.ms": "604800000", **big}),
+            InternalTopic(reports, 1, {})]
+
+
+def _admin_options(kafka: Any) -> dict[str, Any]:
+    known = set(KafkaAdminClient.DEFAULT_CONFIG)
+    return {"bootstrap_servers": list(kafka.bootstrap_servers),
+            **{k: v for k, v in kafka.client.items() if k in known}}
+
+
+def ensure_topics(kafka: Any, topics: Iterable[InternalTopic], replication_factor: int | None) -> dict[str, int]:
+    """Create the missing ``topics``; check that an existing changelog is compacted. Returns each topic's
+    partition count. Raises ``StateError`` naming what is wrong."""
+    admin = KafkaAdminClient(**_admin_options(kafka))
+    try:
+        wanted = list(topics)
+        existing = set(admin.list_topics())
+        brokers = len(admin.describe_cluster().get("brokers", [])) or 1
+        factor = replication_factor or min(3, brokers)
+        missing = {t.name: {"num_partitions": t.partitions, "replication_factor": factor, "configs": dict(t.configs)}
+                   for t in wanted if t.name not in existing}
+        if missing:
+            try:
+                admin.create_topics(missing, timeout_ms=30_000, wait_for_metadata=True)
+                log.info("created internal topics %s (replication factor %d)", ", ".join(sorted(missing)), factor)
+            except TopicAlreadyExistsError:
+                pass  # another instance created them first
+        for topic in (t for t in wanted if t.compacted and t.name in existing):
+            policy = _topic_config(admin, topic.name, "cleanup.policy")
+            if policy is not None and "compact" not in policy:
+                raise StateError(f"the changelog topic {topic.name!r} has cleanup.policy={policy}: state would be "
+                                 "deleted by retention. Set it to compact, or name another state.changelog_topic")
+        described = admin.describe_topics([t.name for t in wanted])
+        return {d["name"]: len(d["partitions"]) for d in described}
+    finally:
+        admin.close()
+
+
+def _topic_config(admin: KafkaAdminClient, topic: str, key: str) -> str | None:
+    result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {key: None})],
+                                   config_filter="all")
+    for resources in _values(result):
+        for configs in _values(resources):
+            entry = configs.get(key) if isinstance(configs, Mapping) else None
+            if isinstance(entry, Mapping):
+                return str(entry.get("value"))
+            if entry is not None:
+                return str(entry)
+    return None
+
+
+def _values(data: Any) -> list[Any]:
+    if isinstance(data, Mapping):
+        return list(data.values())
+    return list(data) if isinstance(data, list) else []
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key``: how an input topic finds its judge."""
+    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+class ChangelogReader:
+    """Reads a compacted topic from its start to its end, committed records only: the latest value per key
+    (a tombstone removes the key)."""
+
+    def __init__(self, kafka: Any, topic: str) -> None:
+        options = {**client_options(kafka, "consumer"), "isolation_level": "read_committed"}
+        self.topic = topic
+        self.consumer = KafkaConsumer(**options, group_id=None, enable_auto_commit=False,
+                                      auto_offset_reset="earliest")
+
+    def read(self) -> tuple[dict[str, bytes], int]:
+        """(the latest value of every key, records read)."""
+        partitions = self.consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self.consumer.assign(tps)
+        if not tps:
+            return {}, 0
+        self.consumer.seek_to_beginning(*tps)
+        ends = self.consumer.end_offsets(tps)
+        latest: dict[str, bytes] = {}
+        read = 0
+        deadline = time.monotonic() + RESTORE_TIMEOUT_S
+        while any(self.consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"restoring from {self.topic} took more than {RESTORE_TIMEOUT_S:.0f} s")
+            for records in self.consumer.poll(timeout_ms=500, max_records=10_000).values():
+                for record in records:
+                    read += 1
+                    key = record.key.decode("utf-8") if record.key else ""
+                    if record.value is None:
+                        latest.pop(key, None)
+                    else:
+                        latest[key] = record.value
+        return latest, read
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+class StateProducer:
+    """Sends a batch's outputs and state, and commits them with the consumed offsets.
+
+    ``transactional_id`` set: exactly once (one transaction per commit, begun at the first send). ``None``:
+    at least once: ``commit`` waits for every send, then commits the offsets through the consumer."""
+
+    def __init__(self, kafka: Any, transactional_id: str | None, transaction_timeout_ms: int) -> None:
+        options = {"acks": "all", "max_block_ms": 10_000, "max_request_size": MAX_STATE_BYTES,
+                   **client_options(kafka, "producer")}
+        if transactional_id is not None:
+            options.update(transactional_id=transactional_id, transaction_timeout_ms=transaction_timeout_ms,
+                           enable_idempotence=True)
+        self.transactional = transactional_id is not None
+        self.producer = KafkaProducer(**options)
+        self._futures: list[Any] = []
+        self.in_transaction = False
+        if self.transactional:
+            try:
+                self.producer.init_transactions()
+            except UnsupportedVersionError as exc:
+                self.producer.close(timeout=5)
+                raise ConfigError(f"the Kafka cluster does not support transactions ({exc}); exactly-once needs "
+                                  "Kafka 2.5 or later. Set state.delivery: at_least_once to run without them "
+                                  "(outputs may then repeat after a crash)") from exc
+
+    def _begin(self) -> None:
+        if self.transactional and not self.in_transaction:
+            self.producer.begin_transaction()
+            self.in_transaction = True
+
+    def send_all(self, topic: str, messages: Iterable[OutgoingMessage], timeout_s: float = 30.0) -> int:
+        """Queue ``(key, value, headers)`` triples in the open transaction (``Sink``)."""
+        self._begin()
+        sent = 0
+        for key, value, headers in messages:
+            self._futures.append(self.producer.send(topic, value=value, key=key, headers=headers))
+            sent += 1
+        return sent
+
+    def send(self, topic: str, key: str, value: bytes | None, partition: int | None = None) -> None:
+        """Queue one keyed record (``None``: a tombstone)."""
+        self._begin()
+        self._futures.append(self.producer.send(topic, value=value, key=key.encode("utf-8"), partition=partition))
+
+    def commit(self, offsets: Mapping[Position, int], consumer: KafkaConsumer, through_consumer: bool = True) -> None:
+        """Make everything sent since the last commit visible together with ``offsets`` (the next offset to
+        read per partition). Raises ``BrokerUnavailable`` on an outage, ``KafkaError`` otherwise. At least
+        once, ``through_consumer=False`` only waits for the sends (the consumer cannot block in a rebalance
+        callback)."""
+        committed = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+        try:
+            if self.transactional:
+                if not self.in_transaction and not committed:
+                    return
+                self._begin()
+                if committed:
+                    self.producer.send_offsets_to_transaction(committed, consumer.group_metadata())
+                self.producer.commit_transaction()
+                self.in_transaction = False
+            else:
+                self.producer.flush(timeout=30)
+                for future in self._futures:
+                    future.get(timeout=30)
+                if committed and through_consumer:
+                    consumer.commit(offsets=committed)
+        except KafkaError as exc:
+            if is_outage(exc):
+                raise BrokerUnavailable(f"commit failed: {exc}") from exc
+            raise
+        finally:
+            self._futures = []
+
+    def abort(self) -> None:
+        """Drop what was sent since the last commit (exactly once; at least once cannot take it back)."""
+        self._futures = []
+        if self.transactional and self.in_transaction:
+            self.in_transaction = False
+            self.producer.abort_transaction()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self.producer.close(timeout=timeout_s)

@@ -1,0 +1,281 @@
+"""Several instances in one consumer group with state kept in Kafka (``state.store: kafka``), against a real
+broker: partitions divided and handed over with their state, hours judged once across partitions, exactly
+once for every output, a paused-then-resumed instance fenced, a quiet partition holding no hour open."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from monitor.core.bundle import Bundle
+from monitor.core.score import Scorer
+from monitor.devtools import generate
+from monitor.hourly.judge import HourlyJudge
+from monitor.replay import ReplayColumns, replay
+from monitor.settings import MonitorConfig, config_from_dict
+
+from .kafka_tools import Running, new_topic, service_config, start_service, wait_for
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 6
+WINDOW_S = 60
+WINDOWS = 6
+PER_WINDOW = 2_400
+BAD_EVERY = 997  # one undecodable value in so many: dead letters must be exactly once too
+START_MS = 1_700_000_040_000 // (WINDOW_S * 1000) * (WINDOW_S * 1000)
+SETTINGS: dict[str, Any] = {
+    "window": {"length_seconds": WINDOW_S, "allowed_lateness_seconds": 0, "quiet_seconds": 3,
+               "close_check_seconds": 0.5},
+    "compare": {"min_history": 2},
+    "batch": {"max_records": 200, "max_wait_ms": 100},
+    "kafka": {"consumer": {"session_timeout_ms": 4000, "heartbeat_interval_ms": 1000,
+                           "max_partition_fetch_bytes": 8192}},
+}
+
+
+def kafka_settings(**state: Any) -> dict[str, Any]:
+    return {**SETTINGS, "state": {"store": "kafka", "checkpoint_interval_seconds": 0.5,
+                                  "transaction_timeout_seconds": 10, **state}}
+
+
+def records() -> list[tuple[int, int, bytes]]:
+    """(partition, event time, value) in event-time order, spread over the partitions; a few undecodable."""
+    sequences = generate.sample("serial", WINDOWS * PER_WINDOW, seed=15)
+    step = WINDOW_S * 1000 / PER_WINDOW
+    out = []
+    for i, sequence in enumerate(sequences):
+        value = b"\xff\xfe broken" if i % BAD_EVERY == BAD_EVERY - 1 else sequence.encode()
+        out.append(((i * 7919) % PARTITIONS, START_MS + int(i * step), value))
+    return out
+
+
+def produce_all(bootstrap: str, topic: str, rows: list[tuple[int, int, bytes]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    try:
+        futures = [producer.send(topic, value=v, partition=p, timestamp_ms=t) for p, t, v in rows]
+        producer.flush()
+        for future in futures:
+            future.get(timeout=10)
+    finally:
+        producer.close()
+
+
+def read_committed(bootstrap: str, topic: str) -> list[Any]:
+    """Every committed record of every partition of ``topic``."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed")
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        out: list[Any] = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                out.extend(batch)
+        return out
+    finally:
+        consumer.close()
+
+
+def reports(config: MonitorConfig) -> list[dict[str, Any]]:
+    """The judged windows on the reports topic, by start."""
+    rows = [json.loads(r.value) for r in read_committed(config.kafka.bootstrap_servers[0], config.reports_topic)]
+    return sorted(rows, key=lambda r: r["start_ms"])
+
+
+def assert_equal_figures(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    assert [w["start_ms"] for w in got] == [w["start_ms"] for w in expected]
+    for a, b in zip(got, expected):
+        assert (a["count"], a["weight_sum"], a["verdict"]) == (b["count"], b["weight_sum"], b["verdict"])
+        assert a["formats"] == b["formats"]
+        for key in ("weighted_mean", "weighted_error_sum", "above_threshold_share", "baseline_median",
+                    "robust_z", "error_p50", "error_p99"):
+            if b[key] is None:
+                assert a[key] is None, key
+            else:
+                assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-15), key
+
+
+@pytest.fixture(scope="module")
+def stream(kafka_broker: Any) -> tuple[str, list[tuple[int, int, bytes]]]:
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "scale", partitions=PARTITIONS)
+    rows = records()
+    produce_all(bootstrap, topic, rows)
+    return topic, rows
+
+
+@pytest.fixture(scope="module")
+def replayed(stream: tuple[str, list[tuple[int, int, bytes]]], serial_bundle: Bundle,
+             tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    _, rows = stream
+    path = tmp_path_factory.mktemp("replay") / "stream.jsonl"
+    path.write_text("".join(json.dumps({"sequence": v.decode(), "timestamp": t}) + "\n"
+                            for _, t, v in rows if not v.startswith(b"\xff")))
+    config = config_from_dict(SETTINGS, environ={})
+    judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
+                        config.window.sample_size, config.formats)
+    result = replay(path, Scorer(serial_bundle), judge, ReplayColumns(), config.input)
+    assert result.late == 0 and len(result.reports) == WINDOWS
+    return [r.to_dict() for r in result.reports]
+
+
+def valid(rows: list[tuple[int, int, bytes]]) -> int:
+    return sum(not v.startswith(b"\xff") for _, _, v in rows)
+
+
+def assert_exactly_once(config: MonitorConfig, topic: str, rows: list[tuple[int, int, bytes]]) -> None:
+    bootstrap = config.kafka.bootstrap_servers[0]
+    scored = Counter((e["source"]["partition"], e["source"]["offset"])
+                     for e in (json.loads(r.value) for r in read_committed(bootstrap, config.output.topic)))
+    assert len(scored) == valid(rows), "every valid input record has a scored event"
+    assert max(scored.values()) == 1, "no scored event is repeated"
+    dead = Counter((int(dict(r.headers)["monitor.source.partition"]), int(dict(r.headers)["monitor.source.offset"]))
+                   for r in read_committed(bootstrap, config.dead_letter.topic))
+    assert len(dead) == len(rows) - valid(rows) and max(dead.values()) == 1
+
+
+def test_one_instance_with_state_in_kafka_judges_every_hour_as_replay_does(
+        kafka_broker: Any, stream: tuple[str, list[tuple[int, int, bytes]]], bundle_dir: Path,
+        serial_bundle: Bundle, replayed: list[dict[str, Any]]) -> None:
+    topic, rows = stream
+    config = service_config(kafka_broker.bootstrap_servers, topic, bundle_dir, **kafka_settings())
+    with Running(config, serial_bundle) as service:
+        wait_for(lambda: service.pipeline.counts.consumed >= len(rows), 240, "the whole stream consumed")
+        wait_for(lambda: len(reports(config)) >= WINDOWS, 60, "every hour judged")
+    assert service.pipeline.counts.late == 0
+    assert_equal_figures(reports(config), replayed)
+    assert_exactly_once(config, topic, rows)
+
+
+def group_files(config: MonitorConfig, folder: Path, count: int) -> list[Path]:
+    """One configuration file per instance: the same group, each its own local folder and instance id."""
+    files = []
+    for i in range(count):
+        data = config.to_dict()
+        data["state"] = {**data["state"], "path": str(folder / f"i{i}" / "state.sqlite"), "instance_id": f"i{i}"}
+        path = folder / f"i{i}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        files.append(path)
+    return files
+
+
+def owned_now(log: Path) -> bool:
+    """Whether the instance's last assignment gave it at least one input partition."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if "restored in" in line]
+    return bool(lines) and " 0 input partitions" not in lines[-1]
+
+
+def consumed_total(config: MonitorConfig, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=config.kafka.bootstrap_servers[0], group_id=config.input.group_id,
+                             enable_auto_commit=False)
+    try:
+        return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in range(PARTITIONS))
+    finally:
+        consumer.close()
+
+
+def test_three_instances_one_killed_one_added_one_leaving_give_one_uninterrupted_instances_figures(
+        kafka_broker: Any, stream: tuple[str, list[tuple[int, int, bytes]]], bundle_dir: Path, tmp_path: Path,
+        replayed: list[dict[str, Any]]) -> None:
+    topic, rows = stream
+    config = service_config(kafka_broker.bootstrap_servers, topic, bundle_dir, **kafka_settings())
+    files = group_files(config, tmp_path, 4)
+    logs = [tmp_path / f"i{i}.log" for i in range(4)]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes = [start_service(files[i], logs[i]) for i in range(3)]
+        wait_for(lambda: all(owned_now(logs[i]) for i in range(3)), 120, "three instances sharing the partitions")
+        wait_for(lambda: consumed_total(config, topic) > 0.25 * len(rows), 180, "a quarter committed")
+        processes[1].send_signal(signal.SIGKILL)  # mid-hour, with an open transaction, as a crash does
+        processes[1].wait(10)
+        wait_for(lambda: consumed_total(config, topic) > 0.45 * len(rows), 180, "the group going on without it")
+        processes.append(start_service(files[3], logs[3]))
+        wait_for(lambda: owned_now(logs[3]), 120, "the added instance owning partitions")
+        processes[2].send_signal(signal.SIGTERM)  # leaves: commits, hands its partitions over
+        assert processes[2].wait(60) == 0
+        wait_for(lambda: consumed_total(config, topic) >= len(rows), 240, "the whole stream committed")
+        wait_for(lambda: len(reports(config)) >= WINDOWS, 60, "every hour judged")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    got = reports(config)
+    assert_equal_figures(got, replayed)
+    assert len({r["start_ms"] for r in got}) == len(got), "each hour judged once"
+    assert_exactly_once(config, topic, rows)
+    assert any("transaction aborted" in log.read_text(errors="replace") or "restored in" in log.read_text(
+        errors="replace") for log in logs)
+
+
+def test_a_paused_then_resumed_instance_is_fenced_and_changes_nothing(
+        kafka_broker: Any, bundle_dir: Path, tmp_path: Path) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "fence", partitions=2)
+    config = service_config(bootstrap, topic, bundle_dir, **kafka_settings())
+    first, second = group_files(config, tmp_path, 2)
+    rows = [(i % 2, START_MS + i * 10, s.encode()) for i, s in enumerate(generate.sample("serial", 4000, seed=3))]
+    zombie = start_service(first, tmp_path / "zombie.log")
+    other: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(lambda: owned_now(tmp_path / "zombie.log"), 120, "the first instance owning the partitions")
+        produce_all(bootstrap, topic, rows[:2000])
+        wait_for(lambda: consumed_total(config, topic) >= 2000, 120, "the first half committed")
+        produce_all(bootstrap, topic, rows[2000:])
+        time.sleep(0.3)  # let it take a batch into an open transaction
+        zombie.send_signal(signal.SIGSTOP)
+        other = start_service(second, tmp_path / "other.log")
+        wait_for(lambda: owned_now(tmp_path / "other.log"), 120, "the second instance taking every partition")
+        wait_for(lambda: consumed_total(config, topic) >= len(rows), 120, "the second half committed by the other")
+        zombie.send_signal(signal.SIGCONT)
+        time.sleep(8)  # the resumed instance tries to finish its batch and commit
+    finally:
+        zombie.send_signal(signal.SIGCONT)
+        for process in (zombie, other):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in (zombie, other):
+            if process is not None:
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    scored = Counter((e["source"]["partition"], e["source"]["offset"])
+                     for e in (json.loads(r.value) for r in read_committed(bootstrap, config.output.topic)))
+    assert len(scored) == len(rows) and max(scored.values()) == 1, "the resumed instance's writes stay invisible"
+
+
+def test_a_quiet_partition_holds_no_hour_open_beyond_its_heartbeat(
+        kafka_broker: Any, bundle_dir: Path, serial_bundle: Bundle) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "quiet", partitions=2)
+    config = service_config(bootstrap, topic, bundle_dir, **kafka_settings())
+    sequences = generate.sample("serial", 600, seed=4)
+    # Both partitions in the first window; then only partition 0, into the third window: the second window
+    # is complete once partition 1's heartbeat passes it.
+    early = [(i % 2, START_MS + i * 100, s.encode()) for i, s in enumerate(sequences[:200])]
+    later = [(0, START_MS + WINDOW_S * 1000 + i * 200, s.encode()) for i, s in enumerate(sequences[200:])]
+    with Running(config, serial_bundle) as service:
+        produce_all(bootstrap, topic, early)
+        wait_for(lambda: service.pipeline.counts.consumed >= len(early), 120, "the first window read")
+        produce_all(bootstrap, topic, later)
+        wait_for(lambda: len(reports(config)) >= 2, 60, "the first two windows judged with partition 1 quiet")
+    got = reports(config)
+    assert [r["start_ms"] for r in got[:2]] == [START_MS, START_MS + WINDOW_S * 1000]
+    assert [r["count"] for r in got[:2]] == [200, WINDOW_S * 1000 // 200]

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-quality bench-score bench-ngram bench-train bench-throughput bench-detection clean
+.PHONY: demo test bench-quality bench-score bench-ngram bench-train bench-throughput bench-scale-out bench-detection clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench-train: $(STAMP)
 bench-throughput: $(STAMP)
 	deploy/local/install-system-deps.sh
 	$(BIN)/python bench/throughput.py
+
+bench-scale-out: $(STAMP)
+	$(BIN)/python bench/scale_out.py
 
 bench-detection: $(STAMP)
 	$(BIN)/python bench/detection.py

@@ -430,9 +430,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="what the records hold: serials repeat; with --unique, uid is a stream of user ids "
                              "never seen twice")
     parser.add_argument("--unique", action="store_true", help="every record a distinct sequence")
+    parser.add_argument("--instances", help="instead: scale-out runs with these instance counts (e.g. 1,2) on "
+                        "--partitions partitions (default 4), see bench/scale_out.py")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="afterwards, cProfile one monitor read of the first N records")
     args = parser.parse_args(argv)
+    if args.instances:
+        import scale_out  # noqa: PLC0415 - its own broker and processes; only for this mode
+
+        partitions = args.partitions if args.partitions > 1 else 4
+        return scale_out.main(["--records", str(args.records), "--partitions", str(partitions),
+                               "--instances", args.instances, "--repeats", str(args.repeats)])
 
     sequences = distinct(args.format, args.records) if args.unique else generate.sample(args.format, args.records,
                                                                                         seed=1)

@@ -39,15 +39,18 @@ class PartitionClose:
     partition: Position
     mark_ms: int
     parts: dict[int, WindowAccumulator] = field(default_factory=dict)
+    model_version: str = ""  # the model that scored the parts: every member of a group must use the same
 
     def to_dict(self) -> dict[str, Any]:
         return {"topic": self.partition[0], "partition": self.partition[1], "mark_ms": self.mark_ms,
+                "model_version": self.model_version,
                 "parts": [{"start_ms": start, "accumulator": acc.to_dict()} for start, acc in sorted(self.parts.items())]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PartitionClose:
         return cls((str(data["topic"]), int(data["partition"])), int(data["mark_ms"]),
-                   {int(p["start_ms"]): WindowAccumulator.from_dict(p["accumulator"]) for p in data["parts"]})
+                   {int(p["start_ms"]): WindowAccumulator.from_dict(p["accumulator"]) for p in data["parts"]},
+                   str(data.get("model_version", "")))
 
 
 class PartitionedJudge:

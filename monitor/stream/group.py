@@ -173,6 +173,10 @@ class GroupService:
         for message in polled.messages:
             if message.topic == self.windows_topic and message.value is not None:
                 close = PartitionClose.from_dict(json.loads(message.value))
+                if close.model_version not in ("", self.scorer.version) and close.parts:
+                    log.error("%s[%d] was scored by model %s, this judge's is %s: every member of the group "
+                              "must run the same bundle (its hours now mix models)", *close.partition,
+                              close.model_version, self.scorer.version)
                 if close.partition[0] in self.judged:
                     late = self.judge.receive(close)
                     if late:
@@ -190,7 +194,7 @@ class GroupService:
         assert self.source is not None
         for close in self.judge.take_outbox():
             topic = close.partition[0]
-            self.producer.send(self.windows_topic, topic, _json(close.to_dict()),
+            self.producer.send(self.windows_topic, topic, _json({**close.to_dict(), "model_version": self.scorer.version}),
                                partition_of(topic, self.windows_partitions))
             self._dirty_partitions.add(close.partition)
         if not self.judged:

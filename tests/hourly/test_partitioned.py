@@ -1,0 +1,178 @@
+"""The hourly judgement divided as a consumer group divides a stream: per-partition windows on the
+instances that read them, hours assembled and judged once by the topic's judge; the figures equal one
+judge's over the same records, however the partitions are divided and moved."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from monitor.hourly.assembly import HourAssembler
+from monitor.hourly.compare import CompareSettings
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
+from monitor.hourly.window import Progress, WindowAccumulator
+
+MINUTE_MS = 60_000
+SETTINGS = CompareSettings(min_history=2, previous_windows=20)
+PARTITIONS = [("t", n) for n in range(4)]
+
+
+def stream(windows: int = 8, per_window: int = 400, seed: int = 1) -> list[tuple[tuple[str, int], float, int, str]]:
+    """(partition, error, event time, sequence), in event-time order on every partition."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(windows * per_window):
+        error = float(rng.gamma(2.0, 0.005)) * (3.0 if i > (windows - 2) * per_window else 1.0)
+        rows.append((PARTITIONS[int(rng.integers(len(PARTITIONS)))], error, i * MINUTE_MS // per_window,
+                     f"AB{i % 977:03d}E"))
+    return rows
+
+
+def hourly() -> HourlyJudge:
+    return HourlyJudge(MINUTE_MS, 0, SETTINGS, sample_size=50)
+
+
+def add(judge: HourlyJudge | PartitionedJudge, rows: list[tuple[tuple[str, int], float, int, str]]) -> None:
+    for partition in sorted({r[0] for r in rows}):
+        mine = [r for r in rows if r[0] == partition]
+        judge.add(partition, np.array([r[1] for r in mine]), np.ones(len(mine)), np.array([r[2] for r in mine]),
+                  np.array([r[1] > 0.03 for r in mine]), sequences=[r[3] for r in mine])
+
+
+def one_judge(rows: list[tuple[tuple[str, int], float, int, str]]) -> list[dict[str, object]]:
+    judge = hourly()
+    reports = []
+    for start in range(0, len(rows), 100):
+        add(judge, rows[start:start + 100])
+        reports += judge.close_due("v1")
+    return [r.to_dict() for r in reports + judge.flush("v1")]
+
+
+def relay(closes: list[PartitionClose]) -> list[PartitionClose]:
+    """As the windows topic carries them: JSON and back."""
+    return [PartitionClose.from_dict(json.loads(json.dumps(c.to_dict()))) for c in closes]
+
+
+def assert_same(got: list[dict[str, object]], expected: list[dict[str, object]]) -> None:
+    assert [(g["start_ms"], g["count"], g["verdict"]) for g in got] == \
+        [(e["start_ms"], e["count"], e["verdict"]) for e in expected]
+    for g, e in zip(got, expected):
+        assert g["formats"] == e["formats"]
+        for key in ("weighted_mean", "weighted_error_sum", "above_threshold_share", "robust_z", "error_p99"):
+            if e[key] is None:
+                assert g[key] is None
+            else:
+                assert g[key] == pytest.approx(e[key], rel=1e-9), key
+
+
+def test_two_instances_and_a_judge_give_one_judges_figures_with_a_partition_moved_midway() -> None:
+    rows = stream()
+    expected = one_judge(rows)
+    readers = {0: PartitionedJudge(hourly()), 1: PartitionedJudge(hourly())}
+    judge = PartitionedJudge(hourly())
+    judge.judge_topic("t", None)
+    owner = {p: n % 2 for n, p in enumerate(PARTITIONS)}
+    reports = []
+    for start in range(0, len(rows), 100):
+        if start == len(rows) // 2:  # partition 0 moves from reader 0 to reader 1, through its snapshot
+            snapshot = json.loads(json.dumps(readers[0].partition_snapshot(PARTITIONS[0])))
+            readers[0].release([PARTITIONS[0]])
+            readers[1].own_partition(PARTITIONS[0], snapshot)
+            owner[PARTITIONS[0]] = 1
+        chunk = rows[start:start + 100]
+        for n, reader in readers.items():
+            add(reader, [r for r in chunk if owner[r[0]] == n])
+            reader.close_due("v1")
+            for close in relay(reader.take_outbox()):
+                judge.receive(close)
+        reports += judge.assemble("v1", lambda topic: range(len(PARTITIONS)))
+    # The end of the stream: every partition idle, its heartbeat closes what is open.
+    idle = Progress(frozenset(PARTITIONS), frozenset(), frozenset(PARTITIONS))
+    for reader in readers.values():
+        reader.close_due("v1", now_ms=10 ** 12, progress=idle)
+        for close in relay(reader.take_outbox()):
+            judge.receive(close)
+    reports += judge.assemble("v1", lambda topic: range(len(PARTITIONS)))
+    assert_same([r.to_dict() for r in reports], expected)
+    assert reports[-1].verdict in ("warning", "critical")
+
+
+def test_the_judge_role_moves_through_its_snapshot_and_goes_on_with_the_same_history() -> None:
+    rows = stream(windows=10)
+    expected = one_judge(rows)
+    reader = PartitionedJudge(hourly())
+    judge = PartitionedJudge(hourly())
+    judge.judge_topic("t", None)
+    reports = []
+    for start in range(0, len(rows), 100):
+        if start == len(rows) // 2:
+            kept = {s: {**judge.hourly.histories["t"].samples[s].to_dict(),
+                        "formats": judge.hourly.histories["t"].formats[s].to_dict()}
+                    for s in judge.kept_windows("t")}
+            snapshot = json.loads(json.dumps(judge.topic_snapshot("t")))
+            judge = PartitionedJudge(hourly())
+            judge.judge_topic("t", snapshot, json.loads(json.dumps(kept)))
+        add(reader, rows[start:start + 100])
+        reader.close_due("v1")
+        for close in relay(reader.take_outbox()):
+            judge.receive(close)
+        reports += judge.assemble("v1", lambda topic: range(len(PARTITIONS)))
+    idle = Progress(frozenset(PARTITIONS), frozenset(), frozenset(PARTITIONS))
+    reader.close_due("v1", now_ms=10 ** 12, progress=idle)
+    for close in relay(reader.take_outbox()):
+        judge.receive(close)
+    reports += judge.assemble("v1", lambda topic: range(len(PARTITIONS)))
+    assert_same([r.to_dict() for r in reports], expected)
+
+
+def test_an_hour_waits_for_every_partition_and_a_quiet_ones_heartbeat_releases_it() -> None:
+    reader = PartitionedJudge(hourly())
+    for p in PARTITIONS[:2]:
+        reader.own_partition(p, None)
+    add(reader, [(PARTITIONS[0], 0.01, 1_000, "A"), (PARTITIONS[0], 0.01, MINUTE_MS + 1, "B")])
+    reader.close_due("v1", progress=Progress(frozenset(PARTITIONS[:2])))
+    judge = PartitionedJudge(hourly())
+    judge.judge_topic("t", None)
+    for close in reader.take_outbox():
+        judge.receive(close)
+    assert judge.assemble("v1", lambda topic: [0, 1]) == []  # partition 1 has said nothing yet
+    quiet = Progress(frozenset(PARTITIONS[:2]), frozenset(), frozenset({PARTITIONS[1]}))
+    reader.close_due("v1", now_ms=MINUTE_MS + 5_000, progress=quiet)
+    for close in reader.take_outbox():
+        judge.receive(close)
+    [report] = judge.assemble("v1", lambda topic: [0, 1])
+    assert (report.start_ms, report.totals.count) == (0, 1)
+
+
+def test_merging_in_any_arrival_order_gives_the_same_bits() -> None:
+    parts = {p: WindowAccumulator(count=1 + p, weight_sum=0.1 * (p + 1), weighted_error_sum=0.7 / (p + 3))
+             for p in range(6)}
+    results = set()
+    for seed in range(5):
+        order = list(parts)
+        random.Random(seed).shuffle(order)
+        assembler = HourAssembler("t", MINUTE_MS)
+        for p in order:
+            assembler.offer(p, MINUTE_MS, {0: parts[p]})
+        [closed] = assembler.due(range(6))
+        results.add((closed.total.count, closed.total.weight_sum, closed.total.weighted_error_sum))
+    assert len(results) == 1
+
+
+def test_a_redelivered_part_counts_once_and_a_part_never_received_before_its_hour_was_judged_is_late() -> None:
+    part = WindowAccumulator(count=3, weight_sum=3.0, weighted_error_sum=0.3)
+    assembler = HourAssembler("t", MINUTE_MS)
+    assembler.offer(0, MINUTE_MS, {0: part})
+    assert assembler.offer(0, MINUTE_MS, {0: part}) == 0  # at least once: the same part again
+    assembler.offer(1, MINUTE_MS, {})
+    [closed] = assembler.due([0, 1])
+    assert closed.total.count == 3
+    assert assembler.offer(0, MINUTE_MS, {0: part}) == 0  # redelivered after judging: already in
+    assert assembler.offer(2, 2 * MINUTE_MS, {0: part}) == 3  # a partition added later: late, counted
+    assert assembler.late_records == 3
+    restored = HourAssembler.restore(json.loads(json.dumps(assembler.snapshot())))
+    assert restored.snapshot() == assembler.snapshot()

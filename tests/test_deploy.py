@@ -76,6 +76,15 @@ EXPORTED_METRICS = {
     "sequence_monitor_new_format_share",
     "sequence_monitor_vanished_format_baseline_share",
     "sequence_monitor_format_distance",
+    "sequence_monitor_window_judged_timestamp_seconds",
+    # The consumer group (state.store: kafka).
+    "sequence_monitor_partitions_owned",
+    "sequence_monitor_judge_role",
+    "sequence_monitor_rebalances_total",
+    "sequence_monitor_restores_total",
+    *(f"sequence_monitor_restore_seconds{suffix}" for suffix in ("_bucket", "_sum", "_count")),
+    "sequence_monitor_last_restore_seconds",
+    "sequence_monitor_transaction_aborts_total",
 }
 # Each alert the runbooks promise, with the series its expression must read.
 REQUIRED_ALERTS = {
@@ -88,6 +97,9 @@ REQUIRED_ALERTS = {
     "SequenceMonitorCheckpointStale": {"sequence_monitor_checkpoint_age_seconds"},
     "SequenceMonitorNewFormat": {"sequence_monitor_new_format_share"},
     "SequenceMonitorFormatVanished": {"sequence_monitor_vanished_format_baseline_share"},
+    "SequenceMonitorHoursNotJudged": {"sequence_monitor_window_judged_timestamp_seconds"},
+    "SequenceMonitorRestoreSlow": {"sequence_monitor_last_restore_seconds"},
+    "SequenceMonitorTransactionsAborting": {"sequence_monitor_transaction_aborts_total"},
 }
 _METRIC_NAME = re.compile(r"\b(sequence_monitor_[a-z_]+)\b")
 _RECORDED_NAME = re.compile(r"\b([a-z_]+:[a-z0-9_]+:[a-z0-9_]+)\b")

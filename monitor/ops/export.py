@@ -5,6 +5,11 @@ partitions assigned).
 The service calls the hooks below from its loop; they copy what a scrape needs into a snapshot under a lock,
 and a collector turns the snapshot into metric families when Prometheus asks. Labels stay low-cardinality:
 topic, partition, outcome, reason, verdict, never a sequence or a key.
+
+With ``state.store: kafka`` the instances of a consumer group share the input partitions and the judging of
+topics; ``on_assignment`` and ``on_transaction_abort`` feed the group's gauges and counters (partitions owned,
+judge role, rebalances, restores, aborts). With the SQLite store they are never called: those gauges are absent
+and the counters stay 0.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -39,6 +44,9 @@ from monitor.stream.pipeline import BatchResult
 
 PREFIX = "sequence_monitor"
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Taking partitions and judged topics over from the changelog: a few records (10 ms) .. a long changelog or a
+# wait for a former member's open transaction (state.transaction_timeout_seconds, minutes).
+RESTORE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
 def error_buckets(training_errors: np.ndarray, count: int = 24) -> tuple[float, ...]:
@@ -61,10 +69,13 @@ class _TopicWindowState:
 
 
 class Metrics(Collector):
-    """Service hooks that feed a scrape-time collector; register it on ``registry``."""
+    """Service hooks that feed a scrape-time collector; register it on ``registry``. ``clock``: wall-clock
+    seconds (Unix time), for the checkpoint age and the time a window was judged."""
 
-    def __init__(self, registry: CollectorRegistry, buckets: tuple[float, ...], model: dict[str, str]) -> None:
+    def __init__(self, registry: CollectorRegistry, buckets: tuple[float, ...], model: dict[str, str], *,
+                 clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self.buckets = np.asarray(buckets)
         self.model = model
         self.records: Counter[tuple[str, str]] = Counter()
@@ -81,6 +92,17 @@ class Metrics(Collector):
         self.decisions: Counter[str] = Counter()
         self.candidate: dict[str, Any] | None = None
         self.ready = False
+        # When this instance last judged a window of each topic (Unix time); both stores.
+        self.judged_at: dict[str, float] = {}
+        # The consumer group (state.store: kafka): None until the first assignment.
+        self.owned: Counter[str] | None = None
+        self.judged: set[str] | None = None
+        self.group_topics: set[str] = set()  # every input topic ever assigned here: owned 0 once it moved away
+        self.rebalances = 0
+        self.restore_counts = np.zeros(len(RESTORE_BUCKETS) + 1, dtype=np.int64)
+        self.restore_sum = 0.0
+        self.last_restore: float | None = None
+        self.aborts: Counter[str] = Counter()
         registry.register(self)
 
     # -- hooks (service loop thread) ------------------------------------------------------------------------
@@ -112,6 +134,7 @@ class Metrics(Collector):
             state = self.topics.setdefault(report.topic, _TopicWindowState())
             state.last, state.streak = report, streak
             self.windows_closed[(report.topic, report.verdict)] += 1
+            self.judged_at[report.topic] = self._clock()
 
     def on_checkpoint(self, saved_at: float) -> None:
         with self._lock:
@@ -121,6 +144,29 @@ class Metrics(Collector):
         with self._lock:
             self.decisions[str(summary["outcome"])] += 1
             self.candidate = dict(summary)
+
+    def on_assignment(self, partitions: Sequence[Position], judged_topics: Sequence[str],
+                      restore_seconds: float) -> None:
+        """After every rebalance (and every recovery from an aborted transaction): what this instance owns and
+        judges now. A topic judged elsewhere now loses its judged-at time here, so only its judge reports it."""
+        with self._lock:
+            self.owned = Counter(topic for topic, _ in partitions)
+            self.judged = set(judged_topics)
+            self.group_topics.update(self.owned, self.judged)
+            self.judged_at = {t: at for t, at in self.judged_at.items() if t in self.judged}
+            # The last window's gauges of a topic judged elsewhere now are its judge's to report: kept here,
+            # an old critical verdict would go on firing from this instance.
+            for topic in [t for t in self.topics if t not in self.judged]:
+                self.topics[topic] = _TopicWindowState(open_figures=self.topics[topic].open_figures)
+            self.rebalances += 1
+            if partitions or judged_topics:  # nothing to take over is no restore
+                self.restore_counts[np.searchsorted(RESTORE_BUCKETS, restore_seconds)] += 1
+                self.restore_sum += restore_seconds
+                self.last_restore = restore_seconds
+
+    def on_transaction_abort(self, reason: str) -> None:
+        with self._lock:
+            self.aborts[reason] += 1
 
     def on_tick(self, snapshot: Snapshot) -> None:
         """Copy what a scrape reads from the loop's state (consumer lag, open windows, readiness, model)."""
@@ -140,6 +186,7 @@ class Metrics(Collector):
             yield from self._format_gauges()
             yield from self._operational_gauges()
             yield from self._model_decisions()
+            yield from self._group()
 
     def _counters(self) -> Iterator[Any]:
         records = CounterMetricFamily(f"{PREFIX}_records", "Records consumed, by outcome: scored, "
@@ -214,13 +261,12 @@ class Metrics(Collector):
         yield lag
         if self.last_checkpoint is not None:
             yield GaugeMetricFamily(f"{PREFIX}_checkpoint_age_seconds", "Seconds since the last checkpoint of "
-                                    "windows and offsets", value=max(0.0, time.time() - self.last_checkpoint))
+                                    "windows and offsets", value=max(0.0, self._clock() - self.last_checkpoint))
         info = InfoMetricFamily(f"{PREFIX}_model", "The model bundle in use")
         info.add_metric([], {k: str(v) for k, v in self.model.items()})
         yield info
         yield GaugeMetricFamily(f"{PREFIX}_ready", "1 when the model is loaded, the state restored and "
                                 "partitions assigned", value=1.0 if self.ready else 0.0)
-
 
     def _model_decisions(self) -> Iterator[Any]:
         decisions = CounterMetricFamily(f"{PREFIX}_model_decisions", "Decisions on candidate models, by outcome: "
@@ -244,6 +290,41 @@ class Metrics(Collector):
                                                 "expects of that share")):
             if c.get(name) is not None:
                 yield GaugeMetricFamily(f"{PREFIX}_candidate_{name}", help_text, value=float(c[name]))
+
+    def _group(self) -> Iterator[Any]:
+        judged_at = GaugeMetricFamily(f"{PREFIX}_window_judged_timestamp_seconds", "When this instance last judged "
+                                      "a window of the topic (Unix time); only on the topic's judge",
+                                      labels=["topic"])
+        for topic, at in sorted(self.judged_at.items()):
+            judged_at.add_metric([topic], at)
+        yield judged_at
+        rebalances = CounterMetricFamily(f"{PREFIX}_rebalances", "Assignments of partitions and judged topics to "
+                                         "this instance (rebalances of the consumer group, and recoveries from "
+                                         "an aborted transaction)", value=self.rebalances)
+        restores = CounterMetricFamily(f"{PREFIX}_restores", "Assignments that took partitions or judged topics "
+                                       "over from the changelog", value=int(self.restore_counts.sum()))
+        restore = HistogramMetricFamily(f"{PREFIX}_restore_seconds", "Time to take the assigned partitions and "
+                                        "judged topics over from the changelog")
+        restore.add_metric([], _cumulative(np.asarray(RESTORE_BUCKETS), self.restore_counts), self.restore_sum)
+        aborts = CounterMetricFamily(f"{PREFIX}_transaction_aborts", "Transactions aborted (their work is done "
+                                     "again), by reason: the error's type", labels=["reason"])
+        for reason, n in sorted(self.aborts.items()):
+            aborts.add_metric([reason], n)
+        yield from (rebalances, restores, restore, aborts)
+        if self.last_restore is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_last_restore_seconds", "Time the last take-over from the "
+                                    "changelog took", value=self.last_restore)
+        if self.owned is None or self.judged is None:
+            return  # the SQLite store: no consumer group to report on
+        owned = GaugeMetricFamily(f"{PREFIX}_partitions_owned", "Input partitions this instance owns now",
+                                  labels=["topic"])
+        for topic in sorted(self.group_topics):
+            owned.add_metric([topic], self.owned.get(topic, 0))
+        role = GaugeMetricFamily(f"{PREFIX}_judge_role", "1 for each input topic this instance judges now "
+                                 "(merges its partitions' closed windows and judges the hours)", labels=["topic"])
+        for topic in sorted(self.judged):
+            role.add_metric([topic], 1)
+        yield from (owned, role)
 
 
 # Gauges of the last closed window, each the report field it shows (``WindowReport.to_dict``).

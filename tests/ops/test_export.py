@@ -113,6 +113,8 @@ def test_every_metric_the_rules_and_dashboard_read_is_exported(metrics: Any) -> 
     m.topics["serials"].open_figures = [(0, _Acc())]
     m.on_model_decision({"outcome": "refused", "normal": 30, "normal_kept": 29, "flagged": 2, "flagged_kept": 0,
                          "flag_rate": 0.012, "expected_flag_rate": 0.01})
+    m.on_assignment([("serials", 0), ("serials", 1)], ["serials"], 0.4)
+    m.on_transaction_abort("CommitFailedError")
     assert set(samples(registry)) == EXPORTED_METRICS
 
 
@@ -184,3 +186,107 @@ def test_health_and_readiness_endpoints(metrics: Any) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- the consumer group (state.store: kafka) ------------------------------------------------------------------
+
+
+class _Clock:
+    now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clocked(serial_bundle: Bundle) -> tuple[Metrics, CollectorRegistry, _Clock]:
+    registry, clock = CollectorRegistry(), _Clock()
+    return Metrics(registry, error_buckets(serial_bundle.training_errors), serial_bundle.info(), clock=clock), \
+        registry, clock
+
+
+def by_topic(found: dict[str, list[Any]], name: str) -> dict[str, float]:
+    return {s.labels["topic"]: s.value for s in found.get(name, [])}
+
+
+def test_without_a_consumer_group_there_is_no_group_gauge_and_the_group_counters_stay_zero(clocked: Any) -> None:
+    m, registry, _ = clocked
+    m.on_batch(batch(), 0.02)
+    found = samples(registry)
+    for absent in ("partitions_owned", "judge_role", "last_restore_seconds", "transaction_aborts_total",
+                   "window_judged_timestamp_seconds"):
+        assert f"sequence_monitor_{absent}" not in found, absent
+    assert found["sequence_monitor_rebalances_total"][0].value == 0
+    assert found["sequence_monitor_restores_total"][0].value == 0
+    assert found["sequence_monitor_restore_seconds_count"][0].value == 0
+
+
+def test_a_judged_window_sets_its_judged_time_with_either_store(clocked: Any) -> None:
+    m, registry, clock = clocked
+    m.on_window_closed(report(), 0)
+    assert by_topic(samples(registry), "sequence_monitor_window_judged_timestamp_seconds") == {"serials": clock.now}
+    clock.now += 3600
+    m.on_window_closed(report("normal"), 0)
+    assert by_topic(samples(registry), "sequence_monitor_window_judged_timestamp_seconds") == {"serials": clock.now}
+
+
+def test_assignments_show_the_partitions_owned_and_the_judge_role_that_leaves_with_the_topic(clocked: Any) -> None:
+    m, registry, clock = clocked
+    m.on_assignment([("serials", 0), ("serials", 1), ("sequences", 2)], ["serials", "sequences"], 0.25)
+    m.on_window_closed(report(), 1)  # a window of serials, judged here
+    found = samples(registry)
+    assert by_topic(found, "sequence_monitor_partitions_owned") == {"serials": 2, "sequences": 1}
+    assert by_topic(found, "sequence_monitor_judge_role") == {"serials": 1, "sequences": 1}
+    assert by_topic(found, "sequence_monitor_window_judged_timestamp_seconds") == {"serials": clock.now}
+    assert found["sequence_monitor_rebalances_total"][0].value == 1
+
+    # A rebalance: serials is judged by another instance now, and its partitions went elsewhere.
+    m.on_assignment([("sequences", 2), ("sequences", 3)], ["sequences"], 3.5)
+    found = samples(registry)
+    assert by_topic(found, "sequence_monitor_judge_role") == {"sequences": 1}
+    assert by_topic(found, "sequence_monitor_partitions_owned") == {"serials": 0, "sequences": 2}
+    assert "sequence_monitor_window_judged_timestamp_seconds" not in found  # only the judge reports its time
+    assert "serials" not in by_topic(found, "sequence_monitor_window_verdict")  # nor its last verdict
+    assert found["sequence_monitor_rebalances_total"][0].value == 2
+
+    # Nothing left here: no judge role at all, every topic ever owned at 0.
+    m.on_assignment([], [], 0.001)
+    found = samples(registry)
+    assert "sequence_monitor_judge_role" not in found
+    assert by_topic(found, "sequence_monitor_partitions_owned") == {"serials": 0, "sequences": 0}
+
+
+def test_a_judge_role_kept_across_a_rebalance_keeps_its_judged_time(clocked: Any) -> None:
+    m, registry, clock = clocked
+    m.on_assignment([("serials", 0)], ["serials"], 0.1)
+    m.on_window_closed(report(), 1)
+    judged = clock.now
+    clock.now += 60
+    m.on_assignment([("serials", 0), ("serials", 1)], ["serials"], 0.1)
+    assert by_topic(samples(registry), "sequence_monitor_window_judged_timestamp_seconds") == {"serials": judged}
+
+
+def test_restores_are_timed_in_a_histogram_and_the_last_one_is_a_gauge(clocked: Any) -> None:
+    m, registry, _ = clocked
+    m.on_assignment([("serials", 0)], ["serials"], 0.02)
+    m.on_assignment([("serials", 0), ("serials", 1)], [], 90.0)
+    m.on_assignment([], [], 0.003)  # a rebalance that left nothing here: nothing restored
+    found = samples(registry)
+    assert found["sequence_monitor_rebalances_total"][0].value == 3
+    assert found["sequence_monitor_restores_total"][0].value == 2
+    assert found["sequence_monitor_restore_seconds_count"][0].value == 2
+    assert found["sequence_monitor_restore_seconds_sum"][0].value == pytest.approx(90.02)
+    assert found["sequence_monitor_last_restore_seconds"][0].value == pytest.approx(90.0)
+    buckets = {float(s.labels["le"]): s.value for s in found["sequence_monitor_restore_seconds_bucket"]}
+    assert min(buckets) <= 0.01 and max(b for b in buckets if b != float("inf")) >= 600  # 10 ms .. 10 min
+    assert buckets[0.01] == 0 and buckets[0.05] == 1 and buckets[60.0] == 1 and buckets[120.0] == 2
+    assert buckets[float("inf")] == 2
+
+
+def test_aborted_transactions_are_counted_by_reason(clocked: Any) -> None:
+    m, registry, _ = clocked
+    for reason in ("CommitFailedError", "KafkaTimeoutError", "CommitFailedError"):
+        m.on_transaction_abort(reason)
+    found = samples(registry)
+    assert {s.labels["reason"]: s.value for s in found["sequence_monitor_transaction_aborts_total"]} == {
+        "CommitFailedError": 2, "KafkaTimeoutError": 1}

@@ -25,7 +25,13 @@ from monitor.errors import MonitorError
 from monitor.hourly.judge import HourlyJudge
 from monitor.hourly.partitioned import PartitionedJudge
 from monitor.ops import export, logs
-from monitor.ops.lifecycle import BundleWatcher, ModelStore, Promoter, Retrainer
+from monitor.ops.lifecycle import (
+    BundleWatcher,
+    ModelStore,
+    Promoter,
+    Retrainer,
+    published_version,
+)
 from monitor.ops.schedule import start_jobs
 from monitor.records import Position
 from monitor.settings import MonitorConfig, load_config
@@ -35,6 +41,7 @@ from monitor.stream.kafka import KafkaSink, KafkaSource, client_options, is_outa
 from monitor.stream.kafka_state import (
     ChangelogReader,
     StateProducer,
+    TopicFollower,
     ensure_topics,
     internal_topics,
 )
@@ -62,12 +69,14 @@ class Application:
     retrainer: Retrainer | None = None
     metrics_server: Any = None
     scheduler: Any = None
+    check_for_new_bundle: Callable[[], Any] | None = None  # default: the watcher's check
 
     def start_jobs(self) -> Any:
         """Start the scheduled jobs (close checks, checkpoints, reload, retrain); ``shutdown`` the result."""
         service = self.service
         self.scheduler = start_jobs(service.config, service.request_close_check, service.request_checkpoint,
-                                    self.watcher.check, self.retrainer.retrain if self.retrainer else None)
+                                    self.check_for_new_bundle or self.watcher.check,
+                                    self.retrainer.retrain if self.retrainer else None)
         return self.scheduler
 
     def request_retrain(self, accepted: list[Accepted]) -> None:
@@ -162,7 +171,7 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
     judge = PartitionedJudge(HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
                                          config.window.sample_size, config.formats))
     topics = internal_topics(config.changelog_topic, config.windows_topic, config.state.windows_partitions,
-                             config.reports_topic)
+                             config.reports_topic, config.models_topic)
     partitions = _connect(lambda: ensure_topics(config.kafka, topics, config.state.replication_factor), stop,
                           "internal topics")
     if partitions is None:
@@ -175,13 +184,26 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
 
     producer = _connect(new_producer, stop, "producer")
     changelog = _connect(lambda: ChangelogReader(config.kafka, config.changelog_topic), stop, "changelog reader")
-    if producer is None or changelog is None:
+    schedule = _connect(lambda: TopicFollower(config.kafka, config.models_topic, "schedule"), stop, "schedule")
+    if producer is None or changelog is None or schedule is None:
         return None
+    store = ModelStore(Path(config.state.path).parent / "models", config.model.threshold_quantile)
+
+    def load_model(version: str) -> Scorer:
+        """A version of the group's schedule: the bundle at model.path when it is that one (kept for
+        restarts), else this member's copy."""
+        if published_version(Path(config.model.path)) == version:
+            loaded = Scorer(bundle_lib.load(Path(config.model.path), config.model.threshold_quantile))
+            if loaded.version == version:
+                store.keep(loaded.bundle)
+                return loaded
+        return store.load(version)
+
     observers: list[Hooks] = [WindowLog(), *hooks]
     metrics_server = _serve_metrics(config, scorer, observers)
     pipeline = RecordPipeline(scorer, judge, config.input, producer, _outputs(config), observers)
     service = GroupService(config, pipeline, judge, new_producer, changelog, partitions[config.windows_topic],
-                           observers, producer=producer)
+                           observers, producer=producer, schedule=schedule, load_model=load_model)
     source = _connect(lambda: KafkaSource(config.kafka, [*config.input.topics, config.windows_topic],
                                           config.input.group_id, config.input.auto_offset_reset,
                                           read_committed=exactly_once, on_revoked=service.on_revoked,
@@ -189,11 +211,19 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
     if source is None:
         return None
     service.attach(source)
+    service.follow_schedule_at_start()
     log.info("state in Kafka: changelog %r, windows %r (%d partitions), reports %r; %s", config.changelog_topic,
              config.windows_topic, partitions[config.windows_topic], config.reports_topic,
              f"transactional id {transactional_id!r}" if transactional_id else "at least once, no transactions")
-    watcher = BundleWatcher(Path(config.model.path), scorer.version, service.refuse_model_change)
-    return Application(service, watcher, None, None, metrics_server)
+    store.keep(scorer.bundle)
+    promoter = Promoter(service, config.compare, config.promotion, store,  # type: ignore[arg-type]
+                        Path(config.state.path).parent / "decisions")
+    # Only the lead (the owner of the windows topic's partition 0) checks model.path and decides.
+    watcher = BundleWatcher(Path(config.model.path), pipeline.scorer.version, promoter.consider,
+                            config.model.threshold_quantile)
+    app = Application(service, watcher, promoter, None, metrics_server)
+    app.check_for_new_bundle = service.if_lead(watcher.check)
+    return app
 
 
 def instance_name() -> str:

@@ -74,6 +74,10 @@ class PartitionedJudge:
     def histories(self) -> dict[str, History]:
         return self.hourly.histories
 
+    def history_copies(self) -> dict[str, History]:
+        """Copies of the judged topics' histories (``HourlyJudge.history_copies``), for shadowing a candidate."""
+        return self.hourly.history_copies()
+
     # -- the owned partitions' side (what the record pipeline calls) ----------------------------------------
     def add(self, partition: Position, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
             flags: np.ndarray, now_ms: int | None = None, sequences: Sequence[str] | None = None,

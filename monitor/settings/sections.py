@@ -275,6 +275,7 @@ class StateConfig(Section, key="state"):
     checkpoint_interval_seconds: float = setting(5.0, positive_number)
     changelog_topic: str | None = setting(None, optional(_topic))
     windows_topic: str | None = setting(None, optional(_topic))
+    models_topic: str | None = setting(None, optional(_topic))
     windows_partitions: int = setting(1, integer(1))
     replication_factor: int | None = setting(None, optional(integer(1)))
     delivery: str = setting("exactly_once", choice("exactly_once", "at_least_once"))
@@ -357,6 +358,11 @@ class MonitorConfig(Section):
         return self.state.windows_topic or f"{self.input.group_id}.windows"
 
     @property
+    def models_topic(self) -> str:
+        """The compacted topic holding the group's model schedule: which model scores which windows."""
+        return self.state.models_topic or f"{self.input.group_id}.models"
+
+    @property
     def reports_topic(self) -> str:
         """The topic every judged window is written to, as one JSON object."""
         return self.reports.topic or f"{self.input.group_id}.reports"
@@ -368,10 +374,12 @@ class MonitorConfig(Section):
                 yield name, f"{topic!r} is also in input.topics; the monitor would read its own output"
         if self.state.store == "kafka":
             if self.retrain.enabled:
-                yield "retrain.enabled", ("needs state.store: sqlite for now: with state in Kafka a model change "
-                                          "is not yet carried across instances")
+                yield "retrain.enabled", ("needs state.store: sqlite: a retrained bundle is written on one "
+                                          "instance's disk; with several, publish bundles at a model.path they "
+                                          "share")
             for name, topic in (("state.changelog_topic", self.changelog_topic), ("state.windows_topic",
                                                                                    self.windows_topic),
+                                ("state.models_topic", self.models_topic),
                                 ("reports.topic", self.reports_topic)):
                 if topic in self.input.topics or topic in (self.output.topic, self.dead_letter.topic):
                     yield name, f"{topic!r} is also an input or output topic; internal topics must be apart"

@@ -33,16 +33,23 @@ from typing import Any
 from monitor.errors import MonitorError, ShutdownTimeout
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
+from monitor.hourly.timeline import iso_utc
 from monitor.records import Polled, Position
 from monitor.stream.hooks import Hooks, Snapshot
 from monitor.stream.kafka import KafkaSource
-from monitor.stream.kafka_state import ChangelogReader, StateProducer, partition_of
+from monitor.stream.kafka_state import (
+    ChangelogReader,
+    StateProducer,
+    TopicFollower,
+    partition_of,
+)
 from monitor.stream.pipeline import RecordPipeline
 from monitor.stream.service import STATS_INTERVAL_S, TICK_INTERVAL_S, kept_of
 
 log = logging.getLogger(__name__)
 
 BACKOFF_MAX_S = 15.0
+SCHEDULE_KEY = "schedule"
 
 
 def partition_key(partition: Position) -> str:
@@ -68,7 +75,10 @@ class GroupService:
     def __init__(self, config: Any, pipeline: RecordPipeline, judge: PartitionedJudge,
                  new_producer: Callable[[], StateProducer], changelog: ChangelogReader, windows_partitions: int,
                  hooks: Sequence[Hooks] = (), clock: Callable[[], float] = time.time,
-                 producer: StateProducer | None = None) -> None:
+                 producer: StateProducer | None = None, schedule: TopicFollower | None = None,
+                 load_model: Callable[[str], Any] | None = None) -> None:
+        """``schedule`` follows the models topic; ``load_model`` gives the scorer of a bundle version (from
+        ``model.path`` or the local copies), for the takeovers the lead decides."""
         self.config = config
         self.pipeline = pipeline
         self.judge = judge
@@ -97,6 +107,11 @@ class GroupService:
         self.rebalances = 0
         self.aborts = 0
         self._pending_assignment: set[Position] | None = None
+        self.schedule = schedule
+        self.load_model = load_model
+        self._decisions: list[tuple[Any, Any]] = []
+        self._decisions_lock = threading.Lock()
+        self._schedule_known = False
 
     def attach(self, source: KafkaSource) -> None:
         self.source = source
@@ -111,10 +126,23 @@ class GroupService:
     def request_checkpoint(self) -> None:
         self._commit_requested.set()
 
-    def refuse_model_change(self, candidate: Any) -> None:
-        """A bundle published at ``model.path``: not taken over (see the README's "Scaling out")."""
-        log.warning("model %s published at model.path is not taken over: with state.store kafka a model change "
-                    "is not yet carried across instances; %s goes on scoring", candidate.version, self.scorer.version)
+    def offer_decision(self, report: Any, scorer: Any) -> None:
+        """A decision on a candidate (``monitor.ops.lifecycle.Promoter``, on the lead): with ``scorer``, it
+        takes over at the next window boundary for the whole group."""
+        with self._decisions_lock:
+            self._decisions.append((report, scorer))
+
+    @property
+    def is_lead(self) -> bool:
+        """Whether this member decides model changes: it owns the windows topic's partition 0."""
+        return self.source is not None and (self.windows_topic, 0) in self.source.assignment()
+
+    def if_lead(self, job: Callable[[], Any]) -> Callable[[], None]:
+        """``job`` made to run on the lead only (the scheduled check of ``model.path``)."""
+        def run() -> None:
+            if self.is_lead:
+                job()
+        return run
 
     @property
     def scorer(self) -> Any:
@@ -215,12 +243,97 @@ class GroupService:
         self._forward()
 
     def _do_requests(self) -> None:
+        self._follow_schedule()
+        with self._decisions_lock:
+            decisions, self._decisions = self._decisions, []
+        for report, scorer in decisions:
+            self._decide(report, scorer)
         if self._close_requested.is_set():
             self._close_requested.clear()
             self.close_by_clock()
         if self._commit_requested.is_set():
             self._commit_requested.clear()
             self.commit()
+
+    # -- the group's model schedule -------------------------------------------------------------------------
+    def follow_schedule_at_start(self) -> None:
+        """Take the group's schedule before reading anything (a restart scores each window as before)."""
+        if self.schedule is not None:
+            value = self.schedule.read_to_end()
+            if value is not None:
+                self._apply_schedule(json.loads(value))
+
+    def _follow_schedule(self) -> None:
+        if self.schedule is None:
+            return
+        value = self.schedule.poll()
+        if value is not None:
+            self._apply_schedule(json.loads(value))
+        elif not self._schedule_known and self.is_lead:
+            # The first lead of a new group writes the schedule it starts with: members with another bundle
+            # at model.path then follow it (or say they cannot) instead of scoring with their own.
+            self._publish_schedule()
+
+    def _schedule_now(self) -> list[list[Any]]:
+        return [[t.from_ms, t.scorer.version] for t in self.pipeline.models.takeovers]
+
+    def _publish_schedule(self, extra: tuple[int | None, str] | None = None) -> None:
+        takeovers = self._schedule_now() + ([list(extra)] if extra else [])
+        self.producer.send(self.config.models_topic, SCHEDULE_KEY, _json({"takeovers": takeovers}))
+        self.commit()
+        self._schedule_known = True
+
+    def _schedule_margin_ms(self) -> int:
+        """How long members may take to read a new schedule: two commits, and at least 10 s."""
+        return int(max(10.0, 2 * self.config.state.checkpoint_interval_seconds) * 1000)
+
+    def _apply_schedule(self, value: dict[str, Any]) -> None:
+        """Score as the group's schedule says: the same model for the same window on every member."""
+        self._schedule_known = True
+        wanted = [(None if f is None else int(f), str(v)) for f, v in value["takeovers"]]
+        if wanted == [(f, v) for f, v in ((t.from_ms, t.scorer.version) for t in self.pipeline.models.takeovers)]:
+            return
+        models = self.pipeline.models
+        latest = self.judge.latest_event_ms()
+        late = [(f, v) for f, v in wanted if f is not None and latest is not None and f <= latest
+                and (f, v) not in {(t.from_ms, t.scorer.version) for t in models.takeovers}]
+        for from_ms, version in late:
+            log.error("model %s takes over from %s, but this member has read records up to %s: the window at the "
+                      "boundary mixes models on its partitions", version, iso_utc(from_ms), iso_utc(latest))
+        known = {t.scorer.version: t.scorer for t in models.takeovers}
+        for from_ms, version in wanted:  # rebuilt in order: the first takeover (from None) resets the rest
+            scorer = known.get(version)
+            if scorer is None and self.load_model is not None:
+                try:
+                    scorer = self.load_model(version)
+                except MonitorError as exc:
+                    log.error("the group's schedule names model %s, which this member cannot load (%s): "
+                              "publish it at model.path on every member; %s goes on scoring", version, exc,
+                              models.current.version)
+            if scorer is not None:
+                self.pipeline.promote(scorer, from_ms)
+        log.info("following the group's model schedule: %s", ", ".join(
+            f"{v} from {'the first window' if f is None else iso_utc(f)}" for f, v in wanted))
+
+    def _decide(self, report: Any, scorer: Any) -> None:
+        boundary = None
+        if scorer is not None and self.is_lead:
+            # The first boundary after both the wall clock and the latest event seen here, with a margin for
+            # every member to read the schedule: no member has a window open past it (unless its event times
+            # run ahead of the clock).
+            latest = max(int(self._clock() * 1000), self.judge.latest_event_ms() or 0)
+            boundary = self.pipeline.models.boundary_after(latest + self._schedule_margin_ms())
+            log.info("model %s promoted over %s (%s) for the whole group: it scores the windows from %s",
+                     scorer.version, self.scorer.version, report.outcome, iso_utc(boundary))
+            self._publish_schedule((boundary, scorer.version))
+        elif scorer is not None:
+            log.warning("candidate %s dropped: this member no longer decides model changes", scorer.version)
+            return
+        else:
+            log.warning("candidate model %s refused; %s stays: %s", report.candidate, self.scorer.version,
+                        "; ".join(report.reasons))
+        for hook in self.hooks:
+            hook.on_model_decision(report.summary())
 
     # -- commits and hand-overs ------------------------------------------------------------------------------
     def commit(self, inside_poll: bool = False) -> None:
@@ -400,7 +513,8 @@ class GroupService:
     def _close(self) -> None:
         self._log_stats()
         for name, close in (("consumer", self.source.close if self.source else None),
-                            ("producer", self.producer.close), ("changelog reader", self.changelog.close)):
+                            ("producer", self.producer.close), ("changelog reader", self.changelog.close),
+                            ("schedule follower", self.schedule.close if self.schedule else None)):
             try:
                 if close is not None:
                     close()

@@ -41,12 +41,15 @@ class InternalTopic:
     compacted: bool = False
 
 
-def internal_topics(changelog: str, windows: str, windows_partitions: int, reports: str) -> list[InternalTopic]:
-    """The changelog (compacted: the latest state per key, old values cleaned within minutes), the windows
-    topic (closed partition windows on their way to the judge: a week is plenty), the reports topic."""
+def internal_topics(changelog: str, windows: str, windows_partitions: int, reports: str,
+                    models: str) -> list[InternalTopic]:
+    """The changelog (compacted: the latest state per key, old values cleaned within minutes), the models
+    topic (compacted: the group's model schedule), the windows topic (closed partition windows on their way
+    to the judge: a week is plenty), the reports topic."""
     big = {"max.message.bytes": str(MAX_STATE_BYTES)}
-    return [InternalTopic(changelog, 1, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1",
-                                         "segment.ms": "600000", "delete.retention.ms": "86400000", **big}, True),
+    compacted = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000",
+                 "delete.retention.ms": "86400000"}
+    return [InternalTopic(changelog, 1, {**compacted, **big}, True), InternalTopic(models, 1, compacted, True),
             InternalTopic(windows, windows_partitions, {"cleanup.policy": "delete", "retention.ms": "604800000", **big}),
             InternalTopic(reports, 1, {})]
 
@@ -143,6 +146,44 @@ class ChangelogReader:
                     else:
                         latest[key] = record.value
         return latest, read
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+class TopicFollower:
+    """Follows a one-partition compacted topic from its start, committed records only: ``poll`` returns the
+    latest value of ``key`` that arrived since the last call, without waiting (``None``: nothing new)."""
+
+    def __init__(self, kafka: Any, topic: str, key: str) -> None:
+        options = {**client_options(kafka, "consumer"), "isolation_level": "read_committed"}
+        self.key = key.encode("utf-8")
+        self.consumer = KafkaConsumer(**options, group_id=None, enable_auto_commit=False,
+                                      auto_offset_reset="earliest")
+        self.partition = TopicPartition(topic, 0)
+        self.consumer.assign([self.partition])
+        self.consumer.seek_to_beginning(self.partition)
+
+    def read_to_end(self) -> bytes | None:
+        """Everything up to the topic's current end: the latest value (``None``: none yet)."""
+        end = self.consumer.end_offsets([self.partition])[self.partition]
+        latest = None
+        deadline = time.monotonic() + RESTORE_TIMEOUT_S
+        while self.consumer.position(self.partition) < end:
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"reading {self.partition.topic} took more than {RESTORE_TIMEOUT_S:.0f} s")
+            latest = self._latest(self.consumer.poll(timeout_ms=500), latest)
+        return latest
+
+    def poll(self) -> bytes | None:
+        return self._latest(self.consumer.poll(timeout_ms=0), None)
+
+    def _latest(self, polled: Mapping[Any, Any], latest: bytes | None) -> bytes | None:
+        for records in polled.values():
+            for record in records:
+                if record.key == self.key and record.value is not None:
+                    latest = record.value
+        return latest
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)

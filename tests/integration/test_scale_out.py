@@ -146,17 +146,18 @@ def assert_exactly_once(config: MonitorConfig, topic: str, rows: list[tuple[int,
     assert len(dead) == len(rows) - valid(rows) and max(dead.values()) == 1
 
 
+@pytest.mark.parametrize("delivery", ["exactly_once", "at_least_once"])
 def test_one_instance_with_state_in_kafka_judges_every_hour_as_replay_does(
         kafka_broker: Any, stream: tuple[str, list[tuple[int, int, bytes]]], bundle_dir: Path,
-        serial_bundle: Bundle, replayed: list[dict[str, Any]]) -> None:
+        serial_bundle: Bundle, replayed: list[dict[str, Any]], delivery: str) -> None:
     topic, rows = stream
-    config = service_config(kafka_broker.bootstrap_servers, topic, bundle_dir, **kafka_settings())
+    config = service_config(kafka_broker.bootstrap_servers, topic, bundle_dir, **kafka_settings(delivery=delivery))
     with Running(config, serial_bundle) as service:
         wait_for(lambda: service.pipeline.counts.consumed >= len(rows), 240, "the whole stream consumed")
         wait_for(lambda: len(reports(config)) >= WINDOWS, 60, "every hour judged")
     assert service.pipeline.counts.late == 0
     assert_equal_figures(reports(config), replayed)
-    assert_exactly_once(config, topic, rows)
+    assert_exactly_once(config, topic, rows)  # uninterrupted, at least once repeats nothing either
 
 
 def group_files(config: MonitorConfig, folder: Path, count: int) -> list[Path]:
@@ -279,3 +280,83 @@ def test_a_quiet_partition_holds_no_hour_open_beyond_its_heartbeat(
     got = reports(config)
     assert [r["start_ms"] for r in got[:2]] == [START_MS, START_MS + WINDOW_S * 1000]
     assert [r["count"] for r in got[:2]] == [200, WINDOW_S * 1000 // 200]
+
+
+def test_a_model_published_while_two_instances_run_takes_over_at_one_boundary_on_both(
+        kafka_broker: Any, bundle_dir: Path, retrained_bundle_dir: Path, serial_bundle: Bundle,
+        tmp_path: Path) -> None:
+    """Live event times: the lead decides the takeover at a window boundary after the wall clock, every
+    member follows the group's schedule; the hours equal replay's with the same change applied."""
+    import shutil
+    import threading
+
+    from monitor.core import bundle as bundle_lib
+
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "models", partitions=4)
+    published = Path(shutil.copytree(bundle_dir, tmp_path / "published"))
+    window_s = 5
+    settings = kafka_settings()
+    settings.update(window={"length_seconds": window_s, "allowed_lateness_seconds": 3, "quiet_seconds": 4,
+                            "close_check_seconds": 0.5},
+                    reload={"check_interval_seconds": 0.5}, promotion={"shadow": False})
+    config = service_config(bootstrap, topic, published, **settings)
+    files = group_files(config, tmp_path, 2)
+    logs = [tmp_path / "i0.log", tmp_path / "i1.log"]
+    sequences = iter(generate.sample("serial", 50_000, seed=21))
+    sent: list[tuple[int, int, bytes]] = []
+    producing = threading.Event()
+    producing.set()
+
+    def produce_live() -> None:
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        i = 0
+        while producing.is_set():
+            now_ms = int(time.time() * 1000)
+            value = next(sequences).encode()
+            producer.send(topic, value=value, partition=i % 4, timestamp_ms=now_ms)
+            sent.append((i % 4, now_ms, value))
+            i += 1
+            time.sleep(0.004)
+        producer.flush()
+        producer.close()
+
+    retrained = Scorer(bundle_lib.load(retrained_bundle_dir))
+    processes = [start_service(files[i], logs[i]) for i in range(2)]
+    thread = threading.Thread(target=produce_live, daemon=True)
+    try:
+        wait_for(lambda: all(owned_now(log) for log in logs), 120, "both instances owning partitions")
+        thread.start()
+        wait_for(lambda: len(reports(config)) >= 3, 90, "three windows judged with the first model")
+        bundle_lib.save(retrained.bundle, published)  # a new model is published at the shared model.path
+        wait_for(lambda: any(r["model_version"] == retrained.version for r in reports(config)), 90,
+                 "a window judged with the new model")
+        time.sleep(2 * window_s)
+        producing.clear()
+        thread.join(30)
+        wait_for(lambda: sum(r["count"] for r in reports(config)) >= len(sent), 60, "every record judged")
+    finally:
+        producing.clear()
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    schedule = [json.loads(r.value) for r in read_committed(bootstrap, config.models_topic)][-1]["takeovers"]
+    assert [v for _, v in schedule] == [serial_bundle.version, retrained.version]
+    boundary = schedule[-1][0]
+    got = reports(config)
+    assert {r["model_version"] for r in got if r["start_ms"] < boundary} == {serial_bundle.version}
+    assert {r["model_version"] for r in got if r["start_ms"] >= boundary} == {retrained.version}
+    path = tmp_path / "sent.jsonl"
+    path.write_text("".join(json.dumps({"sequence": v.decode(), "timestamp": t}) + "\n"
+                            for _, t, v in sorted(sent, key=lambda row: row[1])))
+    replay_config = config_from_dict({k: v for k, v in settings.items() if k != "state"}, environ={})
+    judge = HourlyJudge(replay_config.window.length_ms, replay_config.window.allowed_lateness_ms,
+                        replay_config.compare, replay_config.window.sample_size, replay_config.formats)
+    result = replay(path, Scorer(serial_bundle), judge, ReplayColumns(), replay_config.input,
+                    changes=[(boundary, retrained)])
+    assert sum(r["count"] for r in got) == len(sent)
+    assert_equal_figures(got, [r.to_dict() for r in result.reports])

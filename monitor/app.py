@@ -184,7 +184,7 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
 
     producer = _connect(new_producer, stop, "producer")
     changelog = _connect(lambda: ChangelogReader(config.kafka, config.changelog_topic), stop, "changelog reader")
-    schedule = _connect(lambda: TopicFollower(config.kafka, config.models_topic, "schedule"), stop, "schedule")
+    schedule = _connect(lambda: TopicFollower(config.kafka, config.models_topic), stop, "schedule")
     if producer is None or changelog is None or schedule is None:
         return None
     store = ModelStore(Path(config.state.path).parent / "models", config.model.threshold_quantile)

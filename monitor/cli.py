@@ -531,7 +531,8 @@ def _add_candidate(commands: argparse._SubParsersAction) -> None:
                  "be refused")
     p.add_argument("--model", type=Path, required=True, help="the bundle in use")
     p.add_argument("--candidate", type=Path, required=True, help="the bundle to compare")
-    p.add_argument("--state", type=Path, required=True, help="the service's state file (read only)")
+    p.add_argument("--state", type=Path, help="the service's state file (read only); with state.store kafka in "
+                                              "--config, the history is read from the changelog instead")
     p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
                    help="compare and promotion settings from this configuration (env MONITOR_CONFIG)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON, every window included")
@@ -550,7 +551,9 @@ def _add_accept(commands: argparse._SubParsersAction) -> None:
                  "the retraining\ncorpus, the windows it covers serve in baselines again, and a retrain is "
                  "requested (the running service\napplies it at its next checkpoint; the candidate then goes "
                  "through promotion).")
-    p.add_argument("--state", type=Path, required=True, help="the service's state file")
+    p.add_argument("--state", type=Path, help="the service's state file; with state.store kafka in --config, the "
+                                              "history is read from the changelog and the acceptance written to "
+                                              "the group's models topic instead")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--window", metavar="TIME", help="the window holding TIME (ISO 8601 or epoch ms): its sampled "
                                                        "sequences")

@@ -1,5 +1,6 @@
 """Model changes from the command line: ``candidate`` (would this bundle be promoted over the one in use?)
-and ``accept`` (a flagged format is legitimate), both working on the service's state file.
+and ``accept`` (a flagged format is legitimate), both working on the service's state: its file, or with
+``state.store: kafka`` its changelog (and the group's models topic, where an acceptance is written).
 
 ``candidate`` runs the comparison the service runs before a promotion (``monitor.hourly.shadow``) on the
 state's history and samples, and only reads the file. ``accept`` records a declaration in the file; the
@@ -11,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import time
+import uuid
 from contextlib import closing
 from pathlib import Path
 
@@ -18,9 +21,12 @@ from monitor.core import bundle as bundle_lib
 from monitor.core.score import Scorer
 from monitor.errors import InputError, StateError
 from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.partitioned import PartitionedJudge
 from monitor.hourly.shadow import shadow
 from monitor.hourly.timeline import iso_utc, parse_time, window_start
 from monitor.settings import MonitorConfig, load_config
+from monitor.stream.group import ACCEPTED_PREFIX, topic_state
+from monitor.stream.kafka_state import ChangelogReader, publish
 from monitor.stream.service import restore
 from monitor.stream.state import StateStore
 
@@ -49,7 +55,7 @@ def run_accept(args: argparse.Namespace) -> int:
         start = window_start(_time(args.window), judge.length_ms)
         sequences = [s for by_start in samples.values() if start in by_start for s in by_start[start].kept()[0]]
         if not sequences:
-            raise InputError(f"no window starting {iso_utc(start)} with a sample in {args.state}"
+            raise InputError(f"no window starting {iso_utc(start)} with a sample in {args.state or config.changelog_topic}"
                              f"{' on topic ' + repr(args.topic) if args.topic else ''}; the kept windows start "
                              f"from {_oldest(judge)}")
         kind, value = "window", str(start)
@@ -64,17 +70,32 @@ def run_accept(args: argparse.Namespace) -> int:
         sequences = sorted({s for by_start in samples.values() for sample in by_start.values()
                             for s in sample.kept()[0] if pattern.search(s)})
         if not sequences:
-            raise InputError(f"--pattern {args.pattern!r} matches none of the sampled sequences in {args.state}")
+            raise InputError(f"--pattern {args.pattern!r} matches none of the sampled sequences in "
+                             f"{args.state or config.changelog_topic}")
         kind, value = "pattern", args.pattern
+    shown = value if kind != "window" else iso_utc(int(value))
+    if config.state.store == "kafka":
+        record = {"at_ms": int(time.time() * 1000), "kind": kind, "value": value, "topic": args.topic,
+                  "sequences": sequences}
+        publish(config.kafka, config.models_topic, f"{ACCEPTED_PREFIX}{uuid.uuid4().hex}",
+                json.dumps(record).encode("utf-8"))
+        print(f"accepted ({kind} {shown}): written to {config.models_topic}. The member judging each topic applies "
+              "it within a commit interval: the windows it covers serve in baselines again (with state in Kafka "
+              "retraining is off; publish a bundle that knows the format at model.path)")
+        return 0
     with closing(StateStore(args.state)) as state:
         number = state.add_accepted(kind, value, args.topic, sequences)
-    print(f"accepted #{number} ({kind} {value if kind != 'window' else iso_utc(int(value))}): {len(sequences)} "
+    print(f"accepted #{number} ({kind} {shown}): {len(sequences)} "
           "sequences join the retraining corpus. The service applies it at its next checkpoint: the windows it "
           "covers serve in baselines again and a retrain is requested (its candidate goes through promotion).")
     return 0
 
 
-def _restored(path: Path, config: MonitorConfig) -> HourlyJudge:
+def _restored(path: Path | None, config: MonitorConfig) -> HourlyJudge:
+    if config.state.store == "kafka":
+        return _restored_from_kafka(config)
+    if path is None:
+        raise InputError("--state is required: the service's state.path (or give --config with state.store kafka)")
     if not path.is_file():
         raise StateError(f"no state file at {path}: point --state at the service's state.path")
     with closing(StateStore(path)) as state:
@@ -88,6 +109,25 @@ def _restored(path: Path, config: MonitorConfig) -> HourlyJudge:
                             config.formats)
         restore(state, judge)
     return judge
+
+
+def _restored_from_kafka(config: MonitorConfig) -> HourlyJudge:
+    """The judged topics' histories as the group's changelog holds them."""
+    reader = ChangelogReader(config.kafka, config.changelog_topic)
+    try:
+        state, _ = reader.read()
+    finally:
+        reader.close()
+    judge = PartitionedJudge(HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
+                                         config.window.sample_size, config.formats))
+    for topic in config.input.topics:
+        stored, hours = topic_state(state, topic)
+        if stored is not None:
+            judge.judge_topic(topic, stored, hours)
+    if not judge.hourly.histories:
+        raise StateError(f"the changelog {config.changelog_topic!r} holds no judged window of "
+                         f"{', '.join(config.input.topics)} yet: nothing to compare or accept")
+    return judge.hourly
 
 
 def _time(text: str) -> int:

@@ -196,7 +196,7 @@ class PartitionedJudge:
             h.streaks[topic] = 0
             return
         kept = kept or {}
-        samples = {start: WindowSample.from_dict(k) for start, k in kept.items() if "sample" in k}
+        samples = {start: WindowSample.from_dict(k) for start, k in kept.items() if "sequences" in k}
         formats = {start: FormatCounts.from_dict(k["formats"]) for start, k in kept.items() if "formats" in k}
         self.assemblers[topic] = HourAssembler.restore(snapshot["assembly"])
         h.histories[topic] = History.from_list(snapshot["history"], h.settings, h.length_ms, samples, formats)

@@ -27,10 +27,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from monitor.errors import MonitorError, ShutdownTimeout
+from monitor.errors import BrokerUnavailable, MonitorError, ShutdownTimeout
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
 from monitor.hourly.timeline import iso_utc
@@ -44,12 +44,19 @@ from monitor.stream.kafka_state import (
     partition_of,
 )
 from monitor.stream.pipeline import RecordPipeline
-from monitor.stream.service import STATS_INTERVAL_S, TICK_INTERVAL_S, kept_of
+from monitor.stream.service import (
+    STATS_INTERVAL_S,
+    TICK_INTERVAL_S,
+    accepted_windows,
+    kept_of,
+)
+from monitor.stream.state import Accepted
 
 log = logging.getLogger(__name__)
 
 BACKOFF_MAX_S = 15.0
 SCHEDULE_KEY = "schedule"
+ACCEPTED_PREFIX = "accepted/"
 
 
 def partition_key(partition: Position) -> str:
@@ -62,6 +69,14 @@ def judge_key(topic: str) -> str:
 
 def hour_key(topic: str, start_ms: int) -> str:
     return f"hour/{topic}/{start_ms}"
+
+
+def topic_state(state: Mapping[str, bytes], topic: str) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
+    """A judged topic's snapshot (``None``: never judged) and its kept windows' samples and format counts
+    by start, from the changelog's latest values."""
+    prefix = f"hour/{topic}/"
+    hours = {int(k[len(prefix):]): json.loads(v) for k, v in state.items() if k.startswith(prefix)}
+    return (json.loads(state[judge_key(topic)]) if judge_key(topic) in state else None), hours
 
 
 def _json(value: Any) -> bytes:
@@ -83,7 +98,7 @@ class GroupService:
         self.pipeline = pipeline
         self.judge = judge
         self.new_producer = new_producer
-        self.producer = producer or new_producer()
+        self.producer: StateProducer | None = producer or new_producer()
         pipeline.sink = self.producer
         self.changelog = changelog
         self.windows_partitions = windows_partitions
@@ -112,6 +127,9 @@ class GroupService:
         self._decisions: list[tuple[Any, Any]] = []
         self._decisions_lock = threading.Lock()
         self._schedule_known = False
+        self._rewind_needed = False
+        self._accepted: list[Accepted] = []
+        self._accepted_through: dict[str, int] = {}  # per judged topic: the last accepted record applied
 
     def attach(self, source: KafkaSource) -> None:
         self.source = source
@@ -159,6 +177,7 @@ class GroupService:
         try:
             while not self._stop.is_set():
                 try:
+                    self._mend()
                     self.run_once()
                     self._do_requests()
                     backoff = 1.0
@@ -222,14 +241,14 @@ class GroupService:
         assert self.source is not None
         for close in self.judge.take_outbox():
             topic = close.partition[0]
-            self.producer.send(self.windows_topic, topic, _json({**close.to_dict(), "model_version": self.scorer.version}),
-                               partition_of(topic, self.windows_partitions))
+            value = _json({**close.to_dict(), "model_version": self.scorer.version})
+            self._producer().send(self.windows_topic, topic, value, partition_of(topic, self.windows_partitions))
             self._dirty_partitions.add(close.partition)
         if not self.judged:
             return
         reports = self.judge.assemble(self.pipeline.models.scorer_for, self.source.partitions_of)
         for report in reports:
-            self.producer.send(self.config.reports_topic, report.topic, _json(report.to_dict()))
+            self._producer().send(self.config.reports_topic, report.topic, _json(report.to_dict()))
             self._judged_since_commit.append(report)
             self._dirty_topics.add(report.topic)
         self.pipeline.announce(reports)
@@ -255,31 +274,57 @@ class GroupService:
             self._commit_requested.clear()
             self.commit()
 
-    # -- the group's model schedule -------------------------------------------------------------------------
+    # -- the group's model schedule and accepted formats (the models topic) ------------------------------
     def follow_schedule_at_start(self) -> None:
-        """Take the group's schedule before reading anything (a restart scores each window as before)."""
+        """Take the group's schedule (and the accepted formats) before reading anything: a restart scores
+        each window as before."""
         if self.schedule is not None:
-            value = self.schedule.read_to_end()
-            if value is not None:
-                self._apply_schedule(json.loads(value))
+            self._take_models_records(self.schedule.read_to_end())
 
     def _follow_schedule(self) -> None:
         if self.schedule is None:
             return
-        value = self.schedule.poll()
-        if value is not None:
-            self._apply_schedule(json.loads(value))
-        elif not self._schedule_known and self.is_lead:
+        self._take_models_records(self.schedule.poll())
+        if not self._schedule_known and self.is_lead:
             # The first lead of a new group writes the schedule it starts with: members with another bundle
             # at model.path then follow it (or say they cannot) instead of scoring with their own.
             self._publish_schedule()
+
+    def _take_models_records(self, records: list[tuple[int, str, bytes]]) -> None:
+        schedule = None
+        for offset, key, value in records:
+            if key == SCHEDULE_KEY:
+                schedule = value
+            elif key.startswith(ACCEPTED_PREFIX):
+                data = json.loads(value)
+                self._accepted.append(Accepted(offset, int(data["at_ms"]), str(data["kind"]), str(data["value"]),
+                                               data.get("topic"), list(data["sequences"])))
+        if schedule is not None:
+            self._apply_schedule(json.loads(schedule))
+        self._apply_accepted(self.judged)
+
+    def _apply_accepted(self, topics: set[str]) -> None:
+        """Apply each accepted format once to each judged topic (its windows serve in baselines again); how
+        far a topic has taken them in is part of its state, so a new judge does not apply one twice."""
+        for accepted in self._accepted:
+            for topic in sorted(topics):
+                if accepted.id <= self._accepted_through.get(topic, -1) or accepted.topic not in (None, topic):
+                    self._accepted_through[topic] = max(self._accepted_through.get(topic, -1), accepted.id)
+                    continue
+                windows = [w for w in accepted_windows(self.judge.hourly, accepted) if w[0] == topic]
+                for _, start in windows:
+                    self.judge.hourly.accept(topic, start)
+                log.warning("format accepted (%s %s) on %s: %d windows serve in baselines again", accepted.kind,
+                            accepted.value, topic, len(windows))
+                self._accepted_through[topic] = accepted.id
+                self._dirty_topics.add(topic)
 
     def _schedule_now(self) -> list[list[Any]]:
         return [[t.from_ms, t.scorer.version] for t in self.pipeline.models.takeovers]
 
     def _publish_schedule(self, extra: tuple[int | None, str] | None = None) -> None:
         takeovers = self._schedule_now() + ([list(extra)] if extra else [])
-        self.producer.send(self.config.models_topic, SCHEDULE_KEY, _json({"takeovers": takeovers}))
+        self._producer().send(self.config.models_topic, SCHEDULE_KEY, _json({"takeovers": takeovers}))
         self.commit()
         self._schedule_known = True
 
@@ -342,27 +387,29 @@ class GroupService:
         consumer, which cannot block there; the changelog, which holds them too, is where a new owner
         resumes."""
         assert self.source is not None
+        producer = self._producer()
         changelog = self.config.changelog_topic
         for partition in sorted(self._dirty_partitions & self.owned):
             if partition in self.positions:
-                self.producer.send(changelog, partition_key(partition),
+                producer.send(changelog, partition_key(partition),
                                    _json({"windows": self.judge.partition_snapshot(partition),
                                           "offset": self.positions[partition]}))
         for report in self._judged_since_commit:
             if report.topic in self.judged:
-                self.producer.send(changelog, hour_key(report.topic, report.start_ms), _json(kept_of(report)))
+                producer.send(changelog, hour_key(report.topic, report.start_ms), _json(kept_of(report)))
         for topic in sorted(self._dirty_topics & self.judged):
             windows_partition = (self.windows_topic, partition_of(topic, self.windows_partitions))
-            self.producer.send(changelog, judge_key(topic), _json({**self.judge.topic_snapshot(topic),
-                                                                 "windows_offset": self.positions.get(windows_partition)}))
+            producer.send(changelog, judge_key(topic), _json({
+                **self.judge.topic_snapshot(topic), "windows_offset": self.positions.get(windows_partition),
+                "accepted_through": self._accepted_through.get(topic, -1)}))
             stored = self._stored_hours.setdefault(topic, set())
             stored.update(r.start_ms for r in self._judged_since_commit if r.topic == topic)
             kept = set(self.judge.kept_windows(topic))
             for start in sorted(stored - kept):
-                self.producer.send(changelog, hour_key(topic, start), None)
+                producer.send(changelog, hour_key(topic, start), None)
             self._stored_hours[topic] = stored & kept
         assigned = self.source.assignment()
-        self.producer.commit({p: o for p, o in self.positions.items() if p in assigned}, self.source.consumer,
+        producer.commit({p: o for p, o in self.positions.items() if p in assigned}, self.source.consumer,
                              through_consumer=not inside_poll)
         self._dirty_partitions.clear()
         self._dirty_topics.clear()
@@ -415,12 +462,12 @@ class GroupService:
             self.source.seek(partition, offset)
             self.positions[partition] = offset
         for topic in sorted(judged):
-            prefix = f"hour/{topic}/"
-            hours = {int(k[len(prefix):]): json.loads(v) for k, v in state.items() if k.startswith(prefix)}
-            stored = json.loads(state[judge_key(topic)]) if judge_key(topic) in state else None
+            stored, hours = topic_state(state, topic)
             self.judge.judge_topic(topic, stored, hours)
             self._stored_hours[topic] = set(hours)
+            self._accepted_through[topic] = int(stored.get("accepted_through", -1)) if stored else -1
         self.owned, self.judged = inputs, judged
+        self._apply_accepted(judged)
         seconds = time.monotonic() - started
         level = logging.WARNING if seconds > self.config.state.restore_warning_seconds else logging.INFO
         log.log(level, "assigned %d input partitions (%s) and the judging of %s; restored in %.2f s from %d "
@@ -468,14 +515,32 @@ class GroupService:
         self._dirty_topics.clear()
         self._judged_since_commit = []
         self._stored_hours.clear()
+        self._accepted_through.clear()
 
     def _recover(self, exc: BaseException) -> None:
-        """A send or commit failed: abort, and go back to the committed state of what is still owned."""
+        """A send or commit failed: abort, and go back to the committed state of what is still owned (at the
+        next turn of the loop, by ``_mend``: during an outage that may fail again, and is retried)."""
         self._abort(exc)
-        assert self.source is not None
-        assigned = self.source.assignment()
-        if assigned:
-            self.take_over(assigned)
+        self._release()
+        self._rewind_needed = True
+
+    def _producer(self) -> StateProducer:
+        if self.producer is None:
+            raise BrokerUnavailable("no producer: the last one was given up and a new one is not made yet")
+        return self.producer
+
+    def _mend(self) -> None:
+        """Before a batch: a producer where the last one was given up, the owned state re-read after an
+        abort."""
+        if self.producer is None:
+            self.producer = self.new_producer()
+            self.pipeline.sink = self.producer
+        if self._rewind_needed:
+            assert self.source is not None
+            assigned = self.source.assignment()
+            if assigned:
+                self.take_over(assigned)
+            self._rewind_needed = False
 
     def _abort(self, exc: BaseException) -> None:
         self.aborts += 1
@@ -483,16 +548,18 @@ class GroupService:
         log.warning("transaction aborted (%s: %s); resuming from the last commit", reason, str(exc)[:300])
         for hook in self.hooks:
             hook.on_transaction_abort(reason)
+        if self.producer is None:
+            return
         try:
             self.producer.abort()
         except Exception:  # noqa: BLE001 - fenced or timed out: this producer is done, a new one takes over
-            log.warning("the producer cannot abort (fenced, or its transaction timed out); making a new one")
+            log.warning("the producer cannot abort (fenced, its transaction timed out, or the cluster is away); "
+                        "a new one takes over")
             try:
                 self.producer.close(timeout_s=5)
             except Exception:  # noqa: BLE001
                 pass
-            self.producer = self.new_producer()
-            self.pipeline.sink = self.producer
+            self.producer = None
 
     # -- observers -------------------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -513,7 +580,8 @@ class GroupService:
     def _close(self) -> None:
         self._log_stats()
         for name, close in (("consumer", self.source.close if self.source else None),
-                            ("producer", self.producer.close), ("changelog reader", self.changelog.close),
+                            ("producer", self.producer.close if self.producer else None),
+                            ("changelog reader", self.changelog.close),
                             ("schedule follower", self.schedule.close if self.schedule else None)):
             try:
                 if close is not None:
@@ -525,7 +593,7 @@ class GroupService:
 def _recoverable(exc: BaseException) -> bool:
     """Errors of the cluster or the group (an outage, a rebalance, a fenced or timed-out transaction): the
     transaction is aborted and the work done again from the last commit. Anything else is a bug."""
-    return isinstance(exc, MonitorError) or type(exc).__module__.startswith("kafka")
+    return isinstance(exc, BrokerUnavailable) or type(exc).__module__.startswith("kafka")
 
 
 def _offset_in(value: bytes | None, key: str) -> int:

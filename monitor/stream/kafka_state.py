@@ -152,41 +152,47 @@ class ChangelogReader:
 
 
 class TopicFollower:
-    """Follows a one-partition compacted topic from its start, committed records only: ``poll`` returns the
-    latest value of ``key`` that arrived since the last call, without waiting (``None``: nothing new)."""
+    """Follows a one-partition topic from its start, committed records only: ``read_to_end`` and ``poll``
+    (which does not wait) return the records that arrived since the last call, as (offset, key, value)."""
 
-    def __init__(self, kafka: Any, topic: str, key: str) -> None:
+    def __init__(self, kafka: Any, topic: str) -> None:
         options = {**client_options(kafka, "consumer"), "isolation_level": "read_committed"}
-        self.key = key.encode("utf-8")
         self.consumer = KafkaConsumer(**options, group_id=None, enable_auto_commit=False,
                                       auto_offset_reset="earliest")
         self.partition = TopicPartition(topic, 0)
         self.consumer.assign([self.partition])
         self.consumer.seek_to_beginning(self.partition)
 
-    def read_to_end(self) -> bytes | None:
-        """Everything up to the topic's current end: the latest value (``None``: none yet)."""
+    def read_to_end(self) -> list[tuple[int, str, bytes]]:
+        """Everything up to the topic's current end."""
         end = self.consumer.end_offsets([self.partition])[self.partition]
-        latest = None
+        records: list[tuple[int, str, bytes]] = []
         deadline = time.monotonic() + RESTORE_TIMEOUT_S
         while self.consumer.position(self.partition) < end:
             if time.monotonic() > deadline:
                 raise BrokerUnavailable(f"reading {self.partition.topic} took more than {RESTORE_TIMEOUT_S:.0f} s")
-            latest = self._latest(self.consumer.poll(timeout_ms=500), latest)
-        return latest
+            records += _records(self.consumer.poll(timeout_ms=500))
+        return records
 
-    def poll(self) -> bytes | None:
-        return self._latest(self.consumer.poll(timeout_ms=0), None)
-
-    def _latest(self, polled: Mapping[Any, Any], latest: bytes | None) -> bytes | None:
-        for records in polled.values():
-            for record in records:
-                if record.key == self.key and record.value is not None:
-                    latest = record.value
-        return latest
+    def poll(self) -> list[tuple[int, str, bytes]]:
+        return _records(self.consumer.poll(timeout_ms=0))
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
+
+
+def _records(polled: Mapping[Any, Any]) -> list[tuple[int, str, bytes]]:
+    return [(r.offset, r.key.decode("utf-8") if r.key else "", r.value)
+            for records in polled.values() for r in records if r.value is not None]
+
+
+def publish(kafka: Any, topic: str, key: str, value: bytes) -> None:
+    """One record, acknowledged by every in-sync replica (``python -m monitor accept`` with state in Kafka)."""
+    producer = KafkaProducer(acks="all", **client_options(kafka, "producer"))
+    try:
+        producer.send(topic, key=key.encode("utf-8"), value=value).get(timeout=30)
+    finally:
+        producer.close(timeout=10)
 
 
 class StateProducer:

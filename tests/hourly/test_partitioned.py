@@ -115,7 +115,9 @@ def test_the_judge_role_moves_through_its_snapshot_and_goes_on_with_the_same_his
                     for s in judge.kept_windows("t")}
             snapshot = json.loads(json.dumps(judge.topic_snapshot("t")))
             judge = PartitionedJudge(hourly())
-            judge.judge_topic("t", snapshot, json.loads(json.dumps(kept)))
+            judge.judge_topic("t", snapshot, {int(k): v for k, v in json.loads(json.dumps(kept)).items()})
+            moved = judge.hourly.histories["t"]
+            assert sorted(moved.samples) == sorted(moved.formats) == sorted(kept) != []  # ready to re-score
         add(reader, rows[start:start + 100])
         reader.close_due("v1")
         for close in relay(reader.take_outbox()):

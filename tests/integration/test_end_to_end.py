@@ -1,4 +1,5 @@
-"""The whole path: a real broker, the monitor process, a real Prometheus with the project's rules.
+"""The whole path: a real broker, the monitor process (state in Kafka), a real Prometheus with the project's
+rules.
 
 A stream of short windows is produced in two parts: normal windows first (the format-drift alert must stay
 silent), then a drift (the alert must fire), then a new model bundle (shadowed: a decision). Every dashboard query
@@ -72,7 +73,10 @@ def monitor_process(kafka_broker: Any, bundle_dir: Path, tmp_path: Path) -> Any:
     topic = new_topic(bootstrap, "e2e")
     port = free_loopback_port()
     published = Path(shutil.copytree(bundle_dir, tmp_path / "model"))  # where a new bundle will be published
+    # State in Kafka, as the shipped deployments run it: the group's panels (partitions, judge role, restores)
+    # have data too.
     config = service_config(bootstrap, topic, published, **{
+        "state": {"store": "kafka", "checkpoint_interval_seconds": 0.5},
         "window": {"length_seconds": WINDOW_S, "allowed_lateness_seconds": 0, "quiet_seconds": 3600},
         "compare": {"min_history": 3}, "metrics": {"enabled": True, "host": "127.0.0.1", "port": port},
         "reload": {"check_interval_seconds": 1}})

@@ -279,9 +279,15 @@ class StateConfig(Section, key="state"):
     windows_partitions: int = setting(1, integer(1))
     replication_factor: int | None = setting(None, optional(integer(1)))
     delivery: str = setting("exactly_once", choice("exactly_once", "at_least_once"))
-    transaction_timeout_seconds: float = setting(60.0, positive_number)
+    transaction_timeout_seconds: float = setting(30.0, positive_number)
     instance_id: str | None = setting(None, optional(_text))
     restore_warning_seconds: float = setting(60.0, positive_number)
+
+    def _cross_check(self) -> Iterator[tuple[str, str]]:
+        if self.store == "kafka" and self.transaction_timeout_seconds <= 2 * self.checkpoint_interval_seconds:
+            yield "transaction_timeout_seconds", (f"{self.transaction_timeout_seconds} must exceed twice "
+                                                  f"checkpoint_interval_seconds ({self.checkpoint_interval_seconds}):"
+                                                  " a transaction stays open from one commit to the next")
 
 
 @dataclass(frozen=True)

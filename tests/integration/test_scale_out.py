@@ -135,14 +135,24 @@ def valid(rows: list[tuple[int, int, bytes]]) -> int:
     return sum(not v.startswith(b"\xff") for _, _, v in rows)
 
 
-def assert_exactly_once(config: MonitorConfig, topic: str, rows: list[tuple[int, int, bytes]]) -> None:
+def outputs(config: MonitorConfig) -> tuple[Counter[tuple[int, int]], Counter[tuple[int, int]]]:
+    """(partition, offset) of the input records the committed scored events and dead letters name."""
     bootstrap = config.kafka.bootstrap_servers[0]
     scored = Counter((e["source"]["partition"], e["source"]["offset"])
                      for e in (json.loads(r.value) for r in read_committed(bootstrap, config.output.topic)))
-    assert len(scored) == valid(rows), "every valid input record has a scored event"
-    assert max(scored.values()) == 1, "no scored event is repeated"
     dead = Counter((int(dict(r.headers)["monitor.source.partition"]), int(dict(r.headers)["monitor.source.offset"]))
                    for r in read_committed(bootstrap, config.dead_letter.topic))
+    return scored, dead
+
+
+def assert_exactly_once(config: MonitorConfig, topic: str, rows: list[tuple[int, int, bytes]]) -> None:
+    # A member killed inside a transaction holds read_committed readers back until the broker aborts it
+    # (state.transaction_timeout_seconds, checked every 10 s): wait for that, then count.
+    wait_for(lambda: all(len(c) >= n for c, n in zip(outputs(config), (valid(rows), len(rows) - valid(rows)))),
+             90, "every output visible to read_committed readers")
+    scored, dead = outputs(config)
+    assert len(scored) == valid(rows), "every valid input record has a scored event"
+    assert max(scored.values()) == 1, "no scored event is repeated"
     assert len(dead) == len(rows) - valid(rows) and max(dead.values()) == 1
 
 

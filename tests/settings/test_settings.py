@@ -202,6 +202,19 @@ def test_fields_of_a_text_value_are_refused() -> None:
         "input.weight_field: needs value_format 'json': a text record has no fields")
 
 
+def test_state_in_kafka_derives_its_topics_from_the_group_and_refuses_what_cannot_work() -> None:
+    config = config_from_dict({"state": {"store": "kafka"}, "input": {"group_id": "fraud"}}, environ={})
+    assert (config.changelog_topic, config.windows_topic, config.models_topic, config.reports_topic) == (
+        "fraud.changelog", "fraud.windows", "fraud.models", "fraud.reports")
+    assert problems({"state": {"store": "kafka", "changelog_topic": "sequences"}}) == (
+        "state.changelog_topic: 'sequences' is also an input or output topic; internal topics must be apart")
+    assert problems({"state": {"store": "kafka"}, "retrain": {"enabled": True}}).startswith(
+        "retrain.enabled: needs state.store: sqlite")
+    assert problems({"state": {"store": "kafka", "transaction_timeout_seconds": 5}}).startswith(
+        "state.transaction_timeout_seconds: 5.0 must exceed twice checkpoint_interval_seconds")
+    config_from_dict({"state": {"transaction_timeout_seconds": 5}}, environ={})  # SQLite: no transactions
+
+
 def test_output_topics_must_not_be_read_back() -> None:
     assert problems({"output": {"topic": "sequences"}}) == (
         "output.topic: 'sequences' is also in input.topics; the monitor would read its own output")

@@ -182,6 +182,18 @@ def group_files(config: MonitorConfig, folder: Path, count: int) -> list[Path]:
     return files
 
 
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every instance still running, then wait for each (kill one that overruns)."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def owned_now(log: Path) -> bool:
     """Whether the instance's last assignment gave it at least one input partition."""
     lines = [line for line in log.read_text(errors="replace").splitlines() if "restored in" in line]
@@ -219,14 +231,7 @@ def test_three_instances_one_killed_one_added_one_leaving_give_one_uninterrupted
         wait_for(lambda: consumed_total(config, topic) >= len(rows), 240, "the whole stream committed")
         wait_for(lambda: len(reports(config)) >= WINDOWS, 60, "every hour judged")
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
     got = reports(config)
     assert_equal_figures(got, replayed)
     assert len({r["start_ms"] for r in got}) == len(got), "each hour judged once"
@@ -258,15 +263,7 @@ def test_a_paused_then_resumed_instance_is_fenced_and_changes_nothing(
         time.sleep(8)  # the resumed instance tries to finish its batch and commit
     finally:
         zombie.send_signal(signal.SIGCONT)
-        for process in (zombie, other):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in (zombie, other):
-            if process is not None:
-                try:
-                    process.wait(60)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop_all([p for p in (zombie, other) if p is not None])
     scored = Counter((e["source"]["partition"], e["source"]["offset"])
                      for e in (json.loads(r.value) for r in read_committed(bootstrap, config.output.topic)))
     assert len(scored) == len(rows) and max(scored.values()) == 1, "the resumed instance's writes stay invisible"
@@ -347,13 +344,7 @@ def test_a_model_published_while_two_instances_run_takes_over_at_one_boundary_on
         wait_for(lambda: sum(r["count"] for r in reports(config)) >= len(sent), 60, "every record judged")
     finally:
         producing.clear()
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
     schedule = [json.loads(r.value) for r in read_committed(bootstrap, config.models_topic)][-1]["takeovers"]
     assert [v for _, v in schedule] == [serial_bundle.version, retrained.version]
     boundary = schedule[-1][0]

@@ -116,7 +116,11 @@ class PartitionedJudge:
                    default=None)
 
     def closed_before_ms(self) -> int | None:
-        return None  # models in use are never retired here: model changes stay with one instance for now
+        """Every window starting before this is closed on every owned partition and judged on every judged
+        topic (``None`` while one has not closed any): older models are not needed here any more."""
+        marks = [w.closed_before_ms for w in self.partitions.values()]
+        marks += [a.judged_before_ms for a in self.assemblers.values()]
+        return None if not marks or None in marks else min(marks)  # type: ignore[type-var]
 
     def late_total(self) -> int:
         return sum(w.late_total for w in self.partitions.values())

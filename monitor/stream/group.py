@@ -129,6 +129,7 @@ class GroupService:
         self._schedule_known = False
         self._rewind_needed = False
         self._accepted: list[Accepted] = []
+        self._schedule_value: dict[str, Any] | None = None  # the group's latest schedule
         self._accepted_through: dict[str, int] = {}  # per judged topic: the last accepted record applied
 
     def attach(self, source: KafkaSource) -> None:
@@ -252,6 +253,8 @@ class GroupService:
             self._judged_since_commit.append(report)
             self._dirty_topics.add(report.topic)
         self.pipeline.announce(reports)
+        if reports:
+            self._prune_schedule()
 
     def close_by_clock(self) -> None:
         """Heartbeats: every owned partition caught up and quiet for ``window.quiet_seconds`` closes the
@@ -300,7 +303,8 @@ class GroupService:
                 self._accepted.append(Accepted(offset, int(data["at_ms"]), str(data["kind"]), str(data["value"]),
                                                data.get("topic"), list(data["sequences"])))
         if schedule is not None:
-            self._apply_schedule(json.loads(schedule))
+            self._schedule_value = json.loads(schedule)
+            self._apply_schedule(self._schedule_value)
         self._apply_accepted(self.judged)
 
     def _apply_accepted(self, topics: set[str]) -> None:
@@ -332,12 +336,14 @@ class GroupService:
         """How long members may take to read a new schedule: two commits, and at least 10 s."""
         return int(max(10.0, 2 * self.config.state.checkpoint_interval_seconds) * 1000)
 
-    def _apply_schedule(self, value: dict[str, Any]) -> None:
-        """Score as the group's schedule says: the same model for the same window on every member."""
+    def _apply_schedule(self, value: dict[str, Any], rebuild: bool = False) -> None:
+        """Score as the group's schedule says: the same model for the same window on every member.
+        ``rebuild``: also bring back models let go of (partitions taken over may still have their windows)."""
         self._schedule_known = True
         wanted = [(None if f is None else int(f), str(v)) for f, v in value["takeovers"]]
-        if wanted == [(f, v) for f, v in ((t.from_ms, t.scorer.version) for t in self.pipeline.models.takeovers)]:
-            return
+        current = [(t.from_ms, t.scorer.version) for t in self.pipeline.models.takeovers]
+        if current == wanted or (not rebuild and current == wanted[len(wanted) - len(current):]):
+            return  # the same, or the same once older models were let go
         models = self.pipeline.models
         latest = self.judge.latest_event_ms()
         late = [(f, v) for f, v in wanted if f is not None and latest is not None and f <= latest
@@ -359,6 +365,25 @@ class GroupService:
                 self.pipeline.promote(scorer, from_ms)
         log.info("following the group's model schedule: %s", ", ".join(
             f"{v} from {'the first window' if f is None else iso_utc(f)}" for f, v in wanted))
+
+    def _prune_schedule(self) -> None:
+        """On the lead, when it judges every input topic: drop the models whose windows are all judged on
+        every topic (so every partition has closed them), so members let them go and never reload them."""
+        value = self._schedule_value
+        if value is None or len(value["takeovers"]) < 2 or not self.is_lead or self.judged != self.inputs:
+            return
+        marks = [a.judged_before_ms for a in self.judge.assemblers.values()]
+        if None in marks:
+            return
+        judged_before = min(marks)  # type: ignore[type-var]
+        takeovers = list(value["takeovers"])
+        while len(takeovers) > 1 and takeovers[1][0] is not None and takeovers[1][0] <= judged_before:
+            takeovers = takeovers[1:]
+        if len(takeovers) < len(value["takeovers"]):
+            takeovers[0] = [None, takeovers[0][1]]
+            log.info("models before %s are no longer needed by any window: the group's schedule keeps %s",
+                     iso_utc(judged_before), ", ".join(v for _, v in takeovers))
+            self._producer().send(self.config.models_topic, SCHEDULE_KEY, _json({"takeovers": takeovers}))
 
     def _decide(self, report: Any, scorer: Any) -> None:
         boundary = None
@@ -467,6 +492,8 @@ class GroupService:
             self._stored_hours[topic] = set(hours)
             self._accepted_through[topic] = int(stored.get("accepted_through", -1)) if stored else -1
         self.owned, self.judged = inputs, judged
+        if self._schedule_value is not None:
+            self._apply_schedule(self._schedule_value, rebuild=True)
         self._apply_accepted(judged)
         seconds = time.monotonic() - started
         level = logging.WARNING if seconds > self.config.state.restore_warning_seconds else logging.INFO

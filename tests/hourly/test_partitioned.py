@@ -178,3 +178,18 @@ def test_a_redelivered_part_counts_once_and_a_part_never_received_before_its_hou
     assert assembler.late_records == 3
     restored = HourAssembler.restore(json.loads(json.dumps(assembler.snapshot())))
     assert restored.snapshot() == assembler.snapshot()
+
+
+def test_older_models_are_let_go_only_once_every_owned_partition_closed_and_every_judged_topic_judged() -> None:
+    reader = PartitionedJudge(hourly())
+    reader.own_partition(PARTITIONS[0], None)
+    assert reader.closed_before_ms() is None  # a partition that closed nothing yet
+    add(reader, [(PARTITIONS[0], 0.01, 1_000, "A"), (PARTITIONS[0], 0.01, 2 * MINUTE_MS + 1, "B")])
+    reader.close_due("v1")
+    assert reader.closed_before_ms() == 2 * MINUTE_MS
+    reader.judge_topic("t", None)  # judging the topic too: its hours are not judged yet
+    assert reader.closed_before_ms() is None
+    for close in reader.take_outbox():
+        reader.receive(close)
+    reader.assemble("v1", lambda topic: [0])
+    assert reader.closed_before_ms() == 2 * MINUTE_MS

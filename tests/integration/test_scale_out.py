@@ -345,9 +345,13 @@ def test_a_model_published_while_two_instances_run_takes_over_at_one_boundary_on
     finally:
         producing.clear()
         stop_all(processes)
-    schedule = [json.loads(r.value) for r in read_committed(bootstrap, config.models_topic)][-1]["takeovers"]
-    assert [v for _, v in schedule] == [serial_bundle.version, retrained.version]
-    boundary = schedule[-1][0]
+    schedules = [json.loads(r.value)["takeovers"] for r in read_committed(bootstrap, config.models_topic)
+                 if r.key == b"schedule"]
+    decided = next(s for s in schedules if len(s) == 2)
+    assert [v for _, v in decided] == [serial_bundle.version, retrained.version]
+    boundary = decided[-1][0]
+    # Once every window before the boundary was judged, the old model was dropped from the schedule.
+    assert schedules[-1] == [[None, retrained.version]]
     got = reports(config)
     assert {r["model_version"] for r in got if r["start_ms"] < boundary} == {serial_bundle.version}
     assert {r["model_version"] for r in got if r["start_ms"] >= boundary} == {retrained.version}

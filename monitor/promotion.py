@@ -25,7 +25,7 @@ from monitor.hourly.partitioned import PartitionedJudge
 from monitor.hourly.shadow import shadow
 from monitor.hourly.timeline import iso_utc, parse_time, window_start
 from monitor.settings import MonitorConfig, load_config
-from monitor.stream.group import ACCEPTED_PREFIX, topic_state
+from monitor.stream.group_state import ACCEPTED_PREFIX, topic_state
 from monitor.stream.kafka_state import ChangelogReader, publish
 from monitor.stream.service import restore
 from monitor.stream.state import StateStore

@@ -1,14 +1,8 @@
 """The service loop when state is kept in Kafka: many instances in one consumer group, exactly once.
 
 Each instance reads the input partitions the group gives it and the partitions of the windows topic that
-hold the input topics it judges. State lives in the compacted changelog topic, keyed:
-
-- ``partition/<topic>/<n>``: an input partition's open windows, watermark, closing mark and late counts,
-  with the offset they are exact at;
-- ``judge/<topic>``: an input topic's assembly (its partitions' marks and the closed parts still waiting
-  for the others) and history figures;
-- ``hour/<topic>/<start>``: each history window's sample and format counts, written once when it is
-  judged, removed (a tombstone) when the history lets it go.
+hold the input topics it judges. State lives in the compacted changelog topic, keyed by partition and by
+topic (``monitor.stream.group_state``); the group's model schedule and accepted formats in the models topic.
 
 Batch by batch the record pipeline scores and windows the records; a partition's windows close on its own
 event time (``monitor.hourly.partitioned``) and go, with its mark, to the windows topic keyed by input
@@ -27,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from monitor.errors import BrokerUnavailable, MonitorError, ShutdownTimeout
@@ -35,6 +29,16 @@ from monitor.hourly.judge import WindowReport
 from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
 from monitor.hourly.timeline import iso_utc
 from monitor.records import Polled, Position
+from monitor.stream.group_state import (
+    ACCEPTED_PREFIX,
+    SCHEDULE_KEY,
+    encode,
+    hour_key,
+    judge_key,
+    offset_in,
+    partition_key,
+    topic_state,
+)
 from monitor.stream.hooks import Hooks, Snapshot
 from monitor.stream.kafka import KafkaSource
 from monitor.stream.kafka_state import (
@@ -55,32 +59,6 @@ from monitor.stream.state import Accepted
 log = logging.getLogger(__name__)
 
 BACKOFF_MAX_S = 15.0
-SCHEDULE_KEY = "schedule"
-ACCEPTED_PREFIX = "accepted/"
-
-
-def partition_key(partition: Position) -> str:
-    return f"partition/{partition[0]}/{partition[1]}"
-
-
-def judge_key(topic: str) -> str:
-    return f"judge/{topic}"
-
-
-def hour_key(topic: str, start_ms: int) -> str:
-    return f"hour/{topic}/{start_ms}"
-
-
-def topic_state(state: Mapping[str, bytes], topic: str) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
-    """A judged topic's snapshot (``None``: never judged) and its kept windows' samples and format counts
-    by start, from the changelog's latest values."""
-    prefix = f"hour/{topic}/"
-    hours = {int(k[len(prefix):]): json.loads(v) for k, v in state.items() if k.startswith(prefix)}
-    return (json.loads(state[judge_key(topic)]) if judge_key(topic) in state else None), hours
-
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode("utf-8")
 
 
 class GroupService:
@@ -242,14 +220,14 @@ class GroupService:
         assert self.source is not None
         for close in self.judge.take_outbox():
             topic = close.partition[0]
-            value = _json({**close.to_dict(), "model_version": self.scorer.version})
+            value = encode({**close.to_dict(), "model_version": self.scorer.version})
             self._producer().send(self.windows_topic, topic, value, partition_of(topic, self.windows_partitions))
             self._dirty_partitions.add(close.partition)
         if not self.judged:
             return
         reports = self.judge.assemble(self.pipeline.models.scorer_for, self.source.partitions_of)
         for report in reports:
-            self._producer().send(self.config.reports_topic, report.topic, _json(report.to_dict()))
+            self._producer().send(self.config.reports_topic, report.topic, encode(report.to_dict()))
             self._judged_since_commit.append(report)
             self._dirty_topics.add(report.topic)
         self.pipeline.announce(reports)
@@ -328,7 +306,7 @@ class GroupService:
 
     def _publish_schedule(self, extra: tuple[int | None, str] | None = None) -> None:
         takeovers = self._schedule_now() + ([list(extra)] if extra else [])
-        self._producer().send(self.config.models_topic, SCHEDULE_KEY, _json({"takeovers": takeovers}))
+        self._producer().send(self.config.models_topic, SCHEDULE_KEY, encode({"takeovers": takeovers}))
         self.commit()
         self._schedule_known = True
 
@@ -383,7 +361,7 @@ class GroupService:
             takeovers[0] = [None, takeovers[0][1]]
             log.info("models before %s are no longer needed by any window: the group's schedule keeps %s",
                      iso_utc(judged_before), ", ".join(v for _, v in takeovers))
-            self._producer().send(self.config.models_topic, SCHEDULE_KEY, _json({"takeovers": takeovers}))
+            self._producer().send(self.config.models_topic, SCHEDULE_KEY, encode({"takeovers": takeovers}))
 
     def _decide(self, report: Any, scorer: Any) -> None:
         boundary = None
@@ -417,14 +395,14 @@ class GroupService:
         for partition in sorted(self._dirty_partitions & self.owned):
             if partition in self.positions:
                 producer.send(changelog, partition_key(partition),
-                                   _json({"windows": self.judge.partition_snapshot(partition),
+                                   encode({"windows": self.judge.partition_snapshot(partition),
                                           "offset": self.positions[partition]}))
         for report in self._judged_since_commit:
             if report.topic in self.judged:
-                producer.send(changelog, hour_key(report.topic, report.start_ms), _json(kept_of(report)))
+                producer.send(changelog, hour_key(report.topic, report.start_ms), encode(kept_of(report)))
         for topic in sorted(self._dirty_topics & self.judged):
             windows_partition = (self.windows_topic, partition_of(topic, self.windows_partitions))
-            producer.send(changelog, judge_key(topic), _json({
+            producer.send(changelog, judge_key(topic), encode({
                 **self.judge.topic_snapshot(topic), "windows_offset": self.positions.get(windows_partition),
                 "accepted_through": self._accepted_through.get(topic, -1)}))
             stored = self._stored_hours.setdefault(topic, set())
@@ -521,7 +499,7 @@ class GroupService:
             needed += [((self.windows_topic, partition_of(t, self.windows_partitions)), judge_key(t), "windows_offset")
                        for t in sorted(judged)]
             behind = [p for p, key, field in needed
-                      if committed.get(p) is not None and _offset_in(state.get(key), field) < committed[p]]  # type: ignore[operator]
+                      if committed.get(p) is not None and offset_in(state.get(key), field) < committed[p]]  # type: ignore[operator]
             if not behind:
                 return state, read
             if time.monotonic() > deadline:
@@ -582,10 +560,7 @@ class GroupService:
         except Exception:  # noqa: BLE001 - fenced or timed out: this producer is done, a new one takes over
             log.warning("the producer cannot abort (fenced, its transaction timed out, or the cluster is away); "
                         "a new one takes over")
-            try:
-                self.producer.close(timeout_s=5)
-            except Exception:  # noqa: BLE001
-                pass
+            self.producer.discard()
             self.producer = None
 
     # -- observers -------------------------------------------------------------------------------------------
@@ -621,14 +596,6 @@ def _recoverable(exc: BaseException) -> bool:
     """Errors of the cluster or the group (an outage, a rebalance, a fenced or timed-out transaction): the
     transaction is aborted and the work done again from the last commit. Anything else is a bug."""
     return isinstance(exc, BrokerUnavailable) or type(exc).__module__.startswith("kafka")
-
-
-def _offset_in(value: bytes | None, key: str) -> int:
-    """The offset a changelog value is exact at (-1 for none)."""
-    if value is None:
-        return -1
-    offset = json.loads(value).get(key)
-    return -1 if offset is None else int(offset)
 
 
 def _partitions_text(partitions: set[Position]) -> str:

@@ -246,20 +246,21 @@ class StateProducer:
         callback)."""
         committed = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
         try:
+            if self.transactional and not self.in_transaction and not committed:
+                return
+            # Every send must have landed before anything commits: after an outage kafka-python may expire
+            # a batch and still let its transaction commit, which would lose those records.
+            self.producer.flush(timeout=30)
+            for future in self._futures:
+                future.get(timeout=30)
             if self.transactional:
-                if not self.in_transaction and not committed:
-                    return
                 self._begin()
                 if committed:
                     self.producer.send_offsets_to_transaction(committed, consumer.group_metadata())
                 self.producer.commit_transaction()
                 self.in_transaction = False
-            else:
-                self.producer.flush(timeout=30)
-                for future in self._futures:
-                    future.get(timeout=30)
-                if committed and through_consumer:
-                    consumer.commit(offsets=committed)
+            elif committed and through_consumer:
+                consumer.commit(offsets=committed)
         except KafkaError as exc:
             if is_outage(exc):
                 raise BrokerUnavailable(f"commit failed: {exc}") from exc
@@ -276,3 +277,15 @@ class StateProducer:
 
     def close(self, timeout_s: float = 10.0) -> None:
         self.producer.close(timeout=timeout_s)
+
+    def discard(self) -> None:
+        """Close a producer given up on (fenced, its transaction timed out, the cluster away) without waiting:
+        what it still holds is dropped; the broker aborts its transaction (at once when the next producer
+        with the same transactional id starts)."""
+        try:
+            # kafka-python (pinned) waits in close() for every pending batch, and again when the object is
+            # collected: fail them first.
+            self.producer._accumulator.abort_incomplete_batches()  # noqa: SLF001
+            self.producer.close(timeout=0)
+        except Exception:  # noqa: BLE001 - best effort: nothing of it is used again
+            log.debug("discarding the producer failed", exc_info=True)

@@ -38,6 +38,7 @@ from throughput import produce_confluent
 
 from monitor.devtools import generate
 from monitor.devtools.kafka_broker import KafkaBroker
+from monitor.stream.kafka import keep_rebalances_requested
 
 COMMIT_EVERY_S = 1.0
 STALL_S = 120.0
@@ -54,6 +55,7 @@ def bare_reader(bootstrap: str, topic: str, group: str) -> None:
         def on_partitions_assigned(self, assigned: set[object]) -> None:
             print(f"assigned {len(assigned)} input partitions", flush=True)
 
+    keep_rebalances_requested(consumer)  # the monitor's fix for a lost rebalance (else: no partitions, seen)
     consumer.subscribe([topic], listener=Announce())
     stop = False
 

@@ -39,7 +39,7 @@ class PartitionClose:
     partition: Position
     mark_ms: int
     parts: dict[int, WindowAccumulator] = field(default_factory=dict)
-    model_version: str = ""  # the model that scored the parts: every member of a group must use the same
+    model_version: str = ""  # the model that scored the first part: members must agree on it
 
     def to_dict(self) -> dict[str, Any]:
         return {"topic": self.partition[0], "partition": self.partition[1], "mark_ms": self.mark_ms,
@@ -101,7 +101,8 @@ class PartitionedJudge:
                                        Progress(mine, progress.behind & mine, progress.idle & mine))
             if windows.closed_before_ms is not None and windows.closed_before_ms != before:
                 self.outbox.append(PartitionClose(partition, windows.closed_before_ms,
-                                                  {c.start_ms: c.total for c in closed}))
+                                                  {c.start_ms: c.total for c in closed},
+                                                  model_version(model_for, closed[0].start_ms) if closed else ""))
         return []
 
     def flush(self, model_for: ModelFor | str) -> list[WindowReport]:
@@ -220,3 +221,8 @@ class PartitionedJudge:
         """The starts of ``topic``'s history windows (each has a stored sample and format counts)."""
         history = self.hourly.histories.get(topic)
         return [] if history is None else sorted({e.start_ms for e in history.entries})
+
+
+def model_version(model_for: ModelFor | str, start_ms: int) -> str:
+    """The version of the model that scores the window starting at ``start_ms``."""
+    return model_for if isinstance(model_for, str) else model_for(start_ms).version

@@ -179,30 +179,33 @@ class GroupService:
     def run_once(self) -> None:
         assert self.source is not None
         batch = self.config.batch
-        polled: Polled | None = self.source.next_batch(batch.max_records, batch.max_wait_ms)
+        polled = self.source.next_batch(batch.max_records, batch.max_wait_ms)
         if self._pending_assignment is not None:
             assigned, self._pending_assignment = self._pending_assignment, None
-            polled = self.take_over(assigned, polled)
-        if polled is not None and polled.messages:
+            self.take_over(assigned)
+        elif polled.messages:  # records polled with an assignment are read again from where the state resumes
             self._take(polled)
         self._forward()
 
     def _take(self, polled: Polled) -> None:
         assert self.source is not None
-        inputs = [m for m in polled.messages if m.topic != self.windows_topic]
+        inputs, closes = [], []
+        for message in polled.messages:
+            (closes if message.topic == self.windows_topic else inputs).append(message)
         offsets = {p: o for p, o in polled.next_offsets.items() if p[0] != self.windows_topic}
         if inputs:
             progress = self.source.progress(self.config.window.quiet_seconds)
             self.pipeline.process(Polled(inputs, offsets), now_ms=int(self._clock() * 1000), progress=progress)
             self._dirty_partitions.update(offsets)
             self.last_record_at = self._clock()
-        for message in polled.messages:
-            if message.topic == self.windows_topic and message.value is not None:
+        for message in closes:
+            if message.value is not None:
                 close = PartitionClose.from_dict(json.loads(message.value))
-                if close.model_version not in ("", self.scorer.version) and close.parts:
-                    log.error("%s[%d] was scored by model %s, this judge's is %s: every member of the group "
-                              "must run the same bundle (its hours now mix models)", *close.partition,
-                              close.model_version, self.scorer.version)
+                mine = self.pipeline.models.scorer_for(min(close.parts)).version if close.parts else ""
+                if close.model_version not in ("", mine):
+                    log.error("%s[%d] was scored by model %s, this judge's for that window is %s: every member of "
+                              "the group must run the same bundle (its hours now mix models)", *close.partition,
+                              close.model_version, mine)
                 if close.partition[0] in self.judged:
                     late = self.judge.receive(close)
                     if late:
@@ -220,8 +223,8 @@ class GroupService:
         assert self.source is not None
         for close in self.judge.take_outbox():
             topic = close.partition[0]
-            value = encode({**close.to_dict(), "model_version": self.scorer.version})
-            self._producer().send(self.windows_topic, topic, value, partition_of(topic, self.windows_partitions))
+            self._producer().send(self.windows_topic, topic, encode(close.to_dict()),
+                                  partition_of(topic, self.windows_partitions))
             self._dirty_partitions.add(close.partition)
         if not self.judged:
             return
@@ -440,9 +443,9 @@ class GroupService:
         self._release()
         self._pending_assignment = set(assigned)
 
-    def take_over(self, assigned: set[Position], polled: Polled | None = None) -> Polled | None:
-        """Take the assigned input partitions and judged topics over from the changelog; returns ``polled``
-        without the records of partitions whose state resumes elsewhere (they are read again from there)."""
+    def take_over(self, assigned: set[Position]) -> None:
+        """Take the assigned input partitions and judged topics over from the changelog, and seek each to
+        where its state resumes."""
         assert self.source is not None
         started = time.monotonic()
         self._release()
@@ -480,10 +483,6 @@ class GroupService:
                 seconds, read)
         for hook in self.hooks:
             hook.on_assignment(sorted(inputs), sorted(judged), seconds)
-        if polled is None or not polled.messages:
-            return polled
-        # Everything polled with the assignment is read again from where the state resumes.
-        return Polled([], {})
 
     def _read_up_to(self, committed: dict[Position, int | None], inputs: set[Position],
                     judged: set[str]) -> tuple[dict[str, bytes], int]:

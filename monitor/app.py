@@ -207,7 +207,8 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
     source = _connect(lambda: KafkaSource(config.kafka, [*config.input.topics, config.windows_topic],
                                           config.input.group_id, config.input.auto_offset_reset,
                                           read_committed=exactly_once, on_revoked=service.on_revoked,
-                                          on_assigned=service.on_assigned), stop, "consumer")
+                                          on_assigned=service.on_assigned, on_lost=service.on_lost), stop,
+                      "consumer")
     if source is None:
         return None
     service.attach(source)

@@ -434,7 +434,20 @@ class GroupService:
         except Exception as exc:  # noqa: BLE001
             if not _recoverable(exc):
                 raise
-            self._abort(exc)
+            self._abort(type(exc).__name__, str(exc))
+        self._release()
+
+    def on_lost(self, lost: set[Position]) -> None:
+        """The group dropped this member (its session expired: an outage, a stalled loop) and may have given
+        ``lost`` to another member already: nothing is committed (a commit now would carry no generation,
+        which an empty group accepts: it could move the offsets back under a new owner). The open
+        transaction is aborted; what comes back is restored from the changelog."""
+        self.rebalances += 1
+        self._pending_assignment = None
+        log.warning("the group dropped this member (its session expired): the work since the last commit on %s "
+                    "is dropped and done again from it", _partitions_text(lost))
+        if self.producer is not None and self.producer.in_transaction:
+            self._abort("MemberLost", "the group dropped this member")
         self._release()
 
     def on_assigned(self, assigned: set[Position]) -> None:
@@ -524,7 +537,7 @@ class GroupService:
     def _recover(self, exc: BaseException) -> None:
         """A send or commit failed: abort, and go back to the committed state of what is still owned (at the
         next turn of the loop, by ``_mend``: during an outage that may fail again, and is retried)."""
-        self._abort(exc)
+        self._abort(type(exc).__name__, str(exc))
         self._release()
         self._rewind_needed = True
 
@@ -546,10 +559,9 @@ class GroupService:
                 self.take_over(assigned)
             self._rewind_needed = False
 
-    def _abort(self, exc: BaseException) -> None:
+    def _abort(self, reason: str, detail: str) -> None:
         self.aborts += 1
-        reason = type(exc).__name__
-        log.warning("transaction aborted (%s: %s); resuming from the last commit", reason, str(exc)[:300])
+        log.warning("transaction aborted (%s: %s); resuming from the last commit", reason, detail[:300])
         for hook in self.hooks:
             hook.on_transaction_abort(reason)
         if self.producer is None:

@@ -70,14 +70,17 @@ class KafkaSource:
     def __init__(self, kafka: Any, topics: Sequence[str], group_id: str, auto_offset_reset: str,
                  resume_at: Mapping[Position, int] | None = None, *, read_committed: bool = False,
                  on_revoked: Callable[[set[Position]], None] | None = None,
-                 on_assigned: Callable[[set[Position]], None] | None = None) -> None:
-        """``on_revoked`` and ``on_assigned`` are called from inside ``next_batch`` when the group takes
-        partitions away (before another member gets them) and hands partitions over (before they are read);
-        ``read_committed``: read only committed transactions' records."""
+                 on_assigned: Callable[[set[Position]], None] | None = None,
+                 on_lost: Callable[[set[Position]], None] | None = None) -> None:
+        """``on_revoked``, ``on_assigned`` and ``on_lost`` are called from inside ``next_batch`` when the group
+        takes partitions away (before another member gets them), hands partitions over (before they are
+        read), or has dropped this member (its session expired: another member may own its partitions
+        already; without ``on_lost``, ``on_revoked`` is called); ``read_committed``: read only committed
+        transactions' records."""
         options = client_options(kafka, "consumer")
         if read_committed:
             options["isolation_level"] = "read_committed"
-        self.on_revoked, self.on_assigned = on_revoked, on_assigned
+        self.on_revoked, self.on_assigned, self.on_lost = on_revoked, on_assigned, on_lost
         self.consumer = KafkaConsumer(**options, group_id=group_id, enable_auto_commit=False,
                                       auto_offset_reset=auto_offset_reset)
         # The checkpoint, not the group, knows where the window sums are exact: seek there on assignment.
@@ -218,6 +221,12 @@ class _SeekOnAssign(ConsumerRebalanceListener):
         # Batches are processed to the end inside poll's caller: nothing is in hand here, only uncommitted.
         if self.source.on_revoked is not None:
             self.source.on_revoked({(tp.topic, tp.partition) for tp in revoked})
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        if self.source.on_lost is None:
+            self.on_partitions_revoked(lost)
+        else:
+            self.source.on_lost({(tp.topic, tp.partition) for tp in lost})
 
 
 class KafkaSink:

@@ -202,23 +202,30 @@ class StateProducer:
     at least once: ``commit`` waits for every send, then commits the offsets through the consumer."""
 
     def __init__(self, kafka: Any, transactional_id: str | None, transaction_timeout_ms: int) -> None:
-        options = {"acks": "all", "max_block_ms": 10_000, "max_request_size": MAX_STATE_BYTES,
-                   **client_options(kafka, "producer")}
+        self._options = {"acks": "all", "max_block_ms": 10_000, "max_request_size": MAX_STATE_BYTES,
+                         **client_options(kafka, "producer")}
         if transactional_id is not None:
-            options.update(transactional_id=transactional_id, transaction_timeout_ms=transaction_timeout_ms,
-                           enable_idempotence=True)
+            self._options.update(transactional_id=transactional_id, transaction_timeout_ms=transaction_timeout_ms,
+                                 enable_idempotence=True)
         self.transactional = transactional_id is not None
-        self.producer = KafkaProducer(**options)
         self._futures: list[Any] = []
         self.in_transaction = False
+        self.producer = self._start()
+
+    def _start(self) -> KafkaProducer:
+        producer = KafkaProducer(**self._options)
         if self.transactional:
             try:
-                self.producer.init_transactions()
+                producer.init_transactions()
             except UnsupportedVersionError as exc:
-                self.producer.close(timeout=5)
+                producer.close(timeout=5)
                 raise ConfigError(f"the Kafka cluster does not support transactions ({exc}); exactly-once needs "
                                   "Kafka 2.5 or later. Set state.delivery: at_least_once to run without them "
                                   "(outputs may then repeat after a crash)") from exc
+            except BaseException:
+                producer.close(timeout=0)
+                raise
+        return producer
 
     def _begin(self) -> None:
         if self.transactional and not self.in_transaction:
@@ -269,11 +276,19 @@ class StateProducer:
             self._futures = []
 
     def abort(self) -> None:
-        """Drop what was sent since the last commit (exactly once; at least once cannot take it back)."""
+        """Drop what was sent since the last commit (exactly once; at least once cannot take it back), then
+        carry on with a fresh producer under the same transactional id.
+
+        The fresh producer is the fix, not a precaution: kafka-python (pinned) keeps the offsets of a
+        ``send_offsets_to_transaction`` that failed (a member the group dropped: ``UnknownMemberIdError``)
+        through the abort, and sends them with the next transaction's offsets. The group would then commit
+        offsets whose outputs were just aborted: those records are never written."""
         self._futures = []
         if self.transactional and self.in_transaction:
             self.in_transaction = False
             self.producer.abort_transaction()
+            self.producer.close(timeout=5)
+            self.producer = self._start()
 
     def close(self, timeout_s: float = 10.0) -> None:
         self.producer.close(timeout=timeout_s)

@@ -63,10 +63,10 @@ def read_topic(bootstrap: str, topic: str, at_least: int, timeout_s: float = 30.
         consumer.close()
 
 
-def committed_offset(bootstrap: str, group: str, topic: str) -> int | None:
+def committed_offset(bootstrap: str, group: str, topic: str, partition: int = 0) -> int | None:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
-        return consumer.committed(TopicPartition(topic, 0))
+        return consumer.committed(TopicPartition(topic, partition))
     finally:
         consumer.close()
 

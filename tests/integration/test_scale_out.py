@@ -8,13 +8,16 @@ import json
 import signal
 import subprocess
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
@@ -22,8 +25,16 @@ from monitor.devtools import generate
 from monitor.hourly.judge import HourlyJudge
 from monitor.replay import ReplayColumns, replay
 from monitor.settings import MonitorConfig, config_from_dict
+from monitor.stream.kafka_state import StateProducer
 
-from .kafka_tools import Running, new_topic, service_config, start_service, wait_for
+from .kafka_tools import (
+    Running,
+    committed_offset,
+    new_topic,
+    service_config,
+    start_service,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -267,6 +278,66 @@ def test_a_paused_then_resumed_instance_is_fenced_and_changes_nothing(
     scored = Counter((e["source"]["partition"], e["source"]["offset"])
                      for e in (json.loads(r.value) for r in read_committed(bootstrap, config.output.topic)))
     assert len(scored) == len(rows) and max(scored.values()) == 1, "the resumed instance's writes stay invisible"
+
+
+def test_a_lone_member_the_group_drops_while_paused_still_writes_every_record_once(
+        kafka_broker: Any, bundle_dir: Path, tmp_path: Path) -> None:
+    # Paused past its session (a stalled host, a long GC): its next commit is refused as coming from an
+    # unknown member, and when it rejoins the group has no other member to have taken over.
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "dropped", partitions=2)
+    config = service_config(bootstrap, topic, bundle_dir, **kafka_settings())
+    (only,) = group_files(config, tmp_path, 1)
+    rows = [(i % 2, START_MS + i * 5, s.encode()) for i, s in enumerate(generate.sample("serial", 18_000, seed=8))]
+    log = tmp_path / "only.log"
+    member = start_service(only, log)
+    try:
+        wait_for(lambda: owned_now(log), 120, "the instance owning the partitions")
+        for part in range(3):
+            produce_all(bootstrap, topic, rows[part * 6000:(part + 1) * 6000])
+            time.sleep(1.0 + 0.4 * part)  # mid-stream, with a batch in an open transaction
+            member.send_signal(signal.SIGSTOP)
+            time.sleep(6)  # past its 4 s session
+            member.send_signal(signal.SIGCONT)
+        wait_for(lambda: consumed_total(config, topic) >= len(rows), 240, "the whole stream committed")
+    finally:
+        member.send_signal(signal.SIGCONT)
+        stop_all([member])
+    assert "the group dropped this member" in log.read_text(errors="replace"), "the pauses outlasted the session"
+    scored = Counter((e["source"]["partition"], e["source"]["offset"])
+                     for e in (json.loads(r.value) for r in read_committed(bootstrap, config.output.topic)))
+    assert len(scored) == len(rows) and max(scored.values()) == 1
+
+
+def test_offsets_of_an_aborted_transaction_never_reach_a_later_commit(kafka_broker: Any) -> None:
+    # A commit refused because the group moved on (a snapshot of a member's generation taken before another
+    # member joined: what a dropped member holds), then aborted: the next transaction commits its own
+    # offsets only. kafka-python (pinned) would carry the refused ones over.
+    bootstrap = kafka_broker.bootstrap_servers
+    topic, out = new_topic(bootstrap, "aborted", partitions=2), new_topic(bootstrap, "aborted-out")
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    config = config_from_dict({"kafka": {"bootstrap_servers": [bootstrap]}}, environ={})
+    members = [KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                             session_timeout_ms=6000, heartbeat_interval_ms=1000) for _ in range(2)]
+    producer = StateProducer(config.kafka, f"{group}-tx", 10_000)
+    try:
+        joined = members[0]
+        wait_for(lambda: bool(joined.poll(timeout_ms=200) is not None and joined.assignment()), 60, "one member")
+        stale = joined.group_metadata()
+        wait_for(lambda: all(m.poll(timeout_ms=200) is not None and m.assignment() for m in members)
+                 and joined.group_metadata().generation_id != stale.generation_id, 60, "a second member joined")
+        producer.send(out, "k", b"aborted")
+        with pytest.raises(KafkaError):
+            producer.commit({(topic, 0): 5, (topic, 1): 7}, SimpleNamespace(group_metadata=lambda: stale))
+        producer.abort()
+        producer.send(out, "k", b"committed")
+        producer.commit({(topic, 0): 1}, joined)
+        assert committed_offset(bootstrap, group, topic, 0) == 1
+        assert committed_offset(bootstrap, group, topic, 1) is None
+    finally:
+        producer.close()
+        for member in members:
+            member.close()
 
 
 def test_a_quiet_partition_holds_no_hour_open_beyond_its_heartbeat(

@@ -2,7 +2,8 @@
 
 Each instance reads the input partitions the group gives it and the partitions of the windows topic that
 hold the input topics it judges. State lives in the compacted changelog topic, keyed by partition and by
-topic (``monitor.stream.group_state``); the group's model schedule and accepted formats in the models topic.
+topic (``monitor.stream.group_state``); the group's model schedule and accepted formats in the models topic
+(``monitor.stream.group_models``).
 
 Batch by batch the record pipeline scores and windows the records; a partition's windows close on its own
 event time (``monitor.hourly.partitioned``) and go, with its mark, to the windows topic keyed by input
@@ -24,13 +25,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from monitor.errors import BrokerUnavailable, MonitorError, ShutdownTimeout
+from monitor.errors import BrokerUnavailable, ShutdownTimeout
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
 from monitor.hourly.timeline import iso_utc
 from monitor.records import Polled, Position
+from monitor.stream.group_models import ModelSchedule, Takeover
 from monitor.stream.group_state import (
-    ACCEPTED_PREFIX,
     SCHEDULE_KEY,
     encode,
     hour_key,
@@ -54,7 +55,6 @@ from monitor.stream.service import (
     accepted_windows,
     kept_of,
 )
-from monitor.stream.state import Accepted
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +100,10 @@ class GroupService:
         self.rebalances = 0
         self.aborts = 0
         self._pending_assignment: set[Position] | None = None
-        self.schedule = schedule
-        self.load_model = load_model
+        self.models = ModelSchedule(pipeline, judge, schedule, load_model, config.state.checkpoint_interval_seconds)
         self._decisions: list[tuple[Any, Any]] = []
         self._decisions_lock = threading.Lock()
-        self._schedule_known = False
         self._rewind_needed = False
-        self._accepted: list[Accepted] = []
-        self._schedule_value: dict[str, Any] | None = None  # the group's latest schedule
         self._accepted_through: dict[str, int] = {}  # per judged topic: the last accepted record applied
 
     def attach(self, source: KafkaSource) -> None:
@@ -260,38 +256,23 @@ class GroupService:
 
     # -- the group's model schedule and accepted formats (the models topic) ------------------------------
     def follow_schedule_at_start(self) -> None:
-        """Take the group's schedule (and the accepted formats) before reading anything: a restart scores
-        each window as before."""
-        if self.schedule is not None:
-            self._take_models_records(self.schedule.read_to_end())
+        """Take the group's schedule and accepted formats before reading anything."""
+        self.models.read_to_end()
 
     def _follow_schedule(self) -> None:
-        if self.schedule is None:
-            return
-        self._take_models_records(self.schedule.poll())
-        if not self._schedule_known and self.is_lead:
+        known = len(self.models.accepted)
+        self.models.poll()
+        if len(self.models.accepted) > known:
+            self._apply_accepted(self.judged)
+        if self.models.follower is not None and not self.models.known and self.is_lead:
             # The first lead of a new group writes the schedule it starts with: members with another bundle
             # at model.path then follow it (or say they cannot) instead of scoring with their own.
             self._publish_schedule()
 
-    def _take_models_records(self, records: list[tuple[int, str, bytes]]) -> None:
-        schedule = None
-        for offset, key, value in records:
-            if key == SCHEDULE_KEY:
-                schedule = value
-            elif key.startswith(ACCEPTED_PREFIX):
-                data = json.loads(value)
-                self._accepted.append(Accepted(offset, int(data["at_ms"]), str(data["kind"]), str(data["value"]),
-                                               data.get("topic"), list(data["sequences"])))
-        if schedule is not None:
-            self._schedule_value = json.loads(schedule)
-            self._apply_schedule(self._schedule_value)
-        self._apply_accepted(self.judged)
-
     def _apply_accepted(self, topics: set[str]) -> None:
         """Apply each accepted format once to each judged topic (its windows serve in baselines again); how
         far a topic has taken them in is part of its state, so a new judge does not apply one twice."""
-        for accepted in self._accepted:
+        for accepted in self.models.accepted:
             for topic in sorted(topics):
                 if accepted.id <= self._accepted_through.get(topic, -1) or accepted.topic not in (None, topic):
                     self._accepted_through[topic] = max(self._accepted_through.get(topic, -1), accepted.id)
@@ -304,76 +285,22 @@ class GroupService:
                 self._accepted_through[topic] = accepted.id
                 self._dirty_topics.add(topic)
 
-    def _schedule_now(self) -> list[list[Any]]:
-        return [[t.from_ms, t.scorer.version] for t in self.pipeline.models.takeovers]
-
-    def _publish_schedule(self, extra: tuple[int | None, str] | None = None) -> None:
-        takeovers = self._schedule_now() + ([list(extra)] if extra else [])
-        self._producer().send(self.config.models_topic, SCHEDULE_KEY, encode({"takeovers": takeovers}))
+    def _publish_schedule(self, extra: Takeover | None = None) -> None:
+        self._producer().send(self.config.models_topic, SCHEDULE_KEY, self.models.publication(extra))
         self.commit()
-        self._schedule_known = True
-
-    def _schedule_margin_ms(self) -> int:
-        """How long members may take to read a new schedule: two commits, and at least 10 s."""
-        return int(max(10.0, 2 * self.config.state.checkpoint_interval_seconds) * 1000)
-
-    def _apply_schedule(self, value: dict[str, Any], rebuild: bool = False) -> None:
-        """Score as the group's schedule says: the same model for the same window on every member.
-        ``rebuild``: also bring back models let go of (partitions taken over may still have their windows)."""
-        self._schedule_known = True
-        wanted = [(None if f is None else int(f), str(v)) for f, v in value["takeovers"]]
-        current = [(t.from_ms, t.scorer.version) for t in self.pipeline.models.takeovers]
-        if current == wanted or (not rebuild and current == wanted[len(wanted) - len(current):]):
-            return  # the same, or the same once older models were let go
-        models = self.pipeline.models
-        latest = self.judge.latest_event_ms()
-        late = [(f, v) for f, v in wanted if f is not None and latest is not None and f <= latest
-                and (f, v) not in {(t.from_ms, t.scorer.version) for t in models.takeovers}]
-        for from_ms, version in late:
-            log.error("model %s takes over from %s, but this member has read records up to %s: the window at the "
-                      "boundary mixes models on its partitions", version, iso_utc(from_ms), iso_utc(latest))
-        known = {t.scorer.version: t.scorer for t in models.takeovers}
-        for from_ms, version in wanted:  # rebuilt in order: the first takeover (from None) resets the rest
-            scorer = known.get(version)
-            if scorer is None and self.load_model is not None:
-                try:
-                    scorer = self.load_model(version)
-                except MonitorError as exc:
-                    log.error("the group's schedule names model %s, which this member cannot load (%s): "
-                              "publish it at model.path on every member; %s goes on scoring", version, exc,
-                              models.current.version)
-            if scorer is not None:
-                self.pipeline.promote(scorer, from_ms)
-        log.info("following the group's model schedule: %s", ", ".join(
-            f"{v} from {'the first window' if f is None else iso_utc(f)}" for f, v in wanted))
+        self.models.known = True
 
     def _prune_schedule(self) -> None:
-        """On the lead, when it judges every input topic: drop the models whose windows are all judged on
-        every topic (so every partition has closed them), so members let them go and never reload them."""
-        value = self._schedule_value
-        if value is None or len(value["takeovers"]) < 2 or not self.is_lead or self.judged != self.inputs:
+        """On the lead, when it judges every input topic: the schedule without the models no window needs."""
+        if not self.is_lead or self.judged != self.inputs:
             return
-        marks = [a.judged_before_ms for a in self.judge.assemblers.values()]
-        if None in marks:
-            return
-        judged_before = min(marks)  # type: ignore[type-var]
-        takeovers = list(value["takeovers"])
-        while len(takeovers) > 1 and takeovers[1][0] is not None and takeovers[1][0] <= judged_before:
-            takeovers = takeovers[1:]
-        if len(takeovers) < len(value["takeovers"]):
-            takeovers[0] = [None, takeovers[0][1]]
-            log.info("models before %s are no longer needed by any window: the group's schedule keeps %s",
-                     iso_utc(judged_before), ", ".join(v for _, v in takeovers))
-            self._producer().send(self.config.models_topic, SCHEDULE_KEY, encode({"takeovers": takeovers}))
+        pruned = self.models.pruned()
+        if pruned is not None:
+            self._producer().send(self.config.models_topic, SCHEDULE_KEY, pruned)
 
     def _decide(self, report: Any, scorer: Any) -> None:
-        boundary = None
         if scorer is not None and self.is_lead:
-            # The first boundary after both the wall clock and the latest event seen here, with a margin for
-            # every member to read the schedule: no member has a window open past it (unless its event times
-            # run ahead of the clock).
-            latest = max(int(self._clock() * 1000), self.judge.latest_event_ms() or 0)
-            boundary = self.pipeline.models.boundary_after(latest + self._schedule_margin_ms())
+            boundary = self.models.boundary_for_promotion(int(self._clock() * 1000))
             log.info("model %s promoted over %s (%s) for the whole group: it scores the windows from %s",
                      scorer.version, self.scorer.version, report.outcome, iso_utc(boundary))
             self._publish_schedule((boundary, scorer.version))
@@ -486,8 +413,7 @@ class GroupService:
             self._stored_hours[topic] = set(hours)
             self._accepted_through[topic] = int(stored.get("accepted_through", -1)) if stored else -1
         self.owned, self.judged = inputs, judged
-        if self._schedule_value is not None:
-            self._apply_schedule(self._schedule_value, rebuild=True)
+        self.models.rebuild()
         self._apply_accepted(judged)
         seconds = time.monotonic() - started
         level = logging.WARNING if seconds > self.config.state.restore_warning_seconds else logging.INFO
@@ -595,7 +521,7 @@ class GroupService:
         for name, close in (("consumer", self.source.close if self.source else None),
                             ("producer", self.producer.close if self.producer else None),
                             ("changelog reader", self.changelog.close),
-                            ("schedule follower", self.schedule.close if self.schedule else None)):
+                            ("schedule follower", self.models.follower.close if self.models.follower else None)):
             try:
                 if close is not None:
                     close()

@@ -17,7 +17,12 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
-from kafka.errors import KafkaError, TopicAlreadyExistsError, UnsupportedVersionError
+from kafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAlreadyExistsError,
+    UnsupportedVersionError,
+)
 from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_STATE_BYTES = 16 * 1024 * 1024  # one partition's open windows with their samples; far above the usual
 RESTORE_TIMEOUT_S = 300.0
+TRANSACTION_STEP_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -263,8 +269,9 @@ class StateProducer:
             if self.transactional:
                 self._begin()
                 if committed:
-                    self.producer.send_offsets_to_transaction(committed, consumer.group_metadata())
-                self.producer.commit_transaction()
+                    self._wait(self._transactions().send_offsets_to_transaction(committed, consumer.group_metadata()),
+                               "sending the offsets to the transaction")
+                self._wait(self._transactions().begin_commit(), "committing the transaction")
                 self.in_transaction = False
             elif committed and through_consumer:
                 consumer.commit(offsets=committed)
@@ -286,9 +293,22 @@ class StateProducer:
         self._futures = []
         if self.transactional and self.in_transaction:
             self.in_transaction = False
-            self.producer.abort_transaction()
+            self._wait(self._transactions().begin_abort(), "aborting the transaction")
             self.producer.close(timeout=5)
             self.producer = self._start()
+
+    def _transactions(self) -> Any:
+        return self.producer._transaction_manager  # noqa: SLF001 - see _wait
+
+    def _wait(self, result: Any, step: str) -> None:
+        """Wait for a step of the transaction at most ``TRANSACTION_STEP_TIMEOUT_S``, as the Java client waits
+        ``max.block.ms``. kafka-python (pinned) offers these steps only with a wait without end, and a request
+        in flight when the cluster went away may never complete: the member would hang for good (seen after a
+        broker restart). A timeout is an outage like any other: the transaction is aborted or, if that
+        times out too, the producer is replaced (its successor fences it)."""
+        self.producer._sender.wakeup()  # noqa: SLF001 - what the public methods do before they wait
+        if not result.wait(timeout_ms=int(TRANSACTION_STEP_TIMEOUT_S * 1000)):
+            raise KafkaTimeoutError(f"{step} took more than {TRANSACTION_STEP_TIMEOUT_S:.0f} s")
 
     def close(self, timeout_s: float = 10.0) -> None:
         self.producer.close(timeout=timeout_s)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections import Counter
@@ -22,6 +23,7 @@ from kafka.errors import KafkaError
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.devtools import generate
+from monitor.errors import BrokerUnavailable
 from monitor.hourly.judge import HourlyJudge
 from monitor.replay import ReplayColumns, replay
 from monitor.settings import MonitorConfig, config_from_dict
@@ -340,6 +342,42 @@ def test_offsets_of_an_aborted_transaction_never_reach_a_later_commit(kafka_brok
             member.close()
 
 
+def test_a_transaction_step_the_cluster_never_answers_fails_instead_of_waiting_for_ever(
+        restartable_kafka_broker: Any) -> None:
+    # The sends landed, then the broker went away: the offsets' step of the commit gets no answer. kafka-python
+    # (pinned) would wait for it without end (a member hung for good after a broker restart).
+    broker = restartable_kafka_broker
+    bootstrap = broker.bootstrap_servers
+    topic, out = new_topic(bootstrap, "unanswered", partitions=1), new_topic(bootstrap, "unanswered-out")
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    member = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    producer = StateProducer(config_from_dict({"kafka": {"bootstrap_servers": [bootstrap]}}, environ={}).kafka,
+                             f"{group}-tx", 10_000)
+    outcome: list[BaseException | None] = []
+    try:
+        wait_for(lambda: member.poll(timeout_ms=200) is not None and bool(member.assignment()), 60, "a member")
+        metadata = member.group_metadata()
+        producer.send(out, "k", b"sent")
+        producer.producer.flush(timeout=30)
+        broker.stop()
+
+        def commit() -> None:
+            try:
+                producer.commit({(topic, 0): 1}, SimpleNamespace(group_metadata=lambda: metadata))
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - the outcome is what is checked
+                outcome.append(exc)
+
+        worker = threading.Thread(target=commit, daemon=True)
+        worker.start()
+        worker.join(180)
+        assert not worker.is_alive(), "the commit is still waiting for the cluster"
+        assert isinstance(outcome[0], BrokerUnavailable)
+    finally:
+        producer.discard()
+        member.close()
+
+
 def test_a_quiet_partition_holds_no_hour_open_beyond_its_heartbeat(
         kafka_broker: Any, bundle_dir: Path, serial_bundle: Bundle) -> None:
     bootstrap = kafka_broker.bootstrap_servers
@@ -460,6 +498,42 @@ def test_a_member_survives_a_broker_outage_and_every_record_is_still_written_onc
     scored = Counter((e["source"]["partition"], e["source"]["offset"])
                      for e in (json.loads(r.value) for r in read_committed(bootstrap, config.output.topic)))
     assert len(scored) == len(rows) and max(scored.values()) == 1
+
+
+def test_two_members_through_a_broker_outage_give_replays_figures_and_every_record_once(
+        restartable_kafka_broker: Any, bundle_dir: Path, tmp_path: Path, replayed: list[dict[str, Any]]) -> None:
+    broker = restartable_kafka_broker
+    bootstrap = broker.bootstrap_servers
+    topic = new_topic(bootstrap, "outage2", partitions=PARTITIONS)
+    rows = records()
+    produce_all(bootstrap, topic, rows[:len(rows) // 2])
+    settings = kafka_settings()
+    settings["kafka"] = {**settings["kafka"], "reconnect_after_seconds": 10}
+    # Caught up, then no record for window.quiet_seconds, is quiet even while the broker is away: the wall
+    # clock (years past these event times) would close every hour before the second half arrives. Quiet
+    # here means longer than the outage and its reconnects.
+    settings["window"] = {**settings["window"], "quiet_seconds": 60}
+    config = service_config(bootstrap, topic, bundle_dir, **settings)
+    files = group_files(config, tmp_path, 2)
+    logs = [tmp_path / f"i{i}.log" for i in range(2)]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes = [start_service(files[i], logs[i]) for i in range(2)]
+        wait_for(lambda: all(owned_now(log) for log in logs), 120, "two instances sharing the partitions")
+        wait_for(lambda: consumed_total(config, topic) > 0.2 * len(rows), 180, "a fifth committed")
+        broker.stop()
+        time.sleep(8)  # past the members' sessions: both are dropped from the group
+        assert all(p.poll() is None for p in processes), "an instance stopped during the outage"
+        broker.start()
+        produce_all(bootstrap, topic, rows[len(rows) // 2:])
+        wait_for(lambda: consumed_total(config, topic) >= len(rows), 240, "the whole stream committed")
+        wait_for(lambda: len(reports(config)) >= WINDOWS, 150, "every hour judged")
+    finally:
+        stop_all(processes)
+    got = reports(config)
+    assert_equal_figures(got, replayed)
+    assert len({r["start_ms"] for r in got}) == len(got), "each hour judged once"
+    assert_exactly_once(config, topic, rows)
 
 
 def test_candidate_and_accept_work_on_the_changelog_and_the_judge_applies_an_acceptance(

@@ -169,6 +169,14 @@ def assert_exactly_once(config: MonitorConfig, topic: str, rows: list[tuple[int,
     assert len(dead) == len(rows) - valid(rows) and max(dead.values()) == 1
 
 
+def assert_replays_hours_and_each_output_once(config: MonitorConfig, topic: str, rows: list[tuple[int, int, bytes]],
+                                              replayed: list[dict[str, Any]]) -> None:
+    got = reports(config)
+    assert_equal_figures(got, replayed)
+    assert len({r["start_ms"] for r in got}) == len(got), "each hour judged once"
+    assert_exactly_once(config, topic, rows)
+
+
 @pytest.mark.parametrize("delivery", ["exactly_once", "at_least_once"])
 def test_one_instance_with_state_in_kafka_judges_every_hour_as_replay_does(
         kafka_broker: Any, stream: tuple[str, list[tuple[int, int, bytes]]], bundle_dir: Path,
@@ -245,10 +253,7 @@ def test_three_instances_one_killed_one_added_one_leaving_give_one_uninterrupted
         wait_for(lambda: len(reports(config)) >= WINDOWS, 60, "every hour judged")
     finally:
         stop_all(processes)
-    got = reports(config)
-    assert_equal_figures(got, replayed)
-    assert len({r["start_ms"] for r in got}) == len(got), "each hour judged once"
-    assert_exactly_once(config, topic, rows)
+    assert_replays_hours_and_each_output_once(config, topic, rows, replayed)
     assert any("transaction aborted" in log.read_text(errors="replace") or "restored in" in log.read_text(
         errors="replace") for log in logs)
 
@@ -530,10 +535,7 @@ def test_two_members_through_a_broker_outage_give_replays_figures_and_every_reco
         wait_for(lambda: len(reports(config)) >= WINDOWS, 150, "every hour judged")
     finally:
         stop_all(processes)
-    got = reports(config)
-    assert_equal_figures(got, replayed)
-    assert len({r["start_ms"] for r in got}) == len(got), "each hour judged once"
-    assert_exactly_once(config, topic, rows)
+    assert_replays_hours_and_each_output_once(config, topic, rows, replayed)
 
 
 def test_candidate_and_accept_work_on_the_changelog_and_the_judge_applies_an_acceptance(

@@ -72,7 +72,8 @@ def write_reports(reports: Sequence[WindowReport], out: TextIO, fmt: str = "csv"
     """One JSON object per line (``json``), or CSV with ``REPORT_COLUMNS``."""
     if fmt == "json":
         for report in reports:
-            out.write(json.dumps(report.to_dict()) + "\n")
+            row = report.to_dict()
+            out.write(json.dumps({"start": iso_utc(report.start_ms), "end": iso_utc(report.end_ms), **row}) + "\n")
         return
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(REPORT_COLUMNS)
@@ -80,6 +81,10 @@ def write_reports(reports: Sequence[WindowReport], out: TextIO, fmt: str = "csv"
         row = report.to_dict()
         row["start_ms"], row["end_ms"] = iso_utc(report.start_ms), iso_utc(report.end_ms)
         row["formats"] = report.formats.summary()  # JSON lines carry the whole change; a cell, one line of it
+        row["reasons"] = report.reasons_summary()
+        row["top_records"] = "; ".join(f"{r['sequence']!r} {r['error']:.3g}" + (
+            f" ({r['error_share']:.0%} of the error)" if r["error_share"] is not None else "")
+            for r in row["top_records"])
         writer.writerow(["" if row[name] is None else _cell(row[name]) for name in REPORT_FIELDS])
 
 

@@ -21,6 +21,7 @@ from monitor.devtools import generate
 from monitor.errors import InputError
 from monitor.hourly.compare import CompareSettings
 from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.timeline import iso_utc
 from monitor.replay import (
     REPORT_COLUMNS,
     ReplayColumns,
@@ -231,7 +232,13 @@ def test_write_reports_as_json_writes_one_object_per_window(tmp_path: Path, scor
                  input_options)
     out = io.StringIO()
     write_reports(result.reports, out, "json")
-    assert [json.loads(line) for line in out.getvalue().splitlines()] == [r.to_dict() for r in result.reports]
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert rows == [{"start": iso_utc(r.start_ms), "end": iso_utc(r.end_ms), **r.to_dict()} for r in result.reports]
+    # Every window names its highest-error records, highest first, with their share of the hour's error.
+    assert all(row["top_records"] and row["reasons"] == [] or row["verdict"] != "normal" for row in rows)
+    top = rows[0]["top_records"]
+    assert [t["error"] for t in top] == sorted((t["error"] for t in top), reverse=True)
+    assert 0 < sum(t["error_share"] for t in top) <= 1
 
 
 def test_write_reports_without_windows_writes_only_the_header() -> None:

@@ -165,6 +165,11 @@ class Scorer:
     def threshold(self) -> float:
         return self.bundle.threshold
 
+    @property
+    def training_errors(self) -> np.ndarray:
+        """The training rows' reconstruction errors, sorted (the hourly judgement's error levels)."""
+        return self.bundle.training_errors
+
     def errors(self, sequences: Sequence[str]) -> np.ndarray:
         """Mean squared reconstruction error of each sequence (float64)."""
         x = self.bundle.preparer.encode(sequences)

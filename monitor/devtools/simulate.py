@@ -6,6 +6,10 @@ service runs it, and how soon (and how falsely) the verdicts raise the alarm. No
 the windows judged normal, each candidate shadowed and promoted as the service does, so the verdicts across
 model changes can be measured too.
 
+``CalibrationStream`` and ``run_judges`` are for many hours at any volume (30 days of 20,000 records an hour):
+records are drawn from ``Pools`` of sequences each scored once, and the same scored records are fed to several
+``HourlyJudge`` s at once, so that judgements are compared on identical hours.
+
 The demo and ``bench/detection.py`` both use it; the tests run it with one-minute "hours".
 """
 
@@ -14,9 +18,10 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import re
 import statistics
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -26,9 +31,9 @@ from monitor.devtools import generate
 from monitor.devtools.produce import StreamPlan, planned_stream
 from monitor.hourly.compare import VERDICT_LEVEL
 from monitor.hourly.judge import HourlyJudge, WindowReport
-from monitor.hourly.sample import DEFAULT_SIZE
+from monitor.hourly.sample import DEFAULT_SIZE, text_hashes
 from monitor.hourly.shadow import shadow
-from monitor.hourly.timeline import HOUR_MS
+from monitor.hourly.timeline import DAY_MS, HOUR_MS
 from monitor.ops.lifecycle import settings_of
 from monitor.records import Polled, RawMessage
 from monitor.settings import CompareSettings, InputConfig, PromotionConfig

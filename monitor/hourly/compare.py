@@ -14,8 +14,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from monitor.hourly.evidence import BIN_VALUES, HourCounts, Levels, Test, combined, tests
 from monitor.hourly.format_counts import FormatCounts
-from monitor.hourly.histogram import HIST_EDGES
+from monitor.hourly.histogram import HIST_EDGES, HIST_SLOTS
+from monitor.hourly.reasons import Reason, firing
 from monitor.hourly.sample import WindowSample
 from monitor.hourly.timeline import DAY_MS, HOUR_MS
 from monitor.percentiles import percentile_ranks
@@ -29,8 +31,8 @@ MAD_SCALE = 1.4826  # makes the median absolute deviation estimate the standard 
 # The spread used for the robust z is never below this (besides the relative floor): a baseline of
 # all-zero errors would otherwise make any positive error infinitely abnormal.
 SPREAD_FLOOR = 1e-9
-# A representative error per histogram slot (underflow ~0, log-midpoints, the overflow's lower edge).
-_BIN_VALUES = np.concatenate([[0.0], np.sqrt(HIST_EDGES[:-1] * HIST_EDGES[1:]), [HIST_EDGES[-1]]])
+_BIN_VALUES = BIN_VALUES
+WEEK_MS = 7 * DAY_MS
 
 
 class _Histogram(Protocol):
@@ -60,7 +62,9 @@ class HourFigures:
     ``sample_size`` > 0 marks figures *estimated* from that many sampled records after a model change
     (``History.rescore``), with ``standard_error`` the sampling error of the mean (0 when the sample held the
     whole window); 0 marks the figures the window was scored with live. ``accepted``: an operator declared
-    what the window holds legitimate, so it serves in baselines whatever its verdict."""
+    what the window holds legitimate, so it serves in baselines whatever its verdict. ``top``: the window's
+    highest-error records as (sequence, error), highest first (``monitor.hourly.top_records``); the calibrated
+    judgement sets them aside as outliers."""
 
     start_ms: int
     count: int
@@ -73,16 +77,22 @@ class HourFigures:
     sample_size: int = 0
     standard_error: float = 0.0
     accepted: bool = False
+    top: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def top_errors(self) -> tuple[float, ...]:
+        return tuple(error for _, error in self.top)
 
     def __post_init__(self) -> None:
         if self.verdict and self.verdict not in VERDICT_LEVEL:
             raise ValueError(f"verdict must be one of {VERDICTS} or empty, got {self.verdict!r}")
 
     @classmethod
-    def of(cls, start_ms: int, totals: WindowTotals, model_version: str = "") -> HourFigures:
+    def of(cls, start_ms: int, totals: WindowTotals, model_version: str = "",
+           top: tuple[tuple[str, float], ...] = ()) -> HourFigures:
         """The figures of a closed window, e.g. ``HourFigures.of(closed.start_ms, closed.total)``."""
         return cls(start_ms, totals.count, totals.weight_sum, totals.weighted_mean,
-                   totals.above_threshold_share, tuple(totals.histogram.to_list()), "", model_version)
+                   totals.above_threshold_share, tuple(totals.histogram.to_list()), "", model_version, top=top)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (``nan`` becomes ``None``) and exact."""
@@ -90,7 +100,8 @@ class HourFigures:
                 "weighted_mean": _none_if_nan(self.weighted_mean),
                 "above_threshold_share": _none_if_nan(self.above_threshold_share),
                 "histogram": list(self.histogram), "verdict": self.verdict, "model_version": self.model_version,
-                "sample_size": self.sample_size, "standard_error": self.standard_error, "accepted": self.accepted}
+                "sample_size": self.sample_size, "standard_error": self.standard_error, "accepted": self.accepted,
+                "top": [[sequence, error] for sequence, error in self.top]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HourFigures:
@@ -98,7 +109,8 @@ class HourFigures:
                    _nan_if_none(data["weighted_mean"]), _nan_if_none(data["above_threshold_share"]),
                    tuple(int(c) for c in data["histogram"]), str(data["verdict"]), str(data["model_version"]),
                    int(data.get("sample_size", 0)), float(data.get("standard_error", 0.0)),
-                   bool(data.get("accepted", False)))
+                   bool(data.get("accepted", False)),
+                   tuple((str(sequence), float(error)) for sequence, error in data.get("top", ())))
 
 
 def _none_if_nan(value: float) -> float | None:
@@ -144,10 +156,25 @@ def _days_before(gap_ms: int) -> int:
     return gap_ms // DAY_MS if gap_ms % DAY_MS == 0 else -1
 
 
+@dataclass(frozen=True)
+class SameHourOfWeek:
+    """Windows starting a whole number of weeks (1..``weeks``) before the current one: a stream with a weekly
+    rhythm (weekend batch jobs, a weekend-only format) is compared with the same hour of the same weekday."""
+
+    weeks: int = 4
+
+    def select(self, history: Sequence[HourFigures], current_start_ms: int,
+               length_ms: int) -> list[HourFigures]:
+        return [h for h in history if (current_start_ms - h.start_ms) % WEEK_MS == 0
+                and 1 <= (current_start_ms - h.start_ms) // WEEK_MS <= self.weeks]
+
+
 def baseline_strategy(settings: CompareSettings) -> Baseline:
     """The ``Baseline`` that ``settings.baseline`` names, sized by its settings."""
     if settings.baseline == "same_hour":
         return SameHourOfDay(settings.same_hour_days)
+    if settings.baseline == "same_hour_of_week":
+        return SameHourOfWeek(settings.same_hour_weeks)
     return PreviousWindows(settings.previous_windows)
 
 
@@ -158,7 +185,10 @@ class Comparison:
     Jensen-Shannon distance (base 2, in [0, 1]) between the window's error histogram and the baseline's
     summed one; ``baseline_mad``: the scaled MAD before the floor; ``baseline_estimated``: how many of the
     baseline's windows are estimates re-scored from samples after a model change (``HourFigures``). Figures
-    without a baseline are ``nan``."""
+    without a baseline are ``nan``. ``p_value``: the calibrated judgement's tail probability for the hour
+    (``monitor.hourly.evidence``; ``nan`` when not judged that way); ``signal``: the signal behind the verdict
+    (``""`` for a normal one); ``reasons``: every signal that fired, and outliers set aside
+    (``monitor.hourly.reasons``)."""
 
     verdict: str
     robust_z: float
@@ -169,6 +199,9 @@ class Comparison:
     baseline_mad: float
     baseline_size: int
     baseline_estimated: int = 0
+    p_value: float = float("nan")
+    signal: str = ""
+    reasons: tuple[Reason, ...] = ()
 
     @property
     def level(self) -> int:
@@ -176,17 +209,34 @@ class Comparison:
 
 
 def compare(current: HourFigures, history: Sequence[HourFigures], settings: CompareSettings = CompareSettings(),
-            length_ms: int = HOUR_MS) -> Comparison:
+            length_ms: int = HOUR_MS, levels: Levels | None = None) -> Comparison:
     """Judges ``current`` against the baseline ``settings`` selects from ``history`` (earlier windows).
 
+    With ``settings.method`` ``calibrated`` (the default) the verdict comes from ``monitor.hourly.evidence``'s
+    tests (``levels``: the model's error levels; without them, the baseline's own); with ``mean_z`` from the
+    robust z of the weighted mean and the share ratio (the rule before it).
+
     >>> past = [HourFigures(h * HOUR_MS, 100, 100.0, 0.010 + 0.001 * (h % 3), 0.01) for h in range(30)]
-    >>> compare(HourFigures(30 * HOUR_MS, 100, 100.0, 0.011, 0.01), past).verdict
+    >>> rule = CompareSettings(method="mean_z")  # figures alone; the calibrated way reads the histograms
+    >>> compare(HourFigures(30 * HOUR_MS, 100, 100.0, 0.011, 0.01), past, rule).verdict
     'normal'
-    >>> compare(HourFigures(30 * HOUR_MS, 100, 100.0, 0.05, 0.01), past).verdict
+    >>> compare(HourFigures(30 * HOUR_MS, 100, 100.0, 0.05, 0.01), past, rule).verdict
     'critical'
     >>> compare(HourFigures(30 * HOUR_MS, 100, 100.0, 0.05, 0.01), past[:5]).verdict
     'learning'
     """
+    figures = _figures(current, history, settings, length_ms)
+    early = _early_verdict(current, figures, settings)
+    if early is not None:
+        return replace(figures, verdict=early)
+    if settings.method == "mean_z":
+        return replace(figures, verdict=_verdict(current, figures, settings))
+    return _calibrated(current, history, figures, settings, length_ms, levels)
+
+
+def _figures(current: HourFigures, history: Sequence[HourFigures], settings: CompareSettings,
+             length_ms: int) -> Comparison:
+    """The descriptive figures of ``current`` against its baseline (verdict not yet set)."""
     baseline = select_baseline(current, history, settings, length_ms)
     means = np.array([h.weighted_mean for h in baseline])
     median, mad = _median_mad(means)
@@ -196,13 +246,16 @@ def compare(current: HourFigures, history: Sequence[HourFigures], settings: Comp
                          _percentile(current.weighted_mean, means), _share_ratio(current, baseline, settings),
                          _baseline_distance(current, baseline), median, mad, len(baseline),
                          sum(h.sample_size > 0 for h in baseline))
-    return replace(figures, verdict=_verdict(current, figures, settings))
+    return figures
 
 
 def select_baseline(current: HourFigures, history: Sequence[HourFigures], settings: CompareSettings,
                     length_ms: int = HOUR_MS) -> list[HourFigures]:
     """The windows ``current`` is compared with: usable ones only, then the strategy's choice."""
-    usable = [h for h in sorted(history, key=_start) if _usable(h, settings)
+    # A weekly baseline keeps windows of every verdict: a weekend-only pattern judged abnormal on its first
+    # weekend must be what the second one is compared with (its median across weeks resists one incident).
+    serves = _usable if settings.baseline != "same_hour_of_week" else _finite
+    usable = [h for h in sorted(history, key=_start) if serves(h, settings)
               and not (settings.same_model_only and h.model_version != current.model_version)]
     return baseline_strategy(settings).select(usable, current.start_ms, length_ms)
 
@@ -213,9 +266,13 @@ def _start(figures: HourFigures) -> int:
 
 def _usable(figures: HourFigures, settings: CompareSettings) -> bool:
     """Whether a window may serve in a baseline, whatever the window being judged."""
-    if figures.count < settings.min_count or not math.isfinite(figures.weighted_mean):
+    if not _finite(figures, settings):
         return False
     return figures.accepted or not (settings.exclude_abnormal and figures.verdict in ABNORMAL)
+
+
+def _finite(figures: HourFigures, settings: CompareSettings) -> bool:
+    return figures.count >= settings.min_count and math.isfinite(figures.weighted_mean)
 
 
 def _sampling_noise(current: HourFigures, baseline: Sequence[HourFigures]) -> float:
@@ -292,16 +349,96 @@ def _kl_bits(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum(p[present] * np.log2(p[present] / q[present])))
 
 
-def _verdict(current: HourFigures, figures: Comparison, settings: CompareSettings) -> str:
+def _early_verdict(current: HourFigures, figures: Comparison, settings: CompareSettings) -> str | None:
+    """``insufficient_data`` or ``learning`` when the window cannot be judged yet, else ``None``."""
     if current.count < settings.min_count or not math.isfinite(current.weighted_mean):
         return "insufficient_data"
     if figures.baseline_size < settings.min_history:
         return "learning"
+    return None
+
+
+def _verdict(current: HourFigures, figures: Comparison, settings: CompareSettings) -> str:
+    """The ``mean_z`` rule: the robust z of the weighted mean, or the share ratio, past its thresholds."""
     if figures.robust_z >= settings.critical_z or figures.share_ratio >= settings.critical_share_ratio:
         return "critical"
     if figures.robust_z >= settings.warning_z or figures.share_ratio >= settings.warning_share_ratio:
         return "warning"
     return "normal"
+
+
+def alarm_rates(settings: CompareSettings, length_ms: int = HOUR_MS) -> tuple[float, float]:
+    """The per-window tail probabilities at which a window is critical and a warning: the settings' false
+    alarms per 30 days spread over the windows of 30 days."""
+    windows = 30 * DAY_MS / length_ms
+    return settings.false_critical_per_30_days / windows, settings.false_warning_per_30_days / windows
+
+
+def _calibrated(current: HourFigures, history: Sequence[HourFigures], figures: Comparison,
+                settings: CompareSettings, length_ms: int, levels: Levels | None) -> Comparison:
+    """The verdict from ``monitor.hourly.evidence``: counts and capped means a handful of records cannot fake,
+    the current hour's top ``outlier_records`` set aside."""
+    baseline = [h for h in select_baseline(current, history, settings, length_ms) if _has_bins(h)]
+    if levels is None:
+        pooled = np.sum([np.asarray(h.histogram, dtype=np.float64) for h in baseline], axis=0) if baseline else None
+        levels = None if pooled is None else Levels.of_histogram(pooled)
+    if levels is None or not _has_bins(current):
+        return replace(figures, verdict="normal")
+    recent = _consecutive(current, history, settings, length_ms)
+
+    def judged(trim: int) -> list[Test]:
+        def counts(h: HourFigures) -> HourCounts:
+            return HourCounts.of(h.histogram, h.top_errors, levels, trim)
+        return tests(counts(current), [counts(h) for h in recent], [counts(h) for h in baseline], levels)
+
+    critical_at, warning_at = alarm_rates(settings, length_ms)
+
+    def severity(p: float) -> str:
+        return "critical" if p <= critical_at else "warning" if p <= warning_at else "normal"
+
+    trimmed, whole = judged(settings.outlier_records), judged(0)
+    p_trimmed, p_whole = combined(trimmed), combined(whole)
+    verdict = severity(p_trimmed)
+    reasons = [_reason(t, severity(min(1.0, len(trimmed) * t.corrected)), levels, len(trimmed)) for t in trimmed
+               if severity(min(1.0, len(trimmed) * t.corrected)) != "normal"]
+    if VERDICT_LEVEL[severity(p_whole)] > VERDICT_LEVEL[verdict]:
+        level = "warning" if settings.outliers_verdict == "warning" else "info"
+        n = sum(1 for _ in current.top[:settings.outlier_records])
+        reasons.append(Reason(
+            "outliers", level, f"the hour departs only by its top {n} record{'s' if n != 1 else ''}: p {p_whole:.1e} "
+            f"with {'them' if n != 1 else 'it'}, {p_trimmed:.2g} without; per-record news (see the scored events), "
+            "not an hourly incident", p_value=p_whole,
+            records=tuple(sequence for sequence, _ in current.top[:settings.outlier_records])))
+        if level == "warning" and verdict == "normal":
+            verdict = "warning"
+    return replace(figures, verdict=verdict, p_value=p_trimmed, signal=firing(reasons), reasons=tuple(reasons))
+
+
+def _reason(test: Test, level: str, levels: Levels, signals: int) -> Reason:
+    p = min(1.0, signals * test.corrected)
+    span = f"over the last {test.hours} hours" if test.hours > 1 else "this hour"
+    detail = (f"{test.observed:.0f} records at or above error {levels.level(test.signal):.3g} {span}, "
+              f"{test.expected:.2f} expected; p {p:.1e}")
+    return Reason(test.signal, level, detail, test.observed, test.expected, p, test.hours)
+
+
+def _has_bins(figures: HourFigures) -> bool:
+    return len(figures.histogram) == HIST_SLOTS
+
+
+def _consecutive(current: HourFigures, history: Sequence[HourFigures], settings: CompareSettings,
+                 length_ms: int) -> list[HourFigures]:
+    """The windows just before ``current`` with no gap, newest last, at most ``evidence_hours - 1`` of them
+    (of any verdict: an ongoing drift's earlier hours are evidence too)."""
+    by_start = {h.start_ms: h for h in history if _has_bins(h) and h.count > 0
+                and not (settings.same_model_only and h.model_version != current.model_version)}
+    recent: list[HourFigures] = []
+    for back in range(1, settings.evidence_hours):
+        earlier = by_start.get(current.start_ms - back * length_ms)
+        if earlier is None:
+            break
+        recent.append(earlier)
+    return recent[::-1]
 
 
 class ErrorModel(Protocol):
@@ -329,7 +466,9 @@ class History:
                  formats: dict[int, FormatCounts] | None = None) -> None:
         self.settings = settings
         self.length_ms = length_ms
-        self.capacity = max(settings.previous_windows, settings.same_hour_days * DAY_MS // length_ms) + 1
+        self.capacity = max(settings.previous_windows, settings.same_hour_days * DAY_MS // length_ms,
+                            settings.same_hour_weeks * WEEK_MS // length_ms if settings.baseline == "same_hour_of_week"
+                            else 0, settings.evidence_hours) + 1
         self._entries: list[HourFigures] = []
         self.samples: dict[int, WindowSample] = {}
         self.formats: dict[int, FormatCounts] = {}
@@ -348,16 +487,17 @@ class History:
         """The model version of the newest window (``None`` while empty)."""
         return self._entries[-1].model_version if self._entries else None
 
-    def judge(self, figures: HourFigures, sample: WindowSample | None = None) -> Comparison:
+    def judge(self, figures: HourFigures, sample: WindowSample | None = None,
+              levels: Levels | None = None) -> Comparison:
         """Compares a closed window with its baseline, then keeps it (with its verdict and sample) for later
         windows."""
-        comparison = self.compare(figures)
+        comparison = self.compare(figures, levels)
         self.keep(replace(figures, verdict=comparison.verdict), sample)
         return comparison
 
-    def compare(self, figures: HourFigures) -> Comparison:
+    def compare(self, figures: HourFigures, levels: Levels | None = None) -> Comparison:
         """A closed window against its baseline among the kept windows (nothing is kept)."""
-        return compare(figures, self._entries, self.settings, self.length_ms)
+        return compare(figures, self._entries, self.settings, self.length_ms, levels)
 
     def baseline_formats(self, figures: HourFigures) -> list[FormatCounts]:
         """The format counts of the windows ``figures`` is compared with (those that have them)."""
@@ -381,12 +521,15 @@ class History:
         if not stale:
             return 0
         kept = [self.samples[self._entries[i].start_ms].kept()[0] for i in stale]
-        errors = model.errors([s for sequences in kept for s in sequences])  # one call: the model's pace
-        bounds = np.cumsum([0, *(len(k) for k in kept)])
-        for i, low, high in zip(stale, bounds[:-1], bounds[1:]):
+        tops = [[sequence for sequence, _ in self._entries[i].top] for i in stale]
+        errors = model.errors([s for sequences in (*kept, *tops) for s in sequences])  # one call: the model's pace
+        bounds = np.cumsum([0, *(len(k) for k in (*kept, *tops))])
+        for n, (i, low, high) in enumerate(zip(stale, bounds[:-1], bounds[1:])):
             old = self._entries[i]
             estimate = self.samples[old.start_ms].estimate(errors[low:high], model.threshold)
-            self._entries[i] = replace(old, weighted_mean=estimate.weighted_mean,
+            low, high = bounds[len(stale) + n], bounds[len(stale) + n + 1]
+            top = tuple(sorted(zip(tops[n], errors[low:high].tolist()), key=lambda r: (-r[1], r[0])))
+            self._entries[i] = replace(old, weighted_mean=estimate.weighted_mean, top=top,
                                        above_threshold_share=estimate.above_threshold_share,
                                        histogram=estimate.histogram, model_version=model.version,
                                        sample_size=estimate.sample_size,

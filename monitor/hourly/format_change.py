@@ -17,6 +17,7 @@ import numpy as np
 
 from monitor.hourly.compare import Comparison, js_distance
 from monitor.hourly.format_counts import FormatCounts
+from monitor.hourly.reasons import Reason, firing
 from monitor.settings import FormatSettings
 
 MIN_EXPECTED = 10  # a format has vanished only from a window big enough to expect this many of it
@@ -80,6 +81,27 @@ class FormatChange:
                        + "; ".join(s.describe() for s in self.moved))
         return out
 
+    def as_reasons(self, new_only_to_training: bool = False) -> list[Reason]:
+        """The change as the verdict's reasons (warning level: a format change raises normal to warning);
+        ``new_only_to_training``: only the formats training never had (a window with no baseline yet)."""
+        new = self.new_to_training if new_only_to_training else self.new
+        out = []
+        if new:
+            out.append(Reason("new_format", "warning", f"new format{'s' if len(new) > 1 else ''} (vs "
+                              f"{self.against}): " + "; ".join(s.describe() for s in new),
+                              observed=new[0].share, expected=new[0].baseline_share,
+                              records=tuple(e for s in new for e in s.examples), formats=tuple(s.format for s in new)))
+        if self.vanished and not new_only_to_training:
+            out.append(Reason("vanished_format", "warning", "vanished: " + "; ".join(s.describe() for s in self.vanished),
+                              observed=0.0, expected=self.vanished[0].baseline_share,
+                              formats=tuple(s.format for s in self.vanished)))
+        if self.moved_beyond and not new_only_to_training:
+            out.append(Reason("moved_formats", "warning", f"format shares moved (distance {self.distance:.2f}): "
+                              + "; ".join(s.describe() for s in self.moved), observed=self.distance,
+                              records=tuple(e for s in self.moved for e in s.examples[:1]),
+                              formats=tuple(s.format for s in self.moved)))
+        return out
+
     def summary(self) -> str:
         """One line for a CSV cell: empty when nothing changed."""
         return " | ".join(self.reasons())
@@ -92,9 +114,12 @@ class FormatChange:
 
 
 def compare_formats(current: FormatCounts, baseline: Sequence[FormatCounts], training: Mapping[str, float],
-                    settings: FormatSettings = FormatSettings()) -> FormatChange:
+                    settings: FormatSettings = FormatSettings(), moved_p: float = 1.0) -> FormatChange:
     """``current`` against the pooled ``baseline`` windows, or against ``training`` (format -> share of the
-    training data) while the baseline is empty."""
+    training data) while the baseline is empty. Shares count as moved when their distance reaches
+    ``settings.moved_distance`` and a G-test of the window's counts against the baseline's shares gives at
+    most ``moved_p``: a sparse hour's shares wander far by chance alone (30 records over five formats reach a
+    distance of 0.3 in a few hours of a hundred)."""
     top = tuple((name, n / current.total) for name, n in current.top(settings.metrics_top)) if current.total else ()
     pooled = _pooled(baseline)
     if pooled is not None:
@@ -118,18 +143,55 @@ def compare_formats(current: FormatCounts, baseline: Sequence[FormatCounts], tra
                          tuple(current.examples(name) or examples_then.get(name, ())))
              for name in set(now) | set(then) if name not in {s.format for s in (*new, *vanished)}]
     moved = [s for s in moved if abs(s.share - s.baseline_share) >= settings.new_share]
+    beyond = distance >= settings.moved_distance and (moved_p >= 1.0 or _g_test(current, then) <= moved_p)
     return FormatChange(_largest(new, "share"), _largest(vanished, "baseline_share"),
                         tuple(sorted(moved, key=lambda s: -abs(s.share - s.baseline_share))[:LISTED]),
-                        distance, against, distance >= settings.moved_distance, top)
+                        distance, against, beyond, top)
 
 
 def escalate(comparison: Comparison, change: FormatChange) -> Comparison:
     """The verdict once the formats are taken into account: a normal window whose formats changed is a
-    warning, and so is a learning one (no baseline yet) with a format training never had."""
-    if comparison.verdict == "normal" and change.changed or \
-            comparison.verdict == "learning" and change.new_to_training:
-        return replace(comparison, verdict="warning")
-    return comparison
+    warning, and so is a learning one (no baseline yet) with a format training never had. The change joins
+    the verdict's reasons whenever it counts."""
+    judged = comparison.verdict in ("normal", "warning", "critical")
+    if judged and change.changed:
+        added = change.as_reasons()
+    elif comparison.verdict == "learning" and change.new_to_training:
+        added = change.as_reasons(new_only_to_training=True)
+    else:
+        return comparison
+    reasons = (*comparison.reasons, *added)
+    verdict = "warning" if comparison.verdict in ("normal", "learning") else comparison.verdict
+    return replace(comparison, verdict=verdict, reasons=reasons, signal=firing(reasons))
+
+
+def _g_test(current: FormatCounts, then: Mapping[str, float]) -> float:
+    """The tail probability of the window's format counts under the baseline's shares (G-test, the shares
+    smoothed by half a record so a format the baseline never had is possible, not impossible)."""
+    n = current.total
+    counts = dict(current.top(len(current)))
+    names = sorted(set(counts) | set(then))
+    other = max(0, n - sum(counts.values()))
+    expected = np.array([then.get(name, 0.0) for name in names] + [max(0.0, 1 - math.fsum(then.values()))])
+    expected = (expected * n + 0.5) / (n + 0.5 * len(expected))
+    observed = np.array([counts.get(name, 0) for name in names] + [other], dtype=np.float64)
+    present = observed > 0
+    g = 2.0 * float(np.sum(observed[present] * np.log(observed[present] / (n * expected[present]))))
+    return chi_square_sf(g, len(expected) - 1)
+
+
+def chi_square_sf(x: float, df: int) -> float:
+    """P(X >= x) for a chi-square X with ``df`` degrees of freedom (Wilson-Hilferty's normal approximation,
+    within a few percent of the exact tail down to 1e-6).
+
+    >>> round(chi_square_sf(3.84, 1), 2), round(chi_square_sf(18.3, 10), 2)
+    (0.05, 0.05)
+    """
+    if df <= 0 or x <= 0:
+        return 1.0
+    ratio = 2.0 / (9.0 * df)
+    z = ((x / df) ** (1.0 / 3.0) - (1.0 - ratio)) / math.sqrt(ratio)
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
 def _largest(shifts: list[FormatShift], key: str) -> tuple[FormatShift, ...]:

@@ -21,11 +21,15 @@ from monitor.hourly.compare import (
     ErrorModel,
     History,
     HourFigures,
+    alarm_rates,
 )
+from monitor.hourly.evidence import SIGNALS, Levels
 from monitor.hourly.format_change import FormatChange, compare_formats, escalate
 from monitor.hourly.format_counts import FormatCounts
+from monitor.hourly.reasons import Reason, summary
 from monitor.hourly.sample import DEFAULT_SIZE, WindowSample
 from monitor.hourly.timeline import iso_utc
+from monitor.hourly.top_records import TopRecord
 from monitor.hourly.window import ClosedWindow, Progress, WindowAccumulator, Windows
 from monitor.records import Position
 from monitor.settings import CompareSettings, FormatSettings
@@ -41,6 +45,16 @@ class TrainingFormats(Protocol):
     """A model that knows its training data's formats (``monitor.core.score.Scorer`` does)."""
 
     def training_format_shares(self) -> Mapping[str, float]: ...
+
+
+@runtime_checkable
+class TrainingErrors(Protocol):
+    """A model that knows its training errors (``monitor.core.score.Scorer`` does): the judgement's levels."""
+
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def training_errors(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -79,10 +93,25 @@ class WindowReport:
     formats: FormatChange = field(default_factory=FormatChange)
     sample: WindowSample | None = field(default=None, compare=False, repr=False)
     format_counts: FormatCounts | None = field(default=None, compare=False, repr=False)
+    top_records: tuple[TopRecord, ...] = ()
 
     @property
     def verdict(self) -> str:
         return self.comparison.verdict
+
+    @property
+    def reasons(self) -> tuple[Reason, ...]:
+        return self.comparison.reasons
+
+    def reasons_summary(self) -> str:
+        """The reasons in one readable line (empty for a window with none)."""
+        return summary(self.comparison.reasons)
+
+    def top_records_dicts(self) -> list[dict[str, Any]]:
+        """The top records with their share of the window's weighted error sum."""
+        total = self.totals.weighted_error_sum
+        return [{"sequence": r.sequence, "error": r.error, "weight": r.weight, "event_time": iso_utc(r.event_ms),
+                 "error_share": r.error * r.weight / total if total > 0 else None} for r in self.top_records]
 
     @property
     def abnormal(self) -> bool:
@@ -90,14 +119,17 @@ class WindowReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Flat and JSON-safe (``nan`` becomes ``None``), keys in ``REPORT_FIELDS`` order."""
+        comparison = {f.name: getattr(self.comparison, f.name) for f in fields(Comparison) if f.name != "reasons"}
         flat = {"topic": self.topic, "start_ms": self.start_ms, "end_ms": self.end_ms, **asdict(self.totals),
-                **asdict(self.comparison), "model_version": self.model_version}
+                **comparison, "model_version": self.model_version}
         row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in flat.items()}
-        return {**row, "formats": self.formats.to_dict()}
+        return {**row, "formats": self.formats.to_dict(), "reasons": [r.to_dict() for r in self.reasons],
+                "top_records": self.top_records_dicts()}
 
 
 REPORT_FIELDS = ("topic", "start_ms", "end_ms", *(f.name for f in fields(WindowTotals)),
-                 *(f.name for f in fields(Comparison)), "model_version", "formats")
+                 *(f.name for f in fields(Comparison) if f.name != "reasons"), "model_version", "formats", "reasons",
+                 "top_records")
 
 
 class HourlyJudge:
@@ -113,6 +145,7 @@ class HourlyJudge:
         self.windows: dict[str, Windows] = {}
         self.histories: dict[str, History] = {}
         self.streaks: dict[str, int] = {}  # consecutive abnormal windows per topic
+        self._levels_cache: dict[str, Levels] = {}
 
     def add(self, partition: Position, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
             flags: np.ndarray, now_ms: int | None = None, sequences: Sequence[str] | None = None,
@@ -182,16 +215,31 @@ class HourlyJudge:
             log.info("model %s takes over %s at %s: %d history windows re-scored from their samples",
                      model.version, topic, iso_utc(closed.start_ms), rescored)
         sample = closed.total.sample if self.sample_size else None
-        figures = HourFigures.of(closed.start_ms, closed.total, version)
+        top = closed.total.top.records
+        figures = HourFigures.of(closed.start_ms, closed.total, version, tuple((r.sequence, r.error) for r in top))
         counts = closed.total.formats
         training = model.training_format_shares() if isinstance(model, TrainingFormats) else {}
-        change = compare_formats(counts, history.baseline_formats(figures), training, self.format_settings)
-        comparison = escalate(history.compare(figures), change)
+        moved_p = alarm_rates(self.settings, self.length_ms)[1] if self.settings.method == "calibrated" else 1.0
+        change = compare_formats(counts, history.baseline_formats(figures), training, self.format_settings, moved_p)
+        levels = self._levels(model)
+        comparison = escalate(history.compare(figures, levels), change)
+        comparison = replace(comparison, reasons=tuple(_named(r, top, levels) for r in comparison.reasons))
         history.keep(replace(figures, verdict=comparison.verdict), sample, counts)
         report = WindowReport(topic, closed.start_ms, closed.end_ms, WindowTotals.of(closed.total), comparison,
-                              version, change, sample, counts)
+                              version, change, sample, counts, top)
         self.streaks[topic] = self.streaks.get(topic, 0) + 1 if report.abnormal else 0
         return report
+
+    def _levels(self, model: ErrorModel | str) -> Levels | None:
+        """The model's error levels for the judgement (``None`` for a model known by its version alone: the
+        baseline's own levels are used)."""
+        if not isinstance(model, TrainingErrors):
+            return None
+        cached = self._levels_cache.get(model.version)  # type: ignore[attr-defined]
+        if cached is None:
+            cached = self._levels_cache[model.version] = Levels.of_model(  # type: ignore[attr-defined]
+                model.threshold, model.training_errors)
+        return cached
 
     def rescore_history(self, model: ErrorModel) -> int:
         """Estimate every topic's history under ``model`` now (as the first window it scores will)."""
@@ -248,3 +296,12 @@ class HourlyJudge:
                                                (formats or {}).get(t))
                           for t, h in histories.items()}
         self.streaks = {t: int(h.get("streak", 0)) for t, h in histories.items()}
+
+
+def _named(reason: Reason, top: tuple[TopRecord, ...], levels: Levels | None) -> Reason:
+    """``reason`` with the window's records that drove it: those at or above its level, highest first."""
+    if reason.records or not top:
+        return reason
+    if reason.signal in SIGNALS and levels is not None:
+        return reason.with_records(tuple(r.sequence for r in top if r.error >= levels.level(reason.signal)))
+    return reason

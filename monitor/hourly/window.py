@@ -25,9 +25,10 @@ from monitor.hourly.sample import (
     text_hashes,
 )
 from monitor.hourly.timeline import HOUR_MS, window_start
+from monitor.hourly.top_records import DEFAULT_KEPT, TopRecords
 from monitor.records import Position
 
-SNAPSHOT_FORMAT = 4  # 4: format counts; 3: samples; 2: a watermark per partition (1: one); all still read
+SNAPSHOT_FORMAT = 5  # 5: top records; 4: format counts; 3: samples; 2: a watermark per partition (1: one); all read
 # Late counters older than this many windows before the closing mark are folded into ``late_total`` only.
 LATE_WINDOWS_KEPT = 1000
 
@@ -43,7 +44,8 @@ class WindowAccumulator:
     ``histogram`` counts records. Float sums merge exactly up to float rounding; counts merge exactly.
     ``sample``: a weighted random sample of the window's sequences (``monitor.hourly.sample``), which merges
     exactly; it lets the window be re-scored by another model. ``formats``: records per format
-    (``monitor.hourly.format_counts``), with examples.
+    (``monitor.hourly.format_counts``), with examples. ``top``: the highest-error records
+    (``monitor.hourly.top_records``), which merge exactly too.
     """
 
     count: int = 0
@@ -56,17 +58,21 @@ class WindowAccumulator:
     max_event_time_ms: int | None = None
     sample: WindowSample = field(default_factory=WindowSample)
     formats: FormatCounts = field(default_factory=FormatCounts)
+    top: TopRecords = field(default_factory=TopRecords)
 
     def add(self, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
             flags: np.ndarray, sequences: Sequence[str] | None = None, priorities: np.ndarray | None = None,
-            formats: _FormatRows | None = None) -> None:
+            formats: _FormatRows | None = None, hashes: np.ndarray | None = None) -> None:
         """Adds a batch; the arrays are aligned, ``flags`` is True where the error is above threshold.
         ``sequences`` with their ``priorities`` (``record_priorities``) feed the sample; ``formats``
-        (format ids, their names, the sequences' text hashes) the format counts."""
+        (format ids, their names, the sequences' text hashes) the format counts; ``hashes`` (their text
+        hashes) with ``sequences`` the top records."""
         if len(errors) == 0:
             return
         if sequences is not None and priorities is not None:
             self.sample.add(sequences, weights, priorities)
+        if sequences is not None and hashes is not None:
+            self.top.add(errors, weights, event_times_ms, sequences, hashes)
         if formats is not None and sequences is not None:
             ids, names, hashes = formats
             self.formats.add(ids, names, sequences, hashes)
@@ -87,6 +93,7 @@ class WindowAccumulator:
         self.histogram.merge(other.histogram)
         self.sample.merge(other.sample)
         self.formats.merge(other.formats)
+        self.top.merge(other.top)
         if other.min_event_time_ms is not None and other.max_event_time_ms is not None:
             self._widen(other.min_event_time_ms, other.max_event_time_ms)
 
@@ -115,7 +122,7 @@ class WindowAccumulator:
                 "above_threshold_weight": self.above_threshold_weight,
                 "histogram": self.histogram.to_list(),
                 "min_event_time_ms": self.min_event_time_ms, "max_event_time_ms": self.max_event_time_ms,
-                "sample": self.sample.to_dict(), "formats": self.formats.to_dict()}
+                "sample": self.sample.to_dict(), "formats": self.formats.to_dict(), "top": self.top.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], sample_size: int = DEFAULT_SIZE,
@@ -124,11 +131,13 @@ class WindowAccumulator:
         kept (an empty one)."""
         sample = WindowSample.from_dict(data["sample"]) if "sample" in data else WindowSample(sample_size)
         formats = FormatCounts.from_dict(data["formats"]) if "formats" in data else FormatCounts(format_slots)
+        # A snapshot from before top records knows none: the window's records already added stay unnamed.
+        top = TopRecords.from_dict(data["top"]) if "top" in data else TopRecords()
         return cls(int(data["count"]), float(data["weight_sum"]), float(data["weighted_error_sum"]),
                    int(data["above_threshold_count"]), float(data["above_threshold_weight"]),
                    ErrorHistogram.from_list(data["histogram"]),
                    _optional_int(data["min_event_time_ms"]), _optional_int(data["max_event_time_ms"]), sample,
-                   formats)
+                   formats, top)
 
 
 _FormatRows = tuple[np.ndarray, Sequence[str], np.ndarray]
@@ -239,8 +248,8 @@ class Windows:
         keep = np.flatnonzero(~late_mask)
         counted = format_ids is not None and self.format_slots
         sampled: Sequence[str] | None = None
-        priorities, formats = None, None
-        if sequences is not None and (self.sample_size or counted) and len(keep):
+        priorities, formats, kept_hashes = None, None, None
+        if sequences is not None and len(keep):
             every = len(keep) == len(times)
             sampled = sequences if every else [sequences[i] for i in keep]
             kept_hashes = text_hashes(sampled) if hashes is None else hashes if every else hashes[keep]
@@ -249,7 +258,7 @@ class Windows:
             if counted:
                 formats = (format_ids if every else format_ids[keep], format_names, kept_hashes)  # type: ignore[index]
         self._accumulate(partition, starts[keep], errors[keep], weights[keep], times[keep], flags[keep],
-                         sampled, priorities, formats)
+                         sampled, priorities, formats, kept_hashes)
         latest = int(times.max()) if now_ms is None else min(int(times.max()), now_ms)
         self.watermarks[partition] = max(self.watermarks.get(partition, latest), latest)
         return late
@@ -264,7 +273,8 @@ class Windows:
 
     def _accumulate(self, partition: Position, starts: np.ndarray, errors: np.ndarray, weights: np.ndarray,
                     times: np.ndarray, flags: np.ndarray, sequences: Sequence[str] | None,
-                    priorities: np.ndarray | None, formats: _FormatRows | None) -> None:
+                    priorities: np.ndarray | None, formats: _FormatRows | None,
+                    hashes: np.ndarray | None = None) -> None:
         if len(starts) and starts[0] == starts[-1] and np.all(starts == starts[0]):  # the usual batch: one window
             groups: Any = [(starts[0], slice(None))]
         else:
@@ -283,11 +293,13 @@ class Windows:
             part = sequences if isinstance(rows, slice) else _Rows(sequences, rows)
             accumulator.add(errors[rows], weights[rows], times[rows], flags[rows], part,
                             None if priorities is None else priorities[rows],
-                            None if formats is None else (formats[0][rows], formats[1], formats[2][rows]))
+                            None if formats is None else (formats[0][rows], formats[1], formats[2][rows]),
+                            None if hashes is None else hashes[rows])
 
     def _accumulator(self) -> WindowAccumulator:
         return WindowAccumulator(sample=WindowSample(self.sample_size),
-                                 formats=FormatCounts(max(self.format_slots, 1), self.format_examples))
+                                 formats=FormatCounts(max(self.format_slots, 1), self.format_examples),
+                                 top=TopRecords(DEFAULT_KEPT))
 
     @property
     def latest_event_ms(self) -> int | None:
@@ -342,7 +354,7 @@ class Windows:
     @classmethod
     def restore(cls, state: dict[str, Any], sample_size: int = DEFAULT_SIZE, format_slots: int = DEFAULT_SLOTS,
                 format_examples: int = DEFAULT_EXAMPLES) -> Windows:
-        if state.get("format") not in (1, 2, 3, SNAPSHOT_FORMAT):
+        if state.get("format") not in (1, 2, 3, 4, SNAPSHOT_FORMAT):
             raise ValueError(f"window snapshot format {state.get('format')!r} is not {SNAPSHOT_FORMAT}")
         windows = cls(int(state["length_ms"]), int(state["allowed_lateness_ms"]), sample_size, format_slots,
                       format_examples)
@@ -382,7 +394,8 @@ def merged(by_partition: dict[Position, WindowAccumulator], samples: bool = True
     total = WindowAccumulator(sample=WindowSample(size), formats=empty.copy())
     for partition in sorted(by_partition):
         part = by_partition[partition]
-        total.merge(part if samples else dataclasses.replace(part, sample=WindowSample(size), formats=empty))
+        total.merge(part if samples else dataclasses.replace(part, sample=WindowSample(size), formats=empty,
+                                                             top=TopRecords()))
     return total
 
 

@@ -164,10 +164,15 @@ class CompareSettings(Section, key="compare"):
         the window has fewer than ``min_count`` records, or no weight (no weighted mean). Never alarms.
     ``learning``
         fewer than ``min_history`` usable windows in the baseline.
-    ``critical``
-        robust z of the weighted mean >= ``critical_z``, or share ratio >= ``critical_share_ratio``.
-    ``warning``
-        robust z >= ``warning_z``, or share ratio >= ``warning_share_ratio``.
+    ``critical`` / ``warning`` (``method: calibrated``, the default)
+        the hour's tail probability (``monitor.hourly.evidence``: records far above normal, records above
+        the threshold, the capped mean, each over the last 1..``evidence_hours`` hours, with the hour's
+        ``outlier_records`` highest-error records set aside) is at most what ``false_critical_per_30_days``
+        (``false_warning_per_30_days``) allows per window. A window that departs only with its top records
+        is normal with an ``outliers`` reason (a warning with ``outliers_verdict: warning``).
+    ``critical`` / ``warning`` (``method: mean_z``, the rule before: one odd record can make an hour critical)
+        robust z of the weighted mean >= ``critical_z`` (``warning_z``), or share ratio >=
+        ``critical_share_ratio`` (``warning_share_ratio``).
     ``normal``
         otherwise. Only *higher* errors alarm: a window better reconstructed than usual is normal.
 
@@ -179,8 +184,10 @@ class CompareSettings(Section, key="compare"):
     The two signals catch different faults: the mean a few very bad records or a general drift, the share
     many moderately bad ones.
 
-    ``baseline``: ``"previous"`` (the last ``previous_windows`` windows) or ``"same_hour"`` (the same time of
-    day over the last ``same_hour_days`` days). ``exclude_abnormal`` keeps warning and critical windows out
+    ``baseline``: ``"previous"`` (the last ``previous_windows`` windows), ``"same_hour"`` (the same time of
+    day over the last ``same_hour_days`` days) or ``"same_hour_of_week"`` (the same hour of the same weekday
+    over the last ``same_hour_weeks`` weeks; windows of every verdict serve in it, so a weekly pattern
+    judged abnormal its first week is the baseline of the next). ``exclude_abnormal`` keeps warning and critical windows out
     of later baselines, so a long incident stays critical instead of becoming the new normal (only a new
     model ends it); ``same_model_only`` compares only windows scored by the same model version, since errors
     of different models are on different scales (after a model change the verdict is learning again).
@@ -191,9 +198,16 @@ class CompareSettings(Section, key="compare"):
     monitor.settings.checks.SectionError: compare.warning_z: 7.0 must not exceed compare.critical_z (6.0)
     """
 
-    baseline: str = setting("previous", choice("previous", "same_hour"))
+    baseline: str = setting("previous", choice("previous", "same_hour", "same_hour_of_week"))
     previous_windows: int = setting(168, integer(1))
     same_hour_days: int = setting(7, integer(1))
+    same_hour_weeks: int = setting(4, integer(1))
+    method: str = setting("calibrated", choice("calibrated", "mean_z"))
+    false_critical_per_30_days: float = setting(0.1, positive_number)
+    false_warning_per_30_days: float = setting(3.0, positive_number)
+    evidence_hours: int = setting(6, integer(1))
+    outlier_records: int = setting(1, integer(0))
+    outliers_verdict: str = setting("normal", choice("normal", "warning"))
     min_history: int = setting(24, integer(1))
     min_count: int = setting(1, integer(1))
     warning_z: float = setting(3.0, positive_number)
@@ -206,9 +220,10 @@ class CompareSettings(Section, key="compare"):
     same_model_only: bool = setting(True, boolean)
 
     def _cross_check(self) -> Iterator[tuple[str, str]]:
-        capacity = "same_hour_days" if self.baseline == "same_hour" else "previous_windows"
+        capacity = {"same_hour": "same_hour_days", "same_hour_of_week": "same_hour_weeks"}.get(self.baseline,
+                                                                                              "previous_windows")
         for low, high in (("warning_z", "critical_z"), ("warning_share_ratio", "critical_share_ratio"),
-                          ("min_history", capacity)):
+                          ("min_history", capacity), ("false_critical_per_30_days", "false_warning_per_30_days")):
             if getattr(self, low) > getattr(self, high):
                 yield low, f"{getattr(self, low)} must not exceed compare.{high} ({getattr(self, high)})"
 

@@ -74,8 +74,8 @@ class WindowLog(NoHooks):
     """One log line per closed window: a warning when its verdict is warning or critical."""
 
     def on_window_closed(self, report: WindowReport, streak: int) -> None:
-        formats = report.formats.summary()
+        reasons = report.reasons_summary()
         log.log(logging.WARNING if report.abnormal else logging.INFO,
-                "window %s %s closed: %d records, weighted mean error %.6g, z %.2f, verdict %s%s",
+                "window %s %s closed: %d records, weighted mean error %.6g, p %.2g, verdict %s%s",
                 report.topic, iso_utc(report.start_ms), report.totals.count, report.totals.weighted_mean,
-                report.comparison.robust_z, report.verdict, f"; formats: {formats}" if formats else "")
+                report.comparison.p_value, report.verdict, f"; reasons: {reasons}" if reasons else "")

@@ -26,6 +26,9 @@ from monitor.hourly.timeline import DAY_MS, HOUR_MS
 from monitor.hourly.window import Windows
 
 NORMAL_MEANS = (0.010, 0.011, 0.012, 0.0105, 0.0115)
+# These tests give windows figures alone (no real error histogram): they test the mean_z rule, which reads
+# only the figures. The calibrated judgement is tested in test_evidence.py and test_verdicts.py.
+MEAN_Z = CompareSettings(method="mean_z")
 
 
 def hour(index: int, mean: float | None = None, share: float = 0.01, count: int = 100,
@@ -51,29 +54,29 @@ def test_ordinary_window_is_normal() -> None:
 
 
 def test_shifted_window_is_critical() -> None:
-    result = compare(hour(48, 0.05), normal_history())
+    result = compare(hour(48, 0.05), normal_history(), MEAN_Z)
     assert result.verdict == "critical" and result.robust_z > 6 and result.percentile == 100.0
 
 
 def test_moderate_shift_is_a_warning() -> None:
     history = normal_history()
-    spread = compare(hour(48), history).baseline_mad
-    assert compare(hour(48, 0.011 + 4 * spread), history).verdict == "warning"
+    spread = compare(hour(48), history, MEAN_Z).baseline_mad
+    assert compare(hour(48, 0.011 + 4 * spread), history, MEAN_Z).verdict == "warning"
 
 
 def test_lower_errors_than_usual_are_normal() -> None:
-    assert compare(hour(48, 0.0001), normal_history()).verdict == "normal"
+    assert compare(hour(48, 0.0001), normal_history(), MEAN_Z).verdict == "normal"
 
 
 @pytest.mark.parametrize(("share", "verdict"), [(0.02, "normal"), (0.04, "warning"), (0.2, "critical")])
 def test_share_above_threshold_alone_can_raise_the_verdict(share: float, verdict: str) -> None:
-    result = compare(hour(48, 0.011, share=share), normal_history())
+    result = compare(hour(48, 0.011, share=share), normal_history(), MEAN_Z)
     assert result.share_ratio == pytest.approx(share / 0.01) and result.verdict == verdict
 
 
 def test_share_ratio_uses_a_floor_when_the_baseline_has_no_flagged_records() -> None:
     history = [hour(i, share=0.0) for i in range(48)]
-    result = compare(hour(48, share=0.01), history)
+    result = compare(hour(48, share=0.01), history, MEAN_Z)
     assert result.share_ratio == pytest.approx(1.0) and result.verdict == "normal"
 
 
@@ -88,10 +91,10 @@ def test_window_without_weight_is_insufficient_data() -> None:
 
 def test_constant_history_with_zero_mad_does_not_divide_by_zero() -> None:
     history = [hour(i, 0.02) for i in range(48)]
-    same = compare(hour(48, 0.02), history)
+    same = compare(hour(48, 0.02), history, MEAN_Z)
     assert same.baseline_mad == 0.0 and same.robust_z == 0.0 and same.verdict == "normal"
-    assert compare(hour(48, 0.0205), history).verdict == "normal"  # +2.5 %: within the 5 % spread floor
-    assert compare(hour(48, 0.03), history).verdict == "critical"  # +50 %: z = 10
+    assert compare(hour(48, 0.0205), history, MEAN_Z).verdict == "normal"  # +2.5 %: within the 5 % spread floor
+    assert compare(hour(48, 0.03), history, MEAN_Z).verdict == "critical"  # +50 %: z = 10
 
 
 def test_all_zero_history_gives_finite_z() -> None:
@@ -107,7 +110,7 @@ def test_percentile_counts_ties_half() -> None:
 
 
 def test_long_incident_stays_critical_when_abnormal_windows_are_excluded() -> None:
-    history = History(CompareSettings())
+    history = History(MEAN_Z)
     for i in range(48):
         history.judge(hour(i))
     verdicts = [history.judge(hour(i, 0.05)).verdict for i in range(48, 48 + 400)]
@@ -116,7 +119,7 @@ def test_long_incident_stays_critical_when_abnormal_windows_are_excluded() -> No
 
 
 def test_long_incident_becomes_the_baseline_when_abnormal_windows_are_included() -> None:
-    history = History(CompareSettings(exclude_abnormal=False))
+    history = History(CompareSettings(exclude_abnormal=False, method="mean_z"))
     for i in range(48):
         history.judge(hour(i))
     verdicts = [history.judge(hour(i, 0.05)).verdict for i in range(48, 48 + 200)]
@@ -138,11 +141,11 @@ def test_same_hour_of_day_picks_only_whole_days_within_range() -> None:
 
 
 def test_same_hour_baseline_compares_with_the_same_time_of_day() -> None:
-    settings = CompareSettings(baseline="same_hour", min_history=5)
+    settings = CompareSettings(baseline="same_hour", min_history=5, method="mean_z")
     # Busy afternoons have higher errors than nights; 15:00 is judged against earlier 15:00s only.
     history = [hour(i, 0.05 if (i % 24) == 15 else 0.01) for i in range(24 * 8)]
     assert compare(hour(24 * 8 + 15, 0.05), history, settings).verdict == "normal"
-    assert compare(hour(24 * 8 + 15, 0.05), history, CompareSettings()).verdict == "critical"
+    assert compare(hour(24 * 8 + 15, 0.05), history, MEAN_Z).verdict == "critical"
 
 
 def test_baseline_leaves_out_unusable_windows_and_other_models() -> None:
@@ -178,7 +181,7 @@ def test_empty_history_gives_nan_figures_and_learning() -> None:
 
 def test_verdict_levels_are_numbers_for_metrics() -> None:
     assert VERDICT_LEVEL == {"learning": -1, "insufficient_data": -1, "normal": 0, "warning": 1, "critical": 2}
-    assert compare(hour(48, 0.05), normal_history()).level == 2
+    assert compare(hour(48, 0.05), normal_history(), MEAN_Z).level == 2
 
 
 def test_history_round_trips_through_json() -> None:
@@ -191,7 +194,7 @@ def test_history_round_trips_through_json() -> None:
 
 
 def test_history_stays_bounded_and_keeps_the_last_normal_windows_through_an_incident() -> None:
-    history = History(CompareSettings(previous_windows=30, same_hour_days=1, min_history=10))
+    history = History(CompareSettings(previous_windows=30, same_hour_days=1, min_history=10, method="mean_z"))
     assert history.capacity == 31
     for i in range(100):
         history.judge(hour(i))

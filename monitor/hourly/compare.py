@@ -378,18 +378,26 @@ def _calibrated(current: HourFigures, history: Sequence[HourFigures], figures: C
                 settings: CompareSettings, length_ms: int, levels: Levels | None) -> Comparison:
     """The verdict from ``monitor.hourly.evidence``: counts and capped means a handful of records cannot fake,
     the current hour's top ``outlier_records`` set aside."""
-    baseline = [h for h in select_baseline(current, history, settings, length_ms) if _has_bins(h)]
+    recent = _consecutive(current, history, settings, length_ms)
+    # The hours under test are never their own baseline: a drift's first hour, judged normal, would else
+    # raise the rate its second hour is tested against.
+    tested = {h.start_ms for h in recent}
+    baseline = [h for h in select_baseline(current, history, settings, length_ms)
+                if _has_bins(h) and h.start_ms not in tested]
     if levels is None:
         pooled = np.sum([np.asarray(h.histogram, dtype=np.float64) for h in baseline], axis=0) if baseline else None
         levels = None if pooled is None else Levels.of_histogram(pooled)
     if levels is None or not _has_bins(current):
         return replace(figures, verdict="normal")
-    recent = _consecutive(current, history, settings, length_ms)
+
+    # The baseline counts whole: its rates are what hours hold, strays included. Setting each tested hour's
+    # top records aside can then only weaken the evidence, never make it.
+    whole_baseline = [HourCounts.of(h.histogram, (), levels, 0) for h in baseline]
 
     def judged(trim: int) -> list[Test]:
         def counts(h: HourFigures) -> HourCounts:
             return HourCounts.of(h.histogram, h.top_errors, levels, trim)
-        return tests(counts(current), [counts(h) for h in recent], [counts(h) for h in baseline], levels)
+        return tests(counts(current), [counts(h) for h in recent], whole_baseline, levels)
 
     critical_at, warning_at = alarm_rates(settings, length_ms)
 

@@ -5,7 +5,7 @@ hour's mean error mostly counts its very odd records, and one of them can move i
 hour ever moves. The verdict therefore rests on counts, whose false-alarm rates can be stated: records at or
 above three error levels, each tested against the baseline's own rate of them:
 
-- ``far_records``: the *far* level, the model's training errors' 99.9th percentile (a foreign string is
+- ``far_records``: the *far* level, the model's training errors' 99.99th percentile (a foreign string is
   orders of magnitude above it): few records, each very odd;
 - ``flagged_records``: the model's threshold (its per-sequence flag);
 - ``elevated_records``: the training errors' 90th percentile: a general shift (every record a little worse)
@@ -15,14 +15,15 @@ above three error levels, each tested against the baseline's own rate of them:
 hours critical, because errors between the threshold and the cap are still heavy-tailed and a handful of
 them moves the mean further than a normal approximation allows.)
 
-Counts are tested with the beta-binomial distribution: the baseline's rate (pooled, with a weak prior at
-the training data's rate) with its estimation error and the hour-to-hour spread the baseline shows beyond
+Counts are tested with the beta-binomial distribution: the baseline's rate (pooled, with the training data's
+rate counting as one more baseline window) with its estimation error and the hour-to-hour spread the baseline shows beyond
 chance, so 30 and 20,000 records an hour are judged alike. Each test looks at the last 1 to
 ``CompareSettings.evidence_hours`` consecutive hours ending at this one (a persistent small drift adds up,
 one odd hour does not carry the next: the current hour must lean the same way), and the smallest p-value
 is multiplied by the number of spans and tests (Bonferroni), so the stated rate is an upper bound under
-the model. Each hour's ``outlier_records`` highest-error records are set aside before counting: one odd
-record is per-record news (the scored events flag it), not an hourly incident.
+the model. Each tested hour's ``outlier_records`` highest-error records are set aside before counting (the
+baseline's hours count whole, strays included): one odd record is per-record news (the scored events flag
+it), not an hourly incident.
 
 Everything is read from the windows' fixed error histograms (``monitor.hourly.histogram``), so the
 levels are whole histogram bins, the same for the window and its baseline, and windows re-scored from
@@ -41,8 +42,7 @@ import numpy as np
 from monitor.hourly.histogram import HIST_EDGES, HIST_SLOTS
 
 ELEVATED_QUANTILE = 0.9  # the elevated level: a general shift moves many records past it
-FAR_QUANTILE = 0.999  # the far level: training errors' quantile; a foreign string is orders of magnitude above
-PRIOR_RECORDS = 1_000.0  # the training rate counts as this many baseline records (a young baseline is unsure)
+FAR_QUANTILE = 0.9999  # the far level: beyond nearly every training error; a foreign string is orders of magnitude above
 MAX_TERMS = 200_000  # a beta-binomial tail sums at most this many terms (each far smaller than the first)
 # A representative error per histogram slot (underflow ~0, log-midpoints, the overflow's lower edge).
 BIN_VALUES = np.concatenate([[0.0], np.sqrt(HIST_EDGES[:-1] * HIST_EDGES[1:]), [HIST_EDGES[-1]]])
@@ -169,7 +169,7 @@ def _count_test(signal: str, spans: Sequence[HourCounts], baseline: Sequence[Hou
     best = Test(signal, current.count(signal), current.n * rate, 1, 1.0, 1.0)
     if current.count(signal) <= current.n * rate:
         return best  # the hour itself does not lean this way: earlier hours alone make no alarm now
-    known = sum(b.n for b in baseline) + PRIOR_RECORDS
+    known = sum(b.n for b in baseline) + _prior_records(baseline)
     observed = records = 0.0
     for m, hour in enumerate(spans, start=1):
         observed += hour.count(signal)
@@ -186,13 +186,21 @@ def _count_test(signal: str, spans: Sequence[HourCounts], baseline: Sequence[Hou
                 min(1.0, best.p_value * len(spans)))
 
 
+def _prior_records(baseline: Sequence[HourCounts]) -> float:
+    """How many records the training data's rate counts for: one typical baseline window (so it steadies a
+    young baseline and fades in a long one; a weekly baseline of two windows is not drowned by it)."""
+    sizes = [b.n for b in baseline if b.n > 0]
+    return float(np.mean(sizes)) if sizes else 1.0
+
+
 def _baseline_rate(baseline: Sequence[HourCounts], signal: str, prior: float) -> tuple[float, float]:
     """The baseline's pooled rate (with the prior) and its intra-hour correlation: how much more hours vary
     than independent records would (0: no more)."""
     k = np.array([b.count(signal) for b in baseline], dtype=np.float64)
     n = np.array([b.n for b in baseline], dtype=np.float64)
     prior = min(max(prior, 1e-6), 0.5)
-    rate = (float(k.sum()) + PRIOR_RECORDS * prior) / (float(n.sum()) + PRIOR_RECORDS)
+    weight = _prior_records(baseline)
+    rate = (float(k.sum()) + weight * prior) / (float(n.sum()) + weight)
     rate = min(max(rate, 1e-9), 1 - 1e-9)
     used = n > 0
     if used.sum() < 3:

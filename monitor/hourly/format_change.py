@@ -143,7 +143,8 @@ def compare_formats(current: FormatCounts, baseline: Sequence[FormatCounts], tra
                          tuple(current.examples(name) or examples_then.get(name, ())))
              for name in set(now) | set(then) if name not in {s.format for s in (*new, *vanished)}]
     moved = [s for s in moved if abs(s.share - s.baseline_share) >= settings.new_share]
-    beyond = distance >= settings.moved_distance and (moved_p >= 1.0 or _g_test(current, then) <= moved_p)
+    known = sum(w.total for w in baseline) if against == "baseline" else 0
+    beyond = distance >= settings.moved_distance and (moved_p >= 1.0 or _g_test(current, then, known) <= moved_p)
     return FormatChange(_largest(new, "share"), _largest(vanished, "baseline_share"),
                         tuple(sorted(moved, key=lambda s: -abs(s.share - s.baseline_share))[:LISTED]),
                         distance, against, beyond, top)
@@ -165,19 +166,28 @@ def escalate(comparison: Comparison, change: FormatChange) -> Comparison:
     return replace(comparison, verdict=verdict, reasons=reasons, signal=firing(reasons))
 
 
-def _g_test(current: FormatCounts, then: Mapping[str, float]) -> float:
-    """The tail probability of the window's format counts under the baseline's shares (G-test, the shares
-    smoothed by half a record so a format the baseline never had is possible, not impossible)."""
+def _g_test(current: FormatCounts, then: Mapping[str, float], known: int) -> float:
+    """The tail probability that the window's format counts and the baseline's (``known`` records with the
+    shares ``then``; 0: the shares are training's, taken as exact) come from the same shares: a G-test of
+    homogeneity, so a baseline of one sparse window is as uncertain as the window itself."""
     n = current.total
     counts = dict(current.top(len(current)))
     names = sorted(set(counts) | set(then))
-    other = max(0, n - sum(counts.values()))
-    expected = np.array([then.get(name, 0.0) for name in names] + [max(0.0, 1 - math.fsum(then.values()))])
-    expected = (expected * n + 0.5) / (n + 0.5 * len(expected))
-    observed = np.array([counts.get(name, 0) for name in names] + [other], dtype=np.float64)
+    now = np.array([counts.get(name, 0) for name in names] + [max(0, n - sum(counts.values()))], dtype=np.float64)
+    shares = np.array([then.get(name, 0.0) for name in names] + [max(0.0, 1 - math.fsum(then.values()))])
+    if known <= 0:  # one sample against exact shares, smoothed by half a record so a new format is possible
+        expected = (shares * n + 0.5) / (n + 0.5 * len(shares)) * n
+        g = _g(now, expected)
+    else:
+        before = shares * known
+        pooled = (now + before) / (n + known)
+        g = _g(now, pooled * n) + _g(before, pooled * known)
+    return chi_square_sf(g, int(np.count_nonzero(now + shares > 0)) - 1)
+
+
+def _g(observed: np.ndarray, expected: np.ndarray) -> float:
     present = observed > 0
-    g = 2.0 * float(np.sum(observed[present] * np.log(observed[present] / (n * expected[present]))))
-    return chi_square_sf(g, len(expected) - 1)
+    return 2.0 * float(np.sum(observed[present] * np.log(observed[present] / expected[present])))
 
 
 def chi_square_sf(x: float, df: int) -> float:

@@ -112,6 +112,12 @@ def assert_equal_figures(got: list[dict[str, Any]], expected: list[dict[str, Any
     for a, b in zip(got, expected):
         assert (a["count"], a["weight_sum"], a["verdict"]) == (b["count"], b["weight_sum"], b["verdict"])
         assert a["formats"] == b["formats"]
+        # The reports topic carries the verdict's reasons and the window's top records, as replay's JSON does.
+        assert [x["signal"] for x in a["reasons"]] == [x["signal"] for x in b["reasons"]]
+        assert a["top_records"] and [x["sequence"] for x in a["top_records"]] == \
+            [x["sequence"] for x in b["top_records"]]
+        assert [x["error"] for x in a["top_records"]] == \
+            pytest.approx([x["error"] for x in b["top_records"]], rel=1e-6)
         for key in ("weighted_mean", "weighted_error_sum", "above_threshold_share", "baseline_median",
                     "robust_z", "error_p50", "error_p99"):
             if b[key] is None:

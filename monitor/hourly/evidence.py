@@ -224,6 +224,8 @@ def beta_binomial_sf(k: int, n: int, a: float, b: float) -> float:
         return 0.0
     log_norm = math.lgamma(n + 1) - _log_beta(a, b)
     mode = n * a / (a + b)
+    if k <= mode:  # at or below the bulk: no evidence of excess (and summing upward from k would overflow)
+        return 1.0
     total = 0.0
     first = None
     for j in range(k, min(n, k + MAX_TERMS) + 1):

@@ -16,7 +16,7 @@ import numpy as np
 
 from monitor.hourly.evidence import BIN_VALUES, HourCounts, Levels, Test, combined, tests
 from monitor.hourly.format_counts import FormatCounts
-from monitor.hourly.histogram import HIST_EDGES, HIST_SLOTS
+from monitor.hourly.histogram import HIST_SLOTS
 from monitor.hourly.reasons import Reason, firing
 from monitor.hourly.sample import WindowSample
 from monitor.hourly.timeline import DAY_MS, HOUR_MS
@@ -31,7 +31,6 @@ MAD_SCALE = 1.4826  # makes the median absolute deviation estimate the standard 
 # The spread used for the robust z is never below this (besides the relative floor): a baseline of
 # all-zero errors would otherwise make any positive error infinitely abnormal.
 SPREAD_FLOOR = 1e-9
-_BIN_VALUES = BIN_VALUES
 WEEK_MS = 7 * DAY_MS
 
 
@@ -282,15 +281,15 @@ def _sampling_noise(current: HourFigures, baseline: Sequence[HourFigures]) -> fl
     dozen records moves far more by chance than hourly windows of thousands: without this floor one broken
     record in a sparse window reads as z in the thousands. Estimated from the pooled histograms.
     """
-    same_bins = [h.histogram for h in baseline if len(h.histogram) == len(_BIN_VALUES)]
+    same_bins = [h.histogram for h in baseline if len(h.histogram) == len(BIN_VALUES)]
     if not same_bins or current.count <= 0:
         return 0.0
     pooled = np.sum(np.asarray(same_bins, dtype=np.float64), axis=0)
     total = pooled.sum()
     if total <= 0:
         return 0.0
-    mean = float(pooled @ _BIN_VALUES) / total
-    variance = max(float(pooled @ np.square(_BIN_VALUES)) / total - mean * mean, 0.0)
+    mean = float(pooled @ BIN_VALUES) / total
+    variance = max(float(pooled @ np.square(BIN_VALUES)) / total - mean * mean, 0.0)
     return math.sqrt(variance / current.count)
 
 

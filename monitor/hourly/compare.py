@@ -14,7 +14,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from monitor.hourly.evidence import BIN_VALUES, HourCounts, Levels, Test, combined, tests
+from monitor.hourly.evidence import (
+    BIN_VALUES,
+    SIGNALS,
+    HourCounts,
+    Levels,
+    Test,
+    TestedHour,
+    combined,
+    hour_to_hour_spread,
+    tests,
+)
 from monitor.hourly.format_counts import FormatCounts
 from monitor.hourly.histogram import HIST_SLOTS
 from monitor.hourly.reasons import Reason, firing
@@ -32,6 +42,7 @@ MAD_SCALE = 1.4826  # makes the median absolute deviation estimate the standard 
 # all-zero errors would otherwise make any positive error infinitely abnormal.
 SPREAD_FLOOR = 1e-9
 WEEK_MS = 7 * DAY_MS
+SPREAD_WINDOWS = 168  # the recent windows whose hour-to-hour spread a thin baseline borrows
 
 
 class _Histogram(Protocol):
@@ -375,54 +386,60 @@ def alarm_rates(settings: CompareSettings, length_ms: int = HOUR_MS) -> tuple[fl
 
 def _calibrated(current: HourFigures, history: Sequence[HourFigures], figures: Comparison,
                 settings: CompareSettings, length_ms: int, levels: Levels | None) -> Comparison:
-    """The verdict from ``monitor.hourly.evidence``: counts and capped means a handful of records cannot fake,
-    the current hour's top ``outlier_records`` set aside."""
+    """The verdict from ``monitor.hourly.evidence``: counts a handful of records cannot fake, each tested hour's
+    top ``outlier_records`` set aside and each hour set against its own baseline (a weekly baseline's Sunday
+    night is not Monday morning's)."""
     recent = _consecutive(current, history, settings, length_ms)
-    # The hours under test are never their own baseline: a drift's first hour, judged normal, would else
-    # raise the rate its second hour is tested against.
-    tested = {h.start_ms for h in recent}
-    baseline = [h for h in select_baseline(current, history, settings, length_ms)
-                if _has_bins(h) and h.start_ms not in tested]
+    baselines = {h.start_ms: [b for b in select_baseline(h, history, settings, length_ms) if _has_bins(b)]
+                 for h in (current, *recent)}
     if levels is None:
-        pooled = np.sum([np.asarray(h.histogram, dtype=np.float64) for h in baseline], axis=0) if baseline else None
+        own = baselines[current.start_ms]
+        pooled = np.sum([np.asarray(h.histogram, dtype=np.float64) for h in own], axis=0) if own else None
         levels = None if pooled is None else Levels.of_histogram(pooled)
     if levels is None or not _has_bins(current):
         return replace(figures, verdict="normal")
 
-    # The baseline counts whole: its rates are what hours hold, strays included. Setting each tested hour's
-    # top records aside can then only weaken the evidence, never make it.
-    whole_baseline = [HourCounts.of(h.histogram, (), levels, 0) for h in baseline]
-
-    def judged(trim: int) -> list[Test]:
-        def counts(h: HourFigures) -> HourCounts:
-            return HourCounts.of(h.histogram, h.top_errors, levels, trim)
-        return tests(counts(current), [counts(h) for h in recent], whole_baseline, levels)
+    # Baselines count whole: their rates are what hours hold, strays included. Setting each span's top
+    # records aside can then only weaken the evidence, never make it.
+    counted = {b.start_ms: HourCounts.of(b.histogram, levels) for bs in baselines.values() for b in bs}
+    pairs = _consecutive_pairs(current, [h for h in history if h.start_ms not in {r.start_ms for r in recent}],
+                               settings, length_ms, levels)
+    spread = {signal: hour_to_hour_spread(pairs, signal) for signal in SIGNALS}
+    hours = [TestedHour(h.start_ms, HourCounts.of(h.histogram, levels), tuple(h.top_errors),
+                        tuple((b.start_ms, counted[b.start_ms]) for b in baselines[h.start_ms]))
+             for h in (current, *reversed(recent))]
 
     critical_at, warning_at = alarm_rates(settings, length_ms)
 
     def severity(p: float) -> str:
         return "critical" if p <= critical_at else "warning" if p <= warning_at else "normal"
 
-    trimmed, whole = judged(settings.outlier_records), judged(0)
+    trimmed, whole = tests(hours, levels, spread, settings.outlier_records), tests(hours, levels, spread, 0)
     p_trimmed, p_whole = combined(trimmed), combined(whole)
     verdict = severity(p_trimmed)
-    reasons = [_reason(t, severity(min(1.0, len(trimmed) * t.corrected)), levels, len(trimmed)) for t in trimmed
-               if severity(min(1.0, len(trimmed) * t.corrected)) != "normal"]
+    reasons = [_reason(t, severity(t.corrected), levels) for t in trimmed if severity(t.corrected) != "normal"]
     if VERDICT_LEVEL[severity(p_whole)] > VERDICT_LEVEL[verdict]:
         level = "warning" if settings.outliers_verdict == "warning" else "info"
-        n = sum(1 for _ in current.top[:settings.outlier_records])
+        span = min(whole, key=lambda t: t.corrected).hours
+        outliers = _top_of([current, *recent[::-1]][:span], settings.outlier_records)
+        n = len(outliers)
         reasons.append(Reason(
-            "outliers", level, f"the hour departs only by its top {n} record{'s' if n != 1 else ''}: p {p_whole:.1e} "
+            "outliers", level, f"{'the hour departs' if span == 1 else f'the last {span} hours depart'} only by "
+            f"{'its' if span == 1 else 'their'} top {n} record{'s' if n != 1 else ''}: p {p_whole:.1e} "
             f"with {'them' if n != 1 else 'it'}, {p_trimmed:.2g} without; per-record news (see the scored events), "
-            "not an hourly incident", p_value=p_whole,
-            records=tuple(sequence for sequence, _ in current.top[:settings.outlier_records])))
+            "not an hourly incident", p_value=p_whole, hours=span, records=outliers))
         if level == "warning" and verdict == "normal":
             verdict = "warning"
     return replace(figures, verdict=verdict, p_value=p_trimmed, signal=firing(reasons), reasons=tuple(reasons))
 
 
-def _reason(test: Test, level: str, levels: Levels, signals: int) -> Reason:
-    p = min(1.0, signals * test.corrected)
+def _top_of(hours: Sequence[HourFigures], k: int) -> tuple[str, ...]:
+    """The ``k`` highest-error sequences of ``hours`` (each keeps its own top records)."""
+    return tuple(sequence for sequence, _ in sorted((r for h in hours for r in h.top), key=lambda r: -r[1])[:k])
+
+
+def _reason(test: Test, level: str, levels: Levels) -> Reason:
+    p = test.corrected
     span = f"over the last {test.hours} hours" if test.hours > 1 else "this hour"
     detail = (f"{test.observed:.0f} records at or above error {levels.level(test.signal):.3g} {span}, "
               f"{test.expected:.2f} expected; p {p:.1e}")
@@ -431,6 +448,16 @@ def _reason(test: Test, level: str, levels: Levels, signals: int) -> Reason:
 
 def _has_bins(figures: HourFigures) -> bool:
     return len(figures.histogram) == HIST_SLOTS
+
+
+def _consecutive_pairs(current: HourFigures, history: Sequence[HourFigures], settings: CompareSettings,
+                       length_ms: int, levels: Levels) -> list[tuple[HourCounts, HourCounts]]:
+    """The last ``SPREAD_WINDOWS`` usable windows' counts, as pairs of windows one after the other (the hours
+    under test are left out by the caller: a drift's first hour would pass for the stream's own spread)."""
+    usable = [h for h in sorted(history, key=_start) if _has_bins(h) and _usable(h, settings)
+              and not (settings.same_model_only and h.model_version != current.model_version)][-SPREAD_WINDOWS:]
+    return [(HourCounts.of(one.histogram, levels), HourCounts.of(two.histogram, levels))
+            for one, two in zip(usable, usable[1:]) if two.start_ms - one.start_ms == length_ms]
 
 
 def _consecutive(current: HourFigures, history: Sequence[HourFigures], settings: CompareSettings,

@@ -16,14 +16,16 @@ hours critical, because errors between the threshold and the cap are still heavy
 them moves the mean further than a normal approximation allows.)
 
 Counts are tested with the beta-binomial distribution: the baseline's rate (pooled, with the training data's
-rate counting as one more baseline window) with its estimation error and the hour-to-hour spread the baseline shows beyond
-chance, so 30 and 20,000 records an hour are judged alike. Each test looks at the last 1 to
-``CompareSettings.evidence_hours`` consecutive hours ending at this one (a persistent small drift adds up,
-one odd hour does not carry the next: the current hour must lean the same way), and the smallest p-value
-is multiplied by the number of spans and tests (Bonferroni), so the stated rate is an upper bound under
-the model. Each tested hour's ``outlier_records`` highest-error records are set aside before counting (the
-baseline's hours count whole, strays included): one odd record is per-record news (the scored events flag
-it), not an hourly incident.
+rate counting as one more baseline window unless the baseline's own count rules it out), its estimation error,
+and the hour-to-hour spread beyond chance (the baseline's, and at least the one consecutive hours of the
+stream show, which a baseline of one or two weekly windows cannot measure), so 30 and 20,000 records an hour
+are judged alike. Each test looks at the last 1 to ``CompareSettings.evidence_hours`` consecutive hours
+ending at this one, each hour against its own baseline with the span's hours taken out of it (a persistent
+small drift adds up; the current hour must add to the evidence, so a clean hour is not carried by the
+incident before it). The p-values are multiplied by the number of spans and signals (Bonferroni), so the
+stated rate is an upper bound under the model. Each span's ``outlier_records`` highest-error records are set
+aside before counting (the baselines count whole, strays included): one odd record is per-record news (the
+scored events flag it), not an hourly incident.
 
 Everything is read from the windows' fixed error histograms (``monitor.hourly.histogram``), so the
 levels are whole histogram bins, the same for the window and its baseline, and windows re-scored from
@@ -33,8 +35,8 @@ samples after a model change are judged the same way.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,7 @@ import numpy as np
 from monitor.hourly.histogram import HIST_EDGES, HIST_SLOTS
 
 ELEVATED_QUANTILE = 0.9  # the elevated level: a general shift moves many records past it
+PRIOR_AGREEMENT = 1e-3  # the training rate joins a baseline whose own count is not this unlikely under it
 FAR_QUANTILE = 0.9999  # the far level: beyond nearly every training error; a foreign string is orders of magnitude above
 MAX_TERMS = 200_000  # a beta-binomial tail sums at most this many terms (each far smaller than the first)
 # A representative error per histogram slot (underflow ~0, log-midpoints, the overflow's lower edge).
@@ -109,34 +112,25 @@ class Levels:
 
 @dataclass(frozen=True)
 class HourCounts:
-    """One window's records (``n``) and its records at or above each level (``at``, by signal), after
-    setting aside its ``trimmed`` highest-error records."""
+    """One window's records (``n``) and its records at or above each level (``at``, by signal)."""
 
     n: float
     at: tuple[tuple[str, float], ...]
-    trimmed: int = 0
 
     def count(self, signal: str) -> float:
         return dict(self.at)[signal]
 
     @classmethod
-    def of(cls, histogram: Sequence[int], top_errors: Sequence[float], levels: Levels, trim: int) -> HourCounts:
-        counts = np.asarray(histogram, dtype=np.float64).copy()
-        trimmed = 0
-        for error in list(top_errors)[:trim]:
-            slot = slot_of(error)
-            if counts[slot] > 0:
-                counts[slot] -= 1
-                trimmed += 1
-        return cls(float(counts.sum()), tuple((name, float(counts[slot:].sum())) for name, slot in levels.slots),
-                   trimmed)
+    def of(cls, histogram: Sequence[int], levels: Levels) -> HourCounts:
+        counts = np.asarray(histogram, dtype=np.float64)
+        return cls(float(counts.sum()), tuple((name, float(counts[slot:].sum())) for name, slot in levels.slots))
 
 
 @dataclass(frozen=True)
 class Test:
     """One signal's evidence: ``observed`` records against ``expected`` over the last ``hours`` hours (the
     span that departed most), its tail probability ``p_value`` for that span and ``corrected`` for every
-    span tried."""
+    span and signal tried (Bonferroni)."""
 
     signal: str
     observed: float
@@ -150,66 +144,164 @@ class Test:
                 "p_value": self.p_value, "corrected": self.corrected}
 
 
-def tests(current: HourCounts, recent: Sequence[HourCounts], baseline: Sequence[HourCounts],
-          levels: Levels) -> list[Test]:
-    """Every signal's test of ``current`` (with ``recent``: the consecutive hours just before it, newest
-    last) against ``baseline``; each ``corrected`` for the spans it tried."""
-    spans = [current, *reversed(recent)]  # spans[:m]: the last m hours
-    return [_count_test(signal, spans, baseline, levels.prior(signal)) for signal in SIGNALS]
+@dataclass(frozen=True)
+class TestedHour:
+    """One hour of a span under test: its ``counts``, its highest errors (``top_errors``, highest first) and
+    the windows of its own baseline as ``(start_ms, counts)``, from which the span's own hours are removed."""
+
+    start_ms: int
+    counts: HourCounts
+    top_errors: tuple[float, ...]
+    baseline: tuple[tuple[int, HourCounts], ...]
+
+    def baseline_without(self, hours: set[int]) -> list[HourCounts]:
+        return [counts for start, counts in self.baseline if start not in hours]
+
+
+def tests(hours: Sequence[TestedHour], levels: Levels, spread: Mapping[str, float], trim: int) -> list[Test]:
+    """Every signal's test of the current hour (``hours[0]``) and the consecutive hours just before it
+    (``hours[1:]``, newest first), each against its own baseline, each span's ``trim`` highest-error records
+    set aside; each ``corrected`` for its spans and signal."""
+    return [_count_test(signal, hours, _Level(levels.slot(signal), levels.prior(signal), spread.get(signal, 0.0)),
+                        trim) for signal in SIGNALS]
 
 
 def combined(found: Sequence[Test]) -> float:
-    """The hour's p-value: the smallest corrected one, times the number of signals (Bonferroni)."""
-    return min(1.0, len(found) * min((t.corrected for t in found), default=1.0))
+    """The hour's p-value: the smallest corrected one (each is corrected for its signal and spans)."""
+    return min((t.corrected for t in found), default=1.0)
 
 
-def _count_test(signal: str, spans: Sequence[HourCounts], baseline: Sequence[HourCounts], prior: float) -> Test:
-    rate, rho = _baseline_rate(baseline, signal, prior)
-    current = spans[0]
-    best = Test(signal, current.count(signal), current.n * rate, 1, 1.0, 1.0)
-    if current.count(signal) <= current.n * rate:
+@dataclass(frozen=True)
+class _Level:
+    slot: int
+    prior: float
+    spread: float
+
+
+def _count_test(signal: str, hours: Sequence[TestedHour], level: _Level, trim: int) -> Test:
+    rates = [_baseline_rate(hours[0].baseline_without({hours[0].start_ms}), signal, level)]
+    observed, expected, _ = _span_tail(signal, hours[:1], rates, level.slot, trim)
+    best = Test(signal, observed, expected, 1, 1.0, 1.0)
+    if observed <= expected:
         return best  # the hour itself does not lean this way: earlier hours alone make no alarm now
-    known = sum(b.n for b in baseline) + _prior_records(baseline)
-    observed = records = 0.0
-    for m, hour in enumerate(spans, start=1):
-        observed += hour.count(signal)
-        records += hour.n
-        # The rate's spread for this span: its estimation error, and the hour-to-hour spread beyond chance
-        # (which averages down over m hours).
-        relative = 1.0 / (known + 1.0) + rho / m
-        concentration = max(1.0 / relative - 1.0, 1e-9)
-        p = beta_binomial_sf(int(round(observed)), int(round(records)), rate * concentration,
-                             (1.0 - rate) * concentration)
+    for m in range(1, len(hours) + 1):
+        span = hours[:m]
+        # The hours under test are never their own baseline: a drift's first hour, judged normal, would
+        # else raise the rate the span is tested against.
+        excluded = {h.start_ms for h in span}
+        baselines = [h.baseline_without(excluded) for h in span]
+        if not all(baselines):
+            break  # an hour of the span has no baseline left: longer spans neither
+        rates = [_baseline_rate(baseline, signal, level) for baseline in baselines]
+        observed, expected, p = _span_tail(signal, span, rates, level.slot, trim)
+        # The current hour must add to the evidence: a clean hour after an incident is not carried by it.
+        if m > 1 and p >= _span_tail(signal, span[1:], rates[1:], level.slot, trim)[2]:
+            continue
         if p < best.p_value:
-            best = Test(signal, observed, records * rate, m, p, p)
-    return Test(best.signal, best.observed, best.expected, best.hours, best.p_value,
-                min(1.0, best.p_value * len(spans)))
+            best = Test(signal, observed, expected, m, p, p)
+    # Bonferroni over the spans that could be tried and the signals: the stated rate is an upper bound.
+    return replace(best, corrected=min(1.0, best.p_value * len(hours) * len(SIGNALS)))
+
+
+def _span_tail(signal: str, span: Sequence[TestedHour], rates: Sequence[tuple[float, float, float]], slot: int,
+               trim: int) -> tuple[float, float, float]:
+    """The span's observed and expected records at the level once its ``trim`` highest-error records are set
+    aside (the top ``trim`` of the hours' own tops: the span's), and the tail probability of so many."""
+    set_aside = sorted((e for h in span for e in h.top_errors), reverse=True)[:trim]
+    whole = sum(h.counts.n for h in span)
+    records = whole - len(set_aside)
+    observed = sum(h.counts.count(signal) for h in span) - sum(slot_of(e) >= slot for e in set_aside)
+    expected = sum(h.counts.n * rate for h, (rate, _, _) in zip(span, rates)) * (records / whole if whole else 0.0)
+    if records <= 0:
+        return observed, expected, 1.0
+    # The rate's spread: its estimation error (the thinnest baseline's), and the hour-to-hour spread beyond
+    # chance (which averages down over the span's hours).
+    relative = max(1.0 / (known + 1.0) for _, _, known in rates) + \
+        float(np.mean([rho for _, rho, _ in rates])) / len(span)
+    concentration = max(1.0 / relative - 1.0, 1e-9)
+    pooled = min(max(expected / records, 1e-9), 1 - 1e-9)
+    return observed, expected, beta_binomial_sf(int(round(observed)), int(round(records)), pooled * concentration,
+                                                (1.0 - pooled) * concentration)
 
 
 def _prior_records(baseline: Sequence[HourCounts]) -> float:
     """How many records the training data's rate counts for: one typical baseline window (so it steadies a
-    young baseline and fades in a long one; a weekly baseline of two windows is not drowned by it)."""
+    young baseline and fades in a long one)."""
     sizes = [b.n for b in baseline if b.n > 0]
     return float(np.mean(sizes)) if sizes else 1.0
 
 
-def _baseline_rate(baseline: Sequence[HourCounts], signal: str, prior: float) -> tuple[float, float]:
-    """The baseline's pooled rate (with the prior) and its intra-hour correlation: how much more hours vary
-    than independent records would (0: no more)."""
+def _baseline_rate(baseline: Sequence[HourCounts], signal: str, level: _Level) -> tuple[float, float, float]:
+    """The baseline's pooled rate, its intra-hour correlation (how much more hours vary than independent
+    records would; 0: no more; at least ``level.spread``, the stream's hour-to-hour one) and how many records the
+    rate rests on. The training data's rate joins the pool unless the baseline's own count rules it out
+    (a weekend-only format the training never saw: the baseline alone says what such hours hold)."""
     k = np.array([b.count(signal) for b in baseline], dtype=np.float64)
     n = np.array([b.n for b in baseline], dtype=np.float64)
-    prior = min(max(prior, 1e-6), 0.5)
-    weight = _prior_records(baseline)
-    rate = (float(k.sum()) + weight * prior) / (float(n.sum()) + weight)
+    prior = min(max(level.prior, 1e-6), 0.5)
+    if binomial_tails(int(round(k.sum())), int(round(n.sum())), prior) >= PRIOR_AGREEMENT:
+        weight = _prior_records(baseline)
+        known = float(n.sum()) + weight
+        rate = (float(k.sum()) + weight * prior) / known
+    else:  # Jeffreys' half a record each way: the baseline alone
+        known = float(n.sum()) + 1.0
+        rate = (float(k.sum()) + 0.5) / known
     rate = min(max(rate, 1e-9), 1 - 1e-9)
     used = n > 0
     if used.sum() < 3:
-        return rate, 0.0
+        return rate, level.spread, known
     k, n = k[used], n[used]
     dispersion = float(np.sum(np.square(k - n * rate) / (n * rate * (1 - rate)))) / (len(n) - 1)
     mean_n = float(n.mean())
     rho = (dispersion - 1.0) / (mean_n - 1.0) if mean_n > 1 else 0.0
-    return rate, min(max(rho, 0.0), 0.5)
+    return rate, max(min(max(rho, 0.0), 0.5), level.spread), known
+
+
+def hour_to_hour_spread(pairs: Sequence[tuple[HourCounts, HourCounts]], signal: str) -> float:
+    """The intra-hour correlation that consecutive hours' counts show (``pairs``: hours a window apart): a
+    stream's own overdispersion, which a slow daily or weekly rhythm hardly touches, so a baseline of one or
+    two windows (a weekly one, early on) borrows it instead of assuming none."""
+    pairs = [(one, two) for one, two in pairs if one.n > 0 and two.n > 0]
+    records = sum(one.n + two.n for one, two in pairs)
+    rate = sum(one.count(signal) + two.count(signal) for one, two in pairs) / records if records else 0.0
+    if len(pairs) < 3 or not 0.0 < rate < 1.0:
+        return 0.0
+    z2 = [(one.count(signal) / one.n - two.count(signal) / two.n) ** 2 / (rate * (1 - rate) * (1 / one.n + 1 / two.n))
+          for one, two in pairs]
+    size = float(np.mean([2.0 / (1 / one.n + 1 / two.n) for one, two in pairs]))  # E[z2] = 1 + rho (size - 1)
+    return min(max((float(np.mean(z2)) - 1.0) / (size - 1.0), 0.0), 0.5) if size > 1 else 0.0
+
+
+def binomial_tails(k: int, n: int, p: float) -> float:
+    """The smaller of P(X <= k) and P(X >= k) for X ~ Binomial(n, p): how unlike ``p`` a count of ``k`` in
+    ``n`` is (1 at the bulk; each tail summed outward from k until its terms are negligible).
+
+    >>> round(binomial_tails(0, 10, 0.5), 6), round(binomial_tails(5, 10, 0.5), 1), binomial_tails(3, 10, 0.0)
+    (0.000977, 1.0, 0.0)
+    """
+    if n <= 0:
+        return 1.0
+    if p <= 0.0 or p >= 1.0:
+        return 1.0 if k == round(n * p) else 0.0
+    mean = n * p
+    if abs(k - mean) < 1.0:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+
+    def log_pmf(j: int) -> float:
+        return math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * log_p + (n - j) * log_q
+    step = 1 if k > mean else -1
+    first = log_pmf(k)
+    total, j = 0.0, k
+    for _ in range(MAX_TERMS):
+        if not 0 <= j <= n:
+            break
+        term = math.exp(log_pmf(j) - first)
+        total += term
+        if term < 1e-17 * total:
+            break
+        j += step
+    return min(1.0, math.exp(first + math.log(total)))
 
 
 def beta_binomial_sf(k: int, n: int, a: float, b: float) -> float:

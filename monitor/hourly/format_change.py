@@ -22,6 +22,7 @@ from monitor.settings import FormatSettings
 
 MIN_EXPECTED = 10  # a format has vanished only from a window big enough to expect this many of it
 LISTED = 5  # formats listed per kind of change
+MIN_CELL = 5.0  # a format shares test merges the formats expected fewer times than this
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,12 @@ def compare_formats(current: FormatCounts, baseline: Sequence[FormatCounts], tra
     if not current.total:
         return FormatChange(against=against, top=top)
     now = current.shares()
+    known = sum(w.total for w in baseline) if against == "baseline" else 0
     new = [FormatShift(name, share, 0.0, training.get(name, 0.0) if training else None,
                        tuple(current.examples(name)))
            for name, share in now.items() if share >= settings.new_share and then.get(name, 0.0) == 0.0
-           and current.count(name) >= settings.new_min_records]
+           and current.count(name) >= settings.new_min_records
+           and (known <= 0 or moved_p >= 1.0 or _absent_by_chance(current.count(name), current.total, known) <= moved_p)]
     vanished = [FormatShift(name, 0.0, share, training.get(name), tuple(examples_then.get(name, ())))
                 for name, share in then.items() if share >= settings.vanished_share
                 and now.get(name, 0.0) == 0.0 and share * current.total >= MIN_EXPECTED]
@@ -143,7 +146,6 @@ def compare_formats(current: FormatCounts, baseline: Sequence[FormatCounts], tra
                          tuple(current.examples(name) or examples_then.get(name, ())))
              for name in set(now) | set(then) if name not in {s.format for s in (*new, *vanished)}]
     moved = [s for s in moved if abs(s.share - s.baseline_share) >= settings.new_share]
-    known = sum(w.total for w in baseline) if against == "baseline" else 0
     beyond = distance >= settings.moved_distance and (moved_p >= 1.0 or _g_test(current, then, known) <= moved_p)
     return FormatChange(_largest(new, "share"), _largest(vanished, "baseline_share"),
                         tuple(sorted(moved, key=lambda s: -abs(s.share - s.baseline_share))[:LISTED]),
@@ -166,6 +168,15 @@ def escalate(comparison: Comparison, change: FormatChange) -> Comparison:
     return replace(comparison, verdict=verdict, reasons=reasons, signal=firing(reasons))
 
 
+def _absent_by_chance(count: int, total: int, known: int) -> float:
+    """The chance that a format with ``count`` of the window's ``total`` records and none of the baseline's
+    ``known`` had all its records fall in the window though both share one rate (hypergeometric): a sparse
+    baseline misses common formats by chance alone (20 records miss a 15 % format one time in 25)."""
+    log_p = (math.lgamma(total + 1) - math.lgamma(total - count + 1)
+             - math.lgamma(total + known + 1) + math.lgamma(total + known - count + 1))
+    return math.exp(log_p)
+
+
 def _g_test(current: FormatCounts, then: Mapping[str, float], known: int) -> float:
     """The tail probability that the window's format counts and the baseline's (``known`` records with the
     shares ``then``; 0: the shares are training's, taken as exact) come from the same shares: a G-test of
@@ -177,12 +188,21 @@ def _g_test(current: FormatCounts, then: Mapping[str, float], known: int) -> flo
     shares = np.array([then.get(name, 0.0) for name in names] + [max(0.0, 1 - math.fsum(then.values()))])
     if known <= 0:  # one sample against exact shares, smoothed by half a record so a new format is possible
         expected = (shares * n + 0.5) / (n + 0.5 * len(shares)) * n
-        g = _g(now, expected)
-    else:
-        before = shares * known
-        pooled = (now + before) / (n + known)
-        g = _g(now, pooled * n) + _g(before, pooled * known)
-    return chi_square_sf(g, int(np.count_nonzero(now + shares > 0)) - 1)
+        now, expected = _merge_sparse(expected, now, expected)
+        return chi_square_sf(_g(now, expected), len(now) - 1)
+    before = shares * known
+    now, before = _merge_sparse((now + before) / (n + known) * min(n, known), now, before)
+    pooled = (now + before) / (n + known)
+    return chi_square_sf(_g(now, pooled * n) + _g(before, pooled * known), int(np.count_nonzero(now + before > 0)) - 1)
+
+
+def _merge_sparse(expected: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``columns`` with the categories expected fewer than ``MIN_CELL`` times (in the smaller sample) merged
+    into one: the G statistic's chi-square law fails on sparse cells, making chance shifts look real."""
+    sparse = expected < MIN_CELL
+    if sparse.sum() < 2:
+        return columns
+    return tuple(np.append(c[~sparse], c[sparse].sum()) for c in columns)
 
 
 def _g(observed: np.ndarray, expected: np.ndarray) -> float:

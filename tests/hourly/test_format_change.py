@@ -96,3 +96,26 @@ def test_a_format_change_raises_a_normal_window_to_warning_and_a_learning_one_on
     assert escalate(learning, new_to_training).verdict == "warning"
     assert escalate(critical, new_to_training).verdict == "critical"
     assert escalate(normal, FormatChange()).verdict == "normal"
+
+
+def test_a_format_a_sparse_baseline_missed_by_chance_is_not_new_under_the_calibrated_judgement() -> None:
+    """Twenty records miss a format holding a fifth of the traffic one time in ninety: with a chance test
+    (``moved_p``, the calibrated judgement's warning rate) that is no new format; a big baseline's miss is."""
+    sparse = [counts({"AA999A": 12, "AA999": 8}, "sparse")]
+    window = counts({"AA999A": 10, "AA999": 7, "AA99": 5})
+    assert [s.format for s in compare_formats(window, sparse, TRAINING).new] == ["AA99"]  # no chance test
+    assert not compare_formats(window, sparse, TRAINING, moved_p=4e-3).new
+    big = [counts({"AA999A": 600, "AA999": 400}, str(h)) for h in range(3)]
+    assert [s.format for s in compare_formats(window, big, TRAINING, moved_p=4e-3).new] == ["AA99"]
+
+
+def test_shares_of_sparse_windows_move_by_chance_without_counting_as_moved() -> None:
+    """Two draws of fifty records from the same ten formats: the shares wander beyond the moved distance,
+    and the G-test with every format its own cell would call it a move (p 0.002); with the formats expected
+    fewer than five times merged it does not (p 0.07)."""
+    baseline = [counts({"AA999A": 23, "AA999": 16, "AA99": 6, "AA9999": 3, "B-9": 2}, "b")]
+    window = counts({"AA999A": 20, "AA999": 9, "AA99": 1, "AA9999": 4, "AA9999A": 8, "A-9": 1, "B-9": 3, "C-9": 3,
+                     "D-9": 1})
+    loose = compare_formats(window, baseline, TRAINING)
+    assert loose.distance >= FormatSettings().moved_distance and loose.moved_beyond
+    assert not compare_formats(window, baseline, TRAINING, moved_p=4e-3).moved_beyond

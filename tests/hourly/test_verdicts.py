@@ -78,7 +78,7 @@ def test_a_three_percent_foreign_drift_is_critical_within_two_hours_and_says_why
     before = [r for r in reports if hour_of(r) < drift_from]
     assert not [r for r in before if r.verdict == "critical"]
     first = next(r for r in reports if hour_of(r) >= drift_from and r.verdict == "critical")
-    assert hour_of(first) - drift_from <= 2
+    assert hour_of(first) - drift_from <= 1  # the drift's first or second hour
     far = next(reason for reason in first.reasons if reason.signal == "far_records")
     assert far.observed > far.expected and far.p_value is not None and far.p_value < 1e-4
     assert far.records and all(record.startswith("usr-") for record in far.records)
@@ -86,14 +86,15 @@ def test_a_three_percent_foreign_drift_is_critical_within_two_hours_and_says_why
 
 
 @pytest.mark.slow
-def test_a_ten_percent_drift_is_critical_within_two_hours_at_thirty_records_an_hour(scorer: Scorer) -> None:
-    """The issue's target is one hour; on this stream the drift's second hour is a warning (p 2.8e-4 against
-    1.4e-4 for critical) and its third critical. Kept at what holds, so the test tells if it gets worse."""
+def test_a_ten_percent_drift_is_critical_by_its_second_hour_at_thirty_records_an_hour(scorer: Scorer) -> None:
+    """The issue's target is the first hour; three foreign records of thirty, one set aside as the hour's
+    outlier, give p 0.016 against 1.4e-4 for critical (README: "How soon a drift is critical"); the two
+    hours together are critical. Kept at what holds, so the test tells if it gets worse."""
     drift_from = 40
     reports = run_stream(scorer, 44, 30, lambda h, rng: generate.sample("uid", 3, seed=h) if h >= drift_from else [])
     assert not [r for r in reports if hour_of(r) < drift_from and r.abnormal]
     first = next(r for r in reports if hour_of(r) >= drift_from and r.verdict == "critical")
-    assert hour_of(first) - drift_from <= 2
+    assert hour_of(first) - drift_from <= 1
     assert all(r.abnormal for r in reports if hour_of(r) > drift_from)
 
 

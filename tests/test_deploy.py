@@ -61,7 +61,7 @@ EXPORTED_METRICS = {
     *(f"sequence_monitor_window_{name}"
       for name in ("weighted_mean_error", "weight_sum", "weighted_error_sum", "records", "above_threshold_ratio",
                    "zscore", "percentile", "distribution_distance", "verdict", "start_timestamp_seconds",
-                   "abnormal_streak")),
+                   "abnormal_streak", "signal", "p_value", "outliers")),
     "sequence_monitor_baseline_median_error",
     "sequence_monitor_baseline_mad_error",
     "sequence_monitor_baseline_windows",
@@ -736,9 +736,26 @@ def test_the_dashboard_shows_what_the_wall_needs() -> None:
                    "sequence_monitor_records_total", "sequence_monitor_dead_letters_total",
                    "sequence_monitor_consumer_lag_records", "sequence_monitor_model_info",
                    "sequence_monitor_format_share", "sequence_monitor_new_format_share",
-                   "sequence_monitor_format_distance"):
+                   "sequence_monitor_format_distance", "sequence_monitor_window_signal",
+                   "sequence_monitor_window_p_value", "sequence_monitor_window_outliers"):
         assert needed in exprs, f"no panel shows {needed}"
     assert "heatmap" in types
+
+
+def test_the_dashboard_shows_why_beside_the_verdict_and_p_values_on_a_log_scale() -> None:
+    panels = list(_panels(_dashboard()["panels"]))
+
+    def showing(metric: str) -> dict[str, Any]:
+        [panel] = [p for p in panels if any(metric in t["expr"] for t in p["targets"])]
+        return panel
+
+    verdict = next(p for p in panels if p["type"] == "state-timeline"
+                   and any("sequence_monitor_window_verdict" in t["expr"] for t in p["targets"]))
+    signals, p_value = showing("sequence_monitor_window_signal"), showing("sequence_monitor_window_p_value")
+    assert signals["type"] == "state-timeline" and "signal" in signals["targets"][0]["legendFormat"]
+    assert p_value["fieldConfig"]["defaults"]["custom"]["scaleDistribution"]["type"] == "log"
+    for panel in (signals, p_value):  # the next row of panels under the verdict's
+        assert panel["gridPos"]["y"] == verdict["gridPos"]["y"] + verdict["gridPos"]["h"], panel["title"]
 
 
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:

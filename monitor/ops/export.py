@@ -4,7 +4,8 @@ partitions assigned).
 
 The service calls the hooks below from its loop; they copy what a scrape needs into a snapshot under a lock,
 and a collector turns the snapshot into metric families when Prometheus asks. Labels stay low-cardinality:
-topic, partition, outcome, reason, verdict, never a sequence or a key.
+topic, partition, outcome, reason, verdict, signal (``monitor.hourly.reasons.SIGNAL_TEXT``), never a sequence or
+a key.
 
 With ``state.store: kafka`` the instances of a consumer group share the input partitions and the judging of
 topics; ``on_assignment`` and ``on_transaction_abort`` feed the group's gauges and counters (partitions owned,
@@ -37,6 +38,7 @@ from prometheus_client.registry import Collector
 from monitor.core.bundle import Bundle
 from monitor.hourly.compare import VERDICT_LEVEL
 from monitor.hourly.judge import WindowReport
+from monitor.hourly.reasons import LEVELS, SIGNAL_TEXT
 from monitor.hourly.window import WindowAccumulator
 from monitor.records import Position
 from monitor.stream.hooks import Snapshot
@@ -184,6 +186,7 @@ class Metrics(Collector):
             yield from self._histograms()
             yield from self._window_gauges()
             yield from self._format_gauges()
+            yield from self._signal_gauges()
             yield from self._operational_gauges()
             yield from self._model_decisions()
             yield from self._group()
@@ -252,6 +255,20 @@ class Metrics(Collector):
             if not math.isnan(change.distance):
                 distance.add_metric([topic], change.distance)
         yield from (share, new, vanished, distance)
+
+    def _signal_gauges(self) -> Iterator[Any]:
+        # Why the last closed window got its verdict: one series per signal among its reasons at warning or
+        # critical level, valued by that level (the strongest if a signal is named twice). Signals come from
+        # SIGNAL_TEXT only, so a topic has at most len(SIGNAL_TEXT) series; like the format gauges they are
+        # read from the last report, so the next window's replace them and a normal window has none.
+        signal = GaugeMetricFamily(f"{PREFIX}_window_signal", "Signals behind the last closed window's warning or "
+                                   "critical verdict, one series each: 1 warning, 2 critical (the level of its "
+                                   "reason); none for a normal window", labels=["topic", "signal"])
+        for topic, state in sorted(self.topics.items()):
+            if state.last is not None:
+                for name, level in sorted(window_signals(state.last).items()):
+                    signal.add_metric([topic, name], level)
+        yield signal
 
     def _operational_gauges(self) -> Iterator[Any]:
         lag = GaugeMetricFamily(f"{PREFIX}_consumer_lag_records", "Records between the consumer's position "
@@ -342,6 +359,9 @@ _REPORT_GAUGES = {
     "baseline_median_error": ("baseline_median", "Median weighted mean error of the baseline windows"),
     "baseline_mad_error": ("baseline_mad", "Scaled median absolute deviation of the baseline windows' errors"),
     "baseline_windows": ("baseline_size", "Windows in the baseline the last window was compared with"),
+    "window_p_value": ("p_value", "Calibrated tail probability of the last closed window's error counts: the "
+                                  "chance of so many records so far above normal in a normal window, corrected for "
+                                  "the levels and hours tried (absent while learning and with compare.method mean_z)"),
 }
 # Gauges of the open (current) window, each the accumulator attribute it shows.
 _OPEN_GAUGES = {
@@ -356,6 +376,8 @@ _WINDOW_GAUGES = {
     "window_verdict": "Verdict of the last closed window: -1 learning, 0 normal, 1 warning, 2 critical",
     "window_start_timestamp_seconds": "Start of the last closed window (Unix time)",
     "window_abnormal_streak": "Consecutive closed windows judged warning or critical",
+    "window_outliers": "1 when the last closed window departed by its top records only (they were set aside: an "
+                       "outliers reason), else 0",
 }
 
 
@@ -369,8 +391,20 @@ def _window_values(state: _TopicWindowState) -> dict[str, float | None]:
         fields = report.to_dict()
         values.update({name: fields[key] for name, (key, _) in _REPORT_GAUGES.items()})
         values.update(window_verdict=VERDICT_LEVEL[report.verdict], window_start_timestamp_seconds=report.start_ms / 1000,
-                      window_abnormal_streak=state.streak)
+                      window_abnormal_streak=state.streak,
+                      window_outliers=float(any(r.signal == "outliers" for r in report.reasons)))
     return values
+
+
+def window_signals(report: WindowReport) -> dict[str, int]:
+    """The signals behind ``report``'s verdict, each with the level of its reason (1 warning, 2 critical):
+    the reasons at warning or critical level, at most one entry per signal of ``SIGNAL_TEXT``."""
+    signals: dict[str, int] = {}
+    for reason in report.reasons:
+        level = LEVELS.index(reason.level)  # info 0, warning 1, critical 2: VERDICT_LEVEL's scale
+        if level > 0 and reason.signal in SIGNAL_TEXT:
+            signals[reason.signal] = max(level, signals.get(reason.signal, 0))
+    return signals
 
 
 def _cumulative(bounds: np.ndarray, counts: np.ndarray) -> list[tuple[str, float]]:

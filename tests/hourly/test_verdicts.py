@@ -130,26 +130,16 @@ def test_reasons_reach_the_window_log_line(scorer: Scorer, caplog: pytest.LogCap
 
 def test_an_hour_departing_only_by_its_top_record_is_normal_with_an_outliers_reason() -> None:
     """Judged from figures: 29 quiet hours, then one whose single record far above normal is the departure."""
-    from monitor.hourly.compare import History, HourFigures
-    from monitor.hourly.evidence import Levels, slot_of
+    from monitor.hourly.compare import History
 
-    levels = Levels.of_model(1e-3, np.full(10_000, 1e-5))  # training never had a record far above normal
+    from .figures import OUTLIER, QUIET_LEVELS, quiet_history, tiny_hour
 
-    def figures(h: int, far: int) -> HourFigures:
-        histogram = [0] * 66
-        histogram[slot_of(1e-5)] = 3 - far
-        histogram[slot_of(1.0)] = far
-        top = (("ORD-2024-11-05-0042", 1.0),) if far else (("AB121E", 1e-5),)
-        return HourFigures(h * HOUR_MS, 3, 3.0, 1e-5 + far * 0.3, far / 3, tuple(histogram), top=top)
-
-    history = History(CompareSettings(min_history=24))
-    for h in range(29):
-        history.judge(figures(h, 0), levels=levels)
+    levels, figures, history = QUIET_LEVELS, tiny_hour, quiet_history()
     whole = History(CompareSettings(min_history=24, outlier_records=0), entries=history.entries)
     assert whole.compare(figures(29, 1), levels).verdict in ("warning", "critical")  # without setting it aside
     judged = history.compare(figures(29, 1), levels)
     assert judged.verdict == "normal" and [r.signal for r in judged.reasons] == ["outliers"]
-    assert judged.reasons[0].records == ("ORD-2024-11-05-0042",) and judged.reasons[0].level == "info"
+    assert judged.reasons[0].records == (OUTLIER,) and judged.reasons[0].level == "info"
     warned = History(CompareSettings(min_history=24, outliers_verdict="warning"), entries=history.entries)
     assert warned.compare(figures(29, 1), levels).verdict == "warning"
 

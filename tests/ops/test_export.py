@@ -15,6 +15,7 @@ from monitor.core.signature import FormatReader
 from monitor.hourly.compare import Comparison
 from monitor.hourly.format_change import LISTED, FormatChange, FormatShift
 from monitor.hourly.judge import HourlyJudge, WindowReport, WindowTotals
+from monitor.hourly.reasons import SIGNAL_TEXT, Reason
 from monitor.hourly.timeline import HOUR_MS
 from monitor.ops.export import Metrics, error_buckets, serve
 from monitor.records import RawMessage, Record, Rejected
@@ -22,6 +23,7 @@ from monitor.settings import CompareSettings, FormatSettings
 from monitor.stream.decode import Decoded
 from monitor.stream.pipeline import BatchResult
 
+from ..hourly.figures import QUIET_LEVELS, quiet_history, tiny_hour
 from ..test_deploy import EXPORTED_METRICS
 
 
@@ -42,9 +44,22 @@ CHANGE = FormatChange(new=(FormatShift("aaa-9{6}-AA", 0.2, 0.0, 0.0, ("usr-10451
                       against="baseline", top=(("AA999A", 0.5), ("aaa-9{6}-AA", 0.2)))
 
 
-def report(verdict: str = "critical", formats: FormatChange = CHANGE) -> WindowReport:
+def report(verdict: str = "critical", formats: FormatChange = CHANGE, p_value: float = float("nan"),
+           reasons: tuple[Reason, ...] = ()) -> WindowReport:
+    signal = next((r.signal for r in reasons if r.level == verdict), "")
     return WindowReport("serials", 0, 3_600_000, WindowTotals(3, 3.0, 0.5021, 0.1674, 1 / 3, 2e-3, 0.4),
-                        Comparison(verdict, 7.5, 100.0, 33.0, 0.4, 0.01, 0.002, 24), "v1", formats)
+                        Comparison(verdict, 7.5, 100.0, 33.0, 0.4, 0.01, 0.002, 24, p_value=p_value, signal=signal,
+                                   reasons=reasons), "v1", formats)
+
+
+# A critical window: records far above normal (critical), records above the threshold and a new format
+# (warnings), its top record set aside (outliers, info).
+REASONS = (Reason("far_records", "critical", "12 records at or above error 0.3 this hour, 0.02 expected; p 3e-09",
+                  12, 0.02, 3e-9, records=("usr-104512-DE",)),
+           Reason("flagged_records", "warning", "20 records at or above error 0.01", 20, 3.1, 2e-4),
+           Reason("new_format", "warning", "new format aaa-9{6}-AA", formats=("aaa-9{6}-AA",)),
+           Reason("outliers", "info", "the hour departs only by its top record", p_value=1e-6,
+                  records=("ORD-2024-11-05-0042",)))
 
 
 def samples(registry: CollectorRegistry) -> dict[str, list[Any]]:
@@ -99,15 +114,16 @@ def test_a_closed_window_sets_its_figures_and_verdict_level(metrics: Any) -> Non
 def test_labels_never_carry_sequences_or_keys(metrics: Any) -> None:
     m, registry = metrics
     m.on_batch(batch(), 0.02)
-    m.on_window_closed(report(), 1)
+    m.on_window_closed(report(p_value=3e-9, reasons=REASONS), 1)
     text = generate_latest(registry).decode()
     assert "AB121E" not in text and "secret-key" not in text
+    assert "usr-104512-DE" not in text and "ORD-2024" not in text  # the reasons' records stay in the reports
 
 
 def test_every_metric_the_rules_and_dashboard_read_is_exported(metrics: Any) -> None:
     m, registry = metrics
     m.on_batch(batch(), 0.02)
-    m.on_window_closed(report(), 1)
+    m.on_window_closed(report(p_value=3e-9, reasons=REASONS), 1)
     m.on_checkpoint(0.0)
     m.lag = {("serials", 0): 5}
     m.topics["serials"].open_figures = [(0, _Acc())]
@@ -132,6 +148,66 @@ def test_format_gauges_name_the_formats_of_the_last_window(metrics: Any) -> None
     found = samples(registry)
     assert "sequence_monitor_new_format_share" not in found
     assert [s.labels["format"] for s in found["sequence_monitor_format_share"]] == ["AA999A"]
+
+
+def signals(found: dict[str, list[Any]]) -> dict[tuple[str, str], float]:
+    return {(s.labels["topic"], s.labels["signal"]): s.value for s in found.get("sequence_monitor_window_signal", [])}
+
+
+def test_the_signal_gauge_names_each_signal_behind_the_verdict_with_its_level(metrics: Any) -> None:
+    m, registry = metrics
+    m.on_window_closed(report("critical", p_value=3e-9, reasons=REASONS), 1)
+    found = samples(registry)
+    # 2 critical, 1 warning; the info-level outliers reason is no signal behind the verdict.
+    assert signals(found) == {("serials", "far_records"): 2, ("serials", "flagged_records"): 1,
+                              ("serials", "new_format"): 1}
+    assert by_topic(found, "sequence_monitor_window_p_value") == {"serials": pytest.approx(3e-9)}
+    assert by_topic(found, "sequence_monitor_window_outliers") == {"serials": 1}
+    assert by_topic(found, "sequence_monitor_window_verdict") == {"serials": 2}
+
+
+def test_the_next_window_replaces_the_signals_and_a_normal_one_has_none(metrics: Any) -> None:
+    m, registry = metrics
+    m.on_window_closed(report("critical", p_value=3e-9, reasons=REASONS), 1)
+    m.on_window_closed(report("warning", p_value=1e-4, reasons=REASONS[1:2]), 2)
+    found = samples(registry)
+    assert signals(found) == {("serials", "flagged_records"): 1}  # far_records and new_format are gone
+    assert by_topic(found, "sequence_monitor_window_outliers") == {"serials": 0}
+    m.on_window_closed(report("normal", p_value=0.4), 0)
+    found = samples(registry)
+    assert "sequence_monitor_window_signal" not in found
+    assert by_topic(found, "sequence_monitor_window_p_value") == {"serials": pytest.approx(0.4)}
+
+
+def test_a_window_not_judged_the_calibrated_way_has_no_p_value(metrics: Any) -> None:
+    m, registry = metrics
+    m.on_window_closed(report("critical"), 1)  # e.g. compare.method mean_z: nan, and no reasons
+    found = samples(registry)
+    assert "sequence_monitor_window_p_value" not in found and "sequence_monitor_window_signal" not in found
+    assert by_topic(found, "sequence_monitor_window_verdict") == {"serials": 2}
+
+
+def test_signal_series_are_bounded_by_the_known_signals(metrics: Any) -> None:
+    m, registry = metrics
+    # Every signal, each named twice (at warning, then critical): one series per signal, at its strongest level.
+    reasons = tuple(Reason(name, level, name) for level in ("warning", "critical") for name in SIGNAL_TEXT)
+    m.on_window_closed(report("critical", p_value=1e-12, reasons=reasons), 1)
+    found = signals(samples(registry))
+    assert set(found) == {("serials", name) for name in SIGNAL_TEXT} and set(found.values()) == {2}
+
+
+def test_an_outliers_only_window_is_normal_with_the_outliers_gauge_and_no_signal(metrics: Any) -> None:
+    # Judged for real from figures: 29 quiet hours, then one whose single record far above normal is the departure.
+    history = quiet_history()
+    totals = WindowTotals(3, 3.0, 0.3, 0.1, 1 / 3, 1e-5, 1.0)
+    m, registry = metrics
+    m.on_window_closed(WindowReport("serials", 29 * HOUR_MS, 30 * HOUR_MS, totals,
+                                    history.compare(tiny_hour(29, 1), QUIET_LEVELS), "v1"), 0)
+    found = samples(registry)
+    assert by_topic(found, "sequence_monitor_window_verdict") == {"serials": 0}
+    assert by_topic(found, "sequence_monitor_window_outliers") == {"serials": 1}
+    assert "sequence_monitor_window_signal" not in found
+    assert 0 < by_topic(found, "sequence_monitor_window_p_value")["serials"] <= 1
 
 
 def test_format_series_stay_at_top_k_however_many_formats_a_stream_has(metrics: Any) -> None:
@@ -233,7 +309,8 @@ def test_a_judged_window_sets_its_judged_time_with_either_store(clocked: Any) ->
 def test_assignments_show_the_partitions_owned_and_the_judge_role_that_leaves_with_the_topic(clocked: Any) -> None:
     m, registry, clock = clocked
     m.on_assignment([("serials", 0), ("serials", 1), ("sequences", 2)], ["serials", "sequences"], 0.25)
-    m.on_window_closed(report(), 1)  # a window of serials, judged here
+    m.on_window_closed(report(p_value=3e-9, reasons=REASONS), 1)  # a window of serials, judged here
+    assert signals(samples(registry))
     found = samples(registry)
     assert by_topic(found, "sequence_monitor_partitions_owned") == {"serials": 2, "sequences": 1}
     assert by_topic(found, "sequence_monitor_judge_role") == {"serials": 1, "sequences": 1}
@@ -247,6 +324,7 @@ def test_assignments_show_the_partitions_owned_and_the_judge_role_that_leaves_wi
     assert by_topic(found, "sequence_monitor_partitions_owned") == {"serials": 0, "sequences": 2}
     assert "sequence_monitor_window_judged_timestamp_seconds" not in found  # only the judge reports its time
     assert "serials" not in by_topic(found, "sequence_monitor_window_verdict")  # nor its last verdict
+    assert not signals(found) and "serials" not in by_topic(found, "sequence_monitor_window_p_value")  # nor why
     assert found["sequence_monitor_rebalances_total"][0].value == 2
 
     # Nothing left here: no judge role at all, every topic ever owned at 0.

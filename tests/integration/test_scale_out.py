@@ -45,6 +45,7 @@ WINDOW_S = 60
 WINDOWS = 6
 PER_WINDOW = 2_400
 BAD_EVERY = 997  # one undecodable value in so many: dead letters must be exactly once too
+DRIFT_WINDOW = 4  # judged critical: its reasons and top records travel on the reports topic
 START_MS = 1_700_000_040_000 // (WINDOW_S * 1000) * (WINDOW_S * 1000)
 SETTINGS: dict[str, Any] = {
     "window": {"length_seconds": WINDOW_S, "allowed_lateness_seconds": 0, "quiet_seconds": 3,
@@ -62,8 +63,11 @@ def kafka_settings(**state: Any) -> dict[str, Any]:
 
 
 def records() -> list[tuple[int, int, bytes]]:
-    """(partition, event time, value) in event-time order, spread over the partitions; a few undecodable."""
+    """(partition, event time, value) in event-time order, spread over the partitions; a few undecodable; a
+    third of ``DRIFT_WINDOW``'s records in foreign formats."""
     sequences = generate.sample("serial", WINDOWS * PER_WINDOW, seed=15)
+    drift = generate.anomalies("serial", "other_format", PER_WINDOW // 3, set(), seed=15)
+    sequences[DRIFT_WINDOW * PER_WINDOW: DRIFT_WINDOW * PER_WINDOW + len(drift)] = drift
     step = WINDOW_S * 1000 / PER_WINDOW
     out = []
     for i, sequence in enumerate(sequences):
@@ -194,6 +198,9 @@ def test_one_instance_with_state_in_kafka_judges_every_hour_as_replay_does(
         wait_for(lambda: len(reports(config)) >= WINDOWS, 60, "every hour judged")
     assert service.pipeline.counts.late == 0
     assert_equal_figures(reports(config), replayed)
+    critical = [r for r in reports(config) if r["verdict"] == "critical"]
+    assert [r["start_ms"] for r in critical] == [START_MS + DRIFT_WINDOW * WINDOW_S * 1000]
+    assert critical[0]["reasons"][0]["signal"] == "far_records" and critical[0]["reasons"][0]["records"]
     assert_exactly_once(config, topic, rows)  # uninterrupted, at least once repeats nothing either
 
 

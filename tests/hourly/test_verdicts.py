@@ -88,8 +88,9 @@ def test_a_three_percent_foreign_drift_is_critical_within_two_hours_and_says_why
 @pytest.mark.slow
 def test_a_ten_percent_drift_is_critical_by_its_second_hour_at_thirty_records_an_hour(scorer: Scorer) -> None:
     """The issue's target is the first hour; three foreign records of thirty, one set aside as the hour's
-    outlier, give p 0.016 against 1.4e-4 for critical (README: "How soon a drift is critical"); the two
-    hours together are critical. Kept at what holds, so the test tells if it gets worse."""
+    outlier, give p 0.016 against 1.4e-4 for critical (docs/benchmarks.md, the calibration scenario, says why
+    no calibrated test can do better); the two hours together are critical. Kept at what holds, so the test
+    tells if it gets worse."""
     drift_from = 40
     reports = run_stream(scorer, 44, 30, lambda h, rng: generate.sample("uid", 3, seed=h) if h >= drift_from else [])
     assert not [r for r in reports if hour_of(r) < drift_from and r.abnormal]

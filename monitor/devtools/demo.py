@@ -130,7 +130,7 @@ def _print_hours(result: Evaluation, out: TextIO) -> None:
     sim, reports = result.sim, result.reports
     drift = sim.drift_from_hour if sim.drift_from_hour is not None else sim.hours
     shown = [r for r in reports if _worth_showing(sim.hour_of(r.start_ms), r.verdict, drift)]
-    print(f"   {'hour':>4}  {'start (UTC)':16} {'count':>6} {'mean error':>11}  {'above thr.':>10} {'z':>7}  "
+    print(f"   {'hour':>4}  {'start (UTC)':16} {'count':>6} {'mean error':>11}  {'above thr.':>10} {'p':>8}  "
           "verdict", file=out)
     previous = None
     for report in shown:
@@ -138,9 +138,9 @@ def _print_hours(result: Evaluation, out: TextIO) -> None:
         if previous is not None and hour > previous + 1:
             print("    ...", file=out)
         print(f"   {hour:>4}  {_utc(report.start_ms)} {report.totals.count:>6} {report.totals.weighted_mean:>11.6f}  "
-              f"{report.totals.above_threshold_share:>10.1%} {report.comparison.robust_z:>7.1f}  {report.verdict}", file=out)
-        if report.formats.changed:  # what changed, in the words an operator would look for
-            print(f"{'':9}formats: {_cut(report.formats.summary(), 150)}", file=out)
+              f"{report.totals.above_threshold_share:>10.1%} {report.comparison.p_value:>8.2g}  {report.verdict}", file=out)
+        if report.reasons_summary():  # why, in the words an operator would look for
+            print(f"{'':9}why: {_cut(report.reasons_summary(), 150)}", file=out)
         previous = hour
     shown_hours = {sim.hour_of(r.start_ms) for r in shown}
     rest = [r for r in reports if sim.hour_of(r.start_ms) >= drift + CONTEXT_HOURS

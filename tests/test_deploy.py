@@ -66,6 +66,8 @@ EXPORTED_METRICS = {
     "sequence_monitor_baseline_mad_error",
     "sequence_monitor_baseline_windows",
     "sequence_monitor_consumer_lag_records",
+    "sequence_monitor_event_time_lag_seconds",
+    "sequence_monitor_partitions_unreachable",
     "sequence_monitor_checkpoint_age_seconds",
     "sequence_monitor_model_info",
     "sequence_monitor_ready",

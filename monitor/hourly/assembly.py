@@ -4,9 +4,10 @@ passed them.
 When several instances share a topic, each reads some of its partitions and closes a partition's windows on
 that partition's own event time (``Windows`` of the one partition). A closed part travels with the
 partition's *mark* (every window starting before it is closed there) to the member that judges the topic.
-That member waits until every partition of the topic has a mark past the hour (a quiet partition's owner
-advances the mark by the wall clock), merges the parts in partition order, so the float sums come out the
-same however the partitions were divided among instances, and the hour is judged once.
+That member waits until every partition of the topic has a mark past the hour (an idle partition's owner
+moves its mark on by the wall time since its latest record; one that never had a record says it is empty
+and is not waited for until it has one), merges the parts in partition order, so the float sums come out
+the same however the partitions were divided among instances, and the hour is judged once.
 
 >>> from monitor.hourly.window import WindowAccumulator
 >>> one = WindowAccumulator(count=2, weight_sum=2.0, weighted_error_sum=1.0)
@@ -38,6 +39,7 @@ class HourAssembler:
         self.topic = topic
         self.length_ms = length_ms
         self.marks: dict[int, int] = {}
+        self.empty: set[int] = set()  # partitions idle without ever a record: not waited for
         self.pending: dict[int, dict[int, WindowAccumulator]] = {}
         self.judged_before_ms: int | None = None
         self.late_records = 0
@@ -56,22 +58,28 @@ class HourAssembler:
             self.pending.setdefault(int(start), {})[partition] = part
         if mark_ms is not None:
             self.marks[partition] = max(known if known is not None else mark_ms, mark_ms)
+            self.empty.discard(partition)
+        elif not parts and known is None:
+            self.empty.add(partition)
         self.late_records += late
         return late
 
     def mark(self, partitions: Collection[int]) -> int | None:
-        """The hour every one of ``partitions`` has passed (``None`` while one has given no mark)."""
-        if not partitions or any(p not in self.marks for p in partitions):
+        """The hour every one of ``partitions`` has passed, empty ones aside (``None`` while one has given
+        no mark, or every one is empty)."""
+        waited = [p for p in partitions if p not in self.empty]
+        if not waited or any(p not in self.marks for p in waited):
             return None
-        return min(self.marks[p] for p in partitions)
+        return min(self.marks[p] for p in waited)
 
     def holding(self, partitions: Collection[int]) -> list[int]:
         """The partitions that hold the oldest pending hour open (no mark, or the lowest one)."""
-        missing = sorted(p for p in partitions if p not in self.marks)
-        if missing or not partitions:
+        waited = [p for p in partitions if p not in self.empty]
+        missing = sorted(p for p in waited if p not in self.marks)
+        if missing or not waited:
             return missing
-        lowest = min(self.marks[p] for p in partitions)
-        return sorted(p for p in partitions if self.marks[p] == lowest)
+        lowest = min(self.marks[p] for p in waited)
+        return sorted(p for p in waited if self.marks[p] == lowest)
 
     def due(self, partitions: Collection[int]) -> list[ClosedWindow]:
         """The hours every one of ``partitions`` (the topic's, all of them) has passed, merged, oldest first."""
@@ -90,6 +98,7 @@ class HourAssembler:
         """JSON-safe and exact (``restore`` continues where this is)."""
         return {"topic": self.topic, "length_ms": self.length_ms, "judged_before_ms": self.judged_before_ms,
                 "late_records": self.late_records, "marks": sorted([p, m] for p, m in self.marks.items()),
+                "empty": sorted(self.empty),
                 "pending": [{"start_ms": start, "partition": p, "accumulator": acc.to_dict()}
                             for start, parts in sorted(self.pending.items()) for p, acc in sorted(parts.items())]}
 
@@ -100,6 +109,7 @@ class HourAssembler:
         assembler.judged_before_ms = None if judged is None else int(judged)
         assembler.late_records = int(state.get("late_records", 0))
         assembler.marks = {int(p): int(m) for p, m in state.get("marks", [])}
+        assembler.empty = {int(p) for p in state.get("empty", [])}
         for item in state.get("pending", []):
             assembler.pending.setdefault(int(item["start_ms"]), {})[int(item["partition"])] = \
                 WindowAccumulator.from_dict(item["accumulator"])

@@ -160,16 +160,17 @@ class HourlyJudge:
         return int(sum(late.values()))
 
     def close_due(self, model_for: ModelFor | str, now_ms: int | None = None,
-                  progress: Progress = Progress()) -> list[WindowReport]:
-        """Close the windows the event-time mark (or ``now_ms``) has passed, judge them, oldest first;
-        ``progress`` says which partitions hold windows open (``Windows``); ``model_for`` which model scored
-        each window (a version alone names a model that cannot re-score history)."""
+                  progress: Progress = Progress(), wall_ms: int | None = None) -> list[WindowReport]:
+        """Close the windows the event-time mark (or ``now_ms``, an explicit event time) has passed, judge
+        them, oldest first; ``progress`` says which partitions hold windows open and ``wall_ms`` is the wall
+        clock an idle stream's event time moves on by (``Windows``); ``model_for`` which model scored each
+        window (a version alone names a model that cannot re-score history)."""
         if isinstance(model_for, str):
             version = model_for
             model_for = lambda start_ms: version  # type: ignore[assignment,return-value] # noqa: E731
         reports = [self.judge_window(topic, closed, model_for(closed.start_ms))  # type: ignore[operator]
                    for topic, windows in sorted(self.windows.items())
-                   for closed in windows.close_due(now_ms, progress.of_topic(topic))]
+                   for closed in windows.close_due(now_ms, progress.of_topic(topic), wall_ms)]
         return sorted(reports, key=lambda r: (r.start_ms, r.topic))
 
     def flush(self, model_for: ModelFor | str) -> list[WindowReport]:
@@ -188,6 +189,10 @@ class HourlyJudge:
     def latest_event_ms(self) -> int | None:
         """The latest event time seen on any topic (``None`` before the first record)."""
         return max((w.latest_event_ms for w in self.windows.values() if w.latest_event_ms is not None), default=None)
+
+    def latest_event_by_topic(self) -> dict[str, int]:
+        """Each topic's latest event time seen (topics without a record yet left out)."""
+        return {topic: w.latest_event_ms for topic, w in self.windows.items() if w.latest_event_ms is not None}
 
     def closed_before_ms(self) -> int | None:
         """Every window starting before this has closed, on every topic (``None``: not yet on one)."""

@@ -34,10 +34,11 @@ from monitor.records import Position
 @dataclass(frozen=True)
 class PartitionClose:
     """What one partition tells its topic's judge: its new mark (every window starting before it is closed
-    on the partition) and the windows it closed, by start."""
+    on the partition) and the windows it closed, by start; or, with ``mark_ms`` ``None``, that it has never
+    had a record and is idle, so the topic's hours need not wait for it."""
 
     partition: Position
-    mark_ms: int
+    mark_ms: int | None
     parts: dict[int, WindowAccumulator] = field(default_factory=dict)
     model_version: str = ""  # the model that scored the first part: members must agree on it
 
@@ -48,7 +49,8 @@ class PartitionClose:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PartitionClose:
-        return cls((str(data["topic"]), int(data["partition"])), int(data["mark_ms"]),
+        mark = data["mark_ms"]
+        return cls((str(data["topic"]), int(data["partition"])), None if mark is None else int(mark),
                    {int(p["start_ms"]): WindowAccumulator.from_dict(p["accumulator"]) for p in data["parts"]},
                    str(data.get("model_version", "")))
 
@@ -61,6 +63,7 @@ class PartitionedJudge:
         self.partitions: dict[Position, Windows] = {}
         self.assemblers: dict[str, HourAssembler] = {}
         self.outbox: list[PartitionClose] = []
+        self.said_empty: set[Position] = set()  # owned partitions announced idle without a record
 
     @property
     def length_ms(self) -> int:
@@ -90,15 +93,26 @@ class PartitionedJudge:
         return int(sum(late.values()))
 
     def close_due(self, model_for: ModelFor | str, now_ms: int | None = None,
-                  progress: Progress = Progress()) -> list[WindowReport]:
-        """Close each owned partition's windows its own event time has passed; an idle partition (caught up
-        and quiet, ``progress.idle``) follows ``now_ms``, the wall clock: its heartbeat. What closes goes to
-        ``outbox``; the reports come from ``assemble`` on the topic's judge, so this returns none."""
+                  progress: Progress = Progress(), wall_ms: int | None = None) -> list[WindowReport]:
+        """Close each owned partition's windows its own event time has passed; an idle partition's (caught
+        up, quiet, ``progress.idle``) event time moves on by the wall time since its latest record
+        (``wall_ms``: the wall clock), and one that never had a record says so once, holding nothing. What
+        closes goes to ``outbox``; the reports come from ``assemble`` on the topic's judge, so this returns
+        none (``now_ms``: an explicit event time, as for ``HourlyJudge``)."""
         for partition, windows in sorted(self.partitions.items()):
             mine = frozenset({partition})
+            if partition in progress.idle and windows.latest_event_ms is None:
+                if partition not in self.said_empty:
+                    self.outbox.append(PartitionClose(partition, None))
+                    self.said_empty.add(partition)
+                continue
+            if partition in self.said_empty and windows.open_starts():
+                # Its first records: the topic's judge waits for it again from their hour on.
+                self.outbox.append(PartitionClose(partition, min(windows.open_starts())))
+                self.said_empty.discard(partition)
             before = windows.closed_before_ms
-            closed = windows.close_due(now_ms if partition in progress.idle else None,
-                                       Progress(mine, progress.behind & mine, progress.idle & mine))
+            closed = windows.close_due(now_ms, Progress(mine, progress.behind & mine, progress.idle & mine),
+                                       wall_ms)
             if windows.closed_before_ms is not None and windows.closed_before_ms != before:
                 self.outbox.append(PartitionClose(partition, windows.closed_before_ms,
                                                   {c.start_ms: c.total for c in closed},
@@ -115,6 +129,14 @@ class PartitionedJudge:
     def latest_event_ms(self) -> int | None:
         return max((w.latest_event_ms for w in self.partitions.values() if w.latest_event_ms is not None),
                    default=None)
+
+    def latest_event_by_topic(self) -> dict[str, int]:
+        """Each topic's latest event time seen on the owned partitions."""
+        latest: dict[str, int] = {}
+        for (topic, _), windows in self.partitions.items():
+            if windows.latest_event_ms is not None:
+                latest[topic] = max(latest.get(topic, windows.latest_event_ms), windows.latest_event_ms)
+        return latest
 
     def closed_before_ms(self) -> int | None:
         """Every window starting before this is closed on every owned partition and judged on every judged
@@ -171,6 +193,7 @@ class PartitionedJudge:
 
     def own_partition(self, partition: Position, snapshot: dict[str, Any] | None) -> None:
         """Take a partition over, from its snapshot (``None``: it has none yet)."""
+        self.said_empty.discard(partition)  # a new owner says it again
         if snapshot is None:
             self.partitions[partition] = self._new_windows()
             return

@@ -168,17 +168,21 @@ class Progress:
 
     ``assigned``: the partitions read now (``None``: not known, as for a file or a list in memory; then
     every partition seen counts). ``behind``: assigned partitions with records still to read, or whose end
-    is not known yet. ``idle``: partitions caught up with their end and quiet for a while.
+    is not known yet. ``idle``: partitions caught up with their end, quiet for a while, their broker
+    answering. ``unreachable``: caught up and quiet as far as the client knows, but their broker is not
+    answering: an outage, not quiet, so they hold their windows like any partition not idle.
     """
 
     assigned: frozenset[Position] | None = None
     behind: frozenset[Position] = frozenset()
     idle: frozenset[Position] = frozenset()
+    unreachable: frozenset[Position] = frozenset()
 
     def of_topic(self, topic: str) -> Progress:
         def mine(partitions: frozenset[Position]) -> frozenset[Position]:
             return frozenset(p for p in partitions if p[0] == topic)
-        return Progress(None if self.assigned is None else mine(self.assigned), mine(self.behind), mine(self.idle))
+        return Progress(None if self.assigned is None else mine(self.assigned), mine(self.behind), mine(self.idle),
+                        mine(self.unreachable))
 
 
 class Windows:
@@ -187,17 +191,25 @@ class Windows:
 
     Each partition's watermark is the largest event time seen on it (never past the wall clock given to
     ``add``). Windows close by the *slowest* partition that still holds them: the smallest watermark among
-    partitions that are assigned and not idle (``Progress``). So a backlog read faster on one partition than
-    on another loses nothing: the fast one's records wait in their windows. A partition that is caught up
-    and quiet is idle and holds nothing, so one silent partition does not stall the rest; an assigned
-    partition behind its end that has given no record yet holds every window (its records are yet to come).
+    partitions that are not idle (``Progress``), assigned or not: a partition handed to no one yet keeps its
+    last watermark and holds its windows until it is read again. So a backlog read faster on one partition
+    than on another loses nothing: the fast one's records wait in their windows. A partition that is caught
+    up and quiet is idle and holds nothing, so one silent partition does not stall the rest; a partition that
+    has never given a record has no watermark: it holds every window while it is behind its end (its records
+    are yet to come) and nothing once it is idle.
 
-    Window ``[start, end)`` closes in ``close_due`` once that event-time mark, or ``now_ms`` (the wall clock,
-    which the service gives only when every partition is caught up and the stream is quiet), is at or past
-    ``end + allowed_lateness_ms``. Because the rule is monotone in ``start``, windows close in start order
-    and one mark, ``closed_before_ms``, describes every closed window: all starts below it. ``add`` never
-    closes anything; a record whose window start is below the mark is *late*: counted per window start
-    (``late``, ``late_total``), not added.
+    When every partition with a watermark is idle, the stream's event time moves on by the wall time
+    (``wall_ms`` given to ``close_due``) elapsed since its latest event time was seen: the last hour of a
+    stopped real-time stream closes about when it would have, and a stream of past event times (a backfill,
+    an export) is never pushed to today's date, so what it sends next is not late. Event time and wall time
+    are never compared directly.
+
+    Window ``[start, end)`` closes in ``close_due`` once that event-time mark, or ``now_ms`` (an explicit
+    event time, for a replay's end or a simulation's clock), is at or past ``end + allowed_lateness_ms``.
+    Because the rule is monotone in ``start``, windows close in start order and one mark,
+    ``closed_before_ms``, describes every closed window: all starts below it. ``add`` never closes anything; a
+    record whose window start is below the mark is *late*: counted per window start (``late``,
+    ``late_total``), not added.
 
     >>> w = Windows(HOUR_MS, allowed_lateness_ms=60_000)
     >>> one = (np.ones(1), np.ones(1), np.array([10]), np.zeros(1, bool))  # errors, weights, times, flags
@@ -223,6 +235,7 @@ class Windows:
         self.format_slots = format_slots
         self.format_examples = format_examples
         self.watermarks: dict[Position, int] = {}
+        self.latest_seen_ms: int | None = None  # the wall clock when the latest event time was last raised
         self.closed_before_ms: int | None = None
         self.late: LateCounts = {}
         self.late_total = 0
@@ -260,6 +273,8 @@ class Windows:
         self._accumulate(partition, starts[keep], errors[keep], weights[keep], times[keep], flags[keep],
                          sampled, priorities, formats, kept_hashes)
         latest = int(times.max()) if now_ms is None else min(int(times.max()), now_ms)
+        if now_ms is not None and (self.latest_event_ms is None or latest >= self.latest_event_ms):
+            self.latest_seen_ms = now_ms
         self.watermarks[partition] = max(self.watermarks.get(partition, latest), latest)
         return late
 
@@ -306,17 +321,26 @@ class Windows:
         """The largest watermark of any partition (``None`` before the first record)."""
         return max(self.watermarks.values(), default=None)
 
-    def event_time_mark(self, progress: Progress = Progress()) -> int | None:
-        """The event time every partition that holds windows has reached (see the class docstring)."""
+    def event_time_mark(self, progress: Progress = Progress(), wall_ms: int | None = None) -> int | None:
+        """The event time every partition that holds windows has reached (see the class docstring): the
+        smallest watermark of the partitions not idle; when every one is idle, the latest event time moved on
+        by the wall time since it was seen (``wall_ms``; without it, the latest event time itself)."""
         if any(p not in self.watermarks for p in progress.behind):
             return None  # a partition with records to read has not been heard from yet
-        holding = [ms for p, ms in self.watermarks.items()
-                   if p not in progress.idle and (progress.assigned is None or p in progress.assigned)]
-        return min(holding) if holding else self.latest_event_ms
+        holding = [ms for p, ms in self.watermarks.items() if p not in progress.idle]
+        if holding:
+            return min(holding)
+        latest = self.latest_event_ms
+        if latest is None or wall_ms is None or self.latest_seen_ms is None:
+            return latest
+        return latest + max(0, wall_ms - self.latest_seen_ms)
 
-    def close_due(self, now_ms: int | None = None, progress: Progress = Progress()) -> list[ClosedWindow]:
-        """Closes and returns, in start order, every open window due under the event-time mark or ``now_ms``."""
-        reference = max((t for t in (self.event_time_mark(progress), now_ms) if t is not None), default=None)
+    def close_due(self, now_ms: int | None = None, progress: Progress = Progress(),
+                  wall_ms: int | None = None) -> list[ClosedWindow]:
+        """Closes and returns, in start order, every open window due under the event-time mark (``wall_ms``:
+        the wall clock, for idle partitions) or ``now_ms``, an explicit event time."""
+        reference = max((t for t in (self.event_time_mark(progress, wall_ms), now_ms) if t is not None),
+                        default=None)
         if reference is None:
             return []
         mark = window_start(reference - self.allowed_lateness_ms, self.length_ms)
@@ -336,6 +360,10 @@ class Windows:
         oldest_kept = closed_before_ms - LATE_WINDOWS_KEPT * self.length_ms
         self.late = {start: n for start, n in self.late.items() if start >= oldest_kept}
 
+    def open_starts(self) -> list[int]:
+        """The open windows' starts, in order."""
+        return sorted(self._open)
+
     def open_summary(self) -> list[tuple[int, WindowAccumulator]]:
         """Running figures of each open window, merged over partitions, in start order (copies, no samples)."""
         return [(start, merged(self._open[start], samples=False)) for start in sorted(self._open)]
@@ -345,7 +373,7 @@ class Windows:
         return {"format": SNAPSHOT_FORMAT, "length_ms": self.length_ms,
                 "allowed_lateness_ms": self.allowed_lateness_ms,
                 "watermarks": [[topic, number, ms] for (topic, number), ms in sorted(self.watermarks.items())],
-                "closed_before_ms": self.closed_before_ms, "late_total": self.late_total,
+                "latest_seen_ms": self.latest_seen_ms, "closed_before_ms": self.closed_before_ms, "late_total": self.late_total,
                 "late": [[start, n] for start, n in sorted(self.late.items())],
                 "open": [{"start_ms": start, "topic": topic, "partition": number, "accumulator": acc.to_dict()}
                          for start, parts in sorted(self._open.items())
@@ -360,6 +388,7 @@ class Windows:
                       format_examples)
         windows.watermarks = {(str(topic), int(number)): int(ms) for topic, number, ms in state.get("watermarks", [])}
         windows.closed_before_ms = _optional_int(state["closed_before_ms"])
+        windows.latest_seen_ms = _optional_int(state.get("latest_seen_ms"))
         windows.late_total = int(state["late_total"])
         windows.late = {int(start): int(n) for start, n in state["late"]}
         for item in state["open"]:

@@ -90,6 +90,8 @@ class Metrics(Collector):
         self.batch_sum = 0.0
         self.topics: dict[str, _TopicWindowState] = {}
         self.lag: dict[Position, int] = {}
+        self.latest_event_ms: dict[str, int] = {}
+        self.unreachable: frozenset[Position] = frozenset()
         self.last_checkpoint: float | None = None
         self.decisions: Counter[str] = Counter()
         self.candidate: dict[str, Any] | None = None
@@ -174,6 +176,8 @@ class Metrics(Collector):
         """Copy what a scrape reads from the loop's state (consumer lag, open windows, readiness, model)."""
         with self._lock:
             self.lag = dict(snapshot.lag)
+            self.latest_event_ms = dict(snapshot.latest_event_ms)
+            self.unreachable = snapshot.unreachable
             for topic, figures in snapshot.open_windows.items():
                 self.topics.setdefault(topic, _TopicWindowState()).open_figures = list(figures)
             self.ready = snapshot.assigned
@@ -276,6 +280,18 @@ class Metrics(Collector):
         for (topic, partition), n in sorted(self.lag.items()):
             lag.add_metric([topic, str(partition)], n)
         yield lag
+        behind = GaugeMetricFamily(f"{PREFIX}_event_time_lag_seconds", "Wall time minus the latest event time "
+                                   "seen on the topic: about the input's delay live, days for a backfill or replay",
+                                   labels=["topic"])
+        for topic, latest in sorted(self.latest_event_ms.items()):
+            behind.add_metric([topic], self._clock() - latest / 1000)
+        yield behind
+        unreachable = GaugeMetricFamily(f"{PREFIX}_partitions_unreachable", "Assigned partitions whose broker is "
+                                        "not answering: their hours stay open until it answers (an outage is not "
+                                        "quiet)", labels=["topic"])
+        for topic in sorted({t for t, _ in self.lag} | {t for t, _ in self.unreachable}):
+            unreachable.add_metric([topic], sum(1 for t, _ in self.unreachable if t == topic))
+        yield unreachable
         if self.last_checkpoint is not None:
             yield GaugeMetricFamily(f"{PREFIX}_checkpoint_age_seconds", "Seconds since the last checkpoint of "
                                     "windows and offsets", value=max(0.0, self._clock() - self.last_checkpoint))

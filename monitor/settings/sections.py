@@ -135,7 +135,7 @@ class ShutdownConfig(Section, key="shutdown"):
 
 @dataclass(frozen=True)
 class WindowConfig(Section, key="window"):
-    """Event-time windows: their length, how long one waits for late records, how often the clock closes."""
+    """Event-time windows: their length, how long one waits for late records, when a partition is idle."""
 
     length_seconds: float = setting(3600.0, positive_number)
     allowed_lateness_seconds: float = setting(300.0, number(0))

@@ -40,7 +40,7 @@ from monitor.stream.group_state import (
     partition_key,
     topic_state,
 )
-from monitor.stream.hooks import Hooks, Snapshot
+from monitor.stream.hooks import Hooks, Snapshot, say_unreachable
 from monitor.stream.kafka import KafkaSource
 from monitor.stream.kafka_state import (
     ChangelogReader,
@@ -96,7 +96,7 @@ class GroupService:
         self._close_requested = threading.Event()
         self._commit_requested = threading.Event()
         self._last_tick = float("-inf")
-        self.last_record_at = clock()
+        self._unreachable: frozenset[Position] = frozenset()  # partitions whose broker is not answering
         self.rebalances = 0
         self.aborts = 0
         self._pending_assignment: set[Position] | None = None
@@ -193,7 +193,6 @@ class GroupService:
             progress = self.source.progress(self.config.window.quiet_seconds)
             self.pipeline.process(Polled(inputs, offsets), now_ms=int(self._clock() * 1000), progress=progress)
             self._dirty_partitions.update(offsets)
-            self.last_record_at = self._clock()
         for message in closes:
             if message.value is not None:
                 close = PartitionClose.from_dict(json.loads(message.value))
@@ -234,11 +233,13 @@ class GroupService:
             self._prune_schedule()
 
     def close_by_clock(self) -> None:
-        """Heartbeats: every owned partition caught up and quiet for ``window.quiet_seconds`` closes the
-        windows the wall clock has passed, so a quiet partition never holds an hour open."""
+        """Heartbeats: an owned partition caught up and quiet for ``window.quiet_seconds`` (its broker
+        answering) moves its event time on by the wall time since its latest record, or says it has none,
+        so a quiet partition never holds an hour open and a stream of past event times is not made late."""
         assert self.source is not None
         progress = self.source.progress(self.config.window.quiet_seconds)
-        self.judge.close_due(self.pipeline.models.scorer_for, int(self._clock() * 1000), progress)
+        self._unreachable = say_unreachable(progress.unreachable, self._unreachable)
+        self.judge.close_due(self.pipeline.models.scorer_for, progress=progress, wall_ms=int(self._clock() * 1000))
         self._forward()
 
     def _do_requests(self) -> None:
@@ -506,7 +507,9 @@ class GroupService:
             return
         self._last_tick = time.monotonic()
         lag = {p: n for p, n in self.source.lag().items() if p[0] in self.inputs}
-        snapshot = Snapshot(lag, self.judge.open_summary(), bool(self.owned), self.scorer.bundle.info())
+        snapshot = Snapshot(lag, self.judge.open_summary(), bool(self.owned), self.scorer.bundle.info(),
+                            self.judge.latest_event_by_topic(),
+                            self.source.progress(self.config.window.quiet_seconds).unreachable)
         for hook in self.hooks:
             hook.on_tick(snapshot)
 

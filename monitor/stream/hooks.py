@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from monitor.hourly.judge import WindowReport
@@ -23,12 +23,28 @@ log = logging.getLogger(__name__)
 class Snapshot:
     """The loop's state as a scrape needs it, copied once a tick: consumer lag per partition, the running
     figures of each topic's open windows (start order), whether partitions are assigned, the model in use
-    (``Bundle.info``)."""
+    (``Bundle.info``), each topic's latest event time and the partitions whose broker is not answering."""
 
     lag: Mapping[Position, int]
     open_windows: Mapping[str, Sequence[tuple[int, WindowAccumulator]]]
     assigned: bool
     model: Mapping[str, str]
+    latest_event_ms: Mapping[str, int] = field(default_factory=dict)
+    unreachable: frozenset[Position] = frozenset()
+
+
+def say_unreachable(now: frozenset[Position], before: frozenset[Position]) -> frozenset[Position]:
+    """Log when partitions become unreachable (their hours wait) and when they answer again; returns ``now``."""
+    if now - before:
+        log.warning("the broker of %s is not answering: an outage, not a quiet stream; their hours stay open "
+                    "until it answers (sequence_monitor_partitions_unreachable)", _names(now - before))
+    if before - now:
+        log.info("the broker of %s answers again", _names(before - now))
+    return now
+
+
+def _names(partitions: frozenset[Position]) -> str:
+    return ", ".join(f"{topic}[{number}]" for topic, number in sorted(partitions))
 
 
 class Hooks(Protocol):

@@ -138,16 +138,23 @@ class KafkaSource:
 
     def progress(self, idle_after_s: float) -> Progress:
         """Which assigned partitions are behind their end (or not known to be caught up), and which are
-        caught up and have given no record for ``idle_after_s``."""
+        caught up and have given no record for ``idle_after_s``: idle if their leader is connected (its
+        fetches answer), unreachable if not (an outage: the end the client knows may be stale)."""
         now = time.monotonic()
-        behind, idle = set(), set()
+        behind, idle, unreachable = set(), set(), set()
         offsets = self._offsets()
         for p, (position, end) in offsets.items():
             if end is None or position is None or position < end:
                 behind.add(p)
             elif now - self.heard_at.setdefault(p, now) >= idle_after_s:
-                idle.add(p)
-        return Progress(frozenset(offsets), frozenset(behind), frozenset(idle))
+                (idle if self._answering(p) else unreachable).add(p)
+        return Progress(frozenset(offsets), frozenset(behind), frozenset(idle), frozenset(unreachable))
+
+    def _answering(self, partition: Position) -> bool:
+        """Whether the client holds a live connection to the partition's leader (no request is made)."""
+        client = self.consumer._client  # noqa: SLF001 - kafka-python is pinned; its public API has no such query
+        leader = client.cluster.leader_for_partition(TopicPartition(*partition))
+        return leader is not None and leader != -1 and bool(client.connected(leader))
 
     def _offsets(self) -> dict[Position, tuple[int | None, int | None]]:
         """(position, end offset) of each assigned partition as the client last learned them: no request.

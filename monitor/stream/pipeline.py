@@ -105,7 +105,7 @@ class RecordPipeline:
             result.late = self._window(result, now_ms)
         self._emit(decoded, scores)
         self._account(len(polled.messages), result)
-        result.reports = self.close_due(progress=progress)
+        result.reports = self.close_due(progress=progress, wall_ms=now_ms)
         seconds = time.perf_counter() - started
         for hook in self.hooks:
             hook.on_batch(result, seconds)
@@ -124,10 +124,11 @@ class RecordPipeline:
         self.models.promote(scorer, boundary)  # type: ignore[arg-type]
         return boundary  # type: ignore[return-value]
 
-    def close_due(self, now_ms: int | None = None, progress: Progress = Progress()) -> list[WindowReport]:
-        """Close and judge the windows the event-time mark (or the wall clock ``now_ms``, on a quiet
-        stream) has passed, oldest first, and tell the hooks."""
-        return self.announce(self.judge.close_due(self.models.scorer_for, now_ms, progress))
+    def close_due(self, now_ms: int | None = None, progress: Progress = Progress(),
+                  wall_ms: int | None = None) -> list[WindowReport]:
+        """Close and judge the windows the event-time mark has passed (an idle stream's moved on by the wall
+        clock ``wall_ms``; ``now_ms``: an explicit event time), oldest first, and tell the hooks."""
+        return self.announce(self.judge.close_due(self.models.scorer_for, now_ms, progress, wall_ms))
 
     def flush(self) -> list[WindowReport]:
         """Close and judge every open window (the end of a finite input)."""

@@ -26,7 +26,7 @@ from monitor.hourly.sample import WindowSample
 from monitor.hourly.shadow import ShadowReport
 from monitor.hourly.timeline import iso_utc
 from monitor.records import Position
-from monitor.stream.hooks import Hooks, Snapshot
+from monitor.stream.hooks import Hooks, Snapshot, say_unreachable
 from monitor.stream.pipeline import BatchResult, Counts, RecordPipeline
 from monitor.stream.retry import REQUEST_TIMEOUT_S, Retry, replaced
 from monitor.stream.sources import Source
@@ -58,7 +58,6 @@ class Service:
         self.retry = retry
         self.positions: dict[Position, int] = dict(positions or {})
         self.hooks = list(hooks)
-        self.last_record_at = clock()  # "quiet" counts from the start, not from 1970
         self.last_checkpoint_at = clock()
         self._clock = clock
         self._stop = threading.Event()
@@ -70,6 +69,7 @@ class Service:
         self.on_accepted = on_accepted
         self._lock = threading.Lock()
         self._last_tick = float("-inf")
+        self._unreachable: frozenset[Position] = frozenset()  # partitions whose broker is not answering
 
     @property
     def scorer(self) -> Scorer:
@@ -158,7 +158,6 @@ class Service:
         result = self.pipeline.process(polled, now_ms=int(self._clock() * 1000), progress=progress)
         self.positions.update(result.next_offsets)
         self.source.processed(result.next_offsets)
-        self.last_record_at = self._clock()
         self._keep(result.reports)
         return result
 
@@ -205,13 +204,12 @@ class Service:
         return new
 
     def _close_by_the_clock(self) -> None:
-        """A quiet stream moves no watermark: let the wall clock close what is due, but only once every
-        assigned partition is caught up. Waiting for a rebalance or reading a backlog is never quiet."""
+        """A quiet stream moves no watermark: idle partitions (caught up, quiet, their broker answering) stop
+        holding windows, and once every one is idle the event time moves on by the wall time since its
+        latest record (``monitor.hourly.window.Windows``). Reading a backlog or an outage is never idle."""
         progress = self.source.progress(self.config.window.quiet_seconds)
-        caught_up = bool(progress.assigned) and not progress.behind
-        quiet = self._clock() - self.last_record_at >= self.config.window.quiet_seconds
-        now_ms = int(self._clock() * 1000) if caught_up and quiet else None
-        self._keep(self.pipeline.close_due(now_ms, progress))
+        self._unreachable = say_unreachable(progress.unreachable, self._unreachable)
+        self._keep(self.pipeline.close_due(progress=progress, wall_ms=int(self._clock() * 1000)))
 
     def _keep(self, reports: Sequence[WindowReport]) -> None:
         self._closed_since_checkpoint += reports
@@ -222,7 +220,8 @@ class Service:
             return
         self._last_tick = time.monotonic()
         snapshot = Snapshot(self.source.lag(), self.pipeline.judge.open_summary(), bool(self.source.assignment()),
-                            self.scorer.bundle.info())
+                            self.scorer.bundle.info(), self.pipeline.judge.latest_event_by_topic(),
+                            self.source.progress(self.config.window.quiet_seconds).unreachable)
         for hook in self.hooks:
             hook.on_tick(snapshot)
 

@@ -230,11 +230,36 @@ def test_a_partition_behind_its_end_that_has_not_been_heard_from_holds_every_win
     assert [c.start_ms for c in windows.close_due(progress=Progress(frozenset({P0, P1})))] == [0]
 
 
-def test_a_partition_no_longer_assigned_holds_nothing() -> None:
+def test_a_partition_not_assigned_now_keeps_holding_its_windows_until_it_is_read_again() -> None:
+    """A lone instance restarted while the group still lists its dead self gets half the partitions: the
+    others' windows wait for them (their last watermark is in the state), nothing is cut or made late."""
     windows = Windows(HOUR_MS, 0)
     windows.add(P1, *batch([0.1], [10]))
     windows.add(P0, *batch([0.1], [2 * HOUR_MS + 1]))
-    assert [c.start_ms for c in windows.close_due(progress=Progress(frozenset({P0})))] == [0]
+    assert windows.close_due(progress=Progress(frozenset({P0})), wall_ms=10 ** 13) == []
+    assert windows.add(P1, *batch([0.2], [HOUR_MS - 1])) == {}  # handed back: its records still count
+    [first] = windows.close_due(progress=Progress(frozenset({P0, P1}), idle=frozenset({P1})))
+    assert (first.start_ms, first.total.count) == (0, 2)
+
+
+def test_an_idle_stream_moves_on_by_the_wall_time_since_its_latest_record_not_to_the_wall_clock() -> None:
+    """Records of days ago (a backfill), then quiet: the last hour closes once as much wall time has passed
+    as its end is ahead of the latest record, and records of the next hours are not late."""
+    windows = Windows(HOUR_MS, 0)
+    wall = 1_000 * HOUR_MS  # today; the records' event times are hours 10 and 11
+    windows.add(P0, *batch([0.1, 0.1], [10 * HOUR_MS + 5, 11 * HOUR_MS + 30 * 60_000]), now_ms=wall)
+    idle = Progress(frozenset({P0, P1}), idle=frozenset({P0, P1}))  # P1 never had a record
+    assert [c.start_ms for c in windows.close_due(progress=idle, wall_ms=wall + 60_000)] == [10 * HOUR_MS]
+    assert windows.close_due(progress=idle, wall_ms=wall + 29 * 60_000) == []
+    assert [c.start_ms for c in windows.close_due(progress=idle, wall_ms=wall + 30 * 60_000)] == [11 * HOUR_MS]
+    assert windows.add(P1, *batch([0.1], [12 * HOUR_MS + 1]), now_ms=wall + 31 * 60_000) == {}  # not late
+
+
+def test_an_idle_stream_without_a_wall_clock_closes_up_to_its_latest_event_time() -> None:
+    windows = Windows(HOUR_MS, 0)
+    windows.add(P0, *batch([0.1, 0.1], [5, HOUR_MS + 5]))
+    idle = Progress(frozenset({P0}), idle=frozenset({P0}))
+    assert [c.start_ms for c in windows.close_due(progress=idle)] == [0]
 
 
 def test_an_event_time_from_the_future_moves_the_watermark_no_further_than_now() -> None:

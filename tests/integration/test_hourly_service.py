@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.timeline import iso_utc
 from monitor.replay import ReplayColumns, replay
 from monitor.settings import MonitorConfig
 
@@ -108,6 +111,49 @@ def test_kill_9_mid_window_then_restart_gives_the_same_hourly_figures(
     assert_same_figures(closed_windows(config), uninterrupted)
 
 
+def test_a_lone_instance_idle_on_an_empty_topic_then_fed_records_of_years_ago_loses_none_to_lateness(
+        kafka_broker: Any, serial_bundle: Bundle, bundle_dir: Path, tmp_path: Path,
+        uninterrupted: list[dict[str, Any]]) -> None:
+    """The SQLite store, started before its producer and idle for several ``window.quiet_seconds``, then the
+    same records (event times years behind the wall clock), killed -9 mid-stream and restarted: the hours
+    are the uninterrupted run's, none cut by the wall clock."""
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "idle-first")
+    settings = {**SETTINGS, "window": {**SETTINGS["window"], "quiet_seconds": 2}}
+    config, config_file = checkpointing_service_config(bootstrap, topic, bundle_dir, tmp_path, **settings)
+    group = config.input.group_id
+    sequences, times = stream()
+    first = start_service(config_file, tmp_path / "first.log")
+    try:
+        wait_for(lambda: "consuming" in (tmp_path / "first.log").read_text(errors="replace"), 120, "the service up")
+        # Joining its group takes a few seconds; then caught up with nothing and quiet: idle.
+        time.sleep(8 + 4 * config.window.quiet_seconds)
+        produce(bootstrap, topic, [s.encode() for s in sequences], times)
+        wait_for(lambda: (committed_offset(bootstrap, group, topic) or 0) > len(sequences) // 3, 120,
+                 "a third of the stream checkpointed")
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    finally:
+        first.kill()
+    second = start_service(config_file, tmp_path / "second.log")
+    try:
+        wait_for(lambda: committed_offset(bootstrap, group, topic) == len(sequences), 180, "the rest consumed")
+        # Then quiet: the last hours close by the wall time since the latest record, not at once.
+        last = f"{iso_utc(START_MS + (WINDOWS - 1) * WINDOW_S * 1000)} closed"
+        wait_for(lambda: last in (tmp_path / "second.log").read_text(errors="replace"), 120,
+                 "every window closed, the last by idleness")
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
+    finally:
+        second.kill()
+    log = (tmp_path / "first.log").read_text(errors="replace") + (tmp_path / "second.log").read_text(errors="replace")
+    late = [int(n) for n in re.findall(r"(\d+) late\)", log)]
+    assert late and not any(late), "no record counted late"
+    got = closed_windows(config)
+    assert_same_figures(got[:WINDOWS - 1], uninterrupted)
+    assert got[-1]["count"] == PER_WINDOW  # the last hour, closed by idleness, whole
+
+
 def test_replaying_the_same_records_offline_gives_the_same_figures(
         produced: tuple[str, list[str], list[int]], serial_bundle: Bundle, tmp_path: Path,
         uninterrupted: list[dict[str, Any]]) -> None:
@@ -127,3 +173,33 @@ def service_config_for_replay() -> MonitorConfig:
     from monitor.settings import config_from_dict
 
     return config_from_dict(SETTINGS, environ={})
+
+
+def test_a_stopped_real_time_stream_still_closes_its_last_hour(kafka_broker: Any, bundle_dir: Path,
+                                                               serial_bundle: Bundle) -> None:
+    """Records stamped with the wall clock, then none: once the partition is idle, its event time moves on
+    by the wall time since the last record, and the last window closes about when it ends."""
+    from monitor.stream.hooks import NoHooks
+
+    class Closed(NoHooks):
+        def __init__(self) -> None:
+            self.reports: list[Any] = []
+
+        def on_window_closed(self, report: Any, streak: int) -> None:
+            self.reports.append(report)
+
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "realtime")
+    config = service_config(bootstrap, topic, bundle_dir, window={
+        "length_seconds": 5, "allowed_lateness_seconds": 0, "quiet_seconds": 1, "close_check_seconds": 0.2})
+    closed = Closed()
+    sequences = generate.sample("serial", 300, seed=8)
+    with Running(config, serial_bundle, hooks=[closed]) as service:
+        for chunk in range(3):  # three bursts a second apart, stamped now
+            now = int(time.time() * 1000)
+            produce(bootstrap, topic, [s.encode() for s in sequences[chunk * 100:(chunk + 1) * 100]], [now] * 100)
+            time.sleep(1)
+        wait_for(lambda: service.counts.consumed >= len(sequences), 60, "every record read")
+        wait_for(lambda: sum(r.totals.count for r in closed.reports) == len(sequences), 30,
+                 "the last window closed with no record after it")
+    assert service.counts.late == 0

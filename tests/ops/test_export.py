@@ -126,12 +126,25 @@ def test_every_metric_the_rules_and_dashboard_read_is_exported(metrics: Any) -> 
     m.on_window_closed(report(p_value=3e-9, reasons=REASONS), 1)
     m.on_checkpoint(0.0)
     m.lag = {("serials", 0): 5}
+    m.latest_event_ms = {"serials": 1_700_000_000_000}
     m.topics["serials"].open_figures = [(0, _Acc())]
     m.on_model_decision({"outcome": "refused", "normal": 30, "normal_kept": 29, "flagged": 2, "flagged_kept": 0,
                          "flag_rate": 0.012, "expected_flag_rate": 0.01})
     m.on_assignment([("serials", 0), ("serials", 1)], ["serials"], 0.4)
     m.on_transaction_abort("CommitFailedError")
     assert set(samples(registry)) == EXPORTED_METRICS
+
+
+def test_a_backfill_shows_as_event_time_lag_and_an_outage_as_unreachable_partitions(metrics: Any) -> None:
+    from monitor.stream.hooks import Snapshot
+
+    m, registry = metrics
+    m.on_tick(Snapshot({("serials", 0): 0, ("serials", 1): 0}, {}, True, {}, {"serials": 0},
+                       frozenset({("serials", 1)})))
+    found = samples(registry)
+    [lag] = found["sequence_monitor_event_time_lag_seconds"]
+    assert lag.labels == {"topic": "serials"} and lag.value > 50 * 365 * 86400  # event times of 1970
+    assert by_topic(found, "sequence_monitor_partitions_unreachable") == {"serials": 1}
 
 
 def test_format_gauges_name_the_formats_of_the_last_window(metrics: Any) -> None:

@@ -21,7 +21,7 @@ from monitor.devtools import generate
 from monitor.errors import InputError
 from monitor.hourly.compare import CompareSettings
 from monitor.hourly.judge import HourlyJudge
-from monitor.hourly.timeline import iso_utc
+from monitor.hourly.timeline import HOUR_MS, iso_utc
 from monitor.replay import (
     REPORT_COLUMNS,
     ReplayColumns,
@@ -367,3 +367,29 @@ def test_a_format_new_from_a_given_window_is_named_with_examples_in_that_window(
     table = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text())))
     assert "new format (vs " in table[new_from]["formats"] and "aaa-9{6}-AA" in table[new_from]["formats"]
     assert all(row["formats"] == "" for row in table[:new_from])
+
+
+def test_absurd_event_times_and_weights_are_rejected_and_every_hour_stays_whole(
+        tmp_path: Path, scorer: Scorer, input_options: InputConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Batches of about two hours, so an event time that closed every open window would leave the rest late.
+    monkeypatch.setattr(replay_module, "BATCH_ROWS", 25)
+    hours, per_hour = 72, 12
+    first_hour = START_MS - START_MS % HOUR_MS
+    records = [{"sequence": sequence, "timestamp": first_hour + i * (HOUR_MS // per_hour), "weight": 1 + i % 3}
+               for i, sequence in enumerate(generate.sample("serial", hours * per_hour, seed=23))]
+    absurd = [{"sequence": "AB121E", "timestamp": 0, "weight": 1},  # 1970
+              {"sequence": "AB121E", "timestamp": 253_402_214_400_000, "weight": 1},  # 9999-12-31
+              {"sequence": "AB121E", "timestamp": first_hour + 10 * HOUR_MS, "weight": 1e308},
+              {"sequence": "DN176", "timestamp": first_hour + 10 * HOUR_MS, "weight": 1e308},
+              {"sequence": "AB121E", "timestamp": first_hour + 11 * HOUR_MS, "weight": float("nan")}]
+    for row in absurd:
+        records.insert(10 * per_hour + 1, row)  # mid-stream, among the eleventh hour's records
+    result = replay(write_jsonl(tmp_path / "in.jsonl", records), scorer,
+                    HourlyJudge(HOUR_MS, 0, SETTINGS), COLUMNS, input_options)
+    assert [r.start_ms for r in result.reports] == [first_hour + h * HOUR_MS for h in range(hours)]
+    assert [r.totals.count for r in result.reports] == [per_hour] * hours and result.late == 0
+    assert result.rejected == Counter({"implausible_timestamp": 2, "invalid_weight": 3})
+    assert all(np.isfinite([r.totals.weight_sum, r.totals.weighted_mean]).all() for r in result.reports)
+    out = io.StringIO()
+    write_reports(result.reports, out, "json")
+    assert "Infinity" not in out.getvalue() and "NaN" not in out.getvalue()

@@ -296,6 +296,18 @@ def test_the_replay_command_exits_2_when_every_row_is_rejected(tmp_path: Path, b
     assert keep.read_text() == "old\n"
 
 
+def test_the_replay_command_names_the_time_bounds_when_every_time_is_implausible(
+        tmp_path: Path, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+    source = tmp_path / "seconds.jsonl"  # epoch seconds, read as the default epoch_ms: January 1970
+    source.write_text("".join(json.dumps({"sequence": "AB121E", "timestamp": START_MS // 1000 + i}) + "\n"
+                              for i in range(3)))
+    assert main(["replay", "--model", str(bundle_dir), "--input", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert "{'implausible_timestamp': 3}" in err and "--time-format" in err
+    assert "input.min_event_time (2000-01-01T00:00:00Z)" in err
+
+
 def test_what_produce_json_writes_replays_without_flags(tmp_path: Path, bundle_dir: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:

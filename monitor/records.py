@@ -69,6 +69,7 @@ REJECTION_REASONS = (
     "invalid_sequence",
     "invalid_weight",
     "invalid_timestamp",
+    "implausible_timestamp",  # before input.min_event_time, or too far ahead of the clock (input.max_future_seconds)
     "undecodable",  # decoding raised an error nobody foresaw: the message is kept, the loop goes on
     "unscorable",  # scoring raised an error on this sequence alone
 )

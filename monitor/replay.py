@@ -106,8 +106,11 @@ def run_replay(args: argparse.Namespace) -> int:
     promoted = [(boundary, Scorer(bundle_lib.load(directory))) for boundary, directory in changes]
     result = replay(args.input, scorer, judge, columns, config.input, changes=promoted)
     if result.rows and not result.reports:
-        raise InputError(f"{args.input}: none of its {result.rows} rows gave a record "
-                         f"({dict(result.rejected)}); {_columns_hint(args.input, columns)}")
+        hint = _columns_hint(args.input, columns)
+        if result.rejected["implausible_timestamp"]:
+            hint += f"; {_time_bounds_hint(config.input)}"
+        raise InputError(f"{args.input}: none of its {result.rows} rows gave a record ({dict(result.rejected)}); "
+                         f"{hint}")
     with output as out:
         write_reports(result.reports, out, args.format)
     abnormal = sum(r.abnormal for r in result.reports)
@@ -149,6 +152,13 @@ def resolve_columns(path: Path, sequence: str, time: str | None, weight: str | N
         raise InputError(f"{path} has no {' and no '.join(missing)}; its columns are "
                          f"{', '.join(map(repr, found))}: name them with --sequence-column and --time-column")
     return ReplayColumns(sequence, time, weight, time_format)  # type: ignore[arg-type]
+
+
+def _time_bounds_hint(options: Any) -> str:
+    # Epoch seconds read as milliseconds fall in 1970: the time format is the first suspect, then the bounds.
+    return (f"event times must be from input.min_event_time ({options.min_event_time}) to "
+            f"input.max_future_seconds ({options.max_future_seconds:g}) ahead of now; set them with --config to "
+            "replay other times")
 
 
 def _columns_hint(path: Path, columns: ReplayColumns) -> str:

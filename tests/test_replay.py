@@ -21,7 +21,7 @@ from monitor.devtools import generate
 from monitor.errors import InputError
 from monitor.hourly.compare import CompareSettings
 from monitor.hourly.judge import HourlyJudge
-from monitor.hourly.timeline import iso_utc
+from monitor.hourly.timeline import HOUR_MS, iso_utc
 from monitor.replay import (
     REPORT_COLUMNS,
     ReplayColumns,
@@ -296,6 +296,18 @@ def test_the_replay_command_exits_2_when_every_row_is_rejected(tmp_path: Path, b
     assert keep.read_text() == "old\n"
 
 
+def test_the_replay_command_names_the_time_bounds_when_every_time_is_implausible(
+        tmp_path: Path, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+    source = tmp_path / "seconds.jsonl"  # epoch seconds, read as the default epoch_ms: January 1970
+    source.write_text("".join(json.dumps({"sequence": "AB121E", "timestamp": START_MS // 1000 + i}) + "\n"
+                              for i in range(3)))
+    assert main(["replay", "--model", str(bundle_dir), "--input", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert "{'implausible_timestamp': 3}" in err and "--time-format" in err
+    assert "input.min_event_time (2000-01-01T00:00:00Z)" in err
+
+
 def test_what_produce_json_writes_replays_without_flags(tmp_path: Path, bundle_dir: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -367,3 +379,29 @@ def test_a_format_new_from_a_given_window_is_named_with_examples_in_that_window(
     table = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text())))
     assert "new format (vs " in table[new_from]["formats"] and "aaa-9{6}-AA" in table[new_from]["formats"]
     assert all(row["formats"] == "" for row in table[:new_from])
+
+
+def test_absurd_event_times_and_weights_are_rejected_and_every_hour_stays_whole(
+        tmp_path: Path, scorer: Scorer, input_options: InputConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Batches of about two hours, so an event time that closed every open window would leave the rest late.
+    monkeypatch.setattr(replay_module, "BATCH_ROWS", 25)
+    hours, per_hour = 72, 12
+    first_hour = START_MS - START_MS % HOUR_MS
+    records = [{"sequence": sequence, "timestamp": first_hour + i * (HOUR_MS // per_hour), "weight": 1 + i % 3}
+               for i, sequence in enumerate(generate.sample("serial", hours * per_hour, seed=23))]
+    absurd = [{"sequence": "AB121E", "timestamp": 0, "weight": 1},  # 1970
+              {"sequence": "AB121E", "timestamp": 253_402_214_400_000, "weight": 1},  # 9999-12-31
+              {"sequence": "AB121E", "timestamp": first_hour + 10 * HOUR_MS, "weight": 1e308},
+              {"sequence": "DN176", "timestamp": first_hour + 10 * HOUR_MS, "weight": 1e308},
+              {"sequence": "AB121E", "timestamp": first_hour + 11 * HOUR_MS, "weight": float("nan")}]
+    for row in absurd:
+        records.insert(10 * per_hour + 1, row)  # mid-stream, among the eleventh hour's records
+    result = replay(write_jsonl(tmp_path / "in.jsonl", records), scorer,
+                    HourlyJudge(HOUR_MS, 0, SETTINGS), COLUMNS, input_options)
+    assert [r.start_ms for r in result.reports] == [first_hour + h * HOUR_MS for h in range(hours)]
+    assert [r.totals.count for r in result.reports] == [per_hour] * hours and result.late == 0
+    assert result.rejected == Counter({"implausible_timestamp": 2, "invalid_weight": 3})
+    assert all(np.isfinite([r.totals.weight_sum, r.totals.weighted_mean]).all() for r in result.reports)
+    out = io.StringIO()
+    write_reports(result.reports, out, "json")
+    assert "Infinity" not in out.getvalue() and "NaN" not in out.getvalue()

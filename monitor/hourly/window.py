@@ -9,6 +9,7 @@ counts the records that arrive after their window closed instead of dropping the
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ class WindowAccumulator:
     """Running figures of one window (and one partition, or merged over several); ``merge`` adds another.
 
     ``count`` counts every record, weight 0 included; the weight sums and the weighted mean use weights.
+    The sums stay finite: an ``add`` or ``merge`` that would overflow one raises and changes nothing.
     ``histogram`` counts records. Float sums merge exactly up to float rounding; counts merge exactly.
     ``sample``: a weighted random sample of the window's sequences (``monitor.hourly.sample``), which merges
     exactly; it lets the window be re-scored by another model. ``formats``: records per format
@@ -69,6 +71,9 @@ class WindowAccumulator:
         hashes) with ``sequences`` the top records."""
         if len(errors) == 0:
             return
+        with np.errstate(over="ignore"):  # an overflow is refused just below, not warned about
+            sums = float(weights.sum()), float(np.dot(errors, weights)), float(weights[flags].sum())
+        self._add_sums(*sums)
         if sequences is not None and priorities is not None:
             self.sample.add(sequences, weights, priorities)
         if sequences is not None and hashes is not None:
@@ -77,25 +82,31 @@ class WindowAccumulator:
             ids, names, hashes = formats
             self.formats.add(ids, names, sequences, hashes)
         self.count += len(errors)
-        self.weight_sum += float(weights.sum())
-        self.weighted_error_sum += float(np.dot(errors, weights))
         self.above_threshold_count += int(np.count_nonzero(flags))
-        self.above_threshold_weight += float(weights[flags].sum())
         self.histogram.add(errors)
         self._widen(int(event_times_ms.min()), int(event_times_ms.max()))
 
     def merge(self, other: WindowAccumulator) -> None:
+        self._add_sums(other.weight_sum, other.weighted_error_sum, other.above_threshold_weight)
         self.count += other.count
-        self.weight_sum += other.weight_sum
-        self.weighted_error_sum += other.weighted_error_sum
         self.above_threshold_count += other.above_threshold_count
-        self.above_threshold_weight += other.above_threshold_weight
         self.histogram.merge(other.histogram)
         self.sample.merge(other.sample)
         self.formats.merge(other.formats)
         self.top.merge(other.top)
         if other.min_event_time_ms is not None and other.max_event_time_ms is not None:
             self._widen(other.min_event_time_ms, other.max_event_time_ms)
+
+    def _add_sums(self, weight: float, weighted_error: float, above_threshold_weight: float) -> None:
+        """Adds to the three float sums, or raises ``ValueError`` before changing any when one would not be
+        finite: an infinite weight sum would make the window's mean 0 and judge it normal. Decoding bounds
+        weights (``input.max_weight``), so this is a last guard, not a way records are refused."""
+        sums = (self.weight_sum + weight, self.weighted_error_sum + weighted_error,
+                self.above_threshold_weight + above_threshold_weight)
+        if not all(map(math.isfinite, sums)):
+            raise ValueError(f"the window's weight sums would overflow to {sums}: weights must be bounded "
+                             "(input.max_weight)")
+        self.weight_sum, self.weighted_error_sum, self.above_threshold_weight = sums
 
     def _widen(self, low_ms: int, high_ms: int) -> None:
         if self.min_event_time_ms is not None:

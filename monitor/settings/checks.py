@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import date, datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
@@ -97,6 +98,16 @@ def number(minimum: float) -> Check:
     return check
 
 
+def positive_number_up_to(maximum: float) -> Check:
+    """A number > 0 and at most ``maximum``, stored as a float."""
+    def check(value: Any) -> float:
+        checked = positive_number(value)
+        if checked > maximum:
+            raise _Invalid(f"a number > 0 and at most {maximum:g}", value)
+        return checked
+    return check
+
+
 def share(value: Any) -> float:
     """A number from 0 to 1 (both included), stored as a float."""
     value = _typed(value)
@@ -115,6 +126,52 @@ def fraction(value: Any) -> float:
     if not 0 < value < 1:
         raise _Invalid("a number between 0 and 1 (exclusive)", value)
     return float(value)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MOMENT = "an ISO 8601 time from 1970 to 9999 (e.g. 2000-01-01T00:00:00Z) or epoch milliseconds >= 0"
+
+
+def moment(value: Any) -> str:
+    """A moment in ISO 8601 (UTC when no offset is given) or epoch milliseconds, stored as ISO 8601 in UTC
+    to the millisecond (``epoch_ms`` reads it back). YAML reads an unquoted time or date as one: taken too.
+
+    >>> moment("2000-01-01"), moment(946_684_800_500), moment("2000-01-01T01:00:00+01:00")
+    ('2000-01-01T00:00:00Z', '2000-01-01T00:00:00.500Z', '2000-01-01T00:00:00Z')
+    """
+    value = _typed(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    when = _utc_datetime(value)
+    if when is None or when < _EPOCH:
+        raise _Invalid(_MOMENT, value)
+    when = when.replace(microsecond=when.microsecond // 1000 * 1000)
+    return when.isoformat(timespec="milliseconds" if when.microsecond else "seconds").replace("+00:00", "Z")
+
+
+def _utc_datetime(value: object) -> datetime | None:
+    """``value`` (epoch ms, ISO 8601 text, a datetime or a date) as a datetime in UTC; ``None`` if it is none."""
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return _EPOCH + timedelta(milliseconds=value)
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except (ValueError, OverflowError):
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if isinstance(value, date):  # a date alone: its midnight
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    return None
+
+
+def epoch_ms(text: str) -> int:
+    """A moment as ``moment`` stores it, in epoch milliseconds.
+
+    >>> epoch_ms("2000-01-01T00:00:00Z"), epoch_ms("1970-01-01T00:00:01.250Z")
+    (946684800000, 1250)
+    """
+    return (datetime.fromisoformat(text.replace("Z", "+00:00")) - _EPOCH) // timedelta(milliseconds=1)
 
 
 def boolean(value: Any) -> bool:

@@ -13,13 +13,16 @@ from monitor.settings.checks import (
     Section,
     boolean,
     choice,
+    epoch_ms,
     fraction,
     integer,
     matching,
+    moment,
     number,
     optional,
     options_setting,
     positive_number,
+    positive_number_up_to,
     section,
     setting,
     share,
@@ -36,6 +39,10 @@ _text = matching(r".+", "a non-empty string")
 _topic = matching(r"(?!\.\.?$)[A-Za-z0-9._-]{1,249}", "a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)")
 _server = matching(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?", "'host:port'")
 _field_path = matching(r"[^.]+(\.[^.]+)*", "a dotted field path such as 'payload.serial'")
+# The largest input.max_weight allowed. Below it a window's weight sums, and its sample's priorities (a
+# weight over a uniform draw down to 2**-53), stay far from overflowing, and a weight of 1 still counts
+# beside the heaviest record (float64 adds 1 exactly up to 2**53).
+_WEIGHT_CEILING = 1e15
 
 
 @dataclass(frozen=True, repr=False)
@@ -67,7 +74,12 @@ def _redacted(options: Options) -> dict[str, OptionValue]:
 
 @dataclass(frozen=True)
 class InputConfig(Section, key="input"):
-    """Which topics to read and how a record's value becomes a sequence, a weight and an event time."""
+    """Which topics to read and how a record's value becomes a sequence, a weight and an event time.
+
+    Event times before ``min_event_time`` or more than ``max_future_seconds`` ahead of the wall clock at
+    decoding, and weights above ``max_weight``, are rejected: one such record would otherwise close every
+    open window at once, open a window of 1970 that enters the baselines, or make a window's sums infinite.
+    """
 
     topics: tuple[str, ...] = setting(("sequences",), string_list(_topic, "Kafka topic names"))
     group_id: str = setting("sequence-monitor", _text)
@@ -78,7 +90,14 @@ class InputConfig(Section, key="input"):
     event_time_format: str = setting("epoch_ms", choice("epoch_ms", "epoch_s", "iso8601"))
     max_value_bytes: int = setting(65536, integer(1))
     max_sequence_chars: int = setting(4096, integer(1))
+    min_event_time: str = setting("2000-01-01T00:00:00Z", moment)
+    max_future_seconds: float = setting(86400.0, number(0))
+    max_weight: float = setting(1e6, positive_number_up_to(_WEIGHT_CEILING))
     auto_offset_reset: str = setting("earliest", choice("earliest", "latest"))
+
+    @property
+    def min_event_time_ms(self) -> int:
+        return epoch_ms(self.min_event_time)
 
     def _cross_check(self) -> Iterator[tuple[str, str]]:
         if self.value_format == "text":

@@ -93,11 +93,12 @@ class RecordPipeline:
         self.counts = Counts()
 
     def process(self, polled: Polled, now_ms: int | None = None, progress: Progress = Progress()) -> BatchResult:
-        """One batch, all the way. ``now_ms`` (the wall clock, live) keeps an event time from the future
-        from moving a watermark past now; leave it out when event times need not follow the clock.
+        """One batch, all the way. ``now_ms`` (the wall clock, live) is what decoding measures event times
+        from the future against, and keeps one it lets through from moving a watermark past now; leave it
+        out when event times need not follow a given clock (decoding then reads the wall clock).
         ``progress``: which partitions hold windows open (``monitor.hourly.window.Windows``)."""
         started = time.perf_counter()
-        decoded, scores = self._score(decode_batch(polled.messages, self.decoding))
+        decoded, scores = self._score(decode_batch(polled.messages, self.decoding, now_ms))
         result = BatchResult(decoded, polled.next_offsets)
         if scores is not None:
             result.errors, result.flags, result.formats = scores.errors, scores.flags, scores.formats

@@ -86,6 +86,17 @@ def test_accumulator_without_weight_has_nan_mean_and_share() -> None:
     assert np.isnan(accumulator.weighted_mean) and np.isnan(accumulator.above_threshold_share)
 
 
+def test_weight_sums_that_would_overflow_raise_and_leave_the_window_as_it_was() -> None:
+    accumulator = WindowAccumulator()
+    accumulator.add(*batch([0.5], [10], weights=[1e308], flags=[True]))
+    before = WindowAccumulator.from_dict(accumulator.to_dict())
+    with pytest.raises(ValueError, match="would overflow"):
+        accumulator.add(*batch([0.5], [20], weights=[1e308]))
+    with pytest.raises(ValueError, match="would overflow"):
+        accumulator.merge(before)
+    assert accumulator == before and np.isfinite(accumulator.weight_sum)
+
+
 def test_accumulator_round_trips_exactly_through_json() -> None:
     accumulator = WindowAccumulator()
     accumulator.add(*batch([0.1, 1 / 3, 2e-9], [5, 7, 9], weights=[0.7, 1.3, 2.9], flags=[False, True, False]))

@@ -335,6 +335,32 @@ def test_input_section_defaults() -> None:
     assert InputConfig() == config_from_dict({"input": None}, environ={}).input
 
 
+def test_the_earliest_event_time_is_read_as_iso_8601_or_epoch_milliseconds(tmp_path: Path) -> None:
+    assert InputConfig().min_event_time_ms == 946_684_800_000  # 2000-01-01T00:00:00Z
+    # Unquoted in YAML, a time or a date is read as a datetime or a date: taken as written.
+    from_file = load_config(write(tmp_path, "input:\n  min_event_time: 1990-06-01 12:00:00+02:00\n"), environ={})
+    assert from_file.input.min_event_time == "1990-06-01T10:00:00Z"
+    for value in ("1990-06-01T10:00:00Z", "1990-06-01T12:00:00+02:00", 644_234_400_000):
+        assert InputConfig(min_event_time=value).min_event_time == "1990-06-01T10:00:00Z"
+    assert load_config(write(tmp_path, "input:\n  min_event_time: 1990-06-01\n"), environ={}).input.min_event_time \
+        == "1990-06-01T00:00:00Z"
+    overridden = config_from_dict({}, environ={"MONITOR__INPUT__MIN_EVENT_TIME": "644234400500"}).input
+    assert (overridden.min_event_time, overridden.min_event_time_ms) == ("1990-06-01T10:00:00.500Z", 644_234_400_500)
+
+
+def test_absurd_bounds_for_event_times_and_weights_are_refused() -> None:
+    assert problems({"input": {"min_event_time": "last year"}}) == (
+        "input.min_event_time: expected an ISO 8601 time from 1970 to 9999 (e.g. 2000-01-01T00:00:00Z) or epoch "
+        "milliseconds >= 0, got 'last year' (str)")
+    assert problems({"input": {"min_event_time": "1969-12-31T00:00:00Z"}}).startswith(
+        "input.min_event_time: expected an ISO 8601 time from 1970")
+    assert problems({"input": {"max_future_seconds": -1}}) == (
+        "input.max_future_seconds: expected a finite number >= 0, got -1 (int)")
+    assert problems({"input": {"max_weight": 1e308}}) == (
+        "input.max_weight: expected a number > 0 and at most 1e+15, got 1e+308 (float)")
+    assert problems({"input": {"max_weight": 0}}) == "input.max_weight: expected a finite number > 0, got 0 (int)"
+
+
 # ---- sections built in code -----------------------------------------------------------------------------
 
 

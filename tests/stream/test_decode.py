@@ -21,6 +21,9 @@ class Options:
     event_time_format: str = "epoch_ms"
     max_value_bytes: int = 1000
     max_sequence_chars: int = 100
+    min_event_time_ms: int = 946_684_800_000  # 2000-01-01T00:00:00Z
+    max_future_seconds: float = 86400.0
+    max_weight: float = 1e6
 
 
 TEXT = Options()
@@ -98,6 +101,66 @@ def test_a_rejection_keeps_the_original_message() -> None:
     assert isinstance(result, Rejected) and result.message.value == b"\xff" and result.message.offset == 41
 
 
+NOW_MS = 1_700_000_000_000  # the wall clock these tests decode at
+DAY_MS = 86_400_000
+
+
+def judged_at_now(value: bytes, options: Options = JSON, timestamp_ms: int | None = NOW_MS) -> Record | Rejected:
+    return decode(message(value, timestamp_ms), options, now_ms=NOW_MS)
+
+
+@pytest.mark.parametrize("time_ms,detail", [
+    (253_402_214_400_000, "event time 9999-12-31T00:00:00+00:00 is more than input.max_future_seconds (86400) "
+                          "ahead of the clock (2023-11-14T22:13:20+00:00)"),
+    (0, "event time 1970-01-01T00:00:00+00:00 is before input.min_event_time (2000-01-01T00:00:00+00:00)"),
+    (NOW_MS + DAY_MS + 1, "event time 2023-11-15T22:13:20+00:00 is more than input.max_future_seconds (86400) "
+                          "ahead of the clock (2023-11-14T22:13:20+00:00)"),
+])
+def test_an_implausible_event_time_is_rejected_saying_which_bound_it_breaks(time_ms: int, detail: str) -> None:
+    result = judged_at_now(json.dumps({"payload": {"serial": "AB121E"}, "t": time_ms}).encode())
+    assert isinstance(result, Rejected) and (result.reason, result.detail) == ("implausible_timestamp", detail)
+
+
+def test_event_times_at_the_bounds_are_accepted() -> None:
+    for time_ms in (NOW_MS + DAY_MS, NOW_MS + DAY_MS - 1, JSON.min_event_time_ms):
+        result = judged_at_now(json.dumps({"payload": {"serial": "AB121E"}, "t": time_ms}).encode())
+        assert isinstance(result, Record) and result.event_time_ms == time_ms
+
+
+def test_the_bounds_follow_the_settings() -> None:
+    older = replace(JSON, min_event_time_ms=0, max_future_seconds=0.0)
+    assert judged_at_now(b'{"payload": {"serial": "A"}, "t": 0}', older).event_time_ms == 0
+    assert judged_at_now(f'{{"payload": {{"serial": "A"}}, "t": {NOW_MS + 1}}}'.encode(), older).reason == \
+        "implausible_timestamp"
+
+
+def test_a_record_timestamp_used_as_event_time_must_be_plausible_too() -> None:
+    assert judged_at_now(b"AB121E", TEXT, timestamp_ms=0).reason == "implausible_timestamp"
+    assert judged_at_now(b'{"payload": {"serial": "A"}}', JSON, timestamp_ms=NOW_MS + 2 * DAY_MS).reason == \
+        "implausible_timestamp"
+    far = judged_at_now(b"AB121E", TEXT, timestamp_ms=2**62)  # beyond any date: shown in milliseconds
+    assert far.reason == "implausible_timestamp" and far.detail.startswith(f"event time {2**62} ms since 1970 ")
+    batch = decode_batch([message(b"AB121E", NOW_MS), message(b"DN176", 0)], TEXT, now_ms=NOW_MS)
+    assert batch.sequences == ["AB121E"] and [r.reason for r in batch.rejected] == ["implausible_timestamp"]
+
+
+@pytest.mark.parametrize("weight,detail", [
+    (b"1e308", "weight 'w' is 1e+308; it must be from 0 to input.max_weight (1e+06)"),
+    (b"NaN", "weight 'w' is nan; it must be from 0 to input.max_weight (1e+06)"),
+    (b"Infinity", "weight 'w' is inf; it must be from 0 to input.max_weight (1e+06)"),
+    (b"1000001", "weight 'w' is 1000001; it must be from 0 to input.max_weight (1e+06)"),
+    (b"1" + b"0" * 400, "weight 'w' is 100000000000... (401 digits); it must be from 0 to input.max_weight (1e+06)"),
+])
+def test_a_weight_above_the_limit_or_not_a_number_is_rejected(weight: bytes, detail: str) -> None:
+    result = judged_at_now(b'{"payload": {"serial": "AB121E"}, "w": ' + weight + b"}")
+    assert isinstance(result, Rejected) and (result.reason, result.detail) == ("invalid_weight", detail)
+
+
+def test_a_weight_at_the_limit_is_accepted() -> None:
+    assert judged_at_now(b'{"payload": {"serial": "AB121E"}, "w": 1000000}').weight == 1e6
+    assert judged_at_now(b'{"payload": {"serial": "AB121E"}, "w": 0}').weight == 0.0
+
+
 @given(st.binary(max_size=200), st.sampled_from([TEXT, JSON]))
 def test_any_bytes_give_a_record_or_a_known_rejection(value: bytes, options: Options) -> None:
     result = decode(message(value), options)
@@ -125,8 +188,8 @@ def test_a_batch_decodes_exactly_as_its_messages_do_one_by_one(parts: list[tuple
                                                                options: Options) -> None:
     messages = [RawMessage("events", 2, offset, timestamp, None, value)
                 for offset, (value, timestamp) in enumerate(parts)]
-    one_by_one = [decode(m, options) for m in messages]
-    batch = decode_batch(messages, options)
+    one_by_one = [decode(m, options, NOW_MS) for m in messages]
+    batch = decode_batch(messages, options, NOW_MS)
     assert batch.records() == [d for d in one_by_one if isinstance(d, Record)]
     assert batch.rejected == [d for d in one_by_one if isinstance(d, Rejected)]
     assert batch.weights.dtype == np.float64 and batch.event_times_ms.dtype == np.int64

@@ -145,6 +145,20 @@ def test_an_event_time_from_the_future_does_not_close_windows_early_when_the_clo
                           [START_MS, START_MS + 1000 * MINUTE_MS])
 
 
+def test_an_event_time_too_far_from_the_given_clock_is_dead_lettered_with_its_reason(scorer: Scorer) -> None:
+    sink = MemorySink()
+    line = pipeline(scorer, sink)
+    batch = messages([b"AB121E"] * 4, minutes=1)
+    batch += [batch[-1]._replace(offset=4, timestamp=START_MS + 2 * 86_400_000),  # two days ahead of the clock
+              batch[-1]._replace(offset=5, timestamp=0)]  # 1970
+    result = line.process(MemorySource([batch]).next_batch(10, 0), now_ms=START_MS)
+    assert line.counts.rejected == {"implausible_timestamp": 2} and len(result.decoded) == 4
+    details = [dict(headers)["monitor.detail"].decode() for _, _, headers in sink.sent["dlq"]]
+    assert [dict(headers)["monitor.reason"] for _, _, headers in sink.sent["dlq"]] == [b"implausible_timestamp"] * 2
+    assert "ahead of the clock" in details[0] and "before input.min_event_time" in details[1]
+    assert [start for start, _ in line.judge.open_summary()["events"]] == [START_MS]
+
+
 class FailsOn:
     """A scorer that raises on one sequence: a fault no real model can be made to produce on demand."""
 

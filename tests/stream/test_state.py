@@ -296,6 +296,18 @@ def test_a_checkpoint_of_the_wrong_shape_is_refused_naming_the_file_and_fault_an
     assert sorted(p.name for p in tmp_path.iterdir()) == ["monitor.sqlite"]
 
 
+def test_a_state_file_with_damaged_pages_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.sqlite"
+    saved_then_changed(path, "model_version", "v1")
+    page = 4096
+    damaged = path.read_bytes()[:page] + b"\xff" * (path.stat().st_size - page)  # every page after the first
+    path.write_bytes(damaged)
+    with pytest.raises(StateError, match="monitor.sqlite is not a"):
+        with closing(StateStore(path, IDENTITY)) as store:
+            store.load()
+    assert path.read_bytes() == damaged
+
+
 def test_opening_and_loading_an_existing_file_write_nothing_its_first_save_does(tmp_path: Path) -> None:
     path = tmp_path / "monitor.sqlite"
     with closing(StateStore(path)) as store:  # recorded no identity: the next opening records it

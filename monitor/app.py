@@ -114,7 +114,11 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
                         config.window.sample_size, config.formats)
     state = StateStore(config.state.path, state_identity(config))
-    checkpoint = restore(state, judge)
+    try:
+        checkpoint = restore(state, judge)
+    except BaseException:
+        state.close()  # refused: nothing was written to it
+        raise
     positions = dict(checkpoint.offsets) if checkpoint else {}
     store = ModelStore(Path(config.state.path).parent / "models", quantile)
     takeovers = _models_in_use(checkpoint, scorer, store)

@@ -4,7 +4,7 @@
     ├── InputError                a user's input cannot be used (file, column, empty corpus); exit 2
     ├── BundleError               a model bundle is missing, incomplete, corrupt or of another version; exit 3
     ├── ConfigError               a setting has the wrong type, range or name; exit 2
-    ├── StateError                the state file is corrupt or of another version; exit 4
+    ├── StateError                the state file is empty, unreadable, corrupt or of another version; exit 4
     ├── BrokerUnavailable         the Kafka cluster did not answer in time; retried by the service, never fatal
     ├── ShutdownTimeout           the stop deadline passed while the broker was unreachable; ends the loop
     └── LocalServiceError         a development server (local Kafka, Prometheus) could not be had; exit 1

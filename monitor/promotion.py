@@ -24,6 +24,7 @@ from monitor.hourly.judge import HourlyJudge
 from monitor.hourly.partitioned import PartitionedJudge
 from monitor.hourly.shadow import shadow
 from monitor.hourly.timeline import iso_utc, parse_time, window_start
+from monitor.hourly.window import restoring
 from monitor.settings import MonitorConfig, load_config
 from monitor.stream.group_state import ACCEPTED_PREFIX, topic_state
 from monitor.stream.kafka_state import ChangelogReader, publish
@@ -103,7 +104,8 @@ def _restored(path: Path | None, config: MonitorConfig) -> HourlyJudge:
         if checkpoint is None:
             raise StateError(f"{path} holds no checkpoint yet: nothing to compare or accept")
         # The windows' length is the state's own, whatever the configuration given says.
-        lengths = {int(snapshot["length_ms"]) for snapshot in checkpoint.windows.values()}
+        with restoring(f"{path}: the saved windows"):
+            lengths = {int(snapshot["length_ms"]) for snapshot in checkpoint.windows.values()}
         judge = HourlyJudge(lengths.pop() if len(lengths) == 1 else config.window.length_ms,
                             config.window.allowed_lateness_ms, config.compare, config.window.sample_size,
                             config.formats)
@@ -121,7 +123,8 @@ def _restored_from_kafka(config: MonitorConfig) -> HourlyJudge:
     judge = PartitionedJudge(HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
                                          config.window.sample_size, config.formats))
     for topic in config.input.topics:
-        stored, hours = topic_state(state, topic)
+        with restoring(f"the judging of {topic!r} in the changelog {config.changelog_topic!r}"):
+            stored, hours = topic_state(state, topic)
         if stored is not None:
             judge.judge_topic(topic, stored, hours)
     if not judge.hourly.histories:

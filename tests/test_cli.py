@@ -116,6 +116,46 @@ def test_run_refuses_a_state_file_of_other_settings_with_exit_4(tmp_path: Path, 
     assert "window_length_ms: the file has 3600000, the configuration 600000" in done.stderr
 
 
+@pytest.mark.parametrize(("damage", "fault"), [
+    pytest.param(None, "is empty (0 bytes)", id="empty"),
+    pytest.param("UPDATE checkpoint SET offsets = '[[\"events\", 0, -3]]'", "the offset of events[0] is -3",
+                 id="negative-offset"),
+    pytest.param("UPDATE checkpoint SET windows = '[]'", "windows is an array, not an object", id="windows-an-array"),
+])
+def test_run_refuses_an_empty_or_damaged_state_file_with_exit_4_and_leaves_it_untouched(
+        tmp_path: Path, bundle_dir: Path, damage: str | None, fault: str) -> None:
+    import sqlite3
+    import subprocess
+    import sys
+    from contextlib import closing
+
+    import yaml
+
+    from monitor.app import state_identity
+    from monitor.settings import config_from_dict
+    from monitor.stream.state import Checkpoint, StateStore
+
+    path = tmp_path / "state.sqlite"
+    settings = {"model": {"path": str(bundle_dir)}, "state": {"path": str(path)}, "metrics": {"enabled": False},
+                "kafka": {"bootstrap_servers": ["127.0.0.1:9"]}}
+    if damage is None:
+        path.touch()  # `: > state.sqlite`
+    else:
+        with closing(StateStore(path, state_identity(config_from_dict(settings, environ={})))) as state:
+            state.save(Checkpoint({("events", 0): 6000}, saved_at_ms=1))
+        with closing(sqlite3.connect(path)) as db:
+            db.execute(damage)
+            db.commit()
+    before = path.read_bytes()
+    config_file = tmp_path / "monitor.yaml"
+    config_file.write_text(yaml.safe_dump(settings))
+    done = subprocess.run([sys.executable, "-m", "monitor", "run", "--config", str(config_file)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 4, done.stderr
+    assert f"error: {path}" in done.stderr and fault in done.stderr and "left untouched" in done.stderr
+    assert path.read_bytes() == before
+
+
 def test_score_keeps_an_existing_output_when_the_input_is_wrong(tmp_path: Path, bundle_dir: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     keep = tmp_path / "keep.csv"

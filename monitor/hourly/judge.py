@@ -30,7 +30,7 @@ from monitor.hourly.reasons import Reason, summary
 from monitor.hourly.sample import DEFAULT_SIZE, WindowSample
 from monitor.hourly.timeline import iso_utc
 from monitor.hourly.top_records import TopRecord
-from monitor.hourly.window import ClosedWindow, Progress, WindowAccumulator, Windows
+from monitor.hourly.window import ClosedWindow, Progress, WindowAccumulator, Windows, restoring
 from monitor.records import Position
 from monitor.settings import CompareSettings, FormatSettings
 
@@ -289,18 +289,26 @@ class HourlyJudge:
                 samples: dict[str, dict[int, WindowSample]] | None = None,
                 formats: dict[str, dict[int, FormatCounts]] | None = None) -> None:
         """Continue from ``snapshot``'s output, ``history_samples`` and the history's format counts; refuses
-        (``StateError``) windows of another length."""
-        for topic, snapshot in windows.items():
-            if int(snapshot["length_ms"]) != self.length_ms:
-                raise StateError(f"the saved windows of {topic!r} are {int(snapshot['length_ms']) // 1000} s long; "
-                                 f"window.length_seconds is {self.length_ms // 1000}: move the state file aside to "
-                                 "start afresh, or restore the window length it was written with")
+        (``StateError``) windows of another length, and snapshots of the wrong shape (the judge is then as it
+        was)."""
         slots, examples = self.format_settings.slots, self.format_settings.examples
-        self.windows = {t: Windows.restore(s, self.sample_size, slots, examples) for t, s in windows.items()}
-        self.histories = {t: History.from_list(h["entries"], self.settings, self.length_ms, (samples or {}).get(t),
-                                               (formats or {}).get(t))
-                          for t, h in histories.items()}
-        self.streaks = {t: int(h.get("streak", 0)) for t, h in histories.items()}
+        restored: dict[str, Windows] = {}
+        for topic, snapshot in windows.items():
+            with restoring(f"the saved windows of {topic!r}"):
+                length_ms = int(snapshot["length_ms"])
+                if length_ms != self.length_ms:
+                    raise StateError(f"the saved windows of {topic!r} are {length_ms // 1000} s long; "
+                                     f"window.length_seconds is {self.length_ms // 1000}: move the state file aside "
+                                     "to start afresh, or restore the window length it was written with")
+                restored[topic] = Windows.restore(snapshot, self.sample_size, slots, examples)
+        kept: dict[str, History] = {}
+        streaks: dict[str, int] = {}
+        for topic, history in histories.items():
+            with restoring(f"the saved history of {topic!r}"):
+                kept[topic] = History.from_list(history["entries"], self.settings, self.length_ms,
+                                                (samples or {}).get(topic), (formats or {}).get(topic))
+                streaks[topic] = int(history.get("streak", 0))
+        self.windows, self.histories, self.streaks = restored, kept, streaks
 
 
 def _named(reason: Reason, top: tuple[TopRecord, ...], levels: Levels | None) -> Reason:

@@ -27,7 +27,7 @@ from monitor.hourly.compare import History
 from monitor.hourly.format_counts import FormatCounts
 from monitor.hourly.judge import HourlyJudge, ModelFor, WindowReport
 from monitor.hourly.sample import WindowSample
-from monitor.hourly.window import Progress, WindowAccumulator, Windows, merged
+from monitor.hourly.window import Progress, WindowAccumulator, Windows, merged, restoring
 from monitor.records import Position
 
 
@@ -192,18 +192,21 @@ class PartitionedJudge:
         return self._windows(partition).snapshot()
 
     def own_partition(self, partition: Position, snapshot: dict[str, Any] | None) -> None:
-        """Take a partition over, from its snapshot (``None``: it has none yet)."""
+        """Take a partition over, from its snapshot (``None``: it has none yet); ``StateError`` for one of
+        another window length or of the wrong shape."""
         self.said_empty.discard(partition)  # a new owner says it again
         if snapshot is None:
             self.partitions[partition] = self._new_windows()
             return
-        if int(snapshot["length_ms"]) != self.length_ms:
-            raise StateError(f"the saved windows of {partition[0]}[{partition[1]}] are "
-                             f"{int(snapshot['length_ms']) // 1000} s long; window.length_seconds is "
-                             f"{self.length_ms // 1000}: use another consumer group (or changelog topic) to "
-                             "start afresh, or restore the window length they were written with")
         f = self.hourly.format_settings
-        self.partitions[partition] = Windows.restore(snapshot, self.hourly.sample_size, f.slots, f.examples)
+        with restoring(f"the saved windows of {partition[0]}[{partition[1]}]"):
+            length_ms = int(snapshot["length_ms"])
+            if length_ms != self.length_ms:
+                raise StateError(f"the saved windows of {partition[0]}[{partition[1]}] are {length_ms // 1000} s "
+                                 f"long; window.length_seconds is {self.length_ms // 1000}: use another consumer "
+                                 "group (or changelog topic) to start afresh, or restore the window length they "
+                                 "were written with")
+            self.partitions[partition] = Windows.restore(snapshot, self.hourly.sample_size, f.slots, f.examples)
 
     def topic_snapshot(self, topic: str) -> dict[str, Any]:
         """The topic's assembly and history figures (each kept window's sample and format counts are stored
@@ -216,7 +219,7 @@ class PartitionedJudge:
     def judge_topic(self, topic: str, snapshot: dict[str, Any] | None,
                     kept: dict[int, dict[str, Any]] | None = None) -> None:
         """Take over judging ``topic`` from its snapshot and its kept windows' samples and format counts
-        (by start; ``None``: a topic never judged yet)."""
+        (by start; ``None``: a topic never judged yet); ``StateError`` for a snapshot of the wrong shape."""
         h = self.hourly
         if snapshot is None:
             self.assemblers[topic] = HourAssembler(topic, self.length_ms)
@@ -224,11 +227,13 @@ class PartitionedJudge:
             h.streaks[topic] = 0
             return
         kept = kept or {}
-        samples = {start: WindowSample.from_dict(k) for start, k in kept.items() if "sequences" in k}
-        formats = {start: FormatCounts.from_dict(k["formats"]) for start, k in kept.items() if "formats" in k}
-        self.assemblers[topic] = HourAssembler.restore(snapshot["assembly"])
-        h.histories[topic] = History.from_list(snapshot["history"], h.settings, h.length_ms, samples, formats)
-        h.streaks[topic] = int(snapshot.get("streak", 0))
+        with restoring(f"the saved judging of {topic!r}"):
+            samples = {start: WindowSample.from_dict(k) for start, k in kept.items() if "sequences" in k}
+            formats = {start: FormatCounts.from_dict(k["formats"]) for start, k in kept.items() if "formats" in k}
+            assembler = HourAssembler.restore(snapshot["assembly"])
+            history = History.from_list(snapshot["history"], h.settings, h.length_ms, samples, formats)
+            streak = int(snapshot.get("streak", 0))
+        self.assemblers[topic], h.histories[topic], h.streaks[topic] = assembler, history, streak
 
     def release(self, partitions: Collection[Position] = (), topics: Collection[str] = ()) -> None:
         """Forget partitions and topics this instance no longer owns or judges."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, StateError
 from monitor.hourly.format_counts import DEFAULT_EXAMPLES, DEFAULT_SLOTS, FormatCounts
 from monitor.hourly.histogram import ErrorHistogram
 from monitor.hourly.sample import (
@@ -32,6 +33,10 @@ from monitor.records import Position
 SNAPSHOT_FORMAT = 5  # 5: top records; 4: format counts; 3: samples; 2: a watermark per partition (1: one); all read
 # Late counters older than this many windows before the closing mark are folded into ``late_total`` only.
 LATE_WINDOWS_KEPT = 1000
+
+# What restoring a snapshot of the wrong shape raises: a missing key, a list where an object belongs, a text
+# where a number belongs, a histogram of another length.
+_MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError)
 
 LateCounts = dict[int, int]
 """Records refused as late, per window start (ms)."""
@@ -384,7 +389,8 @@ class Windows:
         return {"format": SNAPSHOT_FORMAT, "length_ms": self.length_ms,
                 "allowed_lateness_ms": self.allowed_lateness_ms,
                 "watermarks": [[topic, number, ms] for (topic, number), ms in sorted(self.watermarks.items())],
-                "latest_seen_ms": self.latest_seen_ms, "closed_before_ms": self.closed_before_ms, "late_total": self.late_total,
+                "latest_seen_ms": self.latest_seen_ms, "closed_before_ms": self.closed_before_ms,
+                "late_total": self.late_total,
                 "late": [[start, n] for start, n in sorted(self.late.items())],
                 "open": [{"start_ms": start, "topic": topic, "partition": number, "accumulator": acc.to_dict()}
                          for start, parts in sorted(self._open.items())
@@ -410,6 +416,18 @@ class Windows:
             # Format 1 kept one watermark for the stream: every partition with an open window starts from it.
             windows.watermarks = {p: int(state["watermark_ms"]) for parts in windows._open.values() for p in parts}
         return windows
+
+
+@contextmanager
+def restoring(what: str) -> Iterator[None]:
+    """Turns a saved ``what`` of the wrong shape, found while it is restored, into ``StateError`` naming it:
+    damaged state is refused like a damaged state file, never taken for a bug."""
+    try:
+        yield
+    except _MALFORMED as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise StateError(f"{what} cannot be restored ({detail}): restore the state from a backup, or start "
+                         "afresh") from exc
 
 
 class _Rows:

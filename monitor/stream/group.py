@@ -29,6 +29,7 @@ from monitor.errors import BrokerUnavailable, ShutdownTimeout
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
 from monitor.hourly.timeline import iso_utc
+from monitor.hourly.window import restoring
 from monitor.records import Polled, Position
 from monitor.stream.group_models import ModelSchedule, Takeover
 from monitor.stream.group_state import (
@@ -399,8 +400,13 @@ class GroupService:
         state, read = self._read_up_to(committed, inputs, judged)
         resume: dict[Position, int] = {}
         for partition in sorted(inputs):
-            stored = json.loads(state[partition_key(partition)]) if partition_key(partition) in state else None
-            self.judge.own_partition(partition, stored["windows"] if stored else None)
+            # A value of the wrong shape is refused (StateError, exit 4) like a damaged state file.
+            with restoring(f"the state of {partition[0]}[{partition[1]}] in the changelog "
+                           f"{self.config.changelog_topic!r}"):
+                stored = json.loads(state[partition_key(partition)]) if partition_key(partition) in state else None
+                self.judge.own_partition(partition, stored["windows"] if stored else None)
+                if stored is not None and int(stored["offset"]) < 0:
+                    raise ValueError(f"its offset {stored['offset']} is negative")
             if stored is not None:
                 resume[partition] = int(stored["offset"])
             elif committed.get(partition) is not None:
@@ -409,10 +415,11 @@ class GroupService:
             self.source.seek(partition, offset)
             self.positions[partition] = offset
         for topic in sorted(judged):
-            stored, hours = topic_state(state, topic)
-            self.judge.judge_topic(topic, stored, hours)
+            with restoring(f"the judging of {topic!r} in the changelog {self.config.changelog_topic!r}"):
+                stored, hours = topic_state(state, topic)
+                self.judge.judge_topic(topic, stored, hours)
+                self._accepted_through[topic] = int(stored.get("accepted_through", -1)) if stored else -1
             self._stored_hours[topic] = set(hours)
-            self._accepted_through[topic] = int(stored.get("accepted_through", -1)) if stored else -1
         self.owned, self.judged = inputs, judged
         self.models.rebuild()
         self._apply_accepted(judged)

@@ -19,12 +19,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from monitor.core.score import Scorer
-from monitor.errors import ShutdownTimeout
+from monitor.errors import ShutdownTimeout, StateError
 from monitor.hourly.format_counts import FormatCounts
 from monitor.hourly.judge import HourlyJudge, WindowReport
 from monitor.hourly.sample import WindowSample
 from monitor.hourly.shadow import ShadowReport
 from monitor.hourly.timeline import iso_utc
+from monitor.hourly.window import restoring
 from monitor.records import Position
 from monitor.stream.hooks import Hooks, Snapshot, say_unreachable
 from monitor.stream.pipeline import BatchResult, Counts, RecordPipeline
@@ -275,16 +276,22 @@ def kept_of(report: WindowReport) -> dict[str, Any]:
 
 def restore(state: StateStore, judge: HourlyJudge) -> Checkpoint | None:
     """Load the last checkpoint of ``state`` (and the samples of its history) into the judge; returns it
-    (``None`` on a first start): its offsets are where the restored windows are exact."""
+    (``None`` on a first start): its offsets are where the restored windows are exact. State that cannot be
+    restored is refused with ``StateError`` naming the file, which nothing has written to yet."""
     checkpoint = state.load()
     if checkpoint is None:
         return None
     stored = state.samples()
-    samples = {topic: {start: WindowSample.from_dict(s) for start, s in by_start.items()}
-               for topic, by_start in stored.items()}
-    formats = {topic: {start: FormatCounts.from_dict(s["formats"]) for start, s in by_start.items() if "formats" in s}
-               for topic, by_start in stored.items()}
-    judge.restore(checkpoint.windows, checkpoint.history, samples, formats)
+    try:
+        with restoring("the saved samples of the history"):
+            samples = {topic: {start: WindowSample.from_dict(s) for start, s in by_start.items()}
+                       for topic, by_start in stored.items()}
+            formats = {topic: {start: FormatCounts.from_dict(s["formats"]) for start, s in by_start.items()
+                               if "formats" in s}
+                       for topic, by_start in stored.items()}
+        judge.restore(checkpoint.windows, checkpoint.history, samples, formats)
+    except StateError as exc:
+        raise StateError(f"{state.path}: {exc}; it was left untouched") from exc
     log.info("state restored from %s: %d partitions, checkpoint of %s", state.path, len(checkpoint.offsets),
              iso_utc(checkpoint.saved_at_ms))
     return checkpoint

@@ -1,9 +1,11 @@
 """SQLite checkpoint: open windows, closed-window history and the offsets they are exact at, stored together.
 
 One ``save`` is one transaction, so after a crash the file holds a checkpoint whose window sums match its
-offsets exactly: the service seeks to those offsets and nothing is counted twice or lost. A file of another
-schema version, or one that is not a readable state file, is refused with ``StateError`` and left untouched
-(a file of version 1 gains version 2's tables).
+offsets exactly: the service seeks to those offsets and nothing is counted twice or lost. Only a missing file
+starts afresh (created whole under another name, then renamed into place). An existing file that is empty,
+unreadable, not SQLite, of another schema version, or whose checkpoint is not of the shape ``save`` writes is
+refused with ``StateError`` and left untouched: opening and loading write nothing, the first write does what
+an existing file needs (WAL, version 2's tables for a file of version 1, the identity).
 
 Beside the checkpoint: each history window's sample (written once, when the window closes), each decision
 on a candidate model, and the formats operators accepted (``python -m monitor accept`` writes them here; the
@@ -15,8 +17,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from monitor.errors import StateError
 from monitor.records import Position
 
 SCHEMA_VERSION = 2
+SQLITE_HEADER = b"SQLite format 3\x00"  # how every SQLite database file begins
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), saved_at_ms INTEGER NOT NULL,
@@ -84,51 +89,95 @@ class StateStore:
 
     def __init__(self, path: Path | str, identity: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
+        self._identity = identity
         if not self.path.parent.exists():
             self.path.parent.mkdir(mode=0o700, parents=True)
-        existed = self.path.exists() and self.path.stat().st_size > 0
-        if not existed:
-            # Window samples and reports hold sequences from the stream: owner only. SQLite gives its
-            # journal files the database file's permissions.
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        existed = self.path.exists()
+        if existed:
+            self._check_file()
+        else:
+            self._create(identity)
+        # Nothing more to do before the first write to a file just created; an existing one is prepared then.
+        self._prepared = not existed
         try:
             # Opened by the starting thread, then used only by the service loop: one user at a time.
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{self.path} cannot be opened as a state file ({exc})") from exc
         try:
-            # The version is checked before anything writes: switching to WAL rewrites the file header, and
-            # a refused file must stay byte for byte as it was.
-            if existed:
-                self._check_version()
-                self._check_identity(identity)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            if not existed:
-                self._create()
-            elif self._version() == 1:
-                self._migrate()
-            if identity is not None:
-                self._record_identity(identity)
-        except sqlite3.DatabaseError as exc:
-            self._db.close()
-            raise StateError(f"{self.path} is not a readable state file ({exc}); move it aside to start "
-                             "afresh, or point state.path elsewhere") from exc
+            with self._reading():
+                self._db.execute("PRAGMA synchronous=FULL")
+                if existed:
+                    self._check_version()
+                    self._check_identity(identity)
         except StateError:
             self._db.close()
             raise
 
-    def _create(self) -> None:
-        with self._transaction():
-            for statement in filter(str.strip, (_SCHEMA + ";" + _SCHEMA_2).split(";")):
-                self._db.execute(statement)
-            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    def _check_file(self) -> None:
+        """Refuse (``StateError``) an existing file that cannot be read, is empty or is not SQLite at all."""
+        try:
+            with self.path.open("rb") as file:
+                header = file.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise StateError(f"{self.path} cannot be read ({exc}); it was left untouched: make it a file the "
+                             "service can read and write, or point state.path elsewhere") from exc
+        if not header:
+            # A state file is never empty (it is created whole): this one was truncated or half copied, and its
+            # offsets, windows and history are lost. Starting afresh over it would hide that.
+            raise StateError(f"{self.path} is empty (0 bytes), not a state file: its offsets, open windows and "
+                             "history are gone. It was left untouched: restore it from a backup, or move it "
+                             "aside to start afresh (from the consumer group's committed offsets, with empty "
+                             "windows and no history)")
+        if header != SQLITE_HEADER:
+            raise StateError(f"{self.path} is not a monitor state file (not an SQLite database); it was left "
+                             "untouched: move it aside to start afresh, or point state.path elsewhere")
 
-    def _migrate(self) -> None:
-        with self._transaction():
-            for statement in filter(str.strip, _SCHEMA_2.split(";")):
-                self._db.execute(statement)
-            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+    def _create(self, identity: Mapping[str, Any] | None) -> None:
+        """A new file with the schema and ``identity``, built under another name and renamed into place: a
+        crash while creating it leaves no empty or half-made file at ``path`` (one would be refused)."""
+        # Window samples and reports hold sequences from the stream: owner only (mkstemp's mode). SQLite gives
+        # its journal files the database file's permissions.
+        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
+        os.close(handle)
+        try:
+            with closing(sqlite3.connect(name, isolation_level=None)) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                with _Commit.begin(db):
+                    for statement in filter(str.strip, (_SCHEMA + ";" + _SCHEMA_2).split(";")):
+                        db.execute(statement)
+                    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    if identity is not None:
+                        db.execute("INSERT INTO meta VALUES ('identity', ?)", (json.dumps(_plain(identity)),))
+            os.replace(name, self.path)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+
+    def _prepare(self) -> None:
+        """Make an existing file ready for its first write: WAL, version 2's tables, the identity. Done at the
+        first write rather than on opening, so that a file refused while it is loaded and restored (a
+        checkpoint or snapshot of the wrong shape) stays byte for byte as it was."""
+        self._db.execute("PRAGMA journal_mode=WAL")  # rewrites the file header of a file in another mode
+        with _Commit.begin(self._db):
+            if self._version() == 1:  # read inside the transaction: another process may have migrated it
+                for statement in filter(str.strip, _SCHEMA_2.split(";")):
+                    self._db.execute(statement)
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            if self._identity is not None:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('identity', ?)",
+                                 (json.dumps(_plain(self._identity)),))
+        self._prepared = True
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Turns SQLite's refusal of a damaged file into ``StateError`` naming the file."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{self.path} is not a readable state file ({exc}); it was left untouched: move it "
+                             "aside to start afresh, or point state.path elsewhere") from exc
 
     def _version(self) -> int:
         return int(self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
@@ -147,7 +196,11 @@ class StateStore:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
         if identity is None or row is None:
             return  # a file from before identities were recorded: checked by its window snapshot instead
-        recorded = json.loads(row[0])
+        try:
+            recorded = _json(row[0], "the recorded identity", dict)
+        except ValueError as exc:
+            raise StateError(f"{self.path}: {exc}; it was left untouched: move it aside to start afresh, or "
+                             "point state.path elsewhere") from exc
         differences = [f"{key}: the file has {recorded.get(key)!r}, the configuration {value!r}"
                        for key, value in _plain(identity).items() if recorded.get(key) != value]
         if differences:
@@ -155,26 +208,26 @@ class StateStore:
                              + "). It was left untouched: to start afresh, move it aside or point state.path "
                              "at a new file; to continue with it, restore the settings it was written with")
 
-    def _record_identity(self, identity: Mapping[str, Any]) -> None:
-        with self._transaction():
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('identity', ?)", (json.dumps(_plain(identity)),))
-
     def _transaction(self) -> _Commit:
-        self._db.execute("BEGIN IMMEDIATE")
-        return _Commit(self._db)
+        if not self._prepared:
+            self._prepare()
+        return _Commit.begin(self._db)
 
     def load(self) -> Checkpoint | None:
-        """The last checkpoint, or ``None`` for a new file."""
-        row = self._db.execute("SELECT saved_at_ms, model_version, offsets, windows, history, models, "
-                               "accepted_applied FROM checkpoint").fetchone()
+        """The last checkpoint, or ``None`` for a new file. A checkpoint not of the shape ``save`` writes is
+        refused with ``StateError`` naming the file and the fault (nothing has been written to it yet)."""
+        with self._reading():
+            # A file of version 1 has neither column until its first write adds them.
+            added = "models, accepted_applied" if self._version() > 1 else "'[]', 0"
+            row = self._db.execute("SELECT saved_at_ms, model_version, offsets, windows, history, "
+                                   f"{added} FROM checkpoint").fetchone()
         if row is None:
             return None
         try:
-            offsets = {(topic, int(p)): int(o) for topic, p, o in json.loads(row[2])}
-            return Checkpoint(offsets, json.loads(row[3]), json.loads(row[4]), row[1], int(row[0]),
-                              json.loads(row[5]), int(row[6]))
-        except (ValueError, TypeError) as exc:
-            raise StateError(f"{self.path}: the checkpoint is corrupt ({exc}); it was left untouched") from exc
+            return _checkpoint(row)
+        except ValueError as exc:
+            raise StateError(f"{self.path}: the checkpoint is corrupt ({exc}). The file was left untouched: "
+                             "restore it from a backup, or move it aside to start afresh") from exc
 
     def save(self, checkpoint: Checkpoint, closed: Sequence[dict[str, Any]] = (),
              samples: Sequence[tuple[str, int, dict[str, Any]]] = (),
@@ -199,10 +252,18 @@ class StateStore:
                                  "(SELECT value FROM json_each(?))", (topic, json.dumps(list(starts))))
 
     def samples(self) -> dict[str, dict[int, dict[str, Any]]]:
-        """Each topic's stored window samples by start."""
+        """Each topic's stored window samples by start (``StateError`` for one that is not a JSON object)."""
+        with self._reading():
+            rows = [] if self._version() == 1 else (  # version 1 kept no samples
+                self._db.execute("SELECT topic, start_ms, sample FROM window_samples").fetchall())
         stored: dict[str, dict[int, dict[str, Any]]] = {}
-        for topic, start, sample in self._db.execute("SELECT topic, start_ms, sample FROM window_samples"):
-            stored.setdefault(topic, {})[int(start)] = json.loads(sample)
+        for topic, start, sample in rows:
+            try:
+                stored.setdefault(str(topic), {})[int(start)] = _json(sample, "sample", dict)
+            except ValueError as exc:
+                raise StateError(f"{self.path}: the sample of the {topic} window at {start} is corrupt ({exc}). "
+                                 "The file was left untouched: restore it from a backup, or move it aside to "
+                                 "start afresh") from exc
         return stored
 
     def record_decision(self, candidate: str, outcome: str, from_ms: int | None, report: dict[str, Any]) -> None:
@@ -214,6 +275,8 @@ class StateStore:
 
     def decisions(self) -> list[dict[str, Any]]:
         """Every decision on a candidate, oldest first: at_ms, candidate, outcome, from_ms, report."""
+        if self._version() == 1:
+            return []  # version 1 kept no decisions
         rows = self._db.execute("SELECT at_ms, candidate, outcome, from_ms, report FROM model_decisions ORDER BY id")
         return [{"at_ms": a, "candidate": c, "outcome": o, "from_ms": f, "report": json.loads(r)}
                 for a, c, o, f, r in rows]
@@ -228,6 +291,8 @@ class StateStore:
 
     def accepted(self, after_id: int = 0) -> list[Accepted]:
         """The accepted formats recorded after ``after_id``, oldest first."""
+        if self._version() == 1:
+            return []  # version 1 knew no accepted formats
         rows = self._db.execute("SELECT id, at_ms, kind, value, topic, sequences FROM accepted WHERE id > ? "
                                 "ORDER BY id", (after_id,))
         return [Accepted(int(i), int(a), k, v, t, json.loads(s)) for i, a, k, v, t, s in rows]
@@ -247,11 +312,80 @@ def _plain(identity: Mapping[str, Any]) -> dict[str, Any]:
     return dict(json.loads(json.dumps(dict(identity))))
 
 
+def _checkpoint(row: Sequence[Any]) -> Checkpoint:
+    """The checkpoint of a ``checkpoint`` row, or ``ValueError`` naming the first field that is not of the
+    shape ``save`` writes."""
+    saved_at_ms, model_version, offsets, windows, history, models, accepted_applied = row
+    return Checkpoint(_offsets(_json(offsets, "offsets", list)), _by_topic(_json(windows, "windows", dict), "windows"),
+                      _by_topic(_json(history, "history", dict), "history"), str(model_version),
+                      _count(saved_at_ms, "saved_at_ms"), _models(_json(models, "models", list)),
+                      _count(accepted_applied, "accepted_applied"))
+
+
+def _json(text: Any, field: str, kind: type) -> Any:
+    """``text`` parsed, if it is JSON of ``kind`` (``list`` or ``dict``)."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{field} is not JSON ({exc})") from exc
+    if not isinstance(value, kind):
+        raise ValueError(f"{field} is {_json_kind(value)}, not {_json_kind(kind())}")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    """What JSON calls ``value``'s type."""
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return kinds.get(type(value), "a number")
+
+
+def _count(value: Any, field: str) -> int:
+    """``value`` if it is a whole number of at least 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{field} is {value!r}, not a whole number of at least 0")
+    return value
+
+
+def _offsets(items: list[Any]) -> dict[Position, int]:
+    """Each partition's next offset from ``[topic, partition, offset]`` triples."""
+    offsets: dict[Position, int] = {}
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)):
+            raise ValueError(f"offsets holds {item!r}, not [topic, partition, offset]")
+        topic, partition, offset = item
+        where = (topic, _count(partition, f"the partition of {topic}"))
+        offsets[where] = _count(offset, f"the offset of {topic}[{partition}]")
+    return offsets
+
+
+def _by_topic(snapshots: dict[str, Any], field: str) -> dict[str, Any]:
+    """``snapshots`` if each is an object (what is inside is checked where it is restored)."""
+    for topic, snapshot in snapshots.items():
+        if not isinstance(snapshot, dict):
+            raise ValueError(f"{field} of {topic!r} is {_json_kind(snapshot)}, not an object")
+    return snapshots
+
+
+def _models(items: list[Any]) -> list[list[Any]]:
+    """The models in use, ``[from_ms or None, version]`` each."""
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], str)
+                and (item[0] is None or (isinstance(item[0], int) and not isinstance(item[0], bool)))):
+            raise ValueError(f"models holds {item!r}, not [from_ms or null, version]")
+    return items
+
+
 class _Commit:
     """``with`` block that commits a ``BEGIN``-ed transaction, or rolls it back on error."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+
+    @classmethod
+    def begin(cls, db: sqlite3.Connection) -> _Commit:
+        """A write transaction begun now (it waits for no other writer to start first)."""
+        db.execute("BEGIN IMMEDIATE")
+        return cls(db)
 
     def __enter__(self) -> sqlite3.Connection:
         return self.db

@@ -258,6 +258,28 @@ def test_the_compare_section_is_the_compare_settings() -> None:
     assert config_from_dict({}, environ={}).compare == CompareSettings()
 
 
+@pytest.mark.parametrize(("part", "change", "fault"), [
+    pytest.param(0, {"a": {"format": 5, "length_ms": MINUTE_MS}}, "the saved windows of 'a'", id="windows-cut"),
+    pytest.param(0, {"a": []}, "the saved windows of 'a'", id="windows-an-array"),
+    pytest.param(1, {"a": {"entries": [{"start_ms": 0}]}}, "the saved history of 'a'", id="history-entry-cut"),
+    pytest.param(1, {"a": {"entries": {}, "streak": "two"}}, "the saved history of 'a'", id="streak-a-text"),
+])
+def test_saved_state_of_the_wrong_shape_is_refused_naming_the_topic_and_the_judge_is_left_as_it_was(
+        part: int, change: dict[str, object], fault: str) -> None:
+    saved = pipeline()
+    saved.add(A0, *window_batch(0))
+    saved.add(A0, *window_batch(1))
+    saved.close_due("v1")
+    snapshot = list(json.loads(json.dumps(saved.snapshot())))
+    snapshot[part] = {**snapshot[part], **change}
+    resumed = pipeline()
+    resumed.add(B0, *window_batch(0))
+    before = resumed.snapshot()
+    with pytest.raises(StateError, match=f"^{fault} cannot be restored"):
+        resumed.restore(*snapshot)
+    assert resumed.snapshot() == before
+
+
 def test_saved_windows_of_another_length_are_refused() -> None:
     hourly = pipeline()
     hourly.add(A0, *batch([0.1], [5]))

@@ -10,6 +10,7 @@ import random
 import numpy as np
 import pytest
 
+from monitor.errors import StateError
 from monitor.hourly.assembly import HourAssembler
 from monitor.hourly.compare import CompareSettings
 from monitor.hourly.judge import HourlyJudge
@@ -129,6 +130,20 @@ def test_the_judge_role_moves_through_its_snapshot_and_goes_on_with_the_same_his
         judge.receive(close)
     reports += judge.assemble("v1", lambda topic: range(len(PARTITIONS)))
     assert_same([r.to_dict() for r in reports], expected)
+
+
+def test_a_partition_or_topic_snapshot_of_the_wrong_shape_is_refused_naming_it() -> None:
+    judge = PartitionedJudge(hourly())
+    judge.own_partition(PARTITIONS[2], None)
+    cut = {k: v for k, v in judge.partition_snapshot(PARTITIONS[2]).items() if k != "open"}
+    with pytest.raises(StateError, match=r"^the saved windows of t\[2\] cannot be restored \(missing 'open'\)"):
+        judge.own_partition(PARTITIONS[2], cut)
+    judge.judge_topic("t", None)
+    snapshot = json.loads(json.dumps(judge.topic_snapshot("t")))
+    with pytest.raises(StateError, match="^the saved judging of 't' cannot be restored"):
+        judge.judge_topic("t", {**snapshot, "history": [{"start_ms": "noon"}]})
+    with pytest.raises(StateError, match="^the saved judging of 't' cannot be restored"):
+        judge.judge_topic("t", snapshot, {0: {"sequences": "AB1", "size": 2}})
 
 
 def test_an_hour_waits_for_every_partition_and_a_quiet_ones_heartbeat_releases_it() -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, StateError
 from monitor.hourly.timeline import HOUR_MS, window_start
 from monitor.hourly.window import (
     LATE_WINDOWS_KEPT,
@@ -18,6 +18,7 @@ from monitor.hourly.window import (
     Progress,
     WindowAccumulator,
     Windows,
+    restoring,
 )
 from monitor.records import Position
 
@@ -170,6 +171,23 @@ def test_snapshot_and_restore_mid_stream_continue_exactly_like_an_uninterrupted_
 def test_restore_refuses_an_unknown_snapshot_format() -> None:
     with pytest.raises(ValueError, match="format"):
         Windows.restore({**Windows().snapshot(), "format": 99})
+
+
+@pytest.mark.parametrize(("change", "fault"), [
+    pytest.param({"open": {"start_ms": 0}}, "TypeError", id="open-an-object"),
+    pytest.param({"late": [[0]]}, "ValueError", id="late-pair-short"),
+    pytest.param({"late_total": "many"}, "ValueError", id="late-total-a-text"),
+    pytest.param({"open": [{"start_ms": 0, "topic": "a", "partition": 0, "accumulator": {}}]}, "missing 'count'",
+                 id="accumulator-empty"),
+])
+def test_restoring_a_snapshot_of_the_wrong_shape_is_refused_naming_what_and_why(change: dict[str, object],
+                                                                               fault: str) -> None:
+    with pytest.raises(StateError) as refused:
+        with restoring("the saved windows of 'a'"):
+            Windows.restore({**Windows().snapshot(), **change})
+    message = str(refused.value)
+    assert message.startswith("the saved windows of 'a' cannot be restored (") and fault in message, message
+    assert refused.value.exit_code == 4
 
 
 def test_late_records_are_counted_per_window_and_not_added() -> None:

@@ -1,11 +1,13 @@
 """The service loop without a broker: built by the application builder on an in-memory source and sink, it
-checkpoints and commits what it finished, resumes exactly from its state file, rides out a sink outage,
-swaps models between batches and hands its observers a snapshot."""
+checkpoints and commits what it finished, resumes exactly from its state file (and refuses, untouched, one it
+cannot resume from), rides out a sink outage, swaps models between batches and hands its observers a
+snapshot."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import sqlite3
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from monitor.app import build
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.devtools import generate
-from monitor.errors import BrokerUnavailable
+from monitor.errors import BrokerUnavailable, StateError
 from monitor.hourly.shadow import ShadowReport
 from monitor.records import OutgoingMessage, RawMessage
 from monitor.settings import MonitorConfig, config_from_dict
@@ -107,6 +109,46 @@ def test_a_restarted_service_resumes_from_its_state_with_the_same_figures(
     for a, b in zip(*reports, strict=True):
         assert b["weighted_mean"] == pytest.approx(a["weighted_mean"], rel=1e-9)
         assert a["verdict"] == b["verdict"]
+
+
+@pytest.mark.parametrize(("damage", "fault"), [
+    pytest.param("UPDATE checkpoint SET offsets = json_set(offsets, '$[0][2]', -1)",
+                 "the checkpoint is corrupt (the offset of events[0] is -1", id="negative-offset"),
+    pytest.param("UPDATE checkpoint SET windows = json_array()",
+                 "the checkpoint is corrupt (windows is an array, not an object)", id="windows-an-array"),
+    pytest.param("UPDATE checkpoint SET windows = json_remove(windows, '$.events.open')",
+                 "the saved windows of 'events' cannot be restored (missing 'open')", id="window-snapshot-cut"),
+    pytest.param("UPDATE checkpoint SET history = json_set(history, '$.events.entries[0].count', 'many')",
+                 "the saved history of 'events' cannot be restored (ValueError", id="history-entry-a-text"),
+    pytest.param("UPDATE window_samples SET sample = json_remove(sample, '$.sequences')",
+                 "the saved samples of the history cannot be restored (missing 'sequences')", id="sample-cut"),
+])
+def test_a_state_file_that_cannot_be_restored_is_refused_naming_it_and_left_untouched(
+        tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle, damage: str, fault: str) -> None:
+    cfg = config(tmp_path, bundle_dir)
+    run(cfg, serial_bundle, stream()[:400])
+    path = tmp_path / "state.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute(damage).rowcount >= 1
+        db.commit()
+    before = path.read_bytes()
+    with pytest.raises(StateError) as refused:
+        build(cfg, scorer=Scorer(serial_bundle), source=MemorySource([]), sink=MemorySink())
+    message = str(refused.value)
+    assert message.startswith(f"{path}: ") and fault in message and "left untouched" in message, message
+    assert refused.value.exit_code == 4
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"", bytes(range(256)) * 8], ids=["empty", "not-sqlite"])
+def test_an_empty_or_foreign_state_file_is_refused_at_start_and_left_untouched(
+        tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle, content: bytes) -> None:
+    path = tmp_path / "state.sqlite"
+    path.write_bytes(content)
+    with pytest.raises(StateError, match="is empty" if not content else "not an SQLite database"):
+        build(config(tmp_path, bundle_dir), scorer=Scorer(serial_bundle), source=MemorySource([]), sink=MemorySink())
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.sqlite"]
 
 
 def test_format_counts_and_the_formats_history_survive_a_restart(tmp_path: Path, bundle_dir: Path,

@@ -1,8 +1,10 @@
-"""SQLite checkpoints: schema, exact round trips, atomic saves, refusing files of another version or kind."""
+"""SQLite checkpoints: schema, exact round trips, atomic saves, refusing files of another version or kind, and
+refusing (untouched) a file that is empty, unreadable or whose checkpoint is not of the shape saves write."""
 
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -51,13 +53,28 @@ def test_a_new_file_is_created_with_its_folder_the_schema_and_no_checkpoint(tmp_
         version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     assert tables == {"meta", "checkpoint", "closed_windows", "window_samples", "model_decisions", "accepted"}
     assert version == (str(SCHEMA_VERSION),)
+    assert [p.name for p in path.parent.iterdir()] == ["monitor.sqlite"]  # built aside, renamed into place
 
 
-def test_an_empty_file_is_taken_as_new(tmp_path: Path) -> None:
+@pytest.mark.parametrize("identity", [None, {"group_id": "monitor"}], ids=["no-identity", "identity"])
+def test_an_empty_file_is_refused_not_taken_for_a_new_one_and_left_untouched(tmp_path: Path,
+                                                                           identity: dict[str, Any] | None) -> None:
     path = tmp_path / "monitor.sqlite"
-    path.touch()
-    with closing(StateStore(path)) as store:
-        assert store.load() is None
+    path.touch()  # as after `: > monitor.sqlite`: offsets, windows and history gone
+    with pytest.raises(StateError, match="is empty") as refused:
+        StateStore(path, identity)
+    assert str(path) in str(refused.value) and refused.value.exit_code == 4
+    assert "move it aside to start afresh" in str(refused.value)
+    assert path.read_bytes() == b""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["monitor.sqlite"]
+
+
+def test_a_folder_where_the_file_should_be_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.sqlite"
+    path.mkdir()
+    with pytest.raises(StateError, match="cannot be read"):
+        StateStore(path)
+    assert path.is_dir() and list(path.iterdir()) == []
 
 
 def test_save_then_load_gives_back_offsets_by_topic_and_partition_windows_and_history(store: StateStore) -> None:
@@ -178,7 +195,7 @@ def test_a_file_of_another_schema_version_is_refused_naming_both_versions_and_le
     assert sorted(p.name for p in tmp_path.iterdir()) == ["monitor.sqlite"]
 
 
-def test_a_version_1_file_gains_the_new_tables_and_keeps_its_checkpoint(tmp_path: Path) -> None:
+def test_a_version_1_file_is_read_as_it_is_and_gains_the_new_tables_at_its_first_write(tmp_path: Path) -> None:
     path = tmp_path / "monitor.sqlite"
     with closing(sqlite3.connect(path)) as db:  # the version 1 schema, as that monitor wrote it
         db.executescript(state_module._SCHEMA)
@@ -186,9 +203,14 @@ def test_a_version_1_file_gains_the_new_tables_and_keeps_its_checkpoint(tmp_path
         db.execute("INSERT INTO checkpoint VALUES (1, 9, 'v1', ?, ?, ?)",
                    (json.dumps([["a", 0, 42]]), json.dumps(WINDOWS), json.dumps(HISTORY)))
         db.commit()
+    before = path.read_bytes()
     with closing(StateStore(path)) as store:
         assert store.load() == Checkpoint({("a", 0): 42}, WINDOWS, HISTORY, "v1", saved_at_ms=9)
         assert store.samples() == {} and store.decisions() == [] and store.accepted() == []
+    assert path.read_bytes() == before
+    with closing(StateStore(path)) as store:
+        store.save(Checkpoint({("a", 0): 43}, WINDOWS, HISTORY, "v1", saved_at_ms=10, accepted_applied=1))
+        assert store.load() == Checkpoint({("a", 0): 43}, WINDOWS, HISTORY, "v1", saved_at_ms=10, accepted_applied=1)
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
 
@@ -223,6 +245,7 @@ def test_a_sqlite_file_that_is_not_a_state_file_is_refused_and_left_untouched(tm
     pytest.param(b"offsets: 12\nwindows: none\n", id="text"),
     pytest.param(bytes(range(256)) * 40, id="binary"),
     pytest.param(b"SQLite format 3\x00" + b"\xff" * 200, id="damaged-header"),
+    pytest.param(random.Random(7).randbytes(8192), id="random"),
 ])
 def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "monitor.sqlite"
@@ -233,19 +256,95 @@ def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["monitor.sqlite"]
 
 
-def test_a_checkpoint_with_corrupt_offsets_is_refused_on_load(tmp_path: Path) -> None:
-    path = tmp_path / "monitor.sqlite"
-    with closing(StateStore(path)) as store:
-        store.save(Checkpoint({("a", 0): 1}, saved_at_ms=1))
-    with closing(sqlite3.connect(path)) as db:
-        db.execute("UPDATE checkpoint SET offsets = ?", ('[["a", "zero", 1]]',))
-        db.commit()
-    with closing(StateStore(path)) as reopened, pytest.raises(StateError, match="corrupt"):
-        reopened.load()
-
-
 IDENTITY = {"group_id": "monitor", "topics": ["events"], "window_length_ms": 3_600_000,
             "window_alignment": "UTC epoch"}
+
+
+def saved_then_changed(path: Path, column: str, value: Any) -> bytes:
+    """A state file of ``IDENTITY`` whose checkpoint's ``column`` is then set to ``value``; its bytes."""
+    with closing(StateStore(path, IDENTITY)) as store:
+        store.save(Checkpoint({("a", 0): 1}, WINDOWS, HISTORY, "v1", saved_at_ms=1))
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(f"UPDATE checkpoint SET {column} = ?", (value,))
+        db.commit()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(("column", "value", "fault"), [
+    pytest.param("offsets", '[["a", "zero", 1]]', "the partition of a is 'zero'", id="text-partition"),
+    pytest.param("offsets", '[["a", 0, -5]]', "the offset of a[0] is -5", id="negative-offset"),
+    pytest.param("offsets", '[["a", 0]]', "offsets holds ['a', 0]", id="offset-missing"),
+    pytest.param("offsets", '{"a": 1}', "offsets is an object, not an array", id="offsets-an-object"),
+    pytest.param("offsets", "[[", "offsets is not JSON", id="offsets-not-json"),
+    pytest.param("windows", "[]", "windows is an array, not an object", id="windows-an-array"),
+    pytest.param("windows", '{"serials": [1, 2]}', "windows of 'serials' is an array", id="a-window-an-array"),
+    pytest.param("history", "null", "history is null, not an object", id="history-null"),
+    pytest.param("models", '[["v1"]]', "models holds ['v1']", id="model-without-start"),
+    pytest.param("saved_at_ms", "yesterday", "saved_at_ms is 'yesterday'", id="time-a-text"),
+    pytest.param("accepted_applied", -1, "accepted_applied is -1", id="negative-accepted"),
+])
+def test_a_checkpoint_of_the_wrong_shape_is_refused_naming_the_file_and_fault_and_left_untouched(
+        tmp_path: Path, column: str, value: Any, fault: str) -> None:
+    path = tmp_path / "monitor.sqlite"
+    before = saved_then_changed(path, column, value)
+    with closing(StateStore(path, IDENTITY)) as reopened, pytest.raises(StateError) as refused:
+        reopened.load()
+    message = str(refused.value)
+    assert message.startswith(f"{path}: the checkpoint is corrupt") and fault in message, message
+    assert "left untouched" in message and refused.value.exit_code == 4
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["monitor.sqlite"]
+
+
+def test_a_state_file_with_damaged_pages_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.sqlite"
+    saved_then_changed(path, "model_version", "v1")
+    page = 4096
+    damaged = path.read_bytes()[:page] + b"\xff" * (path.stat().st_size - page)  # every page after the first
+    path.write_bytes(damaged)
+    with pytest.raises(StateError, match="monitor.sqlite is not a"):
+        with closing(StateStore(path, IDENTITY)) as store:
+            store.load()
+    assert path.read_bytes() == damaged
+
+
+def test_opening_and_loading_an_existing_file_write_nothing_its_first_save_does(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.sqlite"
+    with closing(StateStore(path)) as store:  # recorded no identity: the next opening records it
+        store.save(Checkpoint({("a", 0): 1}, WINDOWS, HISTORY, "v1", saved_at_ms=1))
+    before = path.read_bytes()
+    with closing(StateStore(path, IDENTITY)) as reopened:
+        assert reopened.load() == Checkpoint({("a", 0): 1}, WINDOWS, HISTORY, "v1", saved_at_ms=1)
+        assert reopened.samples() == {} and reopened.accepted() == []
+    assert path.read_bytes() == before
+    with closing(StateStore(path, IDENTITY)) as reopened:
+        reopened.save(Checkpoint({("a", 0): 2}, saved_at_ms=2))
+    with pytest.raises(StateError, match="group_id: the file has 'monitor', the configuration 'other'"):
+        StateStore(path, {**IDENTITY, "group_id": "other"})
+
+
+def test_a_sample_that_is_not_a_json_object_is_refused_naming_the_file_and_window(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.sqlite"
+    with closing(StateStore(path)) as store:
+        store.save(Checkpoint({("a", 0): 1}), samples=[("a", 60_000, {"size": 1})])
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("UPDATE window_samples SET sample = '[1, 2]'")
+        db.commit()
+    with closing(StateStore(path)) as reopened, pytest.raises(StateError) as refused:
+        reopened.samples()
+    assert str(refused.value).startswith(f"{path}: the sample of the a window at 60000 is corrupt")
+
+
+def test_a_recorded_identity_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    StateStore(path, IDENTITY).close()
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("UPDATE meta SET value = '[1]' WHERE key = 'identity'")
+        db.commit()
+    before = path.read_bytes()
+    with pytest.raises(StateError, match="the recorded identity is an array, not an object"):
+        StateStore(path, IDENTITY)
+    assert path.read_bytes() == before
 
 
 def test_state_files_and_their_new_folder_are_readable_by_their_owner_only(tmp_path: Path) -> None:

@@ -4,10 +4,10 @@ passed them.
 When several instances share a topic, each reads some of its partitions and closes a partition's windows on
 that partition's own event time (``Windows`` of the one partition). A closed part travels with the
 partition's *mark* (every window starting before it is closed there) to the member that judges the topic.
-That member waits until every partition of the topic has a mark past the hour (an idle partition's owner
-moves its mark on by the wall time since its latest record; one that never had a record says it is empty
-and is not waited for until it has one), merges the parts in partition order, so the float sums come out
-the same however the partitions were divided among instances, and the hour is judged once.
+That member waits until every partition of the topic that is not idle has a mark past the hour (an idle
+partition's owner says so, with its open windows as they stand, which join the hour), merges the parts in
+partition order, so the float sums come out the same however the partitions were divided among instances,
+and the hour is judged once.
 
 >>> from monitor.hourly.window import WindowAccumulator
 >>> one = WindowAccumulator(count=2, weight_sum=2.0, weighted_error_sum=1.0)
@@ -33,48 +33,69 @@ from monitor.hourly.window import ClosedWindow, WindowAccumulator, merged
 class HourAssembler:
     """Pending parts by window start and partition, each partition's mark, and how far the topic's hours
     have been judged (``judged_before_ms``: every hour starting before it). A part of an hour already judged
-    that was never received before is *late*: its records are counted (``late_records``), not merged."""
+    that was never received before is *late*: its records are counted (``late_records``), not merged.
+
+    An *idle* partition (its owner says so) holds no hour open: an hour is judged once every partition not
+    idle has passed it, with the idle ones' open windows as they stood (``provisional``). When such a
+    partition later closes the window itself, only what it gained since counts as late. When every
+    partition is idle, the hours before the furthest idle mark are judged (each idle partition's mark moves
+    on by the wall time since its latest record)."""
 
     def __init__(self, topic: str, length_ms: int) -> None:
         self.topic = topic
         self.length_ms = length_ms
         self.marks: dict[int, int] = {}
-        self.empty: set[int] = set()  # partitions idle without ever a record: not waited for
+        self.idle: set[int] = set()
         self.pending: dict[int, dict[int, WindowAccumulator]] = {}
+        self.provisional: dict[int, dict[int, WindowAccumulator]] = {}
+        self.provisional_used: dict[tuple[int, int], int] = {}  # (start, partition): records merged so
         self.judged_before_ms: int | None = None
         self.late_records = 0
 
-    def offer(self, partition: int, mark_ms: int | None, parts: Mapping[int, WindowAccumulator]) -> int:
-        """Take a partition's closed windows (by start) and its new mark; returns the records that came
-        too late to count. Offering the same part again (a redelivery) replaces it: a partition closes each
-        window once."""
+    def offer(self, partition: int, mark_ms: int | None, parts: Mapping[int, WindowAccumulator],
+              idle: bool = False, open_parts: Mapping[int, WindowAccumulator] | None = None) -> int:
+        """Take a partition's closed windows (by start), its new mark and whether it is idle (with its open
+        windows); returns the records that came too late to count. Offering the same part again (a
+        redelivery) replaces it: a partition closes each window once."""
         late = 0
         known = self.marks.get(partition)
         for start, part in parts.items():
+            self.provisional.get(start, {}).pop(partition, None)  # the final part replaces it
             if self.judged_before_ms is not None and start < self.judged_before_ms:
-                if known is None or known <= start:  # never received: late; else a redelivery, already merged
+                used = self.provisional_used.pop((start, partition), None)
+                if used is not None:  # judged with the part as it stood: what came since is late
+                    late += max(0, part.count - used)
+                elif known is None or known <= start:  # never received: late; else a redelivery, already merged
                     late += part.count
                 continue
             self.pending.setdefault(int(start), {})[partition] = part
         if mark_ms is not None:
             self.marks[partition] = max(known if known is not None else mark_ms, mark_ms)
-            self.empty.discard(partition)
-        elif not parts and known is None:
-            self.empty.add(partition)
+        if idle:
+            self.idle.add(partition)
+            for start, part in (open_parts or {}).items():
+                if self.judged_before_ms is None or start >= self.judged_before_ms:
+                    self.provisional.setdefault(int(start), {})[partition] = part
+        elif partition in self.idle:
+            self.idle.discard(partition)  # awake: it holds its hours again and will close them itself
+            for by_partition in self.provisional.values():
+                by_partition.pop(partition, None)
         self.late_records += late
         return late
 
     def mark(self, partitions: Collection[int]) -> int | None:
-        """The hour every one of ``partitions`` has passed, empty ones aside (``None`` while one has given
-        no mark, or every one is empty)."""
-        waited = [p for p in partitions if p not in self.empty]
-        if not waited or any(p not in self.marks for p in waited):
+        """The hour every one of ``partitions`` not idle has passed (``None`` while one has given no mark);
+        when every one is idle, the furthest idle mark (``None`` if none has one)."""
+        waited = [p for p in partitions if p not in self.idle]
+        if any(p not in self.marks for p in waited):
             return None
-        return min(self.marks[p] for p in waited)
+        if waited:
+            return min(self.marks[p] for p in waited)
+        return max((self.marks[p] for p in partitions if p in self.marks), default=None)
 
     def holding(self, partitions: Collection[int]) -> list[int]:
         """The partitions that hold the oldest pending hour open (no mark, or the lowest one)."""
-        waited = [p for p in partitions if p not in self.empty]
+        waited = [p for p in partitions if p not in self.idle]
         missing = sorted(p for p in waited if p not in self.marks)
         if missing or not waited:
             return missing
@@ -87,10 +108,16 @@ class HourAssembler:
         if mark is None or (self.judged_before_ms is not None and mark <= self.judged_before_ms):
             return []
         self.judged_before_ms = mark
-        due = sorted(start for start in self.pending if start < mark)
+        due = sorted(start for start in set(self.pending) | set(self.provisional) if start < mark)
         closed = []
         for start in due:
-            by_partition = {(self.topic, p): acc for p, acc in sorted(self.pending.pop(start).items())}
+            provisional, final = self.provisional.pop(start, {}), self.pending.pop(start, {})
+            parts = {**provisional, **final}
+            if not parts:
+                continue
+            for p in provisional.keys() - final.keys():  # an idle partition's window, as it stood
+                self.provisional_used[(start, p)] = provisional[p].count
+            by_partition = {(self.topic, p): acc for p, acc in sorted(parts.items())}
             closed.append(ClosedWindow(start, start + self.length_ms, merged(by_partition), by_partition))
         return closed
 
@@ -98,9 +125,9 @@ class HourAssembler:
         """JSON-safe and exact (``restore`` continues where this is)."""
         return {"topic": self.topic, "length_ms": self.length_ms, "judged_before_ms": self.judged_before_ms,
                 "late_records": self.late_records, "marks": sorted([p, m] for p, m in self.marks.items()),
-                "empty": sorted(self.empty),
-                "pending": [{"start_ms": start, "partition": p, "accumulator": acc.to_dict()}
-                            for start, parts in sorted(self.pending.items()) for p, acc in sorted(parts.items())]}
+                "idle": sorted(self.idle),
+                "pending": _parts_list(self.pending), "provisional": _parts_list(self.provisional),
+                "provisional_used": sorted([s, p, n] for (s, p), n in self.provisional_used.items())}
 
     @classmethod
     def restore(cls, state: Mapping[str, Any]) -> HourAssembler:
@@ -109,8 +136,21 @@ class HourAssembler:
         assembler.judged_before_ms = None if judged is None else int(judged)
         assembler.late_records = int(state.get("late_records", 0))
         assembler.marks = {int(p): int(m) for p, m in state.get("marks", [])}
-        assembler.empty = {int(p) for p in state.get("empty", [])}
-        for item in state.get("pending", []):
-            assembler.pending.setdefault(int(item["start_ms"]), {})[int(item["partition"])] = \
-                WindowAccumulator.from_dict(item["accumulator"])
+        assembler.idle = {int(p) for p in [*state.get("idle", []), *state.get("empty", [])]}
+        assembler.pending = _parts_of(state.get("pending", []))
+        assembler.provisional = _parts_of(state.get("provisional", []))
+        assembler.provisional_used = {(int(s), int(p)): int(n) for s, p, n in state.get("provisional_used", [])}
         return assembler
+
+
+def _parts_list(parts: Mapping[int, Mapping[int, WindowAccumulator]]) -> list[dict[str, Any]]:
+    return [{"start_ms": start, "partition": p, "accumulator": acc.to_dict()}
+            for start, by_partition in sorted(parts.items()) for p, acc in sorted(by_partition.items())]
+
+
+def _parts_of(items: list[dict[str, Any]]) -> dict[int, dict[int, WindowAccumulator]]:
+    parts: dict[int, dict[int, WindowAccumulator]] = {}
+    for item in items:
+        parts.setdefault(int(item["start_ms"]), {})[int(item["partition"])] = \
+            WindowAccumulator.from_dict(item["accumulator"])
+    return parts

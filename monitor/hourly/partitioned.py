@@ -34,25 +34,37 @@ from monitor.records import Position
 @dataclass(frozen=True)
 class PartitionClose:
     """What one partition tells its topic's judge: its new mark (every window starting before it is closed
-    on the partition) and the windows it closed, by start; or, with ``mark_ms`` ``None``, that it has never
-    had a record and is idle, so the topic's hours need not wait for it."""
+    on the partition; ``None`` before it has closed any) and the windows it closed, by start. ``idle``: the
+    partition is idle (caught up, quiet, its broker answering), so the topic's hours need not wait for it;
+    ``open_parts`` are then its open windows as they stand, to be merged into an hour judged while it is
+    idle (its final part, when the partition closes the window itself, adds only what came after)."""
 
     partition: Position
     mark_ms: int | None
     parts: dict[int, WindowAccumulator] = field(default_factory=dict)
     model_version: str = ""  # the model that scored the first part: members must agree on it
+    idle: bool = False
+    open_parts: dict[int, WindowAccumulator] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"topic": self.partition[0], "partition": self.partition[1], "mark_ms": self.mark_ms,
-                "model_version": self.model_version,
-                "parts": [{"start_ms": start, "accumulator": acc.to_dict()} for start, acc in sorted(self.parts.items())]}
+                "model_version": self.model_version, "idle": self.idle,
+                "parts": _parts_list(self.parts), "open_parts": _parts_list(self.open_parts)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PartitionClose:
         mark = data["mark_ms"]
         return cls((str(data["topic"]), int(data["partition"])), None if mark is None else int(mark),
-                   {int(p["start_ms"]): WindowAccumulator.from_dict(p["accumulator"]) for p in data["parts"]},
-                   str(data.get("model_version", "")))
+                   _parts_of(data["parts"]), str(data.get("model_version", "")), bool(data.get("idle", False)),
+                   _parts_of(data.get("open_parts", [])))
+
+
+def _parts_list(parts: dict[int, WindowAccumulator]) -> list[dict[str, Any]]:
+    return [{"start_ms": start, "accumulator": acc.to_dict()} for start, acc in sorted(parts.items())]
+
+
+def _parts_of(items: list[dict[str, Any]]) -> dict[int, WindowAccumulator]:
+    return {int(p["start_ms"]): WindowAccumulator.from_dict(p["accumulator"]) for p in items}
 
 
 class PartitionedJudge:
@@ -63,7 +75,7 @@ class PartitionedJudge:
         self.partitions: dict[Position, Windows] = {}
         self.assemblers: dict[str, HourAssembler] = {}
         self.outbox: list[PartitionClose] = []
-        self.said_empty: set[Position] = set()  # owned partitions announced idle without a record
+        self.said_idle: dict[Position, tuple[int | None, tuple[int, ...]]] = {}  # what each idle one last said
 
     @property
     def length_ms(self) -> int:
@@ -94,29 +106,29 @@ class PartitionedJudge:
 
     def close_due(self, model_for: ModelFor | str, now_ms: int | None = None,
                   progress: Progress = Progress(), wall_ms: int | None = None) -> list[WindowReport]:
-        """Close each owned partition's windows its own event time has passed; an idle partition's (caught
-        up, quiet, ``progress.idle``) event time moves on by the wall time since its latest record
-        (``wall_ms``: the wall clock), and one that never had a record says so once, holding nothing. What
-        closes goes to ``outbox``; the reports come from ``assemble`` on the topic's judge, so this returns
-        none (``now_ms``: an explicit event time, as for ``HourlyJudge``)."""
+        """Close each owned partition's windows its own event time has passed; an idle partition (caught up,
+        quiet, ``progress.idle``) tells its topic's judge so, with its open windows, once per change (its own
+        event time moves on by the wall time since its latest record, ``wall_ms``). What closes goes to
+        ``outbox``; the reports come from ``assemble`` on the topic's judge, so this returns none (``now_ms``:
+        an explicit event time, as for ``HourlyJudge``)."""
         for partition, windows in sorted(self.partitions.items()):
             mine = frozenset({partition})
-            if partition in progress.idle and windows.latest_event_ms is None:
-                if partition not in self.said_empty:
-                    self.outbox.append(PartitionClose(partition, None))
-                    self.said_empty.add(partition)
-                continue
-            if partition in self.said_empty and windows.open_starts():
-                # Its first records: the topic's judge waits for it again from their hour on.
-                self.outbox.append(PartitionClose(partition, min(windows.open_starts())))
-                self.said_empty.discard(partition)
             before = windows.closed_before_ms
-            closed = windows.close_due(now_ms, Progress(mine, progress.behind & mine, progress.idle & mine),
-                                       wall_ms)
-            if windows.closed_before_ms is not None and windows.closed_before_ms != before:
-                self.outbox.append(PartitionClose(partition, windows.closed_before_ms,
-                                                  {c.start_ms: c.total for c in closed},
-                                                  model_version(model_for, closed[0].start_ms) if closed else ""))
+            closed = windows.close_due(now_ms, Progress(mine, progress.behind & mine, progress.idle & mine), wall_ms)
+            mark = windows.closed_before_ms
+            parts = {c.start_ms: c.total for c in closed}
+            version = model_version(model_for, closed[0].start_ms) if closed else ""
+            if partition in progress.idle:
+                said = (mark, tuple(windows.open_starts()))
+                if self.said_idle.get(partition) != said:
+                    self.outbox.append(PartitionClose(partition, mark, parts, version, True, windows.open_parts()))
+                    self.said_idle[partition] = said
+            elif self.said_idle.pop(partition, None) is not None and windows.open_starts():
+                # Awake again: the topic's judge waits for it from its mark (or its first record's hour) on.
+                self.outbox.append(PartitionClose(partition, mark if mark is not None else windows.open_starts()[0],
+                                                  parts, version))
+            elif mark is not None and mark != before:
+                self.outbox.append(PartitionClose(partition, mark, parts, version))
         return []
 
     def flush(self, model_for: ModelFor | str) -> list[WindowReport]:
@@ -170,7 +182,7 @@ class PartitionedJudge:
     def receive(self, close: PartitionClose) -> int:
         """A partition's closed windows and mark, at its topic's judge; returns the records too late."""
         topic, number = close.partition
-        return self._assembler(topic).offer(number, close.mark_ms, close.parts)
+        return self._assembler(topic).offer(number, close.mark_ms, close.parts, close.idle, close.open_parts)
 
     def assemble(self, model_for: ModelFor | str, partitions_of: Callable[[str], Collection[int]]) -> list[WindowReport]:
         """Judge every hour of a judged topic that all its partitions (``partitions_of``) have passed."""
@@ -194,7 +206,7 @@ class PartitionedJudge:
     def own_partition(self, partition: Position, snapshot: dict[str, Any] | None) -> None:
         """Take a partition over, from its snapshot (``None``: it has none yet); ``StateError`` for one of
         another window length or of the wrong shape."""
-        self.said_empty.discard(partition)  # a new owner says it again
+        self.said_idle.pop(partition, None)  # a new owner says it again
         if snapshot is None:
             self.partitions[partition] = self._new_windows()
             return

@@ -380,6 +380,10 @@ class Windows:
         """The open windows' starts, in order."""
         return sorted(self._open)
 
+    def open_parts(self) -> dict[int, WindowAccumulator]:
+        """Each open window as it stands, merged over its partitions (copies, samples included)."""
+        return {start: merged(parts) for start, parts in sorted(self._open.items())}
+
     def open_summary(self) -> list[tuple[int, WindowAccumulator]]:
         """Running figures of each open window, merged over partitions, in start order (copies, no samples)."""
         return [(start, merged(self._open[start], samples=False)) for start in sorted(self._open)]

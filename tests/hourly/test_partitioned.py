@@ -198,6 +198,42 @@ def test_a_partition_without_a_record_is_not_waited_for_until_its_first_record_a
     assert restored.snapshot() == judge.assemblers["t"].snapshot()
 
 
+@pytest.mark.parametrize("wakes", [False, True])
+def test_an_idle_partition_holds_no_hour_its_open_window_joins_the_hour_and_only_what_follows_is_late(
+        wakes: bool) -> None:
+    """Partition 1 has a record early in minute 0, then goes idle; partition 0 reads on into minute 2.
+    Minute 0 is judged without waiting for partition 1's clock, with partition 1's record in it. When
+    partition 1 later closes that minute itself, nothing counts twice; if it woke up first and got another
+    record for that minute, that one record is late."""
+    reader = PartitionedJudge(hourly())
+    for p in PARTITIONS[:2]:
+        reader.own_partition(p, None)
+    judge = PartitionedJudge(hourly())
+    judge.judge_topic("t", None)
+    wall = 10 ** 12
+    reading = Progress(frozenset(PARTITIONS[:2]))
+    p1_idle = Progress(frozenset(PARTITIONS[:2]), idle=frozenset({PARTITIONS[1]}))
+
+    def step(progress: Progress, at: int = wall) -> list[tuple[int, int]]:
+        reader.close_due("v1", progress=progress, wall_ms=at)
+        for close in relay(reader.take_outbox()):
+            judge.receive(close)
+        return [(r.start_ms, r.totals.count) for r in judge.assemble("v1", lambda topic: [0, 1])]
+
+    reader.add(PARTITIONS[1], np.array([0.01]), np.ones(1), np.array([1_000]), np.zeros(1, bool), now_ms=wall,
+               sequences=["A"])
+    add(reader, [(PARTITIONS[0], 0.01, 2_000, "B"), (PARTITIONS[0], 0.01, 2 * MINUTE_MS + 1, "C")])
+    assert step(p1_idle) == [(0, 2)]  # A (partition 1's open minute, as it stood) and B
+    assembler = judge.assemblers["t"]
+    if wakes:
+        reader.add(PARTITIONS[1], np.array([0.01]), np.ones(1), np.array([10_000]), np.zeros(1, bool),
+                   now_ms=wall, sequences=["E"])
+        assert step(reading) == []
+    step(p1_idle, wall + MINUTE_MS)  # its own clock passes minute 0: it closes it with what it holds
+    assert assembler.late_records == (1 if wakes else 0)
+    assert not assembler.provisional and not assembler.provisional_used
+
+
 def test_merging_in_any_arrival_order_gives_the_same_bits() -> None:
     parts = {p: WindowAccumulator(count=1 + p, weight_sum=0.1 * (p + 1), weighted_error_sum=0.7 / (p + 3))
              for p in range(6)}

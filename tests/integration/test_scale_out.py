@@ -5,6 +5,7 @@ once for every output, a paused-then-resumed instance fenced, a quiet partition 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -31,6 +32,9 @@ from monitor.stream.kafka_state import StateProducer
 
 from .kafka_tools import (
     Running,
+    assert_same_figures,
+    checkpointing_service_config,
+    closed_windows,
     committed_offset,
     new_topic,
     service_config,
@@ -298,6 +302,56 @@ def test_a_group_idle_on_an_empty_topic_then_fed_records_of_years_ago_gives_repl
     finally:
         stop_all(processes)
     assert_replays_hours_and_each_output_once(config, topic, rows, replayed)
+
+
+def test_a_lone_instance_on_a_partial_assignment_cuts_no_hour(
+        kafka_broker: Any, stream: tuple[str, list[tuple[int, int, bytes]]], bundle_dir: Path, tmp_path: Path,
+        replayed: list[dict[str, Any]]) -> None:
+    """The SQLite store on six partitions, killed -9 mid-stream and restarted, then made to share its group
+    for a while with another member (as when the group still lists a dead process) that holds half the
+    partitions and reads nothing for it. The lone instance reads its half to the end meanwhile; the other
+    half keep their last watermark from the state and hold their hours. No hour closes with part of its
+    records, none is late, the hours are replay's."""
+    topic, rows = stream
+    bootstrap = kafka_broker.bootstrap_servers
+    config, config_file = checkpointing_service_config(bootstrap, topic, bundle_dir, tmp_path, **SETTINGS)
+    held = threading.Event()
+
+    def another_member() -> None:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=config.input.group_id,
+                                 enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=1000)
+        consumer.subscribe([topic])
+        try:
+            while not held.is_set():
+                consumer.poll(timeout_ms=200)
+        finally:
+            consumer.close(autocommit=False)
+
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes.append(start_service(config_file, tmp_path / "first.log"))
+        wait_for(lambda: consumed_total(config, topic) > 0.2 * len(rows), 180, "a fifth committed")
+        processes[0].send_signal(signal.SIGKILL)
+        processes[0].wait(10)
+        processes.append(start_service(config_file, tmp_path / "second.log"))
+        wait_for(lambda: consumed_total(config, topic) > 0.3 * len(rows), 180, "the restart reading")
+        member = threading.Thread(target=another_member, daemon=True)
+        member.start()
+        time.sleep(15)  # the instance reads its part to the end meanwhile
+        held.set()
+        member.join(30)
+        wait_for(lambda: consumed_total(config, topic) >= len(rows), 240, "the whole stream committed")
+        wait_for(lambda: len(closed_windows(config)) >= WINDOWS, 120, "every hour closed, the last by idleness")
+    finally:
+        held.set()
+        stop_all(processes)
+    log = (tmp_path / "first.log").read_text(errors="replace") + (tmp_path / "second.log").read_text(errors="replace")
+    assignments: dict[str, set[str]] = {}  # the partitions each assignment handed over, by the second it came
+    for second, partition in re.findall(r"^(\S+ \d\d:\d\d:\d\d),\d+ .*resuming \S+\[(\d+)\]", log, re.MULTILINE):
+        assignments.setdefault(second, set()).add(partition)
+    assert any(len(parts) < PARTITIONS for parts in assignments.values()), "the instance read part of the topic"
+    assert not any(int(n) for n in re.findall(r"(\d+) late\)", log)), "no record counted late"
+    assert_same_figures(closed_windows(config), replayed)
 
 
 def test_a_paused_then_resumed_instance_is_fenced_and_changes_nothing(

@@ -39,6 +39,10 @@ class BundleError(MonitorError):
     exit_code = 3
 
 
+class BundleIncomplete(BundleError):
+    """A bundle's files are missing or do not match its manifest: damaged, or still being copied in."""
+
+
 class StateError(MonitorError):
     """The state file cannot be used; it is left as it is for a person to inspect."""
 

@@ -36,7 +36,7 @@ from monitor.core.format_table import FormatTable
 from monitor.core.fusion import Fusion
 from monitor.core.ngram import CharNgramModel
 from monitor.core.prepare import Preparer
-from monitor.errors import BundleError, ConfigError
+from monitor.errors import BundleError, BundleIncomplete, ConfigError
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -215,10 +215,10 @@ def _verify_files(directory: Path, checksums: dict[str, str], names: tuple[str, 
     for name in names:
         path = directory / name
         if not path.exists():
-            raise BundleError(f"{directory} is incomplete: {name} is missing")
+            raise BundleIncomplete(f"{directory} is incomplete: {name} is missing")
         if _sha256(path) != checksums.get(name):
-            raise BundleError(f"{path} does not match the checksum recorded in {MANIFEST}: "
-                              "the file was changed or damaged after the bundle was saved")
+            raise BundleIncomplete(f"{path} does not match the checksum recorded in {MANIFEST}: the file was "
+                                   "changed or damaged after the bundle was saved, or is still being copied")
 
 
 def _sha256(path: Path) -> str:

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -181,6 +182,9 @@ def save(model: keras.Model, path: Path) -> None:
 
 def load(path: Path) -> keras.Model:
     """Load a ``.keras`` file with safe mode on (no arbitrary code in lambdas is run)."""
+    if Path(path).is_file() and not zipfile.is_zipfile(path):  # Keras says "File not found" for these
+        raise BundleError(f"{path} is not a Keras archive (a .keras file is a zip archive; this one's "
+                          f"{Path(path).stat().st_size} bytes are not)")
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a damaged archive; one message for all

@@ -26,7 +26,7 @@ from monitor.core.bundle import Bundle
 from monitor.core.model import ModelSettings
 from monitor.core.score import Scorer
 from monitor.core.train import TrainSettings, train
-from monitor.errors import MonitorError
+from monitor.errors import BundleIncomplete, MonitorError
 from monitor.hourly.shadow import ShadowReport, shadow
 from monitor.settings import CompareSettings, PromotionConfig
 from monitor.stream.service import Service
@@ -34,30 +34,55 @@ from monitor.stream.service import Service
 log = logging.getLogger(__name__)
 
 
+INCOMPLETE_PATIENCE_S = 600.0  # how long a published bundle may stay incomplete (being copied) before it is refused
+
+
 class BundleWatcher:
-    """Checks ``path`` for a bundle whose version was not considered yet and makes it a candidate."""
+    """Checks ``path`` for a bundle whose version was not considered yet and makes it a candidate.
+
+    A bundle whose files are missing or do not match its manifest yet (copied file by file: the manifest
+    may land first) is checked again at every check for ``INCOMPLETE_PATIENCE_S``, then refused; a bundle
+    broken otherwise is refused at once. Refused versions are not loaded again."""
 
     def __init__(self, path: Path, current_version: str, consider: Callable[[Scorer], None],
-                 threshold_quantile: float | None = None) -> None:
+                 threshold_quantile: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = Path(path)
         self.consider = consider
         self.threshold_quantile = threshold_quantile  # the configured one, applied to every bundle loaded
         self.seen = {current_version}  # versions in use, refused, or already considered
+        self.incomplete_since: dict[str, float] = {}
+        self._clock = clock
 
     def check(self) -> bool:
         """Consider a newly published bundle; returns whether there was one."""
         version = published_version(self.path)
         if version is None or version in self.seen:
             return False
-        self.seen.add(version)  # a bundle that fails in any way is refused once, not retried every check
         try:
             scorer = Scorer(bundle_lib.load(self.path, self.threshold_quantile))
+        except BundleIncomplete as exc:
+            return self._incomplete(version, exc)
         except Exception as exc:
+            self.seen.add(version)
             log.warning("the bundle %s published at %s was refused; the current model stays: %s", version,
                         self.path, exc)
             return False
+        self.seen.add(version)
+        self.incomplete_since.pop(version, None)
         self.consider(scorer)
         return True
+
+    def _incomplete(self, version: str, problem: Exception) -> bool:
+        now = self._clock()
+        since = self.incomplete_since.setdefault(version, now)
+        if since == now:
+            log.info("the bundle %s at %s is not complete yet (%s); checking again", version, self.path, problem)
+        elif now - since >= INCOMPLETE_PATIENCE_S:
+            self.seen.add(version)
+            log.warning("the bundle %s published at %s stayed incomplete for %.0f s and was refused; the current "
+                        "model stays: %s. Publish a bundle whole: save it to a sibling folder, then rename that "
+                        "folder onto model.path", version, self.path, now - since, problem)
+        return False
 
 
 def published_version(path: Path) -> str | None:

@@ -95,7 +95,7 @@ def test_a_model_file_that_is_not_keras_is_refused_even_with_a_matching_checksum
     manifest = json.loads((copy / MANIFEST).read_text())
     manifest["checksums"]["model.keras"] = bundle_lib._sha256(copy / "model.keras")
     (copy / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="not a loadable Keras model"):
+    with pytest.raises(BundleError, match="model.keras is not a Keras archive"):
         bundle_lib.load(copy)
 
 

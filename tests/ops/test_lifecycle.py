@@ -20,6 +20,7 @@ from monitor.core.score import Scorer
 from monitor.core.train import TrainSettings, train
 from monitor.devtools import generate
 from monitor.ops.lifecycle import (
+    INCOMPLETE_PATIENCE_S,
     BundleWatcher,
     Retrainer,
     published_version,
@@ -105,11 +106,14 @@ def test_the_watcher_does_nothing_while_no_bundle_is_published(tmp_path: Path) -
     assert watcher.check() is False and offers.versions == []
 
 
-def test_a_tampered_bundle_is_refused_once_with_a_warning_and_the_watcher_keeps_going(
+def test_a_tampered_bundle_is_checked_again_for_a_while_then_refused_once_and_the_watcher_keeps_going(
         watched: Path, quick_bundle: Bundle, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that does not match the manifest may still be being copied: the bundle is looked at again at
+    each check, with one line saying so, and refused with a warning once it stayed so for the patience."""
     offers = Offers()
-    watcher = BundleWatcher(watched, quick_bundle.version, offers)
+    now = [0.0]
+    watcher = BundleWatcher(watched, quick_bundle.version, offers, clock=lambda: now[0])
     bundle_lib.save(as_version(quick_bundle, "v-tampered"), watched)
     preparation = watched / bundle_lib.PREPARATION_FILE
     preparation.write_text(preparation.read_text() + " ")
@@ -122,18 +126,38 @@ def test_a_tampered_bundle_is_refused_once_with_a_warning_and_the_watcher_keeps_
 
     monkeypatch.setattr(bundle_lib, "load", counted_load)
 
-    with caplog.at_level(logging.WARNING, logger=LOGGER):
+    with caplog.at_level(logging.INFO, logger=LOGGER):
         assert watcher.check() is False
-        assert watcher.check() is False  # the same refused version is not loaded again
-    warnings = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and len(loads) == 1
-    message = warnings[0].getMessage()
-    assert "refused" in message and "v-tampered" in message and "checksum" in message
+        now[0] = INCOMPLETE_PATIENCE_S - 1
+        assert watcher.check() is False
+        now[0] = INCOMPLETE_PATIENCE_S
+        assert watcher.check() is False
+        assert watcher.check() is False  # refused: not loaded again
+    mine = [r for r in caplog.records if r.name == LOGGER]
+    assert [r.levelno for r in mine] == [logging.INFO, logging.WARNING] and len(loads) == 3
+    message = mine[1].getMessage()
+    assert "refused" in message and "v-tampered" in message and "checksum" in message and "rename" in message
     assert offers.versions == []
 
     bundle_lib.save(as_version(quick_bundle, "v-fixed"), watched)
     assert watcher.check() is True
     assert offers.versions == ["v-fixed"]
+
+
+def test_a_bundle_copied_file_by_file_is_offered_once_complete(watched: Path, quick_bundle: Bundle,
+                                                               tmp_path: Path) -> None:
+    """The folder emptied, the manifest copied first, then the rest: not ready, then offered once."""
+    offers = Offers()
+    watcher = BundleWatcher(watched, quick_bundle.version, offers)
+    staged = tmp_path / "staged"
+    bundle_lib.save(as_version(quick_bundle, "v-copied"), staged)
+    for old in watched.iterdir():
+        old.unlink()
+    shutil.copy2(staged / bundle_lib.MANIFEST, watched / bundle_lib.MANIFEST)
+    assert watcher.check() is False and watcher.check() is False  # its files are not there yet
+    for name in sorted(p.name for p in staged.iterdir() if p.name != bundle_lib.MANIFEST):
+        shutil.copy2(staged / name, watched / name)
+    assert watcher.check() is True and offers.versions == ["v-copied"]
 
 
 def test_after_a_refusal_the_version_in_use_is_still_ignored(watched: Path, quick_bundle: Bundle) -> None:

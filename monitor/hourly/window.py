@@ -186,19 +186,28 @@ class Progress:
     every partition seen counts). ``behind``: assigned partitions with records still to read, or whose end
     is not known yet. ``idle``: partitions caught up with their end, quiet for a while, their broker
     answering. ``unreachable``: caught up and quiet as far as the client knows, but their broker is not
-    answering: an outage, not quiet, so they hold their windows like any partition not idle.
+    answering: an outage, not quiet, so they hold their windows like any partition not idle. ``partitions``:
+    every partition of the topics (``None``: not known); one not assigned now that has given no record yet
+    may hold records: it holds every window, like a partition behind its end.
     """
 
     assigned: frozenset[Position] | None = None
     behind: frozenset[Position] = frozenset()
     idle: frozenset[Position] = frozenset()
     unreachable: frozenset[Position] = frozenset()
+    partitions: frozenset[Position] | None = None
 
     def of_topic(self, topic: str) -> Progress:
         def mine(partitions: frozenset[Position]) -> frozenset[Position]:
             return frozenset(p for p in partitions if p[0] == topic)
         return Progress(None if self.assigned is None else mine(self.assigned), mine(self.behind), mine(self.idle),
-                        mine(self.unreachable))
+                        mine(self.unreachable), None if self.partitions is None else mine(self.partitions))
+
+    def unheard(self) -> frozenset[Position]:
+        """The partitions that may still give records: behind their end, or not assigned now."""
+        if self.partitions is None or self.assigned is None:
+            return self.behind
+        return self.behind | (self.partitions - self.assigned)
 
 
 class Windows:
@@ -341,8 +350,8 @@ class Windows:
         """The event time every partition that holds windows has reached (see the class docstring): the
         smallest watermark of the partitions not idle; when every one is idle, the latest event time moved on
         by the wall time since it was seen (``wall_ms``; without it, the latest event time itself)."""
-        if any(p not in self.watermarks for p in progress.behind):
-            return None  # a partition with records to read has not been heard from yet
+        if any(p not in self.watermarks for p in progress.unheard()):
+            return None  # a partition that may hold records has not been heard from yet
         holding = [ms for p, ms in self.watermarks.items() if p not in progress.idle]
         if holding:
             return min(holding)

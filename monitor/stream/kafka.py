@@ -88,6 +88,7 @@ class KafkaSource:
         # Wall-clock time of each partition's last record (or of its assignment): how long it has been quiet.
         self.heard_at: dict[Position, float] = {}
         keep_rebalances_requested(self.consumer)
+        self.topics = tuple(topics)
         self.consumer.subscribe(list(topics), listener=_SeekOnAssign(self))
 
     def next_batch(self, max_records: int, timeout_ms: int) -> Polled:
@@ -148,7 +149,20 @@ class KafkaSource:
                 behind.add(p)
             elif now - self.heard_at.setdefault(p, now) >= idle_after_s:
                 (idle if self._answering(p) else unreachable).add(p)
-        return Progress(frozenset(offsets), frozenset(behind), frozenset(idle), frozenset(unreachable))
+        return Progress(frozenset(offsets), frozenset(behind), frozenset(idle), frozenset(unreachable),
+                        self._known_partitions())
+
+    def _known_partitions(self) -> frozenset[Position] | None:
+        """Every partition of the input topics, from the client's metadata cache (no request); ``None`` while a
+        topic's is not known."""
+        cluster = self.consumer._client.cluster  # noqa: SLF001 - the public call may block on a metadata request
+        known: set[Position] = set()
+        for topic in self.topics:
+            numbers = cluster.partitions_for_topic(topic)
+            if numbers is None:
+                return None
+            known.update((topic, n) for n in numbers)
+        return frozenset(known)
 
     def _answering(self, partition: Position) -> bool:
         """Whether the client holds a live connection to the partition's leader (no request is made)."""

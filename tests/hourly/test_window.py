@@ -271,6 +271,18 @@ def test_a_partition_not_assigned_now_keeps_holding_its_windows_until_it_is_read
     assert (first.start_ms, first.total.count) == (0, 2)
 
 
+def test_a_partition_never_heard_from_and_not_assigned_now_holds_every_window() -> None:
+    """Right after a restart nothing is assigned yet, and a partition the state has no watermark for may hold
+    records of any window: nothing closes until it is read or known to be empty (idle)."""
+    windows = Windows(HOUR_MS, 0)
+    windows.add(P0, *batch([0.1, 0.1], [10, 3 * HOUR_MS]))
+    topic = frozenset({P0, P1})
+    assert windows.close_due(progress=Progress(frozenset(), partitions=topic)) == []
+    assert windows.close_due(progress=Progress(frozenset({P0}), partitions=topic)) == []
+    assert [c.start_ms for c in windows.close_due(progress=Progress(topic, idle=frozenset({P1}), partitions=topic))] \
+        == [0]
+
+
 def test_an_idle_stream_moves_on_by_the_wall_time_since_its_latest_record_not_to_the_wall_clock() -> None:
     """Records of days ago (a backfill), then quiet: the last hour closes once as much wall time has passed
     as its end is ahead of the latest record, and records of the next hours are not late."""

@@ -86,7 +86,9 @@ class HourAssembler:
     def mark(self, partitions: Collection[int]) -> int | None:
         """The hour every one of ``partitions`` not idle has passed (``None`` while one has given no mark);
         when every one is idle, the furthest idle mark (``None`` if none has one)."""
-        waited = [p for p in partitions if p not in self.idle]
+        # An idle partition that never had a record is waited for all the same: its owner's word that it is
+        # empty can reach this judge after another partition's mark, when its first records are already read.
+        waited = [p for p in partitions if p not in self.idle or p not in self.marks]
         if any(p not in self.marks for p in waited):
             return None
         if waited:
@@ -95,7 +97,7 @@ class HourAssembler:
 
     def holding(self, partitions: Collection[int]) -> list[int]:
         """The partitions that hold the oldest pending hour open (no mark, or the lowest one)."""
-        waited = [p for p in partitions if p not in self.idle]
+        waited = [p for p in partitions if p not in self.idle or p not in self.marks]
         missing = sorted(p for p in waited if p not in self.marks)
         if missing or not waited:
             return missing

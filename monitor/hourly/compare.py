@@ -402,8 +402,8 @@ def _calibrated(current: HourFigures, history: Sequence[HourFigures], figures: C
     # Baselines count whole: their rates are what hours hold, strays included. Setting each span's top
     # records aside can then only weaken the evidence, never make it.
     counted = {b.start_ms: HourCounts.of(b.histogram, levels) for bs in baselines.values() for b in bs}
-    pairs = _consecutive_pairs(current, [h for h in history if h.start_ms not in {r.start_ms for r in recent}],
-                               settings, length_ms, levels)
+    tested = {r.start_ms for r in recent}
+    pairs = _consecutive_pairs(current, [h for h in history if h.start_ms not in tested], settings, length_ms, levels)
     spread = {signal: hour_to_hour_spread(pairs, signal) for signal in SIGNALS}
     hours = [TestedHour(h.start_ms, HourCounts.of(h.histogram, levels), tuple(h.top_errors),
                         tuple((b.start_ms, counted[b.start_ms]) for b in baselines[h.start_ms]))

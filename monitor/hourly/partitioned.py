@@ -15,7 +15,7 @@ Each owned partition and each judged topic has a snapshot of its own (``partitio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,10 @@ from monitor.hourly.sample import WindowSample
 from monitor.hourly.window import Progress, WindowAccumulator, Windows, merged, restoring
 from monitor.records import Position
 
+StillAt = Callable[[Mapping[Position, int]], Collection[Position] | None]
+"""Which of these partitions still end at the given offset (nothing written to them since); ``None`` when
+that cannot be known now (the cluster does not answer)."""
+
 
 @dataclass(frozen=True)
 class PartitionClose:
@@ -37,7 +41,9 @@ class PartitionClose:
     on the partition; ``None`` before it has closed any) and the windows it closed, by start. ``idle``: the
     partition is idle (caught up, quiet, its broker answering), so the topic's hours need not wait for it;
     ``open_parts`` are then its open windows as they stand, to be merged into an hour judged while it is
-    idle (its final part, when the partition closes the window itself, adds only what came after)."""
+    idle (its final part, when the partition closes the window itself, adds only what came after), and
+    ``idle_at`` the offset it was read to: the judge checks that its end is still there before judging an
+    hour without it (a word that it is idle can reach the judge after its next records were written)."""
 
     partition: Position
     mark_ms: int | None
@@ -45,18 +51,19 @@ class PartitionClose:
     model_version: str = ""  # the model that scored the first part: members must agree on it
     idle: bool = False
     open_parts: dict[int, WindowAccumulator] = field(default_factory=dict)
+    idle_at: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"topic": self.partition[0], "partition": self.partition[1], "mark_ms": self.mark_ms,
-                "model_version": self.model_version, "idle": self.idle,
+                "model_version": self.model_version, "idle": self.idle, "idle_at": self.idle_at,
                 "parts": _parts_list(self.parts), "open_parts": _parts_list(self.open_parts)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PartitionClose:
-        mark = data["mark_ms"]
+        mark, idle_at = data["mark_ms"], data.get("idle_at")
         return cls((str(data["topic"]), int(data["partition"])), None if mark is None else int(mark),
                    _parts_of(data["parts"]), str(data.get("model_version", "")), bool(data.get("idle", False)),
-                   _parts_of(data.get("open_parts", [])))
+                   _parts_of(data.get("open_parts", [])), None if idle_at is None else int(idle_at))
 
 
 def _parts_list(parts: dict[int, WindowAccumulator]) -> list[dict[str, Any]]:
@@ -75,7 +82,7 @@ class PartitionedJudge:
         self.partitions: dict[Position, Windows] = {}
         self.assemblers: dict[str, HourAssembler] = {}
         self.outbox: list[PartitionClose] = []
-        self.said_idle: dict[Position, tuple[int | None, tuple[int, ...]]] = {}  # what each idle one last said
+        self.said_idle: dict[Position, tuple[int | None, tuple[int, ...], int | None]] = {}  # each idle one's word
 
     @property
     def length_ms(self) -> int:
@@ -112,16 +119,17 @@ class PartitionedJudge:
         ``outbox``; the reports come from ``assemble`` on the topic's judge, so this returns none (``now_ms``:
         an explicit event time, as for ``HourlyJudge``)."""
         for partition, windows in sorted(self.partitions.items()):
-            mine = frozenset({partition})
             before = windows.closed_before_ms
-            closed = windows.close_due(now_ms, Progress(mine, progress.behind & mine, progress.idle & mine), wall_ms)
+            closed = windows.close_due(now_ms, progress.of_partition(partition), wall_ms)
             mark = windows.closed_before_ms
             parts = {c.start_ms: c.total for c in closed}
             version = model_version(model_for, closed[0].start_ms) if closed else ""
             if partition in progress.idle:
-                said = (mark, tuple(windows.open_starts()))
+                at = progress.idle_at.get(partition)
+                said = (mark, tuple(windows.open_starts()), at)
                 if self.said_idle.get(partition) != said:
-                    self.outbox.append(PartitionClose(partition, mark, parts, version, True, windows.open_parts()))
+                    self.outbox.append(PartitionClose(partition, mark, parts, version, True, windows.open_parts(),
+                                                      at))
                     self.said_idle[partition] = said
             elif self.said_idle.pop(partition, None) is not None and windows.open_starts():
                 # Awake again: the topic's judge waits for it from its mark (or its first record's hour) on.
@@ -182,16 +190,19 @@ class PartitionedJudge:
     def receive(self, close: PartitionClose) -> int:
         """A partition's closed windows and mark, at its topic's judge; returns the records too late."""
         topic, number = close.partition
-        return self._assembler(topic).offer(number, close.mark_ms, close.parts, close.idle, close.open_parts)
+        return self._assembler(topic).offer(number, close.mark_ms, close.parts, close.idle, close.open_parts,
+                                            close.idle_at)
 
-    def assemble(self, model_for: ModelFor | str, partitions_of: Callable[[str], Collection[int]]) -> list[WindowReport]:
-        """Judge every hour of a judged topic that all its partitions (``partitions_of``) have passed."""
+    def assemble(self, model_for: ModelFor | str, partitions_of: Callable[[str], Collection[int]],
+                 still_at: StillAt | None = None) -> list[WindowReport]:
+        """Judge every hour of a judged topic that all its partitions (``partitions_of``) have passed, an idle
+        one only if ``still_at`` confirms nothing was written to it since its owner said so."""
         if isinstance(model_for, str):
             version = model_for
             model_for = lambda start_ms: version  # type: ignore[assignment,return-value] # noqa: E731
         reports = [self.hourly.judge_window(topic, closed, model_for(closed.start_ms))  # type: ignore[operator]
                    for topic, assembler in sorted(self.assemblers.items())
-                   for closed in assembler.due(partitions_of(topic))]
+                   for closed in assembler.due(partitions_of(topic), _of_topic(still_at, topic))]
         return sorted(reports, key=lambda r: (r.start_ms, r.topic))
 
     def _assembler(self, topic: str) -> HourAssembler:
@@ -261,6 +272,17 @@ class PartitionedJudge:
         """The starts of ``topic``'s history windows (each has a stored sample and format counts)."""
         history = self.hourly.histories.get(topic)
         return [] if history is None else sorted({e.start_ms for e in history.entries})
+
+
+def _of_topic(still_at: StillAt | None, topic: str) -> Callable[[Mapping[int, int]], Collection[int] | None] | None:
+    """``still_at`` for one topic's partitions by number."""
+    if still_at is None:
+        return None
+
+    def of_topic(offsets: Mapping[int, int]) -> Collection[int] | None:
+        confirmed = still_at({(topic, n): o for n, o in offsets.items()})
+        return None if confirmed is None else {n for t, n in confirmed if t == topic}
+    return of_topic
 
 
 def model_version(model_for: ModelFor | str, start_ms: int) -> str:

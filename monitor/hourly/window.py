@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -188,7 +188,9 @@ class Progress:
     answering. ``unreachable``: caught up and quiet as far as the client knows, but their broker is not
     answering: an outage, not quiet, so they hold their windows like any partition not idle. ``partitions``:
     every partition of the topics (``None``: not known); one not assigned now that has given no record yet
-    may hold records: it holds every window, like a partition behind its end.
+    may hold records: it holds every window, like a partition behind its end. ``idle_at``: the offset each
+    idle partition was read to (its end when a fetch last confirmed it), so a judge elsewhere can check that
+    nothing was written to it since.
     """
 
     assigned: frozenset[Position] | None = None
@@ -196,12 +198,20 @@ class Progress:
     idle: frozenset[Position] = frozenset()
     unreachable: frozenset[Position] = frozenset()
     partitions: frozenset[Position] | None = None
+    idle_at: Mapping[Position, int] = field(default_factory=dict)
 
     def of_topic(self, topic: str) -> Progress:
         def mine(partitions: frozenset[Position]) -> frozenset[Position]:
             return frozenset(p for p in partitions if p[0] == topic)
         return Progress(None if self.assigned is None else mine(self.assigned), mine(self.behind), mine(self.idle),
-                        mine(self.unreachable), None if self.partitions is None else mine(self.partitions))
+                        mine(self.unreachable), None if self.partitions is None else mine(self.partitions),
+                        {p: o for p, o in self.idle_at.items() if p[0] == topic})
+
+    def of_partition(self, partition: Position) -> Progress:
+        """What is known of one partition alone (it is the only one assigned)."""
+        mine = frozenset({partition})
+        return Progress(mine, self.behind & mine, self.idle & mine, self.unreachable & mine, mine,
+                        {p: o for p, o in self.idle_at.items() if p == partition})
 
     def unheard(self) -> frozenset[Position]:
         """The partitions that may still give records: behind their end, or not assigned now."""

@@ -224,7 +224,7 @@ class GroupService:
             self._dirty_partitions.add(close.partition)
         if not self.judged:
             return
-        reports = self.judge.assemble(self.pipeline.models.scorer_for, self.source.partitions_of)
+        reports = self.judge.assemble(self.pipeline.models.scorer_for, self.source.partitions_of, self.source.still_at)
         for report in reports:
             self._producer().send(self.config.reports_topic, report.topic, encode(report.to_dict()))
             self._judged_since_commit.append(report)

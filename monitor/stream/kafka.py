@@ -29,6 +29,8 @@ from monitor.records import OutgoingMessage, Polled, Position
 
 log = logging.getLogger(__name__)
 
+STILL_AT_TIMEOUT_MS = 5_000  # how long a judge waits to learn whether idle partitions are still at their end
+
 _OURS = {"bootstrap_servers", "group_id", "enable_auto_commit", "auto_offset_reset", "key_deserializer",
          "value_deserializer", "key_serializer", "value_serializer"}
 
@@ -143,14 +145,32 @@ class KafkaSource:
         fetches answer), unreachable if not (an outage: the end the client knows may be stale)."""
         now = time.monotonic()
         behind, idle, unreachable = set(), set(), set()
+        idle_at: dict[Position, int] = {}
         offsets = self._offsets()
         for p, (position, end) in offsets.items():
             if end is None or position is None or position < end:
                 behind.add(p)
             elif now - self.heard_at.setdefault(p, now) >= idle_after_s:
-                (idle if self._answering(p) else unreachable).add(p)
+                if self._answering(p):
+                    idle.add(p)
+                    idle_at[p] = position
+                else:
+                    unreachable.add(p)
         return Progress(frozenset(offsets), frozenset(behind), frozenset(idle), frozenset(unreachable),
-                        self._known_partitions())
+                        self._known_partitions(), idle_at)
+
+    def still_at(self, offsets: Mapping[Position, int]) -> set[Position] | None:
+        """Which of these partitions (of any owner) still end where they were read to: nothing was written to
+        them since (one request to their leaders; with ``read_committed`` the end is the last stable offset).
+        ``None`` when the cluster does not answer within ``STILL_AT_TIMEOUT_MS``: an outage is not quiet."""
+        if not offsets:
+            return set()
+        try:
+            ends = self.consumer.end_offsets([TopicPartition(*p) for p in offsets], timeout_ms=STILL_AT_TIMEOUT_MS)
+        except KafkaError as exc:
+            log.debug("end offsets of %d idle partitions not known now: %s", len(offsets), exc)
+            return None
+        return {p for p, offset in offsets.items() if ends.get(TopicPartition(*p), offset + 1) <= offset}
 
     def _known_partitions(self) -> frozenset[Position] | None:
         """Every partition of the input topics, from the client's metadata cache (no request); ``None`` while a

@@ -165,21 +165,81 @@ def test_an_hour_waits_for_every_partition_and_a_quiet_ones_heartbeat_releases_i
     assert (report.start_ms, report.totals.count) == (0, 1)
 
 
-def test_a_partition_that_never_had_a_record_is_waited_for_even_when_idle() -> None:
-    """Its owner's word that it is empty can reach the topic's judge after another partition's mark, when its
-    first records are already read: the hours wait for its first mark."""
+class Cluster:
+    """What the judge learns when it asks where partitions end: the offsets written so far, or no answer."""
+
+    def __init__(self) -> None:
+        self.ends: dict[tuple[str, int], int] = {}
+        self.answering = True
+        self.asked: list[dict[tuple[str, int], int]] = []
+
+    def still_at(self, offsets: dict[tuple[str, int], int]) -> set[tuple[str, int]] | None:
+        self.asked.append(dict(offsets))
+        if not self.answering:
+            return None
+        return {p for p, o in offsets.items() if self.ends.get(p, 0) <= o}
+
+
+def test_an_idle_partition_that_never_had_a_record_holds_nothing_while_the_cluster_says_it_is_still_empty() -> None:
     reader = PartitionedJudge(hourly())
     for p in PARTITIONS[:2]:
         reader.own_partition(p, None)
     judge = PartitionedJudge(hourly())
     judge.judge_topic("t", None)
-    p1_idle = Progress(frozenset(PARTITIONS[:2]), idle=frozenset({PARTITIONS[1]}))
+    cluster = Cluster()
+    p1_idle = Progress(frozenset(PARTITIONS[:2]), idle=frozenset({PARTITIONS[1]}), idle_at={PARTITIONS[1]: 0})
     add(reader, [(PARTITIONS[0], 0.01, 1_000, "A"), (PARTITIONS[0], 0.01, MINUTE_MS + 1, "B")])
     reader.close_due("v1", progress=p1_idle, wall_ms=10 ** 12)
     for close in relay(reader.take_outbox()):
         judge.receive(close)
-    assert judge.assemble("v1", lambda topic: [0, 1]) == []
-    assert judge.assemblers["t"].holding([0, 1]) == [1]
+    cluster.answering = False  # an outage is not quiet: the hour waits
+    assert judge.assemble("v1", lambda topic: [0, 1], cluster.still_at) == []
+    cluster.answering = True
+    [report] = judge.assemble("v1", lambda topic: [0, 1], cluster.still_at)
+    assert (report.start_ms, report.totals.count) == (0, 1)
+    assert cluster.asked == [{PARTITIONS[1]: 0}, {PARTITIONS[1]: 0}]
+    assert judge.assemble("v1", lambda topic: [0, 1], cluster.still_at) == []
+    assert len(cluster.asked) == 2, "asked only when an hour would be judged without the idle partition"
+
+
+def test_an_idle_word_that_reaches_the_judge_after_the_partitions_records_cuts_no_hour() -> None:
+    """Partition 1 is idle and empty; then its records of minute 0 are written and partition 0 reads on into
+    minute 2 before partition 1's owner has read them: its word that it is empty reaches the judge after
+    partition 0's mark. The judge finds partition 1's end moved, waits for it, and the minute is judged with
+    every record, none late, as one judge of the whole stream judges it."""
+    reader = PartitionedJudge(hourly())
+    for p in PARTITIONS[:2]:
+        reader.own_partition(p, None)
+    judge = PartitionedJudge(hourly())
+    judge.judge_topic("t", None)
+    cluster = Cluster()
+    wall = 10 ** 12
+    p1_idle = Progress(frozenset(PARTITIONS[:2]), idle=frozenset({PARTITIONS[1]}), idle_at={PARTITIONS[1]: 0})
+    reader.close_due("v1", progress=p1_idle, wall_ms=wall)  # the word "idle at offset 0", not yet delivered
+    rows = [(PARTITIONS[0], 0.01, 1_000, "A"), (PARTITIONS[0], 0.02, 2 * MINUTE_MS + 1, "C")]
+    late = [(PARTITIONS[1], 0.03, 5_000, "B"), (PARTITIONS[1], 0.01, 2 * MINUTE_MS + 2, "D")]
+    cluster.ends[PARTITIONS[1]] = 2  # written, not read yet
+    add(reader, rows)
+    reader.close_due("v1", progress=p1_idle, wall_ms=wall)
+
+    def deliver() -> list[tuple[int, int]]:
+        for close in relay(reader.take_outbox()):
+            judge.receive(close)
+        return [(r.start_ms, r.totals.count) for r in judge.assemble("v1", lambda topic: [0, 1], cluster.still_at)]
+
+    assert deliver() == []
+    assert 1 not in judge.assemblers["t"].idle, "awake again: it holds its hours until its owner speaks"
+    add(reader, late)  # its owner reads them: it is no longer idle
+    reader.close_due("v1", progress=Progress(frozenset(PARTITIONS[:2])), wall_ms=wall)
+    assert deliver() == [(0, 2)]  # A and B: its own clock passed minute 0
+    cluster.ends[PARTITIONS[0]] = 2
+    both_idle = Progress(frozenset(PARTITIONS[:2]), idle=frozenset(PARTITIONS[:2]),
+                         idle_at={PARTITIONS[0]: 2, PARTITIONS[1]: 2})
+    reader.close_due("v1", now_ms=10 ** 9, progress=both_idle)
+    assert deliver() == [(2 * MINUTE_MS, 2)]
+    assert judge.assemblers["t"].late_records == 0 and reader.late_total() == 0
+    whole = one_judge([(p, e, t, s) for p, e, t, s in sorted(rows + late, key=lambda r: r[2])])
+    assert [(r["start_ms"], r["count"]) for r in whole] == [(0, 2), (2 * MINUTE_MS, 2)]
 
 
 @pytest.mark.parametrize("wakes", [False, True])

@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from kafka import KafkaProducer
+
 from monitor.settings import config_from_dict
 from monitor.stream.kafka import KafkaSource
 
@@ -15,11 +17,13 @@ from .kafka_tools import new_topic, produce
 pytestmark = pytest.mark.integration
 
 
-def _source(bootstrap: str, topic: str, resume_at: dict[tuple[str, int], int] | None = None) -> KafkaSource:
+def _source(bootstrap: str, topic: str, resume_at: dict[tuple[str, int], int] | None = None,
+            read_committed: bool = False) -> KafkaSource:
     config = config_from_dict({"kafka": {"bootstrap_servers": [bootstrap]},
                                "input": {"topics": [topic], "group_id": "unused"},
                                "model": {"path": "unused"}}, environ={})
-    return KafkaSource(config.kafka, [topic], f"g-{uuid.uuid4().hex[:8]}", "earliest", resume_at)
+    return KafkaSource(config.kafka, [topic], f"g-{uuid.uuid4().hex[:8]}", "earliest", resume_at,
+                       read_committed=read_committed)
 
 
 def _read(source: KafkaSource, expected: int, poll_ms: int, timeout_s: float = 30.0) -> list[bytes]:
@@ -58,3 +62,36 @@ def test_a_checkpointed_offset_wins_over_the_group_start(kafka_broker) -> None:
         assert _read(source, 5, poll_ms=200) == [f"v{i}".encode() for i in range(15, 20)]
     finally:
         source.close()
+
+
+def test_an_idle_partition_is_still_at_its_end_until_something_is_written_to_it(kafka_broker) -> None:
+    """A member caught up and quiet says where each idle partition was read to; a judge anywhere asks the
+    cluster whether it still ends there. A write (a transaction's too, once committed) moves it on."""
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "still-at", partitions=2)
+    produce(bootstrap, topic, [b"AB121E"] * 3)  # keyed: partitions 0 and 1 hold what the hash gives them
+    source = _source(bootstrap, topic, read_committed=True)
+    judge = _source(bootstrap, topic, read_committed=True)  # another member: the partitions are not its own
+    try:
+        _read(source, 3, poll_ms=200)
+        deadline = time.monotonic() + 30
+        while (progress := source.progress(0)).idle != {(topic, 0), (topic, 1)} and time.monotonic() < deadline:
+            source.next_batch(100, 200)
+        assert progress.idle == {(topic, 0), (topic, 1)}
+        assert sum(progress.idle_at.values()) == 3
+        assert judge.still_at(progress.idle_at) == {(topic, 0), (topic, 1)}
+        producer = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"t-{uuid.uuid4().hex[:8]}")
+        producer.init_transactions()
+        producer.begin_transaction()
+        producer.send(topic, b"AB122E", partition=1).get(10)
+        assert judge.still_at(progress.idle_at) == {(topic, 0), (topic, 1)}, "open: nothing readable yet"
+        producer.commit_transaction()
+        producer.close()
+        # The commit marker is written after commit_transaction returns: the end moves once it is.
+        deadline = time.monotonic() + 30
+        while (still := judge.still_at(progress.idle_at)) != {(topic, 0)} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert still == {(topic, 0)}, (progress.idle_at, still)
+    finally:
+        source.close()
+        judge.close()

@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_replay(commands)
     _add_candidate(commands)
     _add_accept(commands)
+    _add_state(commands)
     _add_demo(commands)
     return parser
 
@@ -570,6 +571,37 @@ def _run_accept(args: argparse.Namespace) -> int:
     from monitor.promotion import run_accept
 
     return run_accept(args)
+
+
+def _add_state(commands: argparse._SubParsersAction) -> None:
+    p = _command(commands, "state", "look at the group's changelog and repair a key (state.store kafka)",
+                 "`show` lists every key of the changelog with its location and whether it reads; `show --key K` "
+                 "lists K's values\nstill in the topic, newest first, and prints the newest readable one. "
+                 "`drop-key K` removes K (a tombstone):\na partition stopped on an unreadable value is then "
+                 "started afresh from the group's committed offset.", EXIT_CODES +
+                 "\n  5  show found an unreadable value")
+    p.add_argument("action", choices=["show", "drop-key"], help="what to do")
+    p.add_argument("key", nargs="?", help="the key to drop (drop-key)")
+    p.add_argument("--key", dest="shown_key", metavar="KEY", help="show this key's values (show)")
+    p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
+                   help="the group's configuration (env MONITOR_CONFIG): kafka settings and state.changelog_topic")
+    p.set_defaults(run=_run_state)
+
+
+def _run_state(args: argparse.Namespace) -> int:
+    from monitor.settings import load_config
+    from monitor.stream.changelog_admin import drop_key, show
+
+    config = load_config(args.config)
+    if config.state.store != "kafka":
+        raise InputError("state works on a group's changelog: give --config with state.store: kafka (the SQLite "
+                         "store keeps its state in state.path; an unusable file is refused whole, exit 4)")
+    if args.action == "drop-key":
+        if not args.key:
+            raise InputError("drop-key needs the key to remove (`state show` lists them)")
+        drop_key(config.kafka, config.changelog_topic, args.key)
+        return 0
+    return 5 if show(config.kafka, config.changelog_topic, args.shown_key or args.key) else 0
 
 
 # -- demo -------------------------------------------------------------------------------------------------

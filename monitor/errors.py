@@ -49,6 +49,11 @@ class StateError(MonitorError):
     exit_code = 4
 
 
+class IncompatibleState(StateError):
+    """Saved state that is whole but was written with settings the configuration no longer has (another
+    window length): not damage, so no older value of it would do either."""
+
+
 class BrokerUnavailable(MonitorError):
     """The cluster could not be reached or did not answer in time; worth retrying."""
 

@@ -87,6 +87,8 @@ EXPORTED_METRICS = {
     *(f"sequence_monitor_restore_seconds{suffix}" for suffix in ("_bucket", "_sum", "_count")),
     "sequence_monitor_last_restore_seconds",
     "sequence_monitor_transaction_aborts_total",
+    "sequence_monitor_state_unreadable_records_total",
+    "sequence_monitor_state_stopped_partitions",
 }
 # Each alert the runbooks promise, with the series its expression must read.
 REQUIRED_ALERTS = {

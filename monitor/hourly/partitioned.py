@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.errors import StateError
+from monitor.errors import IncompatibleState, StateError
 from monitor.hourly.assembly import HourAssembler
 from monitor.hourly.compare import History
 from monitor.hourly.format_counts import FormatCounts
@@ -225,10 +225,10 @@ class PartitionedJudge:
         with restoring(f"the saved windows of {partition[0]}[{partition[1]}]"):
             length_ms = int(snapshot["length_ms"])
             if length_ms != self.length_ms:
-                raise StateError(f"the saved windows of {partition[0]}[{partition[1]}] are {length_ms // 1000} s "
-                                 f"long; window.length_seconds is {self.length_ms // 1000}: use another consumer "
-                                 "group (or changelog topic) to start afresh, or restore the window length they "
-                                 "were written with")
+                raise IncompatibleState(
+                    f"the saved windows of {partition[0]}[{partition[1]}] are {length_ms // 1000} s long; "
+                    f"window.length_seconds is {self.length_ms // 1000}: use another consumer group (or changelog "
+                    "topic) to start afresh, or restore the window length they were written with")
             self.partitions[partition] = Windows.restore(snapshot, self.hourly.sample_size, f.slots, f.examples)
 
     def topic_snapshot(self, topic: str) -> dict[str, Any]:

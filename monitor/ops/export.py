@@ -107,6 +107,8 @@ class Metrics(Collector):
         self.restore_sum = 0.0
         self.last_restore: float | None = None
         self.aborts: Counter[str] = Counter()
+        self.unreadable: Counter[tuple[str, str]] = Counter()
+        self.stopped: list[Position] = []
         registry.register(self)
 
     # -- hooks (service loop thread) ------------------------------------------------------------------------
@@ -171,6 +173,14 @@ class Metrics(Collector):
     def on_transaction_abort(self, reason: str) -> None:
         with self._lock:
             self.aborts[reason] += 1
+
+    def on_unreadable_state(self, topic: str, outcome: str) -> None:
+        with self._lock:
+            self.unreadable[(topic, outcome)] += 1
+
+    def on_stopped(self, partitions: Sequence[Position]) -> None:
+        with self._lock:
+            self.stopped = list(partitions)
 
     def on_tick(self, snapshot: Snapshot) -> None:
         """Copy what a scrape reads from the loop's state (consumer lag, open windows, readiness, model)."""
@@ -343,7 +353,17 @@ class Metrics(Collector):
                                      "again), by reason: the error's type", labels=["reason"])
         for reason, n in sorted(self.aborts.items()):
             aborts.add_metric([reason], n)
-        yield from (rebalances, restores, restore, aborts)
+        unreadable = CounterMetricFamily(f"{PREFIX}_state_unreadable_records", "Unreadable records found on "
+                                         "the group's internal topics, by topic and what was done (older value "
+                                         "used, stopped, left out, skipped)", labels=["topic", "outcome"])
+        for (topic, outcome), n in sorted(self.unreadable.items()):
+            unreadable.add_metric([topic, outcome], n)
+        stopped = GaugeMetricFamily(f"{PREFIX}_state_stopped_partitions", "Partitions this instance stopped "
+                                    "because their state in the changelog is unreadable (their hours wait)",
+                                    labels=["topic", "partition"])
+        for topic, number in self.stopped:
+            stopped.add_metric([topic, str(number)], 1)
+        yield from (rebalances, restores, restore, aborts, unreadable, stopped)
         if self.last_restore is not None:
             yield GaugeMetricFamily(f"{PREFIX}_last_restore_seconds", "Time the last take-over from the "
                                     "changelog took", value=self.last_restore)

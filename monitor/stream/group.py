@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from monitor.errors import BrokerUnavailable, ShutdownTimeout
+from monitor.errors import BrokerUnavailable, ShutdownTimeout, StateError
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
 from monitor.hourly.timeline import iso_utc
@@ -39,7 +39,6 @@ from monitor.stream.group_state import (
     judge_key,
     offset_in,
     partition_key,
-    topic_state,
 )
 from monitor.stream.hooks import Hooks, Snapshot, say_unreachable
 from monitor.stream.kafka import KafkaSource
@@ -50,6 +49,7 @@ from monitor.stream.kafka_state import (
     partition_of,
 )
 from monitor.stream.pipeline import RecordPipeline
+from monitor.stream.state_recovery import Restored, restore
 from monitor.stream.service import (
     STATS_INTERVAL_S,
     TICK_INTERVAL_S,
@@ -60,6 +60,7 @@ from monitor.stream.service import (
 log = logging.getLogger(__name__)
 
 BACKOFF_MAX_S = 15.0
+STOPPED_RETRY_S = 30.0  # how often a member reads the changelog again for a key it could not read
 
 
 class GroupService:
@@ -101,11 +102,14 @@ class GroupService:
         self.rebalances = 0
         self.aborts = 0
         self._pending_assignment: set[Position] | None = None
-        self.models = ModelSchedule(pipeline, judge, schedule, load_model, config.state.checkpoint_interval_seconds)
+        self.models = ModelSchedule(pipeline, judge, schedule, load_model, config.state.checkpoint_interval_seconds,
+                                    lambda: self._tell_unreadable(config.models_topic, "skipped"))
         self._decisions: list[tuple[Any, Any]] = []
         self._decisions_lock = threading.Lock()
         self._rewind_needed = False
         self._accepted_through: dict[str, int] = {}  # per judged topic: the last accepted record applied
+        self.stopped: dict[Position, str] = {}  # partitions stopped on an unreadable changelog key, with the key
+        self._stopped_retry_at = float("inf")
 
     def attach(self, source: KafkaSource) -> None:
         self.source = source
@@ -195,8 +199,8 @@ class GroupService:
             self.pipeline.process(Polled(inputs, offsets), now_ms=int(self._clock() * 1000), progress=progress)
             self._dirty_partitions.update(offsets)
         for message in closes:
-            if message.value is not None:
-                close = PartitionClose.from_dict(json.loads(message.value))
+            close = self._read_close(message)
+            if close is not None:
                 mine = self.pipeline.models.scorer_for(min(close.parts)).version if close.parts else ""
                 if close.model_version not in ("", mine):
                     log.error("%s[%d] was scored by model %s, this judge's for that window is %s: every member of "
@@ -213,6 +217,26 @@ class GroupService:
             if topic == self.windows_topic:  # the judge state records how far its windows partition was read
                 self._dirty_topics.update(t for t in self.judged if partition_of(t, self.windows_partitions) == number)
         self.positions.update(polled.next_offsets)
+
+    def _read_close(self, message: Any) -> PartitionClose | None:
+        """A windows-topic record as a ``PartitionClose``; ``None`` for a tombstone or an unreadable record
+        (logged with its location and counted: skipped, it stops nothing)."""
+        if message.value is None:
+            return None
+        try:
+            with restoring("a closed window"):
+                return PartitionClose.from_dict(json.loads(message.value))
+        except StateError as exc:
+            key = message.key.decode("utf-8", "replace") if isinstance(message.key, bytes) else message.key
+            log.error("unreadable record on the windows topic %s[%d] at offset %d (key %r), skipped: %s",
+                      message.topic, message.partition, message.offset, key, exc)
+            self._tell_unreadable(message.topic, "skipped")
+            return None
+
+    def _tell_unreadable(self, topic: str, outcome: str, times: int = 1) -> None:
+        for _ in range(times):
+            for hook in self.hooks:
+                hook.on_unreadable_state(topic, outcome)
 
     def _forward(self) -> None:
         """Send what the owned partitions closed to their topics' judges; judge what is complete."""
@@ -255,6 +279,10 @@ class GroupService:
         if self._commit_requested.is_set():
             self._commit_requested.clear()
             self.commit()
+        if self.stopped and time.monotonic() >= self._stopped_retry_at:
+            log.info("reading the changelog again for the stopped %s", ", ".join(sorted(self.stopped.values())))
+            self.commit()
+            self._rewind_needed = True  # ``_mend`` takes the assignment over again from the changelog
 
     # -- the group's model schedule and accepted formats (the models topic) ------------------------------
     def follow_schedule_at_start(self) -> None:
@@ -398,28 +426,42 @@ class GroupService:
         # once they are stable, the changelog holds whatever that transaction committed.
         committed = self.source.rewind(assigned)
         state, read = self._read_up_to(committed, inputs, judged)
+        stopped: dict[Position, str] = {}
         resume: dict[Position, int] = {}
         for partition in sorted(inputs):
-            # A value of the wrong shape is refused (StateError, exit 4) like a damaged state file.
-            with restoring(f"the state of {partition[0]}[{partition[1]}] in the changelog "
-                           f"{self.config.changelog_topic!r}"):
-                stored = json.loads(state[partition_key(partition)]) if partition_key(partition) in state else None
-                self.judge.own_partition(partition, stored["windows"] if stored else None)
-                if stored is not None and int(stored["offset"]) < 0:
-                    raise ValueError(f"its offset {stored['offset']} is negative")
-            if stored is not None:
-                resume[partition] = int(stored["offset"])
+            key = partition_key(partition)
+            restored = restore(self.changelog, state, key, f"the state of {partition[0]}[{partition[1]}] in the "
+                               f"changelog {self.config.changelog_topic!r}", lambda v, p=partition: self._own(p, v))
+            self._tell_restored(restored)
+            if restored.stopped:
+                stopped[partition] = key
+                continue
+            if restored.fallback is not None:
+                self._dirty_partitions.add(partition)  # the next commit writes the key anew
+            if restored.result is not None:
+                resume[partition] = restored.result
             elif committed.get(partition) is not None:
                 resume[partition] = int(committed[partition])  # type: ignore[arg-type]
         for partition, offset in resume.items():
             self.source.seek(partition, offset)
             self.positions[partition] = offset
         for topic in sorted(judged):
-            with restoring(f"the judging of {topic!r} in the changelog {self.config.changelog_topic!r}"):
-                stored, hours = topic_state(state, topic)
-                self.judge.judge_topic(topic, stored, hours)
-                self._accepted_through[topic] = int(stored.get("accepted_through", -1)) if stored else -1
-            self._stored_hours[topic] = set(hours)
+            key = judge_key(topic)
+            windows_partition = (self.windows_topic, partition_of(topic, self.windows_partitions))
+            restored = restore(self.changelog, state, key, f"the judging of {topic!r} in the changelog "
+                               f"{self.config.changelog_topic!r}", lambda v, t=topic: self._judge_from(t, v, state))
+            self._tell_restored(restored)
+            if restored.stopped:
+                stopped[windows_partition] = key
+            elif restored.fallback is not None and restored.result is not None:
+                self.source.seek(windows_partition, restored.result)  # its windows are read again from there
+                self._dirty_topics.add(topic)
+        for windows_partition in [p for p in stopped if p[0] == self.windows_topic]:
+            for topic in [t for t in judged if partition_of(t, self.windows_partitions) == windows_partition[1]]:
+                judged.discard(topic)
+                self.judge.release(topics=[topic])
+        inputs -= set(stopped)
+        self._stop_unreadable(stopped)
         self.owned, self.judged = inputs, judged
         self.models.rebuild()
         self._apply_accepted(judged)
@@ -430,6 +472,59 @@ class GroupService:
                 seconds, read)
         for hook in self.hooks:
             hook.on_assignment(sorted(inputs), sorted(judged), seconds)
+
+    def _own(self, partition: Position, stored: dict[str, Any] | None) -> int | None:
+        """Take ``partition`` over from its changelog value (``None``: it has none); returns the offset the
+        value is exact at. A value of the wrong shape changes nothing (``StateError``)."""
+        if stored is None:
+            self.judge.own_partition(partition, None)
+            return None
+        offset = int(stored["offset"])
+        if offset < 0:
+            raise ValueError(f"its offset {offset} is negative")
+        self.judge.own_partition(partition, stored["windows"])
+        return offset
+
+    def _judge_from(self, topic: str, stored: dict[str, Any] | None, state: dict[str, bytes]) -> int | None:
+        """Take the judging of ``topic`` over from its changelog value and its kept hours (an unreadable hour is
+        logged and left out: its window keeps its figures, without sample and format counts); returns how far
+        its windows partition was read."""
+        hours: dict[int, dict[str, Any]] = {}
+        prefix = hour_key(topic, 0)[:-1]
+        for key in [k for k in state if k.startswith(prefix)]:
+            try:
+                with restoring(f"the kept window {key!r}"):
+                    hours[int(key[len(prefix):])] = json.loads(state[key])
+            except StateError as exc:
+                partition, offset = self.changelog.locations.get(key, (0, -1))
+                log.error("unreadable record in the changelog %s[%d] at offset %d (key %r), left out: %s",
+                          self.config.changelog_topic, partition, offset, key, exc)
+                self._tell_unreadable(self.config.changelog_topic, "left out")
+        self.judge.judge_topic(topic, stored, hours)
+        self._accepted_through[topic] = int(stored.get("accepted_through", -1)) if stored else -1
+        self._stored_hours[topic] = set(hours)
+        offset = stored.get("windows_offset") if stored else None
+        return None if offset is None else int(offset)
+
+    def _tell_restored(self, restored: Restored) -> None:
+        if restored.unreadable:
+            outcome = "stopped" if restored.stopped else "older value used"
+            self._tell_unreadable(self.config.changelog_topic, outcome, len(restored.unreadable))
+
+    def _stop_unreadable(self, stopped: dict[Position, str]) -> None:
+        """Stop reading the partitions whose state is unreadable (their hours wait; everything else goes on)
+        until the changelog is repaired; try them again every ``STOPPED_RETRY_S``."""
+        assert self.source is not None
+        self.source.pause(set(stopped))
+        self._stopped_retry_at = time.monotonic() + STOPPED_RETRY_S if stopped else float("inf")
+        self.stopped = dict(stopped)
+        for partition, key in sorted(stopped.items()):
+            log.error("%s[%d] stopped: no readable value of %r in the changelog %r. Its hours wait; everything "
+                      "else goes on. Look with `python -m monitor state show --key %s`; to start it afresh from "
+                      "the committed offsets run `python -m monitor state drop-key %s` (tried again every %.0f s)",
+                      *partition, key, self.config.changelog_topic, key, key, STOPPED_RETRY_S)
+        for hook in self.hooks:
+            hook.on_stopped(sorted(stopped))
 
     def _read_up_to(self, committed: dict[Position, int | None], inputs: set[Position],
                     judged: set[str]) -> tuple[dict[str, bytes], int]:
@@ -445,7 +540,7 @@ class GroupService:
             needed += [((self.windows_topic, partition_of(t, self.windows_partitions)), judge_key(t), "windows_offset")
                        for t in sorted(judged)]
             behind = [p for p, key, field in needed
-                      if committed.get(p) is not None and offset_in(state.get(key), field) < committed[p]]  # type: ignore[operator]
+                      if committed.get(p) is not None and _offset_or_end(state.get(key), field) < committed[p]]  # type: ignore[operator]
             if not behind:
                 return state, read
             if time.monotonic() > deadline:
@@ -543,6 +638,15 @@ def _recoverable(exc: BaseException) -> bool:
     """Errors of the cluster or the group (an outage, a rebalance, a fenced or timed-out transaction): the
     transaction is aborted and the work done again from the last commit. Anything else is a bug."""
     return isinstance(exc, BrokerUnavailable) or type(exc).__module__.startswith("kafka")
+
+
+def _offset_or_end(value: bytes | None, field: str) -> float:
+    """The offset a changelog value is exact at; infinite for an unreadable one (waiting cannot mend it:
+    ``take_over`` deals with it)."""
+    try:
+        return offset_in(value, field)
+    except (ValueError, TypeError, AttributeError):
+        return float("inf")
 
 
 def _partitions_text(partitions: set[Position]) -> str:

@@ -32,7 +32,11 @@ class ModelSchedule:
     ``pipeline`` score as the group's schedule says; ``load_model`` gives the scorer of a bundle version."""
 
     def __init__(self, pipeline: RecordPipeline, judge: PartitionedJudge, follower: TopicFollower | None,
-                 load_model: Callable[[str], Any] | None, checkpoint_interval_s: float) -> None:
+                 load_model: Callable[[str], Any] | None, checkpoint_interval_s: float,
+                 on_unreadable: Callable[[], None] | None = None) -> None:
+        """``on_unreadable``: called for each unreadable record (logged, skipped: the schedule before it
+        stays)."""
+        self.on_unreadable = on_unreadable
         self.pipeline = pipeline
         self.judge = judge
         self.follower = follower
@@ -56,14 +60,21 @@ class ModelSchedule:
     def _take(self, records: list[tuple[int, str, bytes]]) -> None:
         schedule = None
         for offset, key, value in records:
-            if key == SCHEDULE_KEY:
-                schedule = value
-            elif key.startswith(ACCEPTED_PREFIX):
-                data = json.loads(value)
-                self.accepted.append(Accepted(offset, int(data["at_ms"]), str(data["kind"]), str(data["value"]),
-                                              data.get("topic"), list(data["sequences"])))
+            try:
+                if key == SCHEDULE_KEY:
+                    schedule = _schedule(value)
+                elif key.startswith(ACCEPTED_PREFIX):
+                    data = json.loads(value)
+                    self.accepted.append(Accepted(offset, int(data["at_ms"]), str(data["kind"]),
+                                                  str(data["value"]), data.get("topic"), list(data["sequences"])))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                topic = self.follower.partition.topic if self.follower is not None else "the models topic"
+                log.error("unreadable record on the models topic %s[0] at offset %d (key %r), skipped: %s: %s",
+                          topic, offset, key, type(exc).__name__, exc)
+                if self.on_unreadable is not None:
+                    self.on_unreadable()
         if schedule is not None:
-            self.value = json.loads(schedule)
+            self.value = schedule
             self.apply(self.value)
 
     def publication(self, extra: Takeover | None = None) -> bytes:
@@ -135,3 +146,13 @@ class ModelSchedule:
         log.info("models before %s are no longer needed by any window: the group's schedule keeps %s",
                  iso_utc(judged_before), ", ".join(v for _, v in takeovers))
         return encode({"takeovers": takeovers})
+
+
+def _schedule(value: bytes) -> dict[str, Any]:
+    """A schedule record, checked: ``{"takeovers": [[from_ms or null, version], ...]}``, at least one."""
+    data = json.loads(value)
+    takeovers = data["takeovers"]
+    if not takeovers or any(len(t) != 2 or not isinstance(t[1], str) or not (t[0] is None or isinstance(t[0], int))
+                            for t in takeovers):
+        raise ValueError("takeovers must be [from_ms or null, version] pairs, at least one")
+    return dict(data)

@@ -57,6 +57,8 @@ class Hooks(Protocol):
     def on_model_decision(self, summary: Mapping[str, Any]) -> None: ...
     def on_assignment(self, partitions: Sequence[Position], judged_topics: Sequence[str], restore_seconds: float) -> None: ...
     def on_transaction_abort(self, reason: str) -> None: ...
+    def on_unreadable_state(self, topic: str, outcome: str) -> None: ...
+    def on_stopped(self, partitions: Sequence[Position]) -> None: ...
 
 
 class NoHooks:
@@ -84,6 +86,13 @@ class NoHooks:
 
     def on_transaction_abort(self, reason: str) -> None:
         """A transaction was aborted (``reason``: the error's type); the work is done again."""
+
+    def on_unreadable_state(self, topic: str, outcome: str) -> None:
+        """An unreadable record on an internal topic (``outcome``: ``older value used``, ``stopped``,
+        ``left out`` or ``skipped``)."""
+
+    def on_stopped(self, partitions: Sequence[Position]) -> None:
+        """The partitions stopped now because their state in the changelog is unreadable (empty: none)."""
 
 
 class WindowLog(NoHooks):

@@ -136,6 +136,14 @@ class KafkaSource:
         """The topic's partitions, from the client's metadata."""
         return set(self.consumer.partitions_for_topic(topic) or ())
 
+    def pause(self, partitions: set[Position]) -> None:
+        """Fetch nothing from ``partitions`` (assigned ones), and again from every other assigned partition."""
+        assigned = self.consumer.assignment()
+        paused = [tp for tp in assigned if (tp.topic, tp.partition) in partitions]
+        self.consumer.resume(*[tp for tp in assigned if tp not in paused])
+        if paused:
+            self.consumer.pause(*paused)
+
     def assignment(self) -> set[Position]:
         return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
 

@@ -120,38 +120,54 @@ def partition_of(key: str, partitions: int) -> int:
 
 class ChangelogReader:
     """Reads a compacted topic from its start to its end, committed records only: the latest value per key
-    (a tombstone removes the key)."""
+    (a tombstone removes the key), where each was read (``locations``), and on demand a key's older values
+    that compaction has not removed yet (``versions``)."""
 
     def __init__(self, kafka: Any, topic: str) -> None:
         options = {**client_options(kafka, "consumer"), "isolation_level": "read_committed"}
         self.topic = topic
         self.consumer = KafkaConsumer(**options, group_id=None, enable_auto_commit=False,
                                       auto_offset_reset="earliest")
+        self.locations: dict[str, Position] = {}  # key -> (partition, offset) of its latest value
 
     def read(self) -> tuple[dict[str, bytes], int]:
         """(the latest value of every key, records read)."""
+        latest: dict[str, bytes] = {}
+        self.locations = {}
+        read = 0
+        for record in self._records():
+            read += 1
+            key = record.key.decode("utf-8", "replace") if record.key else ""
+            if record.value is None:
+                latest.pop(key, None)
+                self.locations.pop(key, None)
+            else:
+                latest[key] = record.value
+                self.locations[key] = (record.partition, record.offset)
+        return latest, read
+
+    def versions(self, key: str) -> list[tuple[Position, bytes | None]]:
+        """Every value of ``key`` still in the topic, newest first, with its (partition, offset); ``None`` for
+        a tombstone."""
+        wanted = key.encode("utf-8")
+        found = [((r.partition, r.offset), r.value) for r in self._records() if r.key == wanted]
+        return found[::-1]
+
+    def _records(self) -> Iterable[Any]:
+        """Every committed record from the start to the end the topic has now."""
         partitions = self.consumer.partitions_for_topic(self.topic) or set()
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         self.consumer.assign(tps)
         if not tps:
-            return {}, 0
+            return
         self.consumer.seek_to_beginning(*tps)
         ends = self.consumer.end_offsets(tps)
-        latest: dict[str, bytes] = {}
-        read = 0
         deadline = time.monotonic() + RESTORE_TIMEOUT_S
         while any(self.consumer.position(tp) < ends[tp] for tp in tps):
             if time.monotonic() > deadline:
                 raise BrokerUnavailable(f"restoring from {self.topic} took more than {RESTORE_TIMEOUT_S:.0f} s")
             for records in self.consumer.poll(timeout_ms=500, max_records=10_000).values():
-                for record in records:
-                    read += 1
-                    key = record.key.decode("utf-8") if record.key else ""
-                    if record.value is None:
-                        latest.pop(key, None)
-                    else:
-                        latest[key] = record.value
-        return latest, read
+                yield from records
 
     def close(self) -> None:
         self.consumer.close(autocommit=False)
@@ -192,8 +208,9 @@ def _records(polled: Mapping[Any, Any]) -> list[tuple[int, str, bytes]]:
             for records in polled.values() for r in records if r.value is not None]
 
 
-def publish(kafka: Any, topic: str, key: str, value: bytes) -> None:
-    """One record, acknowledged by every in-sync replica (``python -m monitor accept`` with state in Kafka)."""
+def publish(kafka: Any, topic: str, key: str, value: bytes | None) -> None:
+    """One record (``None``: a tombstone), acknowledged by every in-sync replica (``python -m monitor accept``
+    and ``state drop-key`` with state in Kafka)."""
     producer = KafkaProducer(acks="all", **client_options(kafka, "producer"))
     try:
         producer.send(topic, key=key.encode("utf-8"), value=value).get(timeout=30)

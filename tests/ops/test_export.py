@@ -132,6 +132,8 @@ def test_every_metric_the_rules_and_dashboard_read_is_exported(metrics: Any) -> 
                          "flag_rate": 0.012, "expected_flag_rate": 0.01})
     m.on_assignment([("serials", 0), ("serials", 1)], ["serials"], 0.4)
     m.on_transaction_abort("CommitFailedError")
+    m.on_unreadable_state("g.changelog", "older value used")
+    m.on_stopped([("serials", 1)])
     assert set(samples(registry)) == EXPORTED_METRICS
 
 
@@ -381,3 +383,18 @@ def test_aborted_transactions_are_counted_by_reason(clocked: Any) -> None:
     found = samples(registry)
     assert {s.labels["reason"]: s.value for s in found["sequence_monitor_transaction_aborts_total"]} == {
         "CommitFailedError": 2, "KafkaTimeoutError": 1}
+
+
+def test_unreadable_internal_records_are_counted_and_stopped_partitions_shown_until_taken_up(clocked: Any) -> None:
+    m, registry, _ = clocked
+    for topic, outcome in (("g.changelog", "older value used"), ("g.windows", "skipped"), ("g.windows", "skipped")):
+        m.on_unreadable_state(topic, outcome)
+    m.on_stopped([("serials", 0), ("g.windows", 3)])
+    found = samples(registry)
+    assert {(s.labels["topic"], s.labels["outcome"]): s.value
+            for s in found["sequence_monitor_state_unreadable_records_total"]} == {
+        ("g.changelog", "older value used"): 1, ("g.windows", "skipped"): 2}
+    assert {(s.labels["topic"], s.labels["partition"]) for s in found["sequence_monitor_state_stopped_partitions"]} \
+        == {("serials", "0"), ("g.windows", "3")}
+    m.on_stopped([])
+    assert "sequence_monitor_state_stopped_partitions" not in samples(registry)

@@ -42,7 +42,8 @@ class BundleWatcher:
 
     A bundle whose files are missing or do not match its manifest yet (copied file by file: the manifest
     may land first) is checked again at every check for ``INCOMPLETE_PATIENCE_S``, then refused; a bundle
-    broken otherwise is refused at once. Refused versions are not loaded again."""
+    broken otherwise is refused at once. A refused bundle is not loaded again while its files stay as they
+    are: published anew (renamed into place, or its files rewritten), it is checked again."""
 
     def __init__(self, path: Path, current_version: str, consider: Callable[[Scorer], None],
                  threshold_quantile: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
@@ -51,6 +52,7 @@ class BundleWatcher:
         self.threshold_quantile = threshold_quantile  # the configured one, applied to every bundle loaded
         self.seen = {current_version}  # versions in use, refused, or already considered
         self.incomplete_since: dict[str, float] = {}
+        self.refused: dict[str, tuple[Any, ...]] = {}  # version -> the files as they were when refused
         self._clock = clock
 
     def check(self) -> bool:
@@ -58,12 +60,17 @@ class BundleWatcher:
         version = published_version(self.path)
         if version is None or version in self.seen:
             return False
+        if version in self.refused:
+            if self.refused[version] == files_of(self.path):
+                return False
+            del self.refused[version]  # published anew: look again
+            self.incomplete_since.pop(version, None)
         try:
             scorer = Scorer(bundle_lib.load(self.path, self.threshold_quantile))
         except BundleIncomplete as exc:
             return self._incomplete(version, exc)
         except Exception as exc:
-            self.seen.add(version)
+            self.refused[version] = files_of(self.path)
             log.warning("the bundle %s published at %s was refused; the current model stays: %s", version,
                         self.path, exc)
             return False
@@ -78,11 +85,22 @@ class BundleWatcher:
         if since == now:
             log.info("the bundle %s at %s is not complete yet (%s); checking again", version, self.path, problem)
         elif now - since >= INCOMPLETE_PATIENCE_S:
-            self.seen.add(version)
+            self.refused[version] = files_of(self.path)
             log.warning("the bundle %s published at %s stayed incomplete for %.0f s and was refused; the current "
                         "model stays: %s. Publish a bundle whole: save it to a sibling folder, then rename that "
                         "folder onto model.path", version, self.path, now - since, problem)
         return False
+
+
+def files_of(path: Path) -> tuple[Any, ...]:
+    """What tells one publication of a bundle folder from another: the folder's identity and each file's
+    name, size and modification time (a rename onto the path, or a file rewritten, changes it)."""
+    try:
+        folder = path.stat()
+        files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in path.iterdir() if f.is_file())
+    except OSError:
+        return ()
+    return (folder.st_ino, folder.st_dev, *files)
 
 
 def published_version(path: Path) -> str | None:

@@ -160,6 +160,26 @@ def test_a_bundle_copied_file_by_file_is_offered_once_complete(watched: Path, qu
     assert watcher.check() is True and offers.versions == ["v-copied"]
 
 
+def test_a_refused_version_published_again_whole_by_renaming_is_taken(watched: Path, quick_bundle: Bundle,
+                                                                     tmp_path: Path) -> None:
+    """The refusal's advice followed with the same version: the bundle saved to a sibling folder and renamed
+    onto the watched path is a new publication, looked at again; unchanged, a refused bundle is not."""
+    offers = Offers()
+    now = [0.0]
+    watcher = BundleWatcher(watched, quick_bundle.version, offers, clock=lambda: now[0])
+    bundle_lib.save(as_version(quick_bundle, "v-again"), watched)
+    (watched / bundle_lib.PREPARATION_FILE).write_text("{}")  # half copied: not what the manifest says
+    assert watcher.check() is False
+    now[0] = INCOMPLETE_PATIENCE_S
+    assert watcher.check() is False and "v-again" in watcher.refused
+    now[0] += INCOMPLETE_PATIENCE_S
+    assert watcher.check() is False and offers.versions == []  # the same files: still refused, not loaded
+    sibling = bundle_lib.save(as_version(quick_bundle, "v-again"), tmp_path / "models" / "next")
+    shutil.rmtree(watched)
+    sibling.rename(watched)
+    assert watcher.check() is True and offers.versions == ["v-again"]
+
+
 def test_after_a_refusal_the_version_in_use_is_still_ignored(watched: Path, quick_bundle: Bundle) -> None:
     offers = Offers()
     watcher = BundleWatcher(watched, quick_bundle.version, offers)

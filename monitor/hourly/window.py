@@ -33,6 +33,9 @@ from monitor.records import Position
 SNAPSHOT_FORMAT = 5  # 5: top records; 4: format counts; 3: samples; 2: a watermark per partition (1: one); all read
 # Late counters older than this many windows before the closing mark are folded into ``late_total`` only.
 LATE_WINDOWS_KEPT = 1000
+# More wall time than this between two looks at the stream (``close_due``) is time nobody watched it (a loop
+# blocked in a commit through an outage, a restart): it does not count as quiet time.
+UNWATCHED_MS = 5_000
 
 # What restoring a snapshot of the wrong shape raises: a missing key, a list where an object belongs, a text
 # where a number belongs, a histogram of another length.
@@ -234,10 +237,13 @@ class Windows:
     are yet to come) and nothing once it is idle.
 
     When every partition with a watermark is idle, the stream's event time moves on by the wall time
-    (``wall_ms`` given to ``close_due``) elapsed since its latest event time was seen: the last hour of a
-    stopped real-time stream closes about when it would have, and a stream of past event times (a backfill,
-    an export) is never pushed to today's date, so what it sends next is not late. Event time and wall time
-    are never compared directly.
+    (``wall_ms`` given to ``close_due``) it has been *watched* quiet since its latest event time was seen: the
+    last hour of a stopped real-time stream closes about when it would have, and a stream of past event times
+    (a backfill, an export) is never pushed to today's date, so what it sends next is not late. Time during
+    which a partition holding a watermark was unreachable, or nobody looked (more than ``UNWATCHED_MS``
+    between two ``close_due``, or before the first one after a restart), does not count: an outage or a
+    stalled reader is not a quiet stream, and what producers held back meanwhile is not late. Event time and
+    wall time are never compared directly.
 
     Window ``[start, end)`` closes in ``close_due`` once that event-time mark, or ``now_ms`` (an explicit
     event time, for a replay's end or a simulation's clock), is at or past ``end + allowed_lateness_ms``.
@@ -270,7 +276,9 @@ class Windows:
         self.format_slots = format_slots
         self.format_examples = format_examples
         self.watermarks: dict[Position, int] = {}
-        self.latest_seen_ms: int | None = None  # the wall clock when the latest event time was last raised
+        # The wall clock when the latest event time was last raised, moved on by time not watched quiet.
+        self.latest_seen_ms: int | None = None
+        self._watched_ms: int | None = None  # the wall clock of the last look (close_due); not kept in snapshots
         self.closed_before_ms: int | None = None
         self.late: LateCounts = {}
         self.late_total = 0
@@ -374,6 +382,7 @@ class Windows:
                   wall_ms: int | None = None) -> list[ClosedWindow]:
         """Closes and returns, in start order, every open window due under the event-time mark (``wall_ms``:
         the wall clock, for idle partitions) or ``now_ms``, an explicit event time."""
+        self._discount_unwatched(progress, wall_ms)
         reference = max((t for t in (self.event_time_mark(progress, wall_ms), now_ms) if t is not None),
                         default=None)
         if reference is None:
@@ -385,6 +394,19 @@ class Windows:
         self._prune_late(mark)
         due = sorted(start for start in self._open if start < mark)
         return [self._close(start) for start in due]
+
+    def _discount_unwatched(self, progress: Progress, wall_ms: int | None) -> None:
+        """Moves ``latest_seen_ms`` on by the wall time since the last look that was not watched quiet."""
+        if wall_ms is None:
+            return
+        last, self._watched_ms = self._watched_ms, wall_ms
+        if self.latest_seen_ms is None:
+            return
+        outage = not progress.unreachable.isdisjoint(self.watermarks)
+        if last is None:
+            self.latest_seen_ms = max(self.latest_seen_ms, wall_ms)
+        elif outage or wall_ms - last > UNWATCHED_MS:
+            self.latest_seen_ms = min(wall_ms, self.latest_seen_ms + max(0, wall_ms - last))
 
     def _close(self, start: int) -> ClosedWindow:
         by_partition = dict(sorted(self._open.pop(start).items()))

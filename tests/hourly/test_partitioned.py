@@ -273,7 +273,8 @@ def test_an_idle_partition_holds_no_hour_its_open_window_joins_the_hour_and_only
         reader.add(PARTITIONS[1], np.array([0.01]), np.ones(1), np.array([10_000]), np.zeros(1, bool),
                    now_ms=wall, sequences=["E"])
         assert step(reading) == []
-    step(p1_idle, wall + MINUTE_MS)  # its own clock passes minute 0: it closes it with what it holds
+    for at in range(wall + 1_000, wall + MINUTE_MS + 1, 1_000):  # watched quiet, its own clock passes
+        step(p1_idle, at)                                          # minute 0: it closes it with what it holds
     assert assembler.late_records == (1 if wakes else 0)
     assert not assembler.provisional and not assembler.provisional_used
 

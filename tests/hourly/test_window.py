@@ -290,10 +290,49 @@ def test_an_idle_stream_moves_on_by_the_wall_time_since_its_latest_record_not_to
     wall = 1_000 * HOUR_MS  # today; the records' event times are hours 10 and 11
     windows.add(P0, *batch([0.1, 0.1], [10 * HOUR_MS + 5, 11 * HOUR_MS + 30 * 60_000]), now_ms=wall)
     idle = Progress(frozenset({P0, P1}), idle=frozenset({P0, P1}))  # P1 never had a record
-    assert [c.start_ms for c in windows.close_due(progress=idle, wall_ms=wall + 60_000)] == [10 * HOUR_MS]
-    assert windows.close_due(progress=idle, wall_ms=wall + 29 * 60_000) == []
+    assert [c.start_ms for c in windows.close_due(progress=idle, wall_ms=wall)] == [10 * HOUR_MS]
+    assert watched(windows, idle, wall, wall + 30 * 60_000 - 1) == []
     assert [c.start_ms for c in windows.close_due(progress=idle, wall_ms=wall + 30 * 60_000)] == [11 * HOUR_MS]
     assert windows.add(P1, *batch([0.1], [12 * HOUR_MS + 1]), now_ms=wall + 31 * 60_000) == {}  # not late
+
+
+def watched(windows: Windows, progress: Progress, since_ms: int, until_ms: int) -> list[int]:
+    """Looks at the stream every second from ``since_ms`` to ``until_ms``, as a reader's loop does; returns the
+    starts closed meanwhile."""
+    return [c.start_ms for wall in range(since_ms + 1_000, until_ms + 1, 1_000)
+            for c in windows.close_due(progress=progress, wall_ms=wall)]
+
+
+def test_time_a_partition_was_unreachable_does_not_count_as_quiet() -> None:
+    """Records up to 00:50 read live, then the broker stops answering for two hours, then quiet: the hour
+    closes 10 watched quiet minutes after the broker answers again, not at once, so what producers held
+    back during the outage is not late."""
+    windows = Windows(HOUR_MS, 0)
+    wall = 1_000 * HOUR_MS
+    windows.add(P0, *batch([0.1], [50 * 60_000]), now_ms=wall)
+    outage = Progress(frozenset({P0}), unreachable=frozenset({P0}))
+    idle = Progress(frozenset({P0}), idle=frozenset({P0}))
+    assert windows.close_due(progress=idle, wall_ms=wall) == []
+    assert watched(windows, outage, wall, wall + 2 * HOUR_MS) == []
+    assert watched(windows, idle, wall + 2 * HOUR_MS, wall + 2 * HOUR_MS + 10 * 60_000 - 1000) == []
+    assert windows.add(P0, *batch([0.1], [55 * 60_000]), now_ms=wall + 2 * HOUR_MS + 9 * 60_000) == {}
+    assert watched(windows, idle, wall + 2 * HOUR_MS + 9 * 60_000, wall + 2 * HOUR_MS + 15 * 60_000) == [0]
+
+
+@pytest.mark.parametrize("restored", [False, True])
+def test_time_nobody_watched_the_stream_does_not_count_as_quiet(restored: bool) -> None:
+    """A loop blocked for an hour (a commit retried through an outage), or a restart an hour later: the
+    stream was not seen quiet meanwhile, so its hour is not closed by that time."""
+    windows = Windows(HOUR_MS, 0)
+    wall = 1_000 * HOUR_MS
+    windows.add(P0, *batch([0.1], [50 * 60_000]), now_ms=wall)
+    idle = Progress(frozenset({P0}), idle=frozenset({P0}))
+    assert watched(windows, idle, wall, wall + 60_000) == []
+    if restored:
+        windows = Windows.restore(windows.snapshot())
+    assert windows.close_due(progress=idle, wall_ms=wall + HOUR_MS) == []
+    assert watched(windows, idle, wall + HOUR_MS, wall + HOUR_MS + 8 * 60_000) == []
+    assert watched(windows, idle, wall + HOUR_MS + 8 * 60_000, wall + HOUR_MS + 10 * 60_000) == [0]
 
 
 def test_an_idle_stream_without_a_wall_clock_closes_up_to_its_latest_event_time() -> None:

@@ -632,6 +632,46 @@ def test_two_members_through_a_broker_outage_give_replays_figures_and_every_reco
     assert_replays_hours_and_each_output_once(config, topic, rows, replayed)
 
 
+def test_a_lone_instance_through_a_broker_outage_loses_nothing_to_lateness(
+        restartable_kafka_broker: Any, bundle_dir: Path, tmp_path: Path, replayed: list[dict[str, Any]]) -> None:
+    """The SQLite store through an outage longer than a window, half the stream before it and half after,
+    its producers back a little after the broker (longer than ``window.quiet_seconds``): the outage is not
+    quiet time, so the open hour does not close by it and nothing of the second half is late; the hours are
+    replay's."""
+    broker = restartable_kafka_broker
+    bootstrap = broker.bootstrap_servers
+    topic = new_topic(bootstrap, "outage1", partitions=PARTITIONS)
+    rows = records()
+    produce_all(bootstrap, topic, rows[:len(rows) // 2])
+    # Quiet after 10 s: the broker stops well before the caught-up partitions could be idle, and stays away
+    # longer than a window; were the outage counted as quiet, the open hour would close and the rest be late.
+    config, config_file = checkpointing_service_config(bootstrap, topic, bundle_dir, tmp_path, **{
+        **SETTINGS, "window": {**SETTINGS["window"], "quiet_seconds": 10},
+        "kafka": {**SETTINGS["kafka"], "reconnect_after_seconds": 10}})
+    log = tmp_path / "lone.log"
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes.append(start_service(config_file, log))
+        wait_for(lambda: consumed_total(config, topic) >= len(rows) // 2, 180, "the first half committed")
+        broker.stop()
+        time.sleep(WINDOW_S + 10)
+        assert processes[0].poll() is None, "the instance stopped during the outage"
+        broker.start()
+        # The loop waits in a commit through the outage; once it runs again the producers take a while (longer
+        # than window.quiet_seconds, far less than a window) to come back.
+        wait_for(lambda: "reachable again" in log.read_text(errors="replace"), 120, "the instance reconnected")
+        time.sleep(30)
+        produce_all(bootstrap, topic, rows[len(rows) // 2:])
+        wait_for(lambda: consumed_total(config, topic) >= len(rows), 240, "the whole stream committed")
+        wait_for(lambda: len(closed_windows(config)) >= WINDOWS, 120, "every hour closed")
+    finally:
+        stop_all(processes)
+    text = log.read_text(errors="replace")
+    assert "broker unavailable" in text, "the outage was seen as such"
+    assert not any(int(n) for n in re.findall(r"(\d+) late\)", text)), "no record counted late"
+    assert_same_figures(closed_windows(config), replayed)
+
+
 def test_candidate_and_accept_work_on_the_changelog_and_the_judge_applies_an_acceptance(
         kafka_broker: Any, stream: tuple[str, list[tuple[int, int, bytes]]], bundle_dir: Path,
         retrained_bundle_dir: Path, serial_bundle: Bundle, tmp_path: Path,

@@ -297,7 +297,8 @@ def test_methods_other_than_get_and_head_answer_405_with_allow(endpoint: Endpoin
     assert status == 405 and headers["Allow"] == "GET, HEAD" and b"sequence_monitor" not in body
 
 
-@pytest.mark.parametrize("path", ["/../", "/", "/metrics/../healthz", "/healthz/../metrics", "/metricsx", "/favicon.ico"])
+@pytest.mark.parametrize("path", ["/../", "/", "/metrics/../healthz", "/healthz/../metrics", "/metricsx",
+                                  "/favicon.ico"])
 def test_unknown_paths_answer_404(endpoint: Endpoint, serial_bundle: Bundle, path: str) -> None:
     endpoint.add_metrics(serial_bundle)
     status, _, body = ask(endpoint, "GET", path)

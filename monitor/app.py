@@ -61,13 +61,13 @@ _WATCHDOG_MARGIN_S = 15.0
 class Application:
     """A service ready to run and what runs beside it: the model watcher and the promoter it hands
     candidates to, the retrainer (when ``retrain.enabled``) and the metrics endpoint (when
-    ``metrics.enabled``)."""
+    ``metrics.enabled``; closed by ``close_metrics`` when ``build`` started it)."""
 
     service: Service | GroupService
     watcher: BundleWatcher
     promoter: Promoter | None
     retrainer: Retrainer | None = None
-    metrics_server: Any = None
+    metrics_server: export.Endpoint | None = None
     scheduler: Any = None
     check_for_new_bundle: Callable[[], Any] | None = None  # default: the watcher's check
 
@@ -95,22 +95,24 @@ class Application:
 
     def close_metrics(self) -> None:
         if self.metrics_server is not None:
-            self.metrics_server.shutdown()
+            self.metrics_server.close()
 
 
 def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer: Scorer | None = None,
-          source: Source | None = None, sink: Sink | None = None, hooks: Sequence[Hooks] = ()) -> Application | None:
+          source: Source | None = None, sink: Sink | None = None, hooks: Sequence[Hooks] = (),
+          endpoint: export.Endpoint | None = None) -> Application | None:
     """The application for ``config``, its checkpoint restored and its Kafka clients connected (retried
     while the cluster is unreachable); ``None`` if ``stop`` is set before they connect.
 
     ``scorer``, ``source`` and ``sink`` replace the ones ``config`` names (benchmarks, tests); ``hooks``
-    observe the stream beside the metrics and the window log."""
+    observe the stream beside the metrics and the window log. ``endpoint``: the metrics endpoint, already
+    serving its probes (the caller closes it); without it one is started (when ``metrics.enabled``)."""
     quantile = config.model.threshold_quantile
     scorer = scorer or Scorer(bundle_lib.load(Path(config.model.path), quantile))
     log.info("model bundle %s loaded from %s; threshold %.6g (quantile %g of its training errors)",
              scorer.bundle.version, config.model.path, scorer.bundle.threshold, scorer.bundle.threshold_quantile)
     if config.state.store == "kafka":
-        return _build_group_member(config, stop or threading.Event(), scorer, hooks)
+        return _build_group_member(config, stop or threading.Event(), scorer, hooks, endpoint)
     judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
                         config.window.sample_size, config.formats)
     state = StateStore(config.state.path, state_identity(config))
@@ -140,7 +142,7 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
         state.close()
         return None
     observers: list[Hooks] = [WindowLog(), *hooks]
-    metrics_server = _serve_metrics(config, scorer, observers)
+    metrics_server = _serve_metrics(config, scorer, observers, endpoint)
     retry = Retry(config.kafka.reconnect_after_seconds)
     pipeline = RecordPipeline(takeovers[0][1], judge, config.input, RetryingSink(sink, retry, connect_sink),
                               _outputs(config), observers)
@@ -168,7 +170,7 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
 
 
 def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Scorer,
-                        hooks: Sequence[Hooks]) -> Application | None:
+                        hooks: Sequence[Hooks], endpoint: export.Endpoint | None) -> Application | None:
     """A member of a group that keeps its state in Kafka (``monitor.stream.group``): internal topics created
     or checked, the transactional producer initialised (refused when the cluster cannot do transactions),
     the consumer subscribed to the input topics and the windows topic."""
@@ -204,7 +206,7 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
         return store.load(version)
 
     observers: list[Hooks] = [WindowLog(), *hooks]
-    metrics_server = _serve_metrics(config, scorer, observers)
+    metrics_server = _serve_metrics(config, scorer, observers, endpoint)
     pipeline = RecordPipeline(scorer, judge, config.input, producer, _outputs(config), observers)
     service = GroupService(config, pipeline, judge, new_producer, changelog, partitions[config.windows_topic],
                            observers, producer=producer, schedule=schedule, load_model=load_model)
@@ -264,15 +266,29 @@ def _outputs(config: MonitorConfig) -> Outputs:
     return Outputs(config.dead_letter.topic, config.output.topic, config.dead_letter.max_value_bytes)
 
 
-def _serve_metrics(config: MonitorConfig, scorer: Scorer, observers: list[Hooks]) -> Any:
-    """The metrics hooks and their HTTP endpoint, when ``metrics.enabled``."""
+def start_endpoint(config: MonitorConfig) -> export.Endpoint | None:
+    """The metrics endpoint, its probes answering from now on (``/readyz`` not ready yet), when
+    ``metrics.enabled``."""
+    return _open_endpoint(config) if config.metrics.enabled else None
+
+
+def _open_endpoint(config: MonitorConfig) -> export.Endpoint:
+    endpoint = export.Endpoint(config.metrics.host, config.metrics.port)
+    log.info("probes on http://%s:%d/healthz and /readyz; metrics on /metrics", config.metrics.host, endpoint.port)
+    return endpoint
+
+
+def _serve_metrics(config: MonitorConfig, scorer: Scorer, observers: list[Hooks],
+                   endpoint: export.Endpoint | None) -> export.Endpoint | None:
+    """The metrics hooks on ``endpoint``; a new endpoint (``build``'s to close) when none is given. ``None``
+    unless ``metrics.enabled``."""
     if not config.metrics.enabled:
         return None
-    metrics, server = export.start(scorer.bundle, config.metrics.host, config.metrics.port)
-    observers.append(metrics)
-    log.info("metrics on http://%s:%d/metrics (also /healthz, /readyz)", config.metrics.host,
-             server.server_port)
-    return server
+    owned = None
+    if endpoint is None:
+        endpoint = owned = _open_endpoint(config)
+    observers.append(endpoint.add_metrics(scorer.bundle))
+    return owned
 
 
 def _retrainer(config: MonitorConfig, pipeline: RecordPipeline, state: StateStore, promoter: Promoter,
@@ -295,10 +311,12 @@ def run_service(config_path: Path | None, model_path: str | None = None) -> int:
     # Everything that can be wrong with the settings is found before loading anything or connecting.
     client_options(config.kafka, "consumer")
     client_options(config.kafka, "producer")
+    # Liveness from the first moment: loading the model and reaching the cluster may take minutes.
+    endpoint = start_endpoint(config)
     stop = threading.Event()
     restore_handlers = _install_stop_handlers(stop)
     try:
-        app = build(config, stop)
+        app = build(config, stop, endpoint=endpoint)
         if app is None:
             return 0  # stopped before the cluster was ever reachable: nothing was read
         # TensorFlow leaves hundreds of thousands of long-lived objects; moving them out of the collector's
@@ -313,6 +331,8 @@ def run_service(config_path: Path | None, model_path: str | None = None) -> int:
             app.close_metrics()
     finally:
         restore_handlers()
+        if endpoint is not None:
+            endpoint.close()
     log.info("stopped")
     return 0
 

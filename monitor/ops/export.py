@@ -1,6 +1,6 @@
 """The only prometheus_client user: the service's metrics, read at scrape time, and the HTTP endpoint
-with ``/metrics``, ``/healthz`` (the process is alive) and ``/readyz`` (model loaded, state restored,
-partitions assigned).
+with ``/metrics``, ``/healthz`` (the process is alive, from the start of ``run``) and ``/readyz`` (model
+loaded, state restored, partitions assigned), served by ``monitor.ops.http_server`` within its limits.
 
 The service calls the hooks below from its loop; they copy what a scrape needs into a snapshot under a lock,
 and a collector turns the snapshot into metric families when Prometheus asks. Labels stay low-cardinality:
@@ -21,9 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import numpy as np
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -40,6 +38,7 @@ from monitor.hourly.compare import VERDICT_LEVEL
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.reasons import LEVELS, SIGNAL_TEXT
 from monitor.hourly.window import WindowAccumulator
+from monitor.ops.http_server import BoundedServer, Limits
 from monitor.records import Position
 from monitor.stream.hooks import Snapshot
 from monitor.stream.pipeline import BatchResult
@@ -450,37 +449,74 @@ def _cumulative(bounds: np.ndarray, counts: np.ndarray) -> list[tuple[str, float
 
 
 # -- HTTP ------------------------------------------------------------------------------------------------
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+ALLOWED_METHODS = ("GET", "HEAD")
+# Passed in a new list each time: wsgiref adds Content-Length to the list it is given.
+_TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        pass  # one line per scrape would drown the service's own logs
+class Endpoint:
+    """The HTTP endpoint, up before anything else is: ``/healthz`` answers 200 from the start (the process is
+    alive, even while the Kafka cluster is unreachable); ``/readyz`` answers 503 until ``add_metrics`` and
+    then as long as the service is not ready (partitions assigned and their state restored); ``/metrics``
+    is empty until ``add_metrics``. Other paths answer 404, methods other than GET and HEAD 405."""
+
+    def __init__(self, host: str, port: int, limits: Limits = Limits()) -> None:
+        self.registry = CollectorRegistry()
+        self.metrics: Metrics | None = None
+        self.server = BoundedServer(host, port, probe_app(make_wsgi_app(self.registry), self.ready), limits)
+        self.server.start()
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def ready(self) -> bool:
+        return self.metrics is not None and self.metrics.ready
+
+    def add_metrics(self, bundle: Bundle) -> Metrics:
+        """The service's metrics, for ``bundle``'s error range, on this endpoint's registry."""
+        self.metrics = Metrics(self.registry, error_buckets(bundle.training_errors), bundle.info())
+        return self.metrics
+
+    def close(self) -> None:
+        self.server.close()
 
 
-def serve(metrics: Metrics, registry: CollectorRegistry, host: str, port: int) -> WSGIServer:
-    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on a daemon thread; ``shutdown()`` stops it."""
-    metrics_app = make_wsgi_app(registry)
+def probe_app(metrics_app: Any, ready: Callable[[], bool]) -> Any:
+    """The WSGI application behind ``Endpoint``: ``metrics_app`` at ``/metrics`` (``prometheus_client``'s
+    serves any path and any method's 405 names OPTIONS, so the routes and methods are checked first)."""
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
-        path = environ.get("PATH_INFO", "")
+        if environ["REQUEST_METHOD"] == "HEAD":
+            return _headers_only(route, {**environ, "REQUEST_METHOD": "GET"}, start_response)
+        return route(environ, start_response)
+
+    def route(environ: dict[str, Any], start_response: Any) -> Any:
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        if method not in ALLOWED_METHODS:
+            start_response("405 Method Not Allowed", [_TEXT, ("Allow", ", ".join(ALLOWED_METHODS))])
+            return [f"{method} not allowed; use GET or HEAD\n".encode()]
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
         if path == "/healthz":
-            start_response("200 OK", [("Content-Type", "text/plain")])
+            start_response("200 OK", [_TEXT])
             return [b"ok\n"]
         if path == "/readyz":
-            ready = metrics.ready
-            start_response("200 OK" if ready else "503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"ready\n" if ready else b"not ready\n"]
-        return metrics_app(environ, start_response)
+            is_ready = ready()
+            start_response("200 OK" if is_ready else "503 Service Unavailable", [_TEXT])
+            return [b"ready\n" if is_ready else b"not ready\n"]
+        start_response("404 Not Found", [_TEXT])
+        return [b"not found: /metrics, /healthz or /readyz\n"]
 
-    server = make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
-    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
-    return server
+    return app
 
 
-def start(bundle: Bundle, host: str, port: int) -> tuple[Metrics, WSGIServer]:
-    """Metrics on a fresh registry for ``bundle``'s error range, served on ``host:port`` (0: any port)."""
-    registry = CollectorRegistry()
-    metrics = Metrics(registry, error_buckets(bundle.training_errors), bundle.info())
-    return metrics, serve(metrics, registry, host, port)
+def _headers_only(app: Any, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """HEAD: the GET answer's status and headers, its length in Content-Length, no body."""
+    answered: list[tuple[str, list[tuple[str, str]]]] = []
+    body = b"".join(app(environ, lambda status, headers, exc_info=None: answered.append((status, headers))))
+    status, headers = answered[0]
+    start_response(status, [*[(k, v) for k, v in headers if k.lower() != "content-length"],
+                            ("Content-Length", str(len(body)))])
+    return []
+

@@ -30,6 +30,7 @@ from monitor.errors import BundleIncomplete, MonitorError
 from monitor.hourly.shadow import ShadowReport, shadow
 from monitor.settings import CompareSettings, PromotionConfig
 from monitor.stream.service import Service
+from monitor.stream.state import private_folder
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class Promoter:
 
     def _write(self, report: ShadowReport) -> None:
         try:
-            self.reports.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_folder(self.reports)
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
             (self.reports / f"{stamp}-{report.candidate}-{report.outcome}.txt").write_text(report.render() + "\n")
         except OSError as exc:
@@ -162,6 +163,7 @@ class ModelStore:
 
     def keep(self, bundle: Bundle) -> None:
         if not (self.folder / bundle.version / bundle_lib.MANIFEST).exists():
+            private_folder(self.folder)  # before save, which would make it (and the state's folder) 0755
             bundle_lib.save(bundle, self.folder / bundle.version)
 
     def load(self, version: str) -> Scorer:

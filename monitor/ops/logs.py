@@ -41,6 +41,32 @@ class OncePerInterval(logging.Filter):
         return True
 
 
+class ExpectedDuringHandOver(logging.Filter):
+    """Demotes kafka-python's ``ERROR Unknown error fetching offsets ...: UnstableOffsetCommitError`` to an
+    INFO line saying it is expected, and lets it through only at or above ``level``.
+
+    A member that takes a partition over while the former owner's transaction is still open is told the
+    committed offset is not stable yet; kafka-python logs an error and the fetch is retried until the
+    transaction ends. Every other record passes untouched.
+    """
+
+    def __init__(self, level: int = logging.INFO) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR or not record.name.startswith("kafka"):
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        if not any(type(arg).__name__ == "UnstableOffsetCommitError" for arg in args):
+            return True
+        record.msg = (f"{record.getMessage()}: expected during a hand-over (the partition's former owner has a "
+                      "transaction open); the fetch is retried until it ends")
+        record.args = ()
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return self.level <= logging.INFO
+
+
 class JsonFormatter(logging.Formatter):
     """``{"time", "level", "logger", "message"}`` plus ``exception`` when there is one."""
 
@@ -60,6 +86,7 @@ def configure(level: str = "INFO", fmt: str = "human") -> None:
     """Replace the root logger's handlers with one writing to standard error."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(HUMAN_FORMAT))
+    handler.addFilter(ExpectedDuringHandOver(logging.getLevelName(level)))
     handler.addFilter(OncePerInterval("kafka", LIBRARY_REPEAT_S))
     root = logging.getLogger()
     root.handlers[:] = [handler]

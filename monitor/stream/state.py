@@ -79,6 +79,14 @@ class Accepted:
     sequences: list[str]
 
 
+def private_folder(folder: Path) -> None:
+    """Create ``folder`` and its missing parents readable by their owner only (0700): the state, the copies
+    of bundles and the decisions hold sequences from the stream. Folders that exist keep their mode."""
+    missing = [f for f in (folder, *folder.parents) if not f.exists()]
+    for new in reversed(missing):  # outermost first: mkdir(parents=True) would not give the parents this mode
+        new.mkdir(mode=0o700, exist_ok=True)
+
+
 class StateStore:
     """The state file at ``path`` (created with its folder when missing, readable by its owner only).
 
@@ -90,8 +98,7 @@ class StateStore:
     def __init__(self, path: Path | str, identity: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
         self._identity = identity
-        if not self.path.parent.exists():
-            self.path.parent.mkdir(mode=0o700, parents=True)
+        private_folder(self.path.parent)
         existed = self.path.exists()
         if existed:
             self._check_file()

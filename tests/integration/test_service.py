@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -253,3 +256,43 @@ def test_a_value_too_large_for_the_dead_letter_topic_is_cut_not_fatal(kafka_brok
     headers = dict(letter.headers)
     assert letter.value == huge[:500_000] and headers["monitor.value_cut_from_bytes"] == b"2000000"
     assert committed_offset(bootstrap, config.input.group_id, topic) == 3
+
+
+def _probe(port: int, path: str) -> int | None:
+    """The status ``path`` answers with, ``None`` while nothing listens."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
+    except OSError:
+        return None
+
+
+@pytest.mark.parametrize("store", ["sqlite", "kafka"])
+def test_liveness_answers_while_no_broker_is_reachable_and_readiness_does_not(bundle_dir: Path, tmp_path: Path,
+                                                                              store: str) -> None:
+    with socket.socket() as probe:  # a free port for the metrics endpoint
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens on port 1; a short bootstrap timeout lets the stop come soon after the signal.
+    config = {"kafka": {"bootstrap_servers": ["127.0.0.1:1"], "client": {"bootstrap_timeout_ms": 2000}},
+              "input": {"topics": ["in"], "group_id": "g-unreachable"}, "model": {"path": str(bundle_dir)},
+              "state": {"path": str(tmp_path / "state" / "state.sqlite"), "store": store},
+              "metrics": {"host": "127.0.0.1", "port": port}, "shutdown": {"timeout_seconds": 10}}
+    config_file = tmp_path / "monitor.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config_file)],
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_for(lambda: _probe(port, "/healthz") == 200, 15, "/healthz")  # the imports take a few seconds
+        assert _probe(port, "/readyz") == 503
+        wait_for(lambda: process.stderr is not None and "cannot reach the Kafka cluster" in process.stderr.readline(),
+                 30, "the retries to reach the cluster")
+        assert _probe(port, "/healthz") == 200 and _probe(port, "/readyz") == 503
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr

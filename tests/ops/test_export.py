@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import http.client
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from monitor.hourly.format_change import LISTED, FormatChange, FormatShift
 from monitor.hourly.judge import HourlyJudge, WindowReport, WindowTotals
 from monitor.hourly.reasons import SIGNAL_TEXT, Reason
 from monitor.hourly.timeline import HOUR_MS
-from monitor.ops.export import Metrics, error_buckets, serve
+from monitor.ops.export import Endpoint, Metrics, error_buckets
 from monitor.records import RawMessage, Record, Rejected
 from monitor.settings import CompareSettings, FormatSettings
 from monitor.stream.decode import Decoded
@@ -261,22 +261,56 @@ class _Acc:
     weighted_mean, weight_sum, weighted_error_sum, count = 0.01, 10.0, 0.1, 10
 
 
-def test_health_and_readiness_endpoints(metrics: Any) -> None:
-    m, registry = metrics
-    server = serve(m, registry, "127.0.0.1", 0)
-    base = f"http://127.0.0.1:{server.server_port}"
+def ask(endpoint: Endpoint, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=5)
     try:
-        assert urllib.request.urlopen(f"{base}/healthz").read() == b"ok\n"
-        with pytest.raises(urllib.error.HTTPError) as not_ready:
-            urllib.request.urlopen(f"{base}/readyz")
-        assert not_ready.value.code == 503
-        not_ready.value.close()
-        m.ready = True
-        assert urllib.request.urlopen(f"{base}/readyz").status == 200
-        assert b"sequence_monitor_ready 1.0" in urllib.request.urlopen(f"{base}/metrics").read()
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
     finally:
-        server.shutdown()
-        server.server_close()
+        connection.close()
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    served = Endpoint("127.0.0.1", 0)
+    yield served
+    served.close()
+
+
+def test_liveness_answers_before_the_metrics_exist_and_readiness_waits_for_them(endpoint: Endpoint,
+                                                                                serial_bundle: Bundle) -> None:
+    assert ask(endpoint, "GET", "/healthz")[::2] == (200, b"ok\n")
+    assert ask(endpoint, "GET", "/readyz")[0] == 503
+    metrics = endpoint.add_metrics(serial_bundle)
+    assert ask(endpoint, "GET", "/readyz")[0] == 503  # metrics, but no partitions yet
+    metrics.ready = True
+    assert ask(endpoint, "GET", "/readyz")[0] == 200
+    status, _, body = ask(endpoint, "GET", "/metrics")
+    assert status == 200 and b"sequence_monitor_ready 1.0" in body
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PATCH", "POST", "PUT", "OPTIONS"])
+@pytest.mark.parametrize("path", ["/metrics", "/healthz", "/readyz", "/elsewhere"])
+def test_methods_other_than_get_and_head_answer_405_with_allow(endpoint: Endpoint, method: str, path: str) -> None:
+    status, headers, body = ask(endpoint, method, path)
+    assert status == 405 and headers["Allow"] == "GET, HEAD" and b"sequence_monitor" not in body
+
+
+@pytest.mark.parametrize("path", ["/../", "/", "/metrics/../healthz", "/healthz/../metrics", "/metricsx",
+                                  "/favicon.ico"])
+def test_unknown_paths_answer_404(endpoint: Endpoint, serial_bundle: Bundle, path: str) -> None:
+    endpoint.add_metrics(serial_bundle)
+    status, _, body = ask(endpoint, "GET", path)
+    assert status == 404 and b"sequence_monitor" not in body
+
+
+def test_head_answers_the_get_headers_without_a_body(endpoint: Endpoint, serial_bundle: Bundle) -> None:
+    endpoint.add_metrics(serial_bundle)
+    status, headers, body = ask(endpoint, "HEAD", "/metrics")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) > 1000
+    assert headers["Content-Type"] == ask(endpoint, "GET", "/metrics")[1]["Content-Type"]
+    assert ask(endpoint, "HEAD", "/readyz")[::2] == (503, b"")
 
 
 # -- the consumer group (state.store: kafka) ------------------------------------------------------------------

@@ -22,6 +22,7 @@ from monitor.devtools import generate
 from monitor.ops.lifecycle import (
     INCOMPLETE_PATIENCE_S,
     BundleWatcher,
+    ModelStore,
     Retrainer,
     published_version,
     settings_of,
@@ -249,3 +250,17 @@ def test_settings_of_rebuilds_the_training_settings_from_json_metadata() -> None
 def test_settings_of_a_bundle_without_model_metadata_uses_the_default_network() -> None:
     bundle = SimpleNamespace(metadata={}, preparer=SimpleNamespace(settings=PrepareSettings()), threshold_quantile=0.99)
     assert settings_of(bundle) == TrainSettings()
+
+
+def test_the_model_store_makes_its_folder_and_the_state_folder_owner_only(tmp_path: Path,
+                                                                         quick_bundle: Bundle) -> None:
+    instance = tmp_path / "state" / "instance"
+    ModelStore(instance / "models").keep(quick_bundle)
+    for folder in (tmp_path / "state", instance, instance / "models", instance / "models" / quick_bundle.version):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+
+
+def test_folders_that_exist_keep_their_mode(tmp_path: Path, quick_bundle: Bundle) -> None:
+    (tmp_path / "models").mkdir(mode=0o750)
+    ModelStore(tmp_path / "models").keep(quick_bundle)
+    assert (tmp_path / "models").stat().st_mode & 0o777 == 0o750

@@ -63,3 +63,47 @@ def test_a_library_message_repeats_at_most_once_per_interval() -> None:
     assert passes("kafkaesque", "not the client") and passes("kafkaesque", "not the client")
     now[0] = 61.0
     assert passes("kafka.net.manager", "Connection failed: %s", "refused from port 50003")
+
+
+class UnstableOffsetCommitError(Exception):  # kafka-python's, matched by name: only stream.kafka imports kafka
+    def __str__(self) -> str:
+        return "[Error 88] UnstableOffsetCommitError"
+
+
+def kafka_record(level: int, msg: str, *args: object, name: str = "kafka.coordinator.consumer") -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, msg, args, None)
+
+
+def test_an_unstable_offset_commit_error_is_demoted_to_an_expected_info_line() -> None:
+    record = kafka_record(logging.ERROR, "Unknown error fetching offsets for %s: %s", "TopicPartition(in, 0)",
+                          UnstableOffsetCommitError())
+    assert logs.ExpectedDuringHandOver(logging.INFO).filter(record)
+    assert record.levelno == logging.INFO and record.levelname == "INFO"
+    message = record.getMessage()
+    assert "TopicPartition(in, 0)" in message and "UnstableOffsetCommitError" in message
+    assert "expected during a hand-over" in message
+
+
+def test_the_demoted_line_is_dropped_below_the_configured_level() -> None:
+    record = kafka_record(logging.ERROR, "Unknown error fetching offsets: %s", UnstableOffsetCommitError())
+    assert not logs.ExpectedDuringHandOver(logging.WARNING).filter(record)
+
+
+@pytest.mark.parametrize("record", [
+    kafka_record(logging.ERROR, "Unknown error fetching offsets for %s: %s", "tp", ValueError("other")),
+    kafka_record(logging.ERROR, "Connection failed: %s", "refused"),
+    kafka_record(logging.ERROR, "%s", UnstableOffsetCommitError(), name="monitor.stream.group"),
+], ids=["another-error", "no-error-argument", "not-kafka-python"])
+def test_other_errors_pass_untouched(record: logging.LogRecord) -> None:
+    message = record.getMessage()
+    assert logs.ExpectedDuringHandOver(logging.WARNING).filter(record)
+    assert record.levelno == logging.ERROR and record.getMessage() == message
+
+
+def test_configure_demotes_it_on_the_way_out(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("INFO")
+    logging.getLogger("kafka.coordinator.consumer").error("Unknown error fetching offsets for %s: %s", "tp",
+                                                          UnstableOffsetCommitError())
+    err = capsys.readouterr().err
+    assert "INFO kafka.coordinator.consumer: Unknown error fetching offsets for tp" in err
+    assert "expected during a hand-over" in err and " ERROR " not in err

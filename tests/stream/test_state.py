@@ -347,11 +347,12 @@ def test_a_recorded_identity_that_is_not_an_object_is_refused(tmp_path: Path) ->
     assert path.read_bytes() == before
 
 
-def test_state_files_and_their_new_folder_are_readable_by_their_owner_only(tmp_path: Path) -> None:
-    path = tmp_path / "new" / "state.sqlite"
+def test_state_files_and_their_new_folders_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "instance" / "state.sqlite"
     StateStore(path, IDENTITY).close()
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert path.parent.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_a_file_of_another_group_or_window_length_is_refused_naming_the_difference(tmp_path: Path) -> None:

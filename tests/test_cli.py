@@ -234,7 +234,8 @@ def test_train_refuses_mostly_skipped_input_unless_allowed(tmp_path: Path,
     assert main(["train", "--input", str(corpus), "--model", str(model)]) == 2
     assert "60 of 100 lines that are not blank give no sequence (60 invalid UTF-8)" in capsys.readouterr().err
     assert not model.exists()
-    assert main(["train", "--input", str(corpus), "--model", str(model), "--allow-skipped", "0.6", "--epochs", "1"]) == 0
+    assert main(["train", "--input", str(corpus), "--model", str(model), "--allow-skipped", "0.6",
+                 "--epochs", "1"]) == 0
     assert main(["train", "--input", str(corpus), "--model", str(model), "--epochs", "1", "--allow-skipped"]) == 0
     assert "trained on 40 sequences" in capsys.readouterr().out
     assert json.loads((model / "bundle.json").read_text())["metadata"]["skipped_input_lines"] == 62

@@ -113,6 +113,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                  "threshold. A few thousand normal sequences make a\nuseful model; lines that are empty or "
                  "not text are skipped and counted.")
     _add_input_arguments(p)
+    p.add_argument("--allow-skipped", nargs="?", type=_share, const=1.0, default=0.5, metavar="SHARE",
+                   help="the largest share of the input's lines that are not blank and give no sequence (not "
+                        "text, no such field...) before train refuses to write a model; alone: any share")
     p.add_argument("--model", type=Path, required=True,
                    help="bundle directory to write (a new folder, or an existing bundle to replace)")
     prep = p.add_argument_group("preparation")
@@ -142,12 +145,19 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_train)
 
 
+def _share(text: str) -> float:
+    share = float(text)
+    if not 0 <= share <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, got {text}")
+    return share
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from monitor.core import bundle as bundle_lib
     from monitor.core.model import ModelSettings
     from monitor.core.prepare import PrepareSettings
     from monitor.core.train import TrainSettings, train
-    from monitor.stream.files import read_sequences, skipped_summary
+    from monitor.stream.files import check_skipped_share, read_sequences
 
     settings = TrainSettings(
         prepare=PrepareSettings(tokenize=args.tokenize, separator_pattern=args.separator_pattern,
@@ -165,9 +175,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if rejected:
         log.warning("%d of %d input lines skipped (not usable as sequences)", len(rejected),
                     len(rejected) + len(sequences))
-    if not sequences:
-        raise InputError(f"{args.input} has no usable sequence: {len(rejected)} lines skipped "
-                         f"({skipped_summary(rejected)})")
+    check_skipped_share(args.input, len(sequences), rejected, args.allow_skipped)
     bundle = train(sequences, settings, verbose=2 if args.verbose else 0)  # Keras prints epochs only on -v
     bundle.metadata["skipped_input_lines"] = len(rejected)
     bundle_lib.save(bundle, args.model)

@@ -47,7 +47,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def usable_sequences(path: Path, fmt: str, column: str | None, flag: str) -> list[str]:
     """The sequences of ``path``; ``InputError`` when it gives none, saying why its lines were skipped."""
-    sequences, rejected = read_sequences(path, fmt, column)
+    try:
+        sequences, rejected = read_sequences(path, fmt, column)
+    except InputError as exc:
+        raise InputError(f"{flag}: {exc}") from exc
     if not sequences:
         why = skipped_summary(rejected) or "the file is empty"
         raise InputError(f"{flag} {path} has no usable sequence ({why})")

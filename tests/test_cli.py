@@ -210,12 +210,54 @@ def test_train_refuses_a_folder_that_is_not_a_bundle_before_training(tmp_path: P
     assert [p.name for p in (tmp_path / "photos").iterdir()] == ["cat.jpg"]
 
 
-def test_train_on_a_binary_file_says_how_many_lines_were_not_text(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    binary = tmp_path / "image.bin"
-    binary.write_bytes(b"\xff\xfe\x00\x81\n" * 71)
-    assert main(["train", "--input", str(binary), "--model", str(tmp_path / "m")]) == 2
-    assert "71 lines skipped (71 invalid UTF-8)" in capsys.readouterr().err
+@pytest.mark.parametrize("command", ["train", "score"])
+def test_a_binary_or_empty_input_is_refused_saying_which(tmp_path: Path, bundle_dir: Path, command: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    binary, empty = tmp_path / "ls", tmp_path / "empty.txt"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 40)  # the start of a program
+    empty.write_bytes(b"")
+    model = ["--model", str(tmp_path / "m")] if command == "train" else ["--model", str(bundle_dir)]
+    for path, said in ((binary, "is not text: a NUL byte at byte 7"), (empty, "is empty")):
+        assert main([command, "--input", str(path), *model]) == 2
+        out, err = capsys.readouterr()
+        assert said in err and out == ""
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_refuses_mostly_skipped_input_unless_allowed(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "mixed.txt"
+    latin1 = [f"caf\xe9 {i}".encode("latin-1") for i in range(60)]  # text, but not UTF-8
+    serials = [s.encode() for s in generate.sample("serial", 40, seed=2)]
+    corpus.write_bytes(b"\n".join(latin1 + serials) + b"\n\n\n")
+    model = tmp_path / "m"
+    assert main(["train", "--input", str(corpus), "--model", str(model)]) == 2
+    assert "60 of 100 lines that are not blank give no sequence (60 invalid UTF-8)" in capsys.readouterr().err
+    assert not model.exists()
+    assert main(["train", "--input", str(corpus), "--model", str(model), "--allow-skipped", "0.6",
+                 "--epochs", "1"]) == 0
+    assert main(["train", "--input", str(corpus), "--model", str(model), "--epochs", "1", "--allow-skipped"]) == 0
+    assert "trained on 40 sequences" in capsys.readouterr().out
+    assert json.loads((model / "bundle.json").read_text())["metadata"]["skipped_input_lines"] == 62
+
+
+def test_a_csv_field_over_the_csv_modules_limit_is_scored_and_trained_on(tmp_path: Path, bundle_dir: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    big = "A" * 200_000  # the csv module's own limit is 131,072 characters
+    rows = [f"{i},{serial}" for i, serial in enumerate(generate.sample("serial", 40, seed=5))]
+    rows[3] = f"3,{big}"
+    source = tmp_path / "ev_big.csv"
+    source.write_text("id,invoice_id\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "scores.csv"
+    assert main(["score", "--model", str(bundle_dir), "--input", str(source), "--column", "invoice_id",
+                 "--output", str(out)]) == 0
+    with out.open() as handle:
+        scored = list(csv.DictReader(handle))
+    assert len(scored) == 40 and scored[3]["sequence"] == big and scored[3]["abnormal"] == "true"
+    assert "scored 40 of 40 lines" in capsys.readouterr().err
+    assert main(["train", "--input", str(source), "--column", "invoice_id", "--model", str(tmp_path / "m"),
+                 "--epochs", "1"]) == 0
+    assert "trained on 40 sequences" in capsys.readouterr().out
 
 
 def test_train_on_a_folder_says_it_is_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -97,7 +97,7 @@ def test_train_report_draws_the_loss_and_the_training_errors(tmp_path: Path,
 
 @pytest.mark.parametrize(("write", "message"), [
     (None, "does not exist"),
-    ("", "has no usable sequence (the file is empty)"),
+    ("", "is empty"),
     ("\n\n", "has no usable sequence (2 empty line)"),
 ])
 def test_bad_inputs_exit_2_with_a_clear_message(bundle_dir: Path, tmp_path: Path, write: str | None,

@@ -197,17 +197,37 @@ def test_a_missing_input_file_raises_input_error(tmp_path: Path, scorer: Scorer,
         run(tmp_path / "absent.jsonl", scorer, input_options)
 
 
-def test_a_csv_without_a_header_raises_input_error(tmp_path: Path, scorer: Scorer,
-                                                   input_options: InputConfig) -> None:
-    (tmp_path / "empty.csv").write_text("")
+@pytest.mark.parametrize("name", ["empty.csv", "empty.jsonl"])
+def test_an_empty_input_file_raises_input_error_saying_so(tmp_path: Path, scorer: Scorer,
+                                                          input_options: InputConfig, name: str) -> None:
+    (tmp_path / name).write_text("")
+    with pytest.raises(InputError, match="is empty"):
+        run(tmp_path / name, scorer, input_options)
+
+
+def test_a_csv_of_blank_lines_raises_input_error_asking_for_a_header(tmp_path: Path, scorer: Scorer,
+                                                                     input_options: InputConfig) -> None:
+    (tmp_path / "blank.csv").write_text("\n\n")
     with pytest.raises(InputError, match="header"):
-        run(tmp_path / "empty.csv", scorer, input_options)
+        run(tmp_path / "blank.csv", scorer, input_options)
 
 
-def test_an_empty_jsonl_file_gives_no_reports(tmp_path: Path, scorer: Scorer, input_options: InputConfig) -> None:
-    (tmp_path / "empty.jsonl").write_text("")
-    result = run(tmp_path / "empty.jsonl", scorer, input_options)
-    assert (result.reports, result.rows, result.rejected, result.late) == ([], 0, Counter(), 0)
+def test_a_csv_field_over_the_csv_modules_limit_is_rejected_as_oversized(tmp_path: Path, scorer: Scorer,
+                                                                         input_options: InputConfig) -> None:
+    records = timeline(windows=2, drift_window=None)
+    records[3]["sequence"] = "A" * 200_000  # the csv module refuses fields over 131,072 characters
+    result = run(write_csv(tmp_path / "in.csv", records), scorer, input_options)
+    assert result.rejected == Counter({"oversized_value": 1})
+    assert sum(r.totals.count for r in result.reports) == len(records) - 1
+
+
+def test_a_csv_line_the_csv_module_cannot_read_is_rejected_and_the_rest_replayed(
+        tmp_path: Path, scorer: Scorer, input_options: InputConfig) -> None:
+    path = write_csv(tmp_path / "in.csv", timeline(windows=2, drift_window=None))
+    with path.open("a", encoding="utf-8", newline="") as handle:
+        handle.write(f"{START_MS},AB\r121E,1\n")  # a carriage return inside an unquoted cell
+    result = run(path, scorer, input_options)
+    assert (result.rows, result.rejected) == (81, Counter({"invalid_json": 1}))
 
 
 def test_write_reports_as_csv_has_the_columns_and_one_row_per_window(tmp_path: Path, scorer: Scorer,

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from monitor.errors import InputError
 from monitor.hourly.window import Progress
 from monitor.records import OutgoingMessage, Polled, Position, RawMessage
-from monitor.stream.files import check_input_file
+from monitor.stream.files import check_input_file, csv_cells
 
 
 class Source(Protocol):
@@ -152,12 +152,42 @@ def _file_messages(path: Path, topic: str, sequence_column: str) -> Iterator[Raw
 
 
 def _csv_messages(handle: Any, path: Path, topic: str, sequence_column: str) -> Iterator[RawMessage]:
-    text = (line.decode("utf-8", "replace") for line in handle)
-    reader = csv.DictReader(text)
-    if not reader.fieldnames:
+    """One message per CSV line that is not blank (as ``csv.DictReader`` gave them), each line parsed alone."""
+    lines = (line.decode("utf-8", "replace").rstrip("\r\n") for line in handle)
+    try:
+        header = csv_cells(next(lines, ""))
+    except csv.Error as exc:
+        raise InputError(f"{path}: the header line is not CSV ({exc})") from exc
+    if not header:
         raise InputError(f"{path} is empty: a CSV input needs a header line")
-    for offset, row in enumerate(reader):
-        yield RawMessage(topic, 0, offset, None, None, json.dumps(_typed(row, sequence_column)).encode("utf-8"))
+    offset = 0
+    for line in lines:
+        value = _csv_value(header, line, sequence_column)
+        if value is not None:
+            yield RawMessage(topic, 0, offset, None, None, value)
+            offset += 1
+
+
+def _csv_value(header: list[str], line: str, sequence_column: str) -> bytes | None:
+    """A CSV line as a JSON object (``None`` when blank). A line the csv module cannot read is passed on as it
+    is, for the decoder to name what is wrong with it."""
+    try:
+        cells = csv_cells(line)
+    except csv.Error:
+        return line.encode("utf-8")
+    if not cells:
+        return None
+    return json.dumps(_typed(_named_cells(header, cells), sequence_column)).encode("utf-8")
+
+
+def _named_cells(header: list[str], cells: list[str]) -> dict[Any, Any]:
+    """A row as ``csv.DictReader`` makes it: missing cells are ``None``, extra ones a list under ``None``."""
+    row: dict[Any, Any] = dict(zip(header, cells))
+    if len(cells) > len(header):
+        row[None] = cells[len(header):]
+    for name in header[len(cells):]:
+        row[name] = None
+    return row
 
 
 def _typed(row: dict[str, Any], keep_text: str) -> dict[str, Any]:

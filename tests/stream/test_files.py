@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import InputError
-from monitor.stream.files import InputRow, open_output, read_rows, read_sequences
+from monitor.stream.files import InputRow, check_skipped_share, open_output, read_rows, read_sequences
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -65,6 +65,52 @@ def test_read_sequences_splits_usable_and_rejected(tmp_path: Path) -> None:
 def test_an_input_that_is_a_folder_says_so(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="is a folder"):
         list(read_rows(tmp_path))
+
+
+def test_a_csv_field_over_the_csv_modules_limit_is_read_as_a_long_text_line_is(tmp_path: Path) -> None:
+    big = "A" * 200_000  # the csv module's own limit is 131,072 characters
+    path = write(tmp_path, "in.csv", f"id,serial\n1,{big}\n2,AB121E\n".encode())
+    assert list(read_rows(path, column="serial")) == [InputRow(2, big), InputRow(3, "AB121E")]
+    assert list(read_rows(write(tmp_path, "in.txt", f"{big}\n".encode()))) == [InputRow(1, big)]
+
+
+def test_a_csv_line_the_csv_module_cannot_read_is_a_row_with_its_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, "in.csv", b"id,serial\n1,AB\r121E\n2,\"DN\n")
+    assert list(read_rows(path, column="serial")) == [
+        InputRow(2, None, "not CSV: new-line character seen in unquoted field"), InputRow(3, "DN")]
+
+
+def test_an_empty_file_is_refused_saying_it_is_empty(tmp_path: Path) -> None:
+    for name in ("in.txt", "in.csv", "in.jsonl"):
+        with pytest.raises(InputError, match="is empty"):
+            read_rows(write(tmp_path, name, b""), column=None if name == "in.txt" else "s")
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    (b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4, "a NUL byte at byte 7"),
+    ("AB121E\n".encode("utf-16"), "a NUL byte at byte 3"),
+    (bytes(range(1, 256)) * 4, "61% of its first 1,020 characters"),  # no NUL, but mostly bytes no text has
+])
+def test_a_file_that_is_not_text_is_refused_before_any_row(tmp_path: Path, data: bytes, why: str) -> None:
+    with pytest.raises(InputError, match=f"is not text: {why}"):
+        read_rows(write(tmp_path, "in.txt", data))
+
+
+def test_text_in_another_encoding_is_still_read_line_by_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "in.txt", "AB121E\ncaf\xe9 au lait\n".encode("latin-1"))
+    assert list(read_rows(path)) == [InputRow(1, "AB121E"), InputRow(2, None, "invalid UTF-8 at byte 3")]
+
+
+def test_training_input_is_refused_when_more_than_the_share_of_lines_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "in.txt"
+    skipped = [InputRow(i, None, "invalid UTF-8 at byte 0") for i in range(6)]
+    blank = [InputRow(i, None, "empty line") for i in range(100)]
+    check_skipped_share(path, 5, skipped[:5] + blank, 0.5)  # blank lines are not counted
+    with pytest.raises(InputError, match=r"6 of 11 lines that are not blank give no sequence \(6 invalid UTF-8\)"):
+        check_skipped_share(path, 5, skipped, 0.5)
+    check_skipped_share(path, 5, skipped, 1.0)
+    with pytest.raises(InputError, match="no usable sequence"):
+        check_skipped_share(path, 0, skipped, 1.0)
 
 
 def test_output_is_written_whole_or_the_old_file_stays(tmp_path: Path) -> None:

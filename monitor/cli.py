@@ -20,7 +20,7 @@ from typing import Any
 
 from monitor import __version__
 from monitor.errors import InputError, MonitorError
-from monitor.stream.files import open_output
+from monitor.stream.files import check_input_file, open_output
 
 log = logging.getLogger("monitor")
 
@@ -217,6 +217,7 @@ def _run_score(args: argparse.Namespace) -> int:
     from monitor.core.score import Scorer
     from monitor.stream.files import read_rows
 
+    check_input_file(args.input)  # before the bundle: loading its model takes seconds
     scorer = Scorer(_with_threshold(load(args.model), args.threshold_quantile))
     rows = read_rows(args.input, args.input_format, args.column)
     with open_output(args.output, inputs=[args.input]) as out:
@@ -351,6 +352,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from monitor.evaluate import run_evaluate
 
+    for path in filter(None, (args.normal, args.anomalies)):
+        check_input_file(path)  # before the bundle: loading its model takes seconds
     return run_evaluate(args)
 
 

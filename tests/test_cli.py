@@ -166,6 +166,15 @@ def test_score_keeps_an_existing_output_when_the_input_is_wrong(tmp_path: Path, 
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["score", "--input"], ["evaluate", "--normal"]])
+def test_a_missing_input_is_named_before_the_model_is_loaded(command: list[str], tmp_path: Path,
+                                                            bundle_dir: Path) -> None:
+    from tests.test_layering import run_cli_probe
+
+    said, loaded = run_cli_probe([command[0], "--model", str(bundle_dir), command[1], "todya.txt"], tmp_path)
+    assert "input file todya.txt does not exist" in said and loaded == [], said
+
+
 def test_score_refuses_to_write_over_its_input(tmp_path: Path, bundle_dir: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     same = tmp_path / "same.txt"

@@ -12,12 +12,15 @@ a lower one, and each heavy dependency stays in the one module that owns it.
     rank 6  cli                             argparse, exit codes
     rank 7  __main__                        ``python -m monitor``
 
-Two layers of one rank do not import each other: the hourly judgement never loads Keras.
+Two layers of one rank do not import each other: the hourly judgement never loads Keras. No import loads Keras
+or TensorFlow (seconds): ``core.model`` imports them when a model is built or loaded, so ``--help``,
+``--version`` and argument, settings and file errors answer at once.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from functools import cache
@@ -35,9 +38,10 @@ OWNERS = {"tensorflow": {"core.model"}, "keras": {"core.model"},
           "apscheduler": {"ops.schedule"}, "sqlite3": {"stream.state"}, "matplotlib": {"charts"},
           "yaml": {"settings.yaml_text", "devtools.prometheus_server"}}
 HEAVY = set(OWNERS) - {"yaml"}
+ON_FIRST_USE = {"tensorflow", "keras"}  # imported inside the functions that need them, by no module's import
 # What importing a module of each layer may load, through everything it imports at module level.
-MAY_LOAD = {0: set(), 1: set(), 2: {"tensorflow", "keras"}, 3: {"tensorflow", "keras", "kafka", "sqlite3"},
-            4: HEAVY - {"matplotlib"}, 5: HEAVY, 6: HEAVY, 7: HEAVY}
+MAY_LOAD = {0: set(), 1: set(), 2: set(), 3: {"kafka", "sqlite3"}, 4: HEAVY - ON_FIRST_USE - {"matplotlib"},
+            5: HEAVY - ON_FIRST_USE, 6: HEAVY - ON_FIRST_USE, 7: HEAVY - ON_FIRST_USE}
 PURE_LAYERS = ("errors", "records", "percentiles", "settings", "hourly")
 
 
@@ -131,3 +135,37 @@ def test_the_pure_layers_load_no_heavy_dependency_when_really_imported() -> None
     probe = f"import sys\nimport {', '.join(names)}\nprint(sorted({{m.split('.')[0] for m in sys.modules}}))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
     assert not set(ast.literal_eval(loaded.stdout)) & HEAVY, loaded.stdout
+
+
+# Runs the CLI in a fresh interpreter, then names which of ON_FIRST_USE it imported.
+CLI_PROBE = f"""import sys
+from monitor.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(ON_FIRST_USE)!r}))"""
+
+
+def run_cli_probe(arguments: list[str], cwd: Path) -> tuple[str, list[str]]:
+    """``monitor ARGUMENTS`` in a fresh interpreter: what it said (standard output and error), and which of
+    ``ON_FIRST_USE`` it imported."""
+    done = subprocess.run([sys.executable, "-c", CLI_PROBE, *arguments], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    *output, loaded = done.stdout.splitlines() or [done.stderr]
+    return "\n".join(output) + done.stderr, ast.literal_eval(loaded) if loaded.startswith("[") else [loaded]
+
+
+@pytest.mark.parametrize("arguments, says", [
+    (["--help"], "usage: monitor"),
+    (["--version"], "monitor "),
+    (["train", "--input", "missing.txt", "--model", "new-bundle"], "missing.txt does not exist"),
+    (["score", "--model", "no-bundle", "--input", "missing.txt"], "missing.txt does not exist"),
+    (["rank", "--model", "no-bundle", "AB121E"], "no model bundle at no-bundle"),
+    (["run", "--config", "missing.yaml"], "missing.yaml does not exist"),
+    (["rank", "--top", "many", "AB121E"], "invalid int value"),
+])
+def test_answers_that_need_no_model_do_not_import_keras(arguments: list[str], says: str, tmp_path: Path) -> None:
+    said, loaded = run_cli_probe(arguments, tmp_path)
+    assert says in said, said
+    assert loaded == [], f"monitor {' '.join(arguments)} imported {loaded}"

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from monitor.counted import counted, reasons_after
 from monitor.errors import BrokerUnavailable, ShutdownTimeout, StateError
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
@@ -617,9 +618,10 @@ class GroupService:
 
     def _log_stats(self) -> None:
         c = self.pipeline.counts
-        log.info("consumed %d: scored %d (%d abnormal, %d late), dead-lettered %d %s; %d windows judged here; "
-                 "%d rebalances, %d aborted transactions", c.consumed, c.scored, c.abnormal, c.late,
-                 c.dead_lettered, dict(c.rejected) or "", c.windows_closed, self.rebalances, self.aborts)
+        log.info("consumed %d: scored %d (%d abnormal, %d late), dead-lettered %d%s; %s judged here; %s, %s",
+                 c.consumed, c.scored, c.abnormal, c.late, c.dead_lettered, reasons_after(c.rejected),
+                 counted(c.windows_closed, "window"), counted(self.rebalances, "rebalance"),
+                 counted(self.aborts, "aborted transaction"))
 
     def _close(self) -> None:
         self._log_stats()

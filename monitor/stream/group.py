@@ -311,8 +311,8 @@ class GroupService:
                 windows = [w for w in accepted_windows(self.judge.hourly, accepted) if w[0] == topic]
                 for _, start in windows:
                     self.judge.hourly.accept(topic, start)
-                log.warning("format accepted (%s %s) on %s: %d windows serve in baselines again", accepted.kind,
-                            accepted.value, topic, len(windows))
+                log.warning("format accepted (%s) on %s: baselines take in %s again", accepted.described, topic,
+                            counted(len(windows), "window"))
                 self._accepted_through[topic] = accepted.id
                 self._dirty_topics.add(topic)
 

@@ -199,8 +199,9 @@ class Service:
             windows = accepted_windows(self.pipeline.judge, accepted)
             for topic, start_ms in windows:
                 self.pipeline.judge.accept(topic, start_ms)
-            log.warning("format accepted (%s %s): %d sequences join the retraining corpus; %d windows serve in "
-                        "baselines again", accepted.kind, accepted.value, len(accepted.sequences), len(windows))
+            log.warning("format accepted (%s): the retraining corpus takes in %s, baselines take in %s again",
+                        accepted.described, counted(len(accepted.sequences), "sequence"),
+                        counted(len(windows), "window"))
             self.accepted_applied = accepted.id
         if new and self.on_accepted is not None:
             self.on_accepted(new)

@@ -31,8 +31,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "monitor"
-RANKS = {"errors": 0, "records": 0, "percentiles": 0, "counted": 0, "__init__": 0, "settings": 1, "core": 2, "hourly": 2,
-         "stream": 3, "ops": 4, "charts": 4, "app": 5, "replay": 5, "evaluate": 5, "promotion": 5, "devtools": 5, "cli": 6, "__main__": 7}
+RANKS = {"errors": 0, "records": 0, "percentiles": 0, "counted": 0, "__init__": 0, "settings": 1, "core": 2,
+         "hourly": 2, "stream": 3, "ops": 4, "charts": 4, "app": 5, "replay": 5, "evaluate": 5, "promotion": 5, "devtools": 5, "cli": 6, "__main__": 7}
 # Third-party imports allowed only in the named modules (everything else: stdlib, numpy, monitor.*).
 OWNERS = {"tensorflow": {"core.model"}, "keras": {"core.model"},
           "kafka": {"stream.kafka", "stream.kafka_state", "devtools.kafka_broker"}, "prometheus_client": {"ops.export"},
@@ -164,7 +164,7 @@ def run_cli_probe(arguments: list[str], cwd: Path) -> tuple[str, list[str]]:
     (["score", "--model", "no-bundle", "--input", "missing.txt"], "missing.txt does not exist"),
     (["rank", "--model", "no-bundle", "AB121E"], "no model bundle at no-bundle"),
     (["run", "--config", "missing.yaml"], "missing.yaml does not exist"),
-    (["rank", "--top", "many", "AB121E"], "invalid int value"),
+    (["rank", "--parts", "many", "AB121E"], "invalid int value"),
 ])
 def test_answers_that_need_no_model_do_not_import_keras(arguments: list[str], says: str, tmp_path: Path) -> None:
     said, loaded = run_cli_probe(arguments, tmp_path)

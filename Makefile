@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-quality bench-score bench-ngram bench-train bench-throughput bench-scale-out bench-detection clean
+.PHONY: demo test bench-quality bench-score bench-ngram bench-train bench-throughput bench-scale-out bench-detection bench-cli-start clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-scale-out: $(STAMP)
 
 bench-detection: $(STAMP)
 	$(BIN)/python bench/detection.py
+
+bench-cli-start: $(STAMP)
+	$(BIN)/python bench/cli_start.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

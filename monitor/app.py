@@ -346,6 +346,8 @@ def _connect(make: Callable[[], T], stop: threading.Event, what: str) -> T | Non
         except Exception as exc:  # kafka-python raises several types for "no broker"; ask is_outage
             if not is_outage(exc) and type(exc).__name__ != "NoBrokersAvailable":
                 raise
+            if stop.is_set():  # the stop came while this attempt was waiting for the cluster
+                break
             if not warned:
                 log.warning("cannot reach the Kafka cluster for the %s (%s); retrying with backoff", what, exc)
                 warned = True
@@ -355,6 +357,7 @@ def _connect(make: Callable[[], T], stop: threading.Event, what: str) -> T | Non
         if warned:
             log.warning("Kafka cluster reachable; %s connected", what)
         return client
+    log.info("stopped before the Kafka cluster was reached: the %s never connected, nothing was read", what)
     return None
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from monitor import __version__
 from monitor.errors import InputError, MonitorError
-from monitor.stream.files import open_output
+from monitor.stream.files import check_input_file, open_output
 
 log = logging.getLogger("monitor")
 
@@ -47,12 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Each option's default after its help, unless it has none (``None``, off) or the help already says it;
-    descriptions and epilogs keep their line breaks."""
+    """Each option's default after its help, 0 included, unless it has none (``None``, off) or the help
+    already says it; descriptions and epilogs keep their line breaks."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+        # By identity: 0 == False, and a default of 0 is worth showing.
+        if any(action.default is none for none in (None, False, argparse.SUPPRESS)) or "default" in text:
             return text
         return f"{text} (default: %(default)s)"
 
@@ -225,6 +226,7 @@ def _run_score(args: argparse.Namespace) -> int:
     from monitor.core.score import Scorer
     from monitor.stream.files import read_rows
 
+    check_input_file(args.input)  # before the bundle: loading its model takes seconds
     scorer = Scorer(_with_threshold(load(args.model), args.threshold_quantile))
     rows = read_rows(args.input, args.input_format, args.column)
     with open_output(args.output, inputs=[args.input]) as out:
@@ -304,7 +306,9 @@ def _add_rank(commands: argparse._SubParsersAction) -> None:
                  "parts that carry most of the error.")
     p.add_argument("--model", type=Path, required=True, help="bundle directory")
     p.add_argument("sequences", nargs="+", help="sequences to score")
-    p.add_argument("--top", type=int, default=3, help="parts shown in each explanation")
+    p.add_argument("--parts", type=int, default=3, help="parts shown in each explanation")
+    p.add_argument("--top", type=int, dest="parts", help=argparse.SUPPRESS)  # its name before 'formats --top'
+
     p.add_argument("--sort", action="store_true", help="most abnormal first, instead of the order given")
     _add_method_argument(p)
     _add_threshold_argument(p)
@@ -324,7 +328,7 @@ def _run_rank(args: argparse.Namespace) -> int:
     values, ranks, flags = scores.by(args.method)
     formats = scores.formats.of_each()
     order = sorted(range(len(sequences)), key=lambda i: -values[i]) if args.sort else range(len(sequences))
-    reasons = _explanations(scorer, sequences, formats, [i for i in order if flags[i]], args.top)
+    reasons = _explanations(scorer, sequences, formats, [i for i in order if flags[i]], args.parts)
     for i in order:
         verdict = "ABNORMAL" if flags[i] else "normal"
         print(f"{sequences[i]!r}: {args.method} score {values[i]:.6g}, percentile rank {ranks[i]:.2f}, {verdict}; "
@@ -359,6 +363,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from monitor.evaluate import run_evaluate
 
+    for path in filter(None, (args.normal, args.anomalies)):
+        check_input_file(path)  # before the bundle: loading its model takes seconds
     return run_evaluate(args)
 
 
@@ -405,13 +411,14 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     from monitor.devtools.generate import ANOMALY_KINDS, FORMATS
 
     p = _command(commands, "generate", "write generated sequences of a built-in format, one per line",
-                 "Formats: serial (product serials such as AB121E), uid, residues (amino-acid triplets such as "
-                 "PHE-SER-CYS),\nplate, and the others listed; --anomalies writes broken sequences of one kind "
-                 "instead.")
+                 "Formats: serial (product serials such as AB121E), uid (user ids such as usr-709498-GB), "
+                 "residues (amino-acid\ntriplets such as PHE-SER-CYS) and plate (four-part codes such as "
+                 "MY 141 ZY 9); --anomalies writes broken\nsequences of one kind instead.")
     p.add_argument("--format", default="serial", choices=list(FORMATS), help="which built-in format")
     p.add_argument("-n", "--count", type=int, default=10_000, help="how many sequences")
     p.add_argument("--anomalies", choices=ANOMALY_KINDS, help="write abnormal sequences of this kind instead")
-    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same lines")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same lines, so "
+                                                       "two runs without --seed write identical files")
     p.add_argument("--output", default="-", help="file to write; - for standard output")
     p.set_defaults(run=_run_generate)
 
@@ -540,8 +547,9 @@ def _add_candidate(commands: argparse._SubParsersAction) -> None:
                  "be refused")
     p.add_argument("--model", type=Path, required=True, help="the bundle in use")
     p.add_argument("--candidate", type=Path, required=True, help="the bundle to compare")
-    p.add_argument("--state", type=Path, help="the service's state file (read only); with state.store kafka in "
-                                              "--config, the history is read from the changelog instead")
+    p.add_argument("--state", type=Path, help="the service's state file (read only), required unless --config "
+                                              "sets state.store kafka: then the history is read from the "
+                                              "changelog instead")
     p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
                    help="compare and promotion settings from this configuration (env MONITOR_CONFIG)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON, every window included")
@@ -560,9 +568,9 @@ def _add_accept(commands: argparse._SubParsersAction) -> None:
                  "the retraining\ncorpus, the windows it covers serve in baselines again, and a retrain is "
                  "requested (the running service\napplies it at its next checkpoint; the candidate then goes "
                  "through promotion).")
-    p.add_argument("--state", type=Path, help="the service's state file; with state.store kafka in --config, the "
-                                              "history is read from the changelog and the acceptance written to "
-                                              "the group's models topic instead")
+    p.add_argument("--state", type=Path, help="the service's state file, required unless --config sets "
+                                              "state.store kafka: then the history is read from the changelog and "
+                                              "the acceptance written to the group's models topic instead")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--window", metavar="TIME", help="the window holding TIME (ISO 8601 or epoch ms): its sampled "
                                                        "sequences")
@@ -616,7 +624,10 @@ def _run_state(args: argparse.Namespace) -> int:
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     p = _command(commands, "demo", "the built-in first run: train, score and explain generated data",
                  "Trains a model per format, scores held-out normal rows and known anomalies, then streams "
-                 "four simulated days\nwith a format drift through the hourly monitor and draws the chart.")
+                 "four simulated days\nwith a format drift through the hourly monitor and draws the chart. "
+                 "Writes demo-hourly.png (the hourly chart)\nand demo-report/ (the serial model's evaluation "
+                 "charts, when serial is among --formats) into --output-dir, else\nthe current directory; "
+                 "--chart moves both.")
     p.add_argument("--rows", type=int, default=20_000, help="training rows per format")
     p.add_argument("--formats", nargs="+", default=["serial", "uid", "residues"], help="built-in formats to train")
     p.add_argument("--output-dir", type=Path, help="keep the trained bundles here (default: a temporary folder)")

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from monitor.core import bundle as bundle_lib
 from monitor.core.score import Scorer
+from monitor.counted import by_reason, counted, reasons_after
 from monitor.errors import InputError
 from monitor.hourly.judge import REPORT_FIELDS, HourlyJudge, WindowReport
 from monitor.hourly.timeline import iso_utc, parse_time
@@ -109,14 +110,14 @@ def run_replay(args: argparse.Namespace) -> int:
         hint = _columns_hint(args.input, columns)
         if result.rejected["implausible_timestamp"]:
             hint += f"; {_time_bounds_hint(config.input)}"
-        raise InputError(f"{args.input}: none of its {result.rows} rows gave a record ({dict(result.rejected)}); "
-                         f"{hint}")
+        raise InputError(f"{args.input}: {counted(result.rows, 'row')} read, none gave a record "
+                         f"({by_reason(result.rejected)}); {hint}")
     with output as out:
         write_reports(result.reports, out, args.format)
     abnormal = sum(r.abnormal for r in result.reports)
-    print(f"replayed {result.rows} rows into {len(result.reports)} windows ({abnormal} warning or critical); "
-          f"{sum(result.rejected.values())} rows rejected {dict(result.rejected) or ''}, {result.late} late",
-          file=sys.stderr)
+    rejected = counted(sum(result.rejected.values()), "row") + " rejected" + reasons_after(result.rejected)
+    print(f"replayed {counted(result.rows, 'row')} into {counted(len(result.reports), 'window')} ({abnormal} "
+          f"warning or critical); {rejected}, {result.late} late", file=sys.stderr)
     return 0
 
 

@@ -166,6 +166,15 @@ def test_score_keeps_an_existing_output_when_the_input_is_wrong(tmp_path: Path, 
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["score", "--input"], ["evaluate", "--normal"]])
+def test_a_missing_input_is_named_before_the_model_is_loaded(command: list[str], tmp_path: Path,
+                                                            bundle_dir: Path) -> None:
+    from tests.test_layering import run_cli_probe
+
+    said, loaded = run_cli_probe([command[0], "--model", str(bundle_dir), command[1], "todya.txt"], tmp_path)
+    assert "input file todya.txt does not exist" in said and loaded == [], said
+
+
 def test_score_refuses_to_write_over_its_input(tmp_path: Path, bundle_dir: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     same = tmp_path / "same.txt"
@@ -190,13 +199,37 @@ def test_every_command_and_option_has_a_help_line_and_defaults_are_shown() -> No
     [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for name, command in commands.choices.items():
         assert command.description, f"{name} has no description"
+        shown = {action.dest for action in command._actions if action.help != argparse.SUPPRESS}
         for action in command._actions:
-            if action.option_strings and action.dest != "help":
-                assert action.help and action.help != argparse.SUPPRESS, f"{name} {action.option_strings[0]}"
+            if action.option_strings and action.dest != "help" and action.help == argparse.SUPPRESS:
+                assert action.dest in shown, f"{name} {action.option_strings[0]} is hidden and no alias of a shown one"
+            elif action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings[0]}"
     train_help, score_help = commands.choices["train"].format_help(), commands.choices["score"].format_help()
     assert "(default: 750)" in train_help and "(default: positional)" in train_help
     assert "exit codes" in train_help and "exit codes" in score_help
     assert all(column in score_help for column in SCORE_COLUMNS)
+
+
+def test_help_says_what_a_reader_needs_to_know() -> None:
+    import argparse
+
+    from monitor.cli import _parser
+
+    [commands] = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {name: " ".join(command.format_help().split()) for name, command in commands.choices.items()}
+    assert "two runs without --seed write identical files (default: 0)" in helps["generate"]
+    assert all(f"{fmt} (" in helps["generate"] for fmt in generate.FORMATS) and "others" not in helps["generate"]
+    assert "--parts PARTS parts shown in each explanation" in helps["rank"] and "--top" not in helps["rank"]
+    assert "(default: 0)" in helps["train"] and "(default: 0)" in helps["demo"]
+    assert "demo-report/" in helps["demo"]
+    assert "required unless --config sets state.store kafka" in helps["accept"]
+
+
+def test_rank_still_takes_top_for_parts(bundle_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rank", "--model", str(bundle_dir), "--top", "1", "9 ER 223 ABCDSED"]) == 0
+    [why] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("    why:")]
+    assert why.count("%)") == 1, why
 
 
 def test_train_refuses_a_folder_that_is_not_a_bundle_before_training(tmp_path: Path,

@@ -1,7 +1,8 @@
 """Imports follow the layers of the package, also transitively: a module imports only from its own layer or
 a lower one, and each heavy dependency stays in the one module that owns it.
 
-    rank 0  errors, records, percentiles    exceptions and exit codes; values crossing stages; ranks
+    rank 0  errors, records, percentiles,   exceptions and exit codes; values crossing stages; ranks;
+            counted                         counts in words
     rank 1  settings                        the configuration schema, checked once (PyYAML)
     rank 2  core | hourly                   strings -> errors (Keras) | errors -> judged windows (pure)
     rank 3  stream                          decode, sources, the record pipeline, the service (Kafka, SQLite)
@@ -12,12 +13,15 @@ a lower one, and each heavy dependency stays in the one module that owns it.
     rank 6  cli                             argparse, exit codes
     rank 7  __main__                        ``python -m monitor``
 
-Two layers of one rank do not import each other: the hourly judgement never loads Keras.
+Two layers of one rank do not import each other: the hourly judgement never loads Keras. No import loads Keras
+or TensorFlow (seconds): ``core.model`` imports them when a model is built or loaded, so ``--help``,
+``--version`` and argument, settings and file errors answer at once.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from functools import cache
@@ -27,18 +31,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "monitor"
-RANKS = {"errors": 0, "records": 0, "percentiles": 0, "__init__": 0, "settings": 1, "core": 2, "hourly": 2,
-         "stream": 3, "ops": 4, "charts": 4, "app": 5, "replay": 5, "evaluate": 5, "promotion": 5, "devtools": 5, "cli": 6, "__main__": 7}
+RANKS = {"errors": 0, "records": 0, "percentiles": 0, "counted": 0, "__init__": 0, "settings": 1, "core": 2,
+         "hourly": 2, "stream": 3, "ops": 4, "charts": 4, "app": 5, "replay": 5, "evaluate": 5, "promotion": 5, "devtools": 5, "cli": 6, "__main__": 7}
 # Third-party imports allowed only in the named modules (everything else: stdlib, numpy, monitor.*).
 OWNERS = {"tensorflow": {"core.model"}, "keras": {"core.model"},
           "kafka": {"stream.kafka", "stream.kafka_state", "devtools.kafka_broker"}, "prometheus_client": {"ops.export"},
           "apscheduler": {"ops.schedule"}, "sqlite3": {"stream.state"}, "matplotlib": {"charts"},
           "yaml": {"settings.yaml_text", "devtools.prometheus_server"}}
 HEAVY = set(OWNERS) - {"yaml"}
+ON_FIRST_USE = {"tensorflow", "keras"}  # imported inside the functions that need them, by no module's import
 # What importing a module of each layer may load, through everything it imports at module level.
-MAY_LOAD = {0: set(), 1: set(), 2: {"tensorflow", "keras"}, 3: {"tensorflow", "keras", "kafka", "sqlite3"},
-            4: HEAVY - {"matplotlib"}, 5: HEAVY, 6: HEAVY, 7: HEAVY}
-PURE_LAYERS = ("errors", "records", "percentiles", "settings", "hourly")
+MAY_LOAD = {0: set(), 1: set(), 2: set(), 3: {"kafka", "sqlite3"}, 4: HEAVY - ON_FIRST_USE - {"matplotlib"},
+            5: HEAVY - ON_FIRST_USE, 6: HEAVY - ON_FIRST_USE, 7: HEAVY - ON_FIRST_USE}
+PURE_LAYERS = ("errors", "records", "percentiles", "counted", "settings", "hourly")
 
 
 def module_name(path: Path) -> str:
@@ -131,3 +136,37 @@ def test_the_pure_layers_load_no_heavy_dependency_when_really_imported() -> None
     probe = f"import sys\nimport {', '.join(names)}\nprint(sorted({{m.split('.')[0] for m in sys.modules}}))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
     assert not set(ast.literal_eval(loaded.stdout)) & HEAVY, loaded.stdout
+
+
+# Runs the CLI in a fresh interpreter, then names which of ON_FIRST_USE it imported.
+CLI_PROBE = f"""import sys
+from monitor.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(ON_FIRST_USE)!r}))"""
+
+
+def run_cli_probe(arguments: list[str], cwd: Path) -> tuple[str, list[str]]:
+    """``monitor ARGUMENTS`` in a fresh interpreter: what it said (standard output and error), and which of
+    ``ON_FIRST_USE`` it imported."""
+    done = subprocess.run([sys.executable, "-c", CLI_PROBE, *arguments], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    *output, loaded = done.stdout.splitlines() or [done.stderr]
+    return "\n".join(output) + done.stderr, ast.literal_eval(loaded) if loaded.startswith("[") else [loaded]
+
+
+@pytest.mark.parametrize("arguments, says", [
+    (["--help"], "usage: monitor"),
+    (["--version"], "monitor "),
+    (["train", "--input", "missing.txt", "--model", "new-bundle"], "missing.txt does not exist"),
+    (["score", "--model", "no-bundle", "--input", "missing.txt"], "missing.txt does not exist"),
+    (["rank", "--model", "no-bundle", "AB121E"], "no model bundle at no-bundle"),
+    (["run", "--config", "missing.yaml"], "missing.yaml does not exist"),
+    (["rank", "--parts", "many", "AB121E"], "invalid int value"),
+])
+def test_answers_that_need_no_model_do_not_import_keras(arguments: list[str], says: str, tmp_path: Path) -> None:
+    said, loaded = run_cli_probe(arguments, tmp_path)
+    assert says in said, said
+    assert loaded == [], f"monitor {' '.join(arguments)} imported {loaded}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import closing
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from monitor.cli import main
 from monitor.core import bundle as bundle_lib
 from monitor.core.score import Scorer
 from monitor.devtools import generate
+from monitor.hourly.timeline import iso_utc
 from monitor.records import RawMessage
 from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.sources import MemorySink, MemorySource
@@ -104,6 +106,25 @@ def test_accept_refuses_a_window_not_in_history_and_a_bad_pattern(state_file: Pa
     assert "no window starting 2001-01-01T00:00:00+00:00" in capsys.readouterr().err
     assert main(["accept", "--state", str(state_file), "--pattern", "(["]) == 2
     assert "is not a regular expression" in capsys.readouterr().err
+
+
+def test_the_service_logs_an_accepted_window_by_its_iso_time_as_accept_printed_it(
+        state_file: Path, bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    copy = tmp_path / "state.sqlite"
+    copy.write_bytes(state_file.read_bytes())
+    start = iso_utc(START_MS + DRIFT_FROM * MINUTE_MS)
+    assert main(["accept", "--state", str(copy), "--window", start, "--config",
+                 str(state_file.parent / "monitor.yaml")]) == 0
+    assert f"(window {start})" in capsys.readouterr().out
+    app = build(config(tmp_path, bundle_dir), source=MemorySource([]), sink=MemorySink())
+    assert app is not None
+    with caplog.at_level(logging.WARNING, logger="monitor.stream.service"):
+        app.service.apply_accepted()
+    app.service.state.close()
+    assert [f"format accepted (window {start}): the retraining corpus takes in {PER_MINUTE} sequences, "
+            "baselines take in 1 window again"] == [r.getMessage() for r in caplog.records
+                                                    if r.getMessage().startswith("format accepted")]
 
 
 def test_the_promoter_shadows_a_candidate_reports_it_and_the_service_records_the_decision(

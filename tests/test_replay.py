@@ -283,6 +283,17 @@ def test_the_replay_command_writes_one_row_per_window(tmp_path: Path, bundle_dir
     assert "replayed 160 rows into 4 windows" in capsys.readouterr().err
 
 
+def test_the_replay_summary_counts_in_words_with_the_reasons_rows_were_rejected(
+        tmp_path: Path, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+    records = timeline(windows=1, drift_window=None)
+    source = write_jsonl(tmp_path / "in.jsonl", records + [{"timestamp": records[-1]["timestamp"]}])
+    assert main(["replay", "--model", str(bundle_dir), "--input", str(source), "--window-seconds", "60",
+                 "--output", str(tmp_path / "reports.csv")]) == 0
+    assert capsys.readouterr().err.endswith("replayed 41 rows into 1 window (0 warning or critical); "
+                                            "1 row rejected (missing field: 1), 0 late\n")
+
+
 def test_the_replay_command_exits_2_for_a_missing_input(tmp_path: Path, bundle_dir: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -312,7 +323,7 @@ def test_the_replay_command_exits_2_when_every_row_is_rejected(tmp_path: Path, b
     keep.write_text("old\n")
     assert main(["replay", "--model", str(bundle_dir), "--input", str(source), "--output", str(keep)]) == 2
     err = capsys.readouterr().err
-    assert "none of its 3 rows" in err and "invalid_timestamp" in err and "--time-format" in err
+    assert "3 rows read, none gave a record (invalid timestamp: 3)" in err and "--time-format" in err
     assert keep.read_text() == "old\n"
 
 
@@ -324,7 +335,7 @@ def test_the_replay_command_names_the_time_bounds_when_every_time_is_implausible
                               for i in range(3)))
     assert main(["replay", "--model", str(bundle_dir), "--input", str(source)]) == 2
     err = capsys.readouterr().err
-    assert "{'implausible_timestamp': 3}" in err and "--time-format" in err
+    assert "(implausible timestamp: 3)" in err and "--time-format" in err
     assert "input.min_event_time (2000-01-01T00:00:00Z)" in err
 
 

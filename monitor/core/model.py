@@ -1,7 +1,8 @@
 """Keras autoencoders: the dense bottleneck network of the seed articles and an LSTM sequence autoencoder.
 
-This is the only module that imports TensorFlow/Keras. It knows shapes, not tokens: a model takes a flat
-float32 matrix and returns its reconstruction; the LSTM variant reshapes it into ``steps`` rows internally.
+This is the only module that imports TensorFlow/Keras, and only once a model is built or loaded: the import
+takes seconds that a command needing no model should not wait. It knows shapes, not tokens: a model takes a
+flat float32 matrix and returns its reconstruction; the LSTM variant reshapes it into ``steps`` rows internally.
 """
 
 from __future__ import annotations
@@ -11,32 +12,40 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from monitor.errors import BundleError, ConfigError
 
+if TYPE_CHECKING:
+    import keras
+
 log = logging.getLogger(__name__)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter is not ours to show
-_VERBOSE_NATIVE = os.environ["TF_CPP_MIN_LOG_LEVEL"] in ("0", "1")
 # What TensorFlow's libraries print while they load, whatever TF_CPP_MIN_LOG_LEVEL says (absl logs written
 # before absl is initialised go straight to stderr): start-up notes, not problems.
 _START_UP_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|"
                                r"[IW]\d{4} [\d:.]+ +\d+ \S+\.cc:\d+\] )")
 
 
+def _verbose_native() -> bool:
+    return os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("0", "1")
+
+
 @contextmanager
 def _quiet_native_start_up() -> Iterator[None]:
     """Hold back the native libraries' start-up lines on file descriptor 2 while they load, then pass on
     every other line. ``--verbose`` (``TF_CPP_MIN_LOG_LEVEL`` 0 or 1) shows everything."""
-    if _VERBOSE_NATIVE:
+    if _verbose_native():
         yield
         return
     sys.stderr.flush()
@@ -55,12 +64,32 @@ def _quiet_native_start_up() -> Iterator[None]:
         sys.stderr.write("\n".join(kept) + "\n")
 
 
-with _quiet_native_start_up():
-    import keras
-    import tensorflow as tf
+_FIRST_IMPORT = threading.Lock()  # the retraining thread may build a model while the main one loads one
 
-if not _VERBOSE_NATIVE:
-    tf.get_logger().setLevel(logging.ERROR)  # e.g. "tf.function retracing" warnings: tuning notes, not errors
+
+def _libraries() -> tuple[ModuleType, ModuleType]:
+    """Keras and TensorFlow, imported on first use; the environment (``--verbose``) is read then."""
+    with _FIRST_IMPORT:
+        return _import_libraries()
+
+
+@cache
+def _import_libraries() -> tuple[ModuleType, ModuleType]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter is not ours to show
+    with _quiet_native_start_up():
+        import keras
+        import tensorflow as tf
+    if not _verbose_native():
+        tf.get_logger().setLevel(logging.ERROR)  # e.g. "tf.function retracing" warnings: tuning notes, not errors
+    return keras, tf
+
+
+def _keras() -> ModuleType:
+    return _libraries()[0]
+
+
+def _tf() -> ModuleType:
+    return _libraries()[1]
 
 MODEL_KINDS = ("dense", "lstm")
 LOSSES = ("mse", "binary_crossentropy")
@@ -103,6 +132,7 @@ class ModelSettings:
 
 def build(settings: ModelSettings, width: int, steps: int = 1) -> keras.Model:
     """An uncompiled autoencoder for ``width`` features (``steps`` equal rows of them for the LSTM)."""
+    keras = _keras()
     keras.utils.set_random_seed(settings.seed)
     if settings.kind == "lstm":
         return _build_lstm(settings, width, steps)
@@ -120,6 +150,7 @@ def build(settings: ModelSettings, width: int, steps: int = 1) -> keras.Model:
 def _build_lstm(settings: ModelSettings, width: int, steps: int) -> keras.Model:
     if width % steps:
         raise ConfigError(f"the LSTM needs equal steps: {width} features do not split into {steps} steps")
+    keras = _keras()
     per_step = width // steps
     inputs = keras.Input(shape=(width,), name="sequence")
     x = keras.layers.Reshape((steps, per_step))(inputs)
@@ -136,6 +167,7 @@ def _build_lstm(settings: ModelSettings, width: int, steps: int) -> keras.Model:
 
 def fit(model: keras.Model, x: np.ndarray, settings: ModelSettings, verbose: int | None = None) -> dict[str, Any]:
     """Train ``model`` to reconstruct ``x``; returns the history (loss per epoch, epochs run)."""
+    keras = _keras()
     keras.utils.set_random_seed(settings.seed)
     model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=settings.loss)
     callbacks = []
@@ -165,6 +197,7 @@ class Reconstructor:
         self.model = model
         self.batch_size = batch_size
         # One signature for every batch size: a shape-specialised trace per batch size would retrace often.
+        tf = _tf()
         spec = tf.TensorSpec(shape=(None, model.input_shape[-1]), dtype=tf.float32)
         self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
@@ -186,11 +219,12 @@ def load(path: Path) -> keras.Model:
         raise BundleError(f"{path} is not a Keras archive (a .keras file is a zip archive; this one's "
                           f"{Path(path).stat().st_size} bytes are not)")
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        return _keras().saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a damaged archive; one message for all
         raise BundleError(f"{path} is not a loadable Keras model: {exc}") from exc
 
 
 def library_versions() -> dict[str, str]:
+    keras, tf = _libraries()
     return {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
             "python": sys.version.split()[0]}

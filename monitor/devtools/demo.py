@@ -140,7 +140,7 @@ def _print_hours(result: Evaluation, out: TextIO) -> None:
         print(f"   {hour:>4}  {_utc(report.start_ms)} {report.totals.count:>6} {report.totals.weighted_mean:>11.6f}  "
               f"{report.totals.above_threshold_share:>10.1%} {report.comparison.p_value:>8.2g}  {report.verdict}", file=out)
         if report.reasons_summary():  # why, in the words an operator would look for
-            print(f"{'':9}why: {_cut(report.reasons_summary(), 150)}", file=out)
+            print(f"{'':9}why: {cut(report.reasons_summary(), 150)}", file=out)
         previous = hour
     shown_hours = {sim.hour_of(r.start_ms) for r in shown}
     rest = [r for r in reports if sim.hour_of(r.start_ms) >= drift + CONTEXT_HOURS
@@ -173,8 +173,14 @@ def _print_outcome(result: Evaluation, out: TextIO) -> None:
           f"its history says so", file=out)
 
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: when it is longer, its whole items (apart at ", " or "; ")
+    that fit, then "…", so that no example is cut in the middle."""
+    if len(text) <= width:
+        return text
+    head = text[: width - 2]
+    end = max(head.rfind(", "), head.rfind("; "))
+    return f"{head[: end + 1]} …" if end > 0 else f"{text[: width - 1]}…"
 
 
 def _utc(ms: int) -> str:

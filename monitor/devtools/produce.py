@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import random
 import time
 from collections.abc import Iterable, Iterator
@@ -89,6 +90,20 @@ def _endless_anomalies(fmt: str, kind: str, seed: int) -> Iterator[str]:
         chunk += 1
 
 
+class NewTopicNotice(logging.Filter):
+    """Holds back kafka-python's error that ``topic`` is not in the cluster's metadata: for a new topic it
+    comes before the broker creates the topic on the first send, which then succeeds."""
+
+    MESSAGE = "Topic %s not found in cluster metadata"
+
+    def __init__(self, topic: str) -> None:
+        super().__init__()
+        self.topic = topic
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == self.MESSAGE and record.args == (self.topic,))
+
+
 def run_produce(args: argparse.Namespace) -> int:
     logs.configure()
     config = load_config(args.config)
@@ -102,6 +117,8 @@ def run_produce(args: argparse.Namespace) -> int:
     sequences = _file_sequences(args.input) if args.input else None
     sink = KafkaSink(kafka)
     sent = 0
+    new_topic_notice = NewTopicNotice(topic)
+    logging.getLogger("kafka.cluster").addFilter(new_topic_notice)
     try:
         for timestamp, sequence in paced(planned_stream(plan, sequences), args.rate):
             sink.send(topic, encode_value(sequence, timestamp, args.json), timestamp_ms=timestamp)
@@ -109,6 +126,7 @@ def run_produce(args: argparse.Namespace) -> int:
         sink.flush()
     finally:
         sink.close()
+        logging.getLogger("kafka.cluster").removeFilter(new_topic_notice)
     print(f"produced {sent} records to {topic}, event times from "
           f"{iso_utc(plan.start_ms)} over {args.hours:g} simulated hours")
     return 0

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from monitor.counted import counted, reasons_after
 from monitor.errors import BrokerUnavailable, ShutdownTimeout, StateError
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
@@ -310,8 +311,8 @@ class GroupService:
                 windows = [w for w in accepted_windows(self.judge.hourly, accepted) if w[0] == topic]
                 for _, start in windows:
                     self.judge.hourly.accept(topic, start)
-                log.warning("format accepted (%s %s) on %s: %d windows serve in baselines again", accepted.kind,
-                            accepted.value, topic, len(windows))
+                log.warning("format accepted (%s) on %s: baselines take in %s again", accepted.described, topic,
+                            counted(len(windows), "window"))
                 self._accepted_through[topic] = accepted.id
                 self._dirty_topics.add(topic)
 
@@ -617,9 +618,10 @@ class GroupService:
 
     def _log_stats(self) -> None:
         c = self.pipeline.counts
-        log.info("consumed %d: scored %d (%d abnormal, %d late), dead-lettered %d %s; %d windows judged here; "
-                 "%d rebalances, %d aborted transactions", c.consumed, c.scored, c.abnormal, c.late,
-                 c.dead_lettered, dict(c.rejected) or "", c.windows_closed, self.rebalances, self.aborts)
+        log.info("consumed %d: scored %d (%d abnormal, %d late), dead-lettered %d%s; %s judged here; %s, %s",
+                 c.consumed, c.scored, c.abnormal, c.late, c.dead_lettered, reasons_after(c.rejected),
+                 counted(c.windows_closed, "window"), counted(self.rebalances, "rebalance"),
+                 counted(self.aborts, "aborted transaction"))
 
     def _close(self) -> None:
         self._log_stats()

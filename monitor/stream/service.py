@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from monitor.core.score import Scorer
+from monitor.counted import counted, reasons_after
 from monitor.errors import ShutdownTimeout, StateError
 from monitor.hourly.format_counts import FormatCounts
 from monitor.hourly.judge import HourlyJudge, WindowReport
@@ -130,9 +131,10 @@ class Service:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def run(self) -> None:
-        log.info("consuming %s as group %r; dead letters to %r; scored events to %r",
-                 ", ".join(self.config.input.topics), self.config.input.group_id, self.config.dead_letter.topic,
-                 self.config.output.topic)
+        log.info("consuming %s as group %r; dead letters to %r; %s", ", ".join(self.config.input.topics),
+                 self.config.input.group_id, self.config.dead_letter.topic,
+                 f"scored events to {self.config.output.topic!r}" if self.config.output.topic
+                 else "no scored events (output.topic is not set)")
         last_stats = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -197,8 +199,9 @@ class Service:
             windows = accepted_windows(self.pipeline.judge, accepted)
             for topic, start_ms in windows:
                 self.pipeline.judge.accept(topic, start_ms)
-            log.warning("format accepted (%s %s): %d sequences join the retraining corpus; %d windows serve in "
-                        "baselines again", accepted.kind, accepted.value, len(accepted.sequences), len(windows))
+            log.warning("format accepted (%s): the retraining corpus takes in %s, baselines take in %s again",
+                        accepted.described, counted(len(accepted.sequences), "sequence"),
+                        counted(len(windows), "window"))
             self.accepted_applied = accepted.id
         if new and self.on_accepted is not None:
             self.on_accepted(new)
@@ -228,8 +231,9 @@ class Service:
 
     def _log_stats(self) -> None:
         c = self.counts
-        log.info("consumed %d: scored %d (%d abnormal, %d late), dead-lettered %d %s; %d windows closed",
-                 c.consumed, c.scored, c.abnormal, c.late, c.dead_lettered, dict(c.rejected) or "", c.windows_closed)
+        log.info("consumed %d: scored %d (%d abnormal, %d late), dead-lettered %d%s; %s closed", c.consumed,
+                 c.scored, c.abnormal, c.late, c.dead_lettered, reasons_after(c.rejected),
+                 counted(c.windows_closed, "window"))
 
     def _close(self) -> None:
         self._log_stats()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import StateError
+from monitor.hourly.timeline import iso_utc
 from monitor.records import Position
 
 SCHEMA_VERSION = 2
@@ -77,6 +78,11 @@ class Accepted:
     value: str
     topic: str | None
     sequences: list[str]
+
+    @property
+    def described(self) -> str:
+        """``window 2026-12-06T14:00:00+00:00``, as ``accept`` printed it; a file or pattern as given."""
+        return f"{self.kind} {iso_utc(int(self.value)) if self.kind == 'window' else self.value}"
 
 
 def private_folder(folder: Path) -> None:

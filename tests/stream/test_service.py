@@ -96,6 +96,18 @@ def test_a_stopped_service_has_checkpointed_and_committed_everything_it_read(
     assert len(closed_windows(tmp_path / "state.sqlite")) == 8  # the ninth minute is still open
 
 
+def test_the_service_logs_where_scored_events_go_and_counts_in_words(
+        tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = config(tmp_path, bundle_dir)
+    cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, topic=None))
+    messages = stream(count=200, minutes=2) + [RawMessage("events", 0, 100, START_MS + 2 * MINUTE_MS, None, b"")]
+    with caplog.at_level(logging.INFO, logger="monitor.stream.service"):
+        run(cfg, serial_bundle, messages)
+    logged = [r.getMessage() for r in caplog.records if r.name == "monitor.stream.service"]
+    assert logged[0].endswith("; no scored events (output.topic is not set)"), logged[0]
+    assert logged[-1].endswith("dead-lettered 1 (empty value: 1); 1 window closed"), logged[-1]
+
+
 def test_a_restarted_service_resumes_from_its_state_with_the_same_figures(
         tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle) -> None:
     messages = stream()

@@ -181,8 +181,7 @@ def training_chart(history: Mapping[str, Sequence[float]], path: Path, title: st
 
 def epoch_limit_note(epoch_limit: int) -> str:
     """What the training chart and ``train`` say when the best epoch is the last one allowed."""
-    return (f"the best epoch is the --epochs limit ({epoch_limit}): training stopped before the validation "
-            "loss settled; more epochs may give a better model")
+    return f"the best epoch is the --epochs limit ({epoch_limit}): training stopped before it converged"
 
 
 def _epochs(values: np.ndarray) -> np.ndarray:
@@ -403,8 +402,8 @@ def evaluation_charts(folder: Path, bundle: Bundle, result: Evaluation, normal_s
                                                f"{result.normal:,} normal, {result.anomalies:,} anomalies",
                                                recall, precision, float(result.average_precision or 0),
                                                points))
-        written.append(confusion_chart(folder / CONFUSION, f"Confusion matrix by {name.plural.lower()}, model "
-                                       f"{bundle.version}", at.matrix(), label))
+        written.append(confusion_chart(folder / CONFUSION, f"Confusion matrix by {name.plural.lower()}",
+                                       at.matrix(), f"model {bundle.version}\n{label}"))
     return written
 
 

@@ -197,7 +197,8 @@ def _print_trained(bundle: Any) -> float:
           f"{f' (best: epoch {best}, kept)' if best else ''}; {meta['preparation']['mode']} tokens, length "
           f"{meta['preparation']['length']}, {meta['preparation']['features']} features")
     if stopped_at_epoch_limit(meta["history"], meta["model"]["epochs"]):
-        print(f"note: {epoch_limit_note(meta['model']['epochs'])}")
+        print(f"note: {epoch_limit_note(meta['model']['epochs'])} (the validation loss was still falling); more "
+              "--epochs may give a better model")
     fused_threshold = Scorer(bundle).fused_threshold
     print(f"threshold of the fused score (what score and rank flag by): {fused_threshold:.6g} = quantile {q:g} "
           "of the training rows' fused scores")

@@ -213,8 +213,8 @@ def test_the_evaluation_charts_name_the_score_they_plot(tmp_path: Path, figures:
     assert distribution["title"] == f"{plural}, model v7" and distribution["xlabel"].startswith(axis)
     assert threshold in distribution["legend"]
     assert precision_recall["title"].startswith(f"Precision and recall by {plural.lower()}: ")
-    assert confusion["suptitle"] == f"Confusion matrix by {plural.lower()}, model v7"
-    assert confusion["title"] == threshold
+    assert confusion["suptitle"] == f"Confusion matrix by {plural.lower()}"
+    assert confusion["title"] == f"model v7\n{threshold}"
     if method == "fused":  # nothing on the fused charts speaks of the error
         words = " ".join(str(v) for t in (distribution, precision_recall, confusion) for v in t.values())
         assert "error" not in words.lower()
@@ -229,7 +229,7 @@ def test_the_training_chart_says_when_the_best_epoch_is_the_epochs_limit(tmp_pat
     training_chart(still_falling, tmp_path / "no-limit.png", "made-up training", epoch_limit=40)
     limit, settled_texts, no_limit = (texts(f) for f in figures)
     assert limit["title"] == ("made-up training\nthe best epoch is the --epochs limit (4): training stopped before "
-                              "the validation loss settled; more epochs may give a better model")
+                              "it converged")
     assert "best validation loss (epoch 4)" in limit["legend"]
     assert settled_texts["title"] == no_limit["title"] == "made-up training"
     assert "best validation loss (epoch 3)" in settled_texts["legend"]

@@ -127,8 +127,8 @@ def test_train_prints_the_threshold_score_applies_and_the_errors_apart(tmp_path:
     lines = capsys.readouterr().out.splitlines()
     bundle = bundle_lib.load(tmp_path / "m")
     fused = Scorer(bundle).fused_threshold
-    assert lines[1] == ("note: the best epoch is the --epochs limit (1): training stopped before the validation "
-                        "loss settled; more epochs may give a better model")
+    assert lines[1] == ("note: the best epoch is the --epochs limit (1): training stopped before it converged (the "
+                        "validation loss was still falling); more --epochs may give a better model")
     assert "1 epochs (best: epoch 1, kept)" in lines[0]
     assert lines[2] == (f"threshold of the fused score (what score and rank flag by): {fused:.6g} = quantile 0.99 "
                         "of the training rows' fused scores")

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-quality bench-score bench-ngram bench-train bench-throughput bench-scale-out bench-detection bench-cli-start clean
+.PHONY: demo docs test bench-quality bench-score bench-ngram bench-train bench-throughput bench-scale-out bench-detection bench-cli-start clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m monitor demo
+
+# The README's worked example: its output, the figures beside it and docs/images/error-distributions.png.
+docs: $(STAMP)
+	$(BIN)/python docs/worked_example.py
 
 test: $(STAMP)
 	deploy/local/install-system-deps.sh

@@ -2,7 +2,8 @@
 
 ``hourly_chart``: each window's weighted mean error against its baseline band, alarms marked.
 ``training_chart``: training and validation loss per epoch, the kept (best) epoch marked.
-``error_distribution_chart``: histograms of reconstruction errors per set, with the threshold.
+``error_distribution_chart``: histograms of one score per set (fused, or reconstruction error), with the
+threshold; ``SCORES`` names each score as titles, axes and legends say it.
 ``precision_recall_chart``: the precision-recall curve with operating points.
 ``confusion_chart``: a 2x2 confusion matrix with counts and row rates.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import cycle
 from pathlib import Path
@@ -23,6 +25,7 @@ import numpy as np
 
 from monitor.core.bundle import Bundle
 from monitor.core.evaluation import Evaluation, precision_recall_curve
+from monitor.core.train import best_epoch, stopped_at_epoch_limit
 from monitor.errors import InputError
 from monitor.hourly.judge import WindowReport
 from monitor.stream.files import open_output
@@ -33,6 +36,28 @@ _MARKS = {"warning": ("#f0a020", "^", "warning"), "critical": ("#d62728", "o", "
 _BLUE, _ORANGE, _RED = "#1f4e9a", "#e08a00", "#d62728"
 _PALETTE = (_BLUE, _RED, "#2a9d4b", "#8a4fbf", _ORANGE, "#6b6b6b")  # distinct also in greyscale print
 _SHAPES = ("o", "s", "D", "^", "v", "P")
+
+
+
+@dataclass(frozen=True)
+class ScoreName:
+    """How the charts name one per-sequence score (``monitor.core.score.METHODS``): ``plural`` in titles,
+    ``axis`` on the value axis, ``training`` for the training rows' values a threshold is a quantile of."""
+
+    plural: str
+    axis: str
+    training: str
+
+    def threshold_label(self, threshold: float, quantile: float) -> str:
+        return f"threshold {threshold:.3g} = quantile {quantile:g} of the {self.training}"
+
+
+SCORES = {
+    "fused": ScoreName("Fused scores", "fused score (sum of -log tail probabilities, log scale)",
+                       "training rows' fused scores"),
+    "autoencoder": ScoreName("Reconstruction errors", "reconstruction error (mean squared, log scale)",
+                             "training rows' reconstruction errors"),
+}
 
 
 def hourly_chart(reports: Sequence[WindowReport], path: Path, title: str, *, marker_ms: int | None = None,
@@ -120,12 +145,15 @@ def _length(report: WindowReport) -> str:
 
 
 def training_chart(history: Mapping[str, Sequence[float]], path: Path, title: str, *,
-                   size_px: tuple[int, int] = (900, 500), dpi: int = 100) -> Path:
+                   epoch_limit: int | None = None, size_px: tuple[int, int] = (900, 500),
+                   dpi: int = 100) -> Path:
     """Draws the training loss (``history["loss"]``) and validation loss (``history["val_loss"]``, may be
     empty or absent) per epoch to the PNG ``path`` of exactly ``size_px`` pixels.
 
     The loss is on a log scale: the first epochs are often orders of magnitude above the last. The epoch
-    of the lowest validation loss is marked: training keeps that epoch's weights, not the last ones.
+    of the lowest validation loss is marked: training keeps that epoch's weights, not the last ones. When
+    that epoch is ``epoch_limit`` (``--epochs``), a note under the title says training stopped before the
+    loss settled.
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -142,11 +170,18 @@ def training_chart(history: Mapping[str, Sequence[float]], path: Path, title: st
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlim(0.5, max(loss.size, val.size) + 0.5)  # epochs count from 1: no tick at 0
     _log_scale_if_positive(axes, np.concatenate([loss, val]))
+    if epoch_limit is not None and stopped_at_epoch_limit(history, epoch_limit):
+        title = f"{title}\n{epoch_limit_note(epoch_limit)}"
     axes.set(title=title, xlabel="epoch", ylabel="loss (mean squared error)")
     axes.grid(True, which="major", alpha=0.3)
     axes.grid(True, which="minor", axis="y", alpha=0.12)  # late epochs often move within one decade
     axes.legend(loc="best", fontsize="small", framealpha=0.9)
     return _save(figure, path)
+
+
+def epoch_limit_note(epoch_limit: int) -> str:
+    """What the training chart and ``train`` say when the best epoch is the last one allowed."""
+    return f"the best epoch is the --epochs limit ({epoch_limit}): training stopped before it converged"
 
 
 def _epochs(values: np.ndarray) -> np.ndarray:
@@ -155,27 +190,28 @@ def _epochs(values: np.ndarray) -> np.ndarray:
 
 def _mark_best(axes: Any, val: np.ndarray) -> None:
     """A ring and a faint vertical line at the first lowest finite validation loss (the epoch kept)."""
-    if not np.isfinite(val).any():
+    best = best_epoch({"val_loss": val})
+    if best is None:
         return
-    best = int(np.argmin(np.where(np.isfinite(val), val, np.inf)))
-    axes.axvline(best + 1, color=_RED, linestyle=":", linewidth=1, alpha=0.6)
-    axes.scatter([best + 1], [val[best]], s=110, facecolors="none", edgecolors=_RED, linewidths=2, zorder=3,
-                 label=f"best validation loss (epoch {best + 1})")
+    axes.axvline(best, color=_RED, linestyle=":", linewidth=1, alpha=0.6)
+    axes.scatter([best], [val[best - 1]], s=110, facecolors="none", edgecolors=_RED, linewidths=2, zorder=3,
+                 label=f"best validation loss (epoch {best})")
 
 
 def error_distribution_chart(path: Path, title: str, sets: Mapping[str, np.ndarray], threshold: float,
-                             threshold_label: str, *, size_px: tuple[int, int] = (900, 500),
-                             dpi: int = 100) -> Path:
-    """Draws one histogram per named set of reconstruction errors and the ``threshold`` to the PNG ``path``.
+                             threshold_label: str, *, method: str = "autoencoder",
+                             size_px: tuple[int, int] = (900, 500), dpi: int = 100) -> Path:
+    """Draws one histogram per named set of scores of ``method`` (``SCORES``: reconstruction errors by
+    default) and the ``threshold`` to the PNG ``path``.
 
-    The bins are shared and log-spaced over every set's positive errors (and the threshold), since errors
-    span decades; an error of 0 cannot sit on a log axis and is counted in the first bin instead.
-    Non-finite errors are left out (the legend says how many). Counts go on a log scale when they span
+    The bins are shared and log-spaced over every set's positive scores (and the threshold), since scores
+    span decades; a score of 0 cannot sit on a log axis and is counted in the first bin instead.
+    Non-finite scores are left out (the legend says how many). Counts go on a log scale when they span
     more than two decades, so a small set of anomalies stays visible beside a large normal one.
     """
     finite = {name: _finite(values) for name, values in sets.items()}
     if not any(v.size for v in finite.values()):
-        raise ValueError("no reconstruction errors to draw")
+        raise ValueError(f"no {SCORES[method].plural.lower()} to draw")
     bins = _log_bins([*finite.values()], threshold)
     counts = {name: np.histogram(np.clip(v, bins[0], None), bins)[0] for name, v in finite.items()}
     positive = np.concatenate([c[c > 0] for c in counts.values()])
@@ -198,16 +234,15 @@ def error_distribution_chart(path: Path, title: str, sets: Mapping[str, np.ndarr
         axes.set_ylim(baseline, positive.max() * 8)
     else:
         axes.set_ylim(0, positive.max() * 1.35)
-    axes.set(title=title, xlabel="reconstruction error (mean squared, log scale)",
-             ylabel="sequences" + (" (log scale)" if log_counts else ""))
+    axes.set(title=title, xlabel=SCORES[method].axis, ylabel="sequences" + (" (log scale)" if log_counts else ""))
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(loc="best", fontsize="small", framealpha=0.9)
     return _save(figure, path)
 
 
 def _log_bins(sets: Sequence[np.ndarray], threshold: float, count: int | None = None) -> np.ndarray:
-    """Log-spaced bin edges from the lowest to the highest positive error or threshold; about the square
-    root of the number of errors (10 to 60) unless ``count`` is given."""
+    """Log-spaced bin edges from the lowest to the highest positive value or threshold; about the square
+    root of the number of values (10 to 60) unless ``count`` is given."""
     positive = np.concatenate([*(v[v > 0] for v in sets), [threshold] if threshold > 0 else []])
     positive = positive[np.isfinite(positive)]
     low, high = (positive.min(), positive.max()) if positive.size else (1e-6, 1e-6)
@@ -341,42 +376,56 @@ DISTRIBUTIONS = "error-distributions.png"
 PRECISION_RECALL = "precision-recall.png"
 CONFUSION = "confusion-matrix.png"
 TRAINING_LOSS = "training-loss.png"
+TRAINING_SCORES = "training-scores.png"
 TRAINING_ERRORS = "training-errors.png"
 
 
-def evaluation_charts(folder: Path, bundle: Bundle, result: Evaluation, normal_errors: np.ndarray,
-                      anomaly_errors: np.ndarray) -> list[Path]:
-    """The error distributions with the threshold; with anomalies also the precision-recall curve and the
-    confusion matrix at the bundle's threshold. Returns the files written."""
+def evaluation_charts(folder: Path, bundle: Bundle, result: Evaluation, normal_scores: np.ndarray,
+                      anomaly_scores: np.ndarray, *, method: str) -> list[Path]:
+    """The distributions of the ``method``'s scores with the threshold; with anomalies also the
+    precision-recall curve and the confusion matrix at the bundle's threshold. ``result`` is of the same
+    scores (its thresholds quantiles of the training rows' scores of ``method``). Returns the files written."""
     folder = report_folder(folder)
+    name = SCORES[method]
     at = result.at_bundle_threshold
-    label = _threshold_label(at.threshold, at.quantile)
-    sets = {"normal": normal_errors, **({"anomalies": anomaly_errors} if len(anomaly_errors) else {})}
-    written = [error_distribution_chart(folder / DISTRIBUTIONS, f"Reconstruction errors, model "
-                                              f"{bundle.version}", sets, at.threshold, label)]
-    if len(anomaly_errors):
-        labels = np.r_[np.zeros(len(normal_errors)), np.ones(len(anomaly_errors))]
-        precision, recall, _ = precision_recall_curve(labels, np.r_[normal_errors, anomaly_errors])
+    label = name.threshold_label(at.threshold, at.quantile)
+    sets = {"normal": normal_scores, **({"anomalies": anomaly_scores} if len(anomaly_scores) else {})}
+    written = [error_distribution_chart(folder / DISTRIBUTIONS, f"{name.plural}, model {bundle.version}", sets,
+                                        at.threshold, label, method=method)]
+    if len(anomaly_scores):
+        labels = np.r_[np.zeros(len(normal_scores)), np.ones(len(anomaly_scores))]
+        precision, recall, _ = precision_recall_curve(labels, np.r_[normal_scores, anomaly_scores])
         points = [(f"q={p.quantile:g}" + (" (bundle)" if p.quantile == at.quantile else ""), p.recall,
                    p.precision) for p in result.points if not np.isnan(p.precision)]
         written.append(precision_recall_chart(folder / PRECISION_RECALL,
-                                               f"Precision and recall: {result.normal:,} normal, "
-                                               f"{result.anomalies:,} anomalies",
+                                               f"Precision and recall by {name.plural.lower()}: "
+                                               f"{result.normal:,} normal, {result.anomalies:,} anomalies",
                                                recall, precision, float(result.average_precision or 0),
                                                points))
-        written.append(confusion_chart(folder / CONFUSION, f"Confusion matrix, model {bundle.version}",
-                                       at.matrix(), label))
+        written.append(confusion_chart(folder / CONFUSION, f"Confusion matrix by {name.plural.lower()}",
+                                       at.matrix(), f"model {bundle.version}\n{label}"))
     return written
 
 
-def training_charts(folder: Path, bundle: Bundle) -> list[Path]:
-    """``train --report``: the loss per epoch, and the training errors with the threshold."""
+def training_charts(folder: Path, bundle: Bundle, fused_threshold: float | None = None) -> list[Path]:
+    """``train --report``: the loss per epoch; the training rows' fused scores with the threshold ``score``
+    applies (``fused_threshold``; left out without it); their reconstruction errors with the error's own."""
     folder = report_folder(folder)
     history: dict[str, Any] = bundle.metadata.get("history", {})
-    label = _threshold_label(bundle.threshold, bundle.threshold_quantile)
-    return [training_chart(history, folder / TRAINING_LOSS, f"Training of model {bundle.version}"),
-            error_distribution_chart(folder / TRAINING_ERRORS, f"Training errors, model {bundle.version}",
-                                           {"training": bundle.training_errors}, bundle.threshold, label)]
+    limit = bundle.metadata.get("model", {}).get("epochs")
+    q = bundle.threshold_quantile
+    written = [training_chart(history, folder / TRAINING_LOSS, f"Training of model {bundle.version}",
+                              epoch_limit=limit)]
+    if fused_threshold is not None and bundle.fusion is not None:
+        written.append(error_distribution_chart(
+            folder / TRAINING_SCORES, f"Training rows' fused scores, model {bundle.version}",
+            {"training": bundle.fusion.training_scores}, fused_threshold,
+            SCORES["fused"].threshold_label(fused_threshold, q), method="fused"))
+    written.append(error_distribution_chart(
+        folder / TRAINING_ERRORS, f"Training rows' reconstruction errors, model {bundle.version}",
+        {"training": bundle.training_errors}, bundle.threshold,
+        SCORES["autoencoder"].threshold_label(bundle.threshold, q), method="autoencoder"))
+    return written
 
 
 def report_folder(folder: Path) -> Path:
@@ -385,7 +434,3 @@ def report_folder(folder: Path) -> Path:
         raise InputError(f"--report {folder} is a file; name a folder for the charts")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def _threshold_label(threshold: float, quantile: float) -> str:
-    return f"threshold {threshold:.3g} = quantile {quantile:g} of training errors"

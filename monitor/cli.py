@@ -110,8 +110,8 @@ def _add_input_arguments(parser: argparse.ArgumentParser, required: bool = True)
 def _add_train(commands: argparse._SubParsersAction) -> None:
     p = _command(commands, "train", "learn the formats of a file of sequences",
                  "Writes a model bundle (the network, its preparation, the training errors and thresholds) "
-                 "to --model, and prints\nthe number of sequences, the epochs, the preparation and the "
-                 "threshold. A few thousand normal sequences make a\nuseful model; lines that are empty or "
+                 "to --model, and prints\nthe number of sequences, the epochs, the preparation and each "
+                 "score's threshold. A few thousand normal sequences make a\nuseful model; lines that are empty or "
                  "not text are skipped and counted.")
     _add_input_arguments(p)
     p.add_argument("--allow-skipped", nargs="?", type=_share, const=1.0, default=0.5, metavar="SHARE",
@@ -139,10 +139,12 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     net.add_argument("--batch-size", type=int, default=256, help="sequences per training step")
     net.add_argument("--seed", type=int, default=0, help="random seed: the same seed and data give the same model")
     p.add_argument("--threshold-quantile", type=float, default=0.99,
-                   help="flag sequences whose error exceeds this quantile of the training errors (0 < q < 1; "
-                        "score, rank and the service can override it without retraining)")
-    p.add_argument("--report", type=Path, help="also draw the loss per epoch and the training errors with the "
-                                              "threshold, as PNG files in this folder")
+                   help="flag sequences whose score exceeds this quantile of the training rows' scores of the "
+                        "same kind: fused scores for the fused score, reconstruction errors for the error (0 < q "
+                        "< 1; score, rank and the service can override it without retraining)")
+    p.add_argument("--report", type=Path, help="also draw the loss per epoch and the training rows' fused scores "
+                                              "and reconstruction errors with their thresholds, as PNG files in "
+                                              "this folder")
     p.set_defaults(run=_run_train)
 
 
@@ -180,19 +182,38 @@ def _run_train(args: argparse.Namespace) -> int:
     bundle = train(sequences, settings, verbose=2 if args.verbose else 0)  # Keras prints epochs only on -v
     bundle.metadata["skipped_input_lines"] = len(rejected)
     bundle_lib.save(bundle, args.model)
-    meta = bundle.metadata
-    print(f"trained on {meta['training_rows']} sequences ({meta['distinct_sequences']} distinct) in "
-          f"{meta['training_seconds']}s, {meta['history']['epochs']} epochs; "
-          f"{meta['preparation']['mode']} tokens, length {meta['preparation']['length']}, "
-          f"{meta['preparation']['features']} features")
-    print(f"threshold (quantile {bundle.threshold_quantile:g} of training errors): {bundle.threshold:.6g}")
+    fused_threshold = _print_trained(bundle)
     print(f"saved bundle {bundle.version} to {args.model}")
     if args.report:
         from monitor.charts import training_charts
 
-        for path in training_charts(args.report, bundle):
+        for path in training_charts(args.report, bundle, fused_threshold):
             print(f"chart: {path}")
     return 0
+
+
+def _print_trained(bundle: Any) -> float:
+    """What ``train`` says of a new bundle: data, epochs, preparation, and the thresholds each score flags
+    by (the fused score's first: ``score`` and ``rank`` apply it by default). Returns the fused threshold."""
+    from monitor.charts import epoch_limit_note
+    from monitor.core.score import Scorer
+    from monitor.core.train import best_epoch, stopped_at_epoch_limit
+
+    meta, q = bundle.metadata, bundle.threshold_quantile
+    best = best_epoch(meta["history"])
+    print(f"trained on {meta['training_rows']} sequences ({meta['distinct_sequences']} distinct) in "
+          f"{meta['training_seconds']}s, {meta['history']['epochs']} epochs"
+          f"{f' (best: epoch {best}, kept)' if best else ''}; {meta['preparation']['mode']} tokens, length "
+          f"{meta['preparation']['length']}, {meta['preparation']['features']} features")
+    if stopped_at_epoch_limit(meta["history"], meta["model"]["epochs"]):
+        print(f"note: {epoch_limit_note(meta['model']['epochs'])} (the validation loss was still falling); more "
+              "--epochs may give a better model")
+    fused_threshold = Scorer(bundle).fused_threshold
+    print(f"threshold of the fused score (what score and rank flag by): {fused_threshold:.6g} = quantile {q:g} "
+          "of the training rows' fused scores")
+    print(f"threshold of the reconstruction error (--method autoencoder; the hourly windows' above-threshold "
+          f"share): {bundle.threshold:.6g} = quantile {q:g} of the training rows' reconstruction errors")
+    return fused_threshold
 
 
 # -- score ------------------------------------------------------------------------------------------------
@@ -285,16 +306,17 @@ def _add_method_argument(parser: argparse.ArgumentParser) -> None:
 
 def _add_threshold_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold-quantile", type=float,
-                        help="flag errors above this quantile of the bundle's training errors instead of the "
-                             "bundle's own threshold (0 < q < 1; default: the bundle's)")
+                        help="flag sequences whose --method score is above this quantile of the training rows' "
+                             "scores of that method, instead of the bundle's own quantile (0 < q < 1; default: "
+                             "the bundle's)")
 
 
 def _with_threshold(bundle: Any, quantile: float | None) -> Any:
     if quantile is None:
         return bundle
     adjusted = bundle.with_threshold_quantile(quantile)
-    log.info("threshold: quantile %g of the training errors = %.6g (the bundle's own: quantile %g)", quantile,
-             adjusted.threshold, bundle.threshold_quantile)
+    log.info("threshold: quantile %g of the training rows' scores (the bundle's own: quantile %g); of the "
+             "reconstruction errors: %.6g", quantile, bundle.threshold_quantile, adjusted.threshold)
     return adjusted
 
 
@@ -343,10 +365,10 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p = _command(commands, "evaluate", "see how well a model separates normal sequences from known anomalies",
                  "Scores a file of sequences believed normal and, optionally, one of known anomalies (same "
                  "input formats as\nscore). Prints AUROC, average precision and precision@k (k: the number of "
-                 "anomalies), and at the\nbundle's threshold and other quantiles of the training errors how "
-                 "many of each are flagged, with the\nconfusion matrix. With --normal alone: the flag rate on "
-                 "data believed normal. --report draws the error\ndistributions with the threshold, the "
-                 "precision-recall curve and the confusion matrix.")
+                 "anomalies), and at the\nbundle's threshold and other quantiles of the training rows' scores "
+                 "how many of each are flagged, with the\nconfusion matrix. With --normal alone: the flag rate "
+                 "on data believed normal. --report draws the\ndistributions of the --method score with its "
+                 "threshold, the precision-recall curve and the confusion matrix.")
     p.add_argument("--model", type=Path, required=True, help="bundle directory")
     p.add_argument("--normal", type=Path, required=True, help="sequences believed normal (text, CSV or JSONL)")
     p.add_argument("--anomalies", type=Path, help="sequences known to be abnormal (same format as --normal)")

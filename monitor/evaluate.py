@@ -34,7 +34,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     anomaly_errors = scorer.score(anomalies).by(args.method)[0] if anomalies else np.empty(0)
     training = bundle.training_errors if args.method == "autoencoder" else scorer.fusion.training_scores
     result = evaluate(normal_errors, anomaly_errors, training, bundle.threshold_quantile)
-    charts = evaluation_charts(args.report, bundle, result, normal_errors, anomaly_errors) if args.report else []
+    charts = evaluation_charts(args.report, bundle, result, normal_errors, anomaly_errors,
+                               method=args.method) if args.report else []
     if args.json:
         json.dump({**result.to_dict(), "model": bundle.info(), "charts": [str(c) for c in charts]}, sys.stdout)
         sys.stdout.write("\n")

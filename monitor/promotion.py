@@ -4,7 +4,9 @@ and ``accept`` (a flagged format is legitimate), both working on the service's s
 
 ``candidate`` runs the comparison the service runs before a promotion (``monitor.hourly.shadow``) on the
 state's history and samples, and only reads the file. ``accept`` records a declaration in the file; the
-running service (or the next one started on it) applies it at its next checkpoint.
+running service (or the next one started on it) applies it at its next checkpoint, and ``candidate`` applies
+the declarations the service has not applied yet to its own copy of the history, so it judges as the service
+will.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from monitor.hourly.window import restoring
 from monitor.settings import MonitorConfig, load_config
 from monitor.stream.group_state import ACCEPTED_PREFIX, topic_state
 from monitor.stream.kafka_state import ChangelogReader, publish
-from monitor.stream.service import restore
-from monitor.stream.state import StateStore
+from monitor.stream.service import accepted_windows, restore
+from monitor.stream.state import Accepted, StateStore
 
 REFUSED_EXIT = 5
 
@@ -37,19 +39,25 @@ REFUSED_EXIT = 5
 def run_candidate(args: argparse.Namespace) -> int:
     """``python -m monitor candidate``: the comparison on standard output; exit 5 when it would be refused."""
     config = load_config(args.config)
-    judge = _restored(args.state, config)
+    judge, pending = _restored(args.state, config)
     current, candidate = (Scorer(bundle_lib.load(path, config.model.threshold_quantile))
                           for path in (args.model, args.candidate))
     report = shadow(judge.histories, current, candidate, 1 - candidate.bundle.threshold_quantile, config.compare,
                     config.promotion)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.render())
+    if args.json:
+        print(json.dumps({**report.to_dict(), "accepted_not_yet_applied_by_the_service": len(pending)}, indent=2))
+    else:
+        print(report.render())
+        if pending:
+            print(f"  taken in here: accepted {', '.join(f'#{a.id}' for a in pending)} in {args.state}, which the "
+                  "service applies at its next checkpoint")
     return REFUSED_EXIT if not report.promote else 0
 
 
 def run_accept(args: argparse.Namespace) -> int:
     """``python -m monitor accept``: record the accepted format; says what it covers."""
     config = load_config(args.config)
-    judge = _restored(args.state, config)
+    judge, _ = _restored(args.state, config)
     samples = {topic: history.samples for topic, history in judge.histories.items()
                if args.topic in (None, topic)}
     if args.window is not None:
@@ -88,13 +96,16 @@ def run_accept(args: argparse.Namespace) -> int:
         number = state.add_accepted(kind, value, args.topic, sequences)
     print(f"accepted #{number} ({kind} {shown}): {len(sequences)} "
           "sequences join the retraining corpus. The service applies it at its next checkpoint: the windows it "
-          "covers serve in baselines again and a retrain is requested (its candidate goes through promotion).")
+          "covers serve in baselines again and a retrain is requested (its candidate goes through promotion). "
+          "`candidate` on this state file takes it in already.")
     return 0
 
 
-def _restored(path: Path | None, config: MonitorConfig) -> HourlyJudge:
+def _restored(path: Path | None, config: MonitorConfig) -> tuple[HourlyJudge, list[Accepted]]:
+    """The history as the state holds it, with the accepted formats the service has not applied yet applied
+    (in memory only: the file is not written); returns them too."""
     if config.state.store == "kafka":
-        return _restored_from_kafka(config)
+        return _restored_from_kafka(config), []
     if path is None:
         raise InputError("--state is required: the service's state.path (or give --config with state.store kafka)")
     if not path.is_file():
@@ -110,7 +121,11 @@ def _restored(path: Path | None, config: MonitorConfig) -> HourlyJudge:
                             config.window.allowed_lateness_ms, config.compare, config.window.sample_size,
                             config.formats)
         restore(state, judge)
-    return judge
+        pending = state.accepted(checkpoint.accepted_applied)
+    for accepted in pending:  # as the service's apply_accepted does at its next checkpoint
+        for topic, start_ms in accepted_windows(judge, accepted):
+            judge.accept(topic, start_ms)
+    return judge, pending
 
 
 def _restored_from_kafka(config: MonitorConfig) -> HourlyJudge:

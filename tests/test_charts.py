@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from monitor import charts
 from monitor.charts import (
     confusion_chart,
     error_distribution_chart,
+    evaluation_charts,
     hourly_chart,
     precision_recall_chart,
     training_chart,
 )
+from monitor.core.evaluation import evaluate
 from monitor.errors import InputError
 from monitor.hourly.compare import CompareSettings
 from monitor.hourly.judge import HourlyJudge, WindowReport
@@ -168,3 +172,64 @@ def test_a_failed_drawing_leaves_the_old_chart(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         confusion_chart(path, "t", np.array([[1, 2]]))
     assert path.read_bytes() == b"old chart"
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every figure the charts module saves from here on, in order (saved as usual too)."""
+    saved: list[object] = []
+    save = charts._save  # noqa: SLF001 - the one place every chart goes through
+
+    def keep(figure: object, path: Path) -> Path:
+        saved.append(figure)
+        return save(figure, path)
+
+    monkeypatch.setattr(charts, "_save", keep)
+    return saved
+
+
+def texts(figure: object) -> dict[str, object]:
+    """The words of a saved figure: its first axes' title and labels, its legend, the figure's title."""
+    axes = figure.axes[0]  # type: ignore[attr-defined]
+    legend = axes.get_legend()
+    return {"suptitle": figure.get_suptitle(), "title": axes.get_title(),  # type: ignore[attr-defined]
+            "xlabel": axes.get_xlabel(), "legend": [t.get_text() for t in legend.get_texts()] if legend else []}
+
+
+@pytest.mark.parametrize(("method", "plural", "axis", "training"), [
+    ("fused", "Fused scores", "fused score (", "training rows' fused scores"),
+    ("autoencoder", "Reconstruction errors", "reconstruction error (mean squared", "training rows' reconstruction errors"),
+])
+def test_the_evaluation_charts_name_the_score_they_plot(tmp_path: Path, figures: list[object], method: str,
+                                                        plural: str, axis: str, training: str) -> None:
+    sets = errors()
+    training_scores = errors(seed=1)["normal"]
+    result = evaluate(sets["normal"], sets["anomalies"], training_scores, 0.99)
+    threshold = f"threshold {result.at_bundle_threshold.threshold:.3g} = quantile 0.99 of the {training}"
+    written = evaluation_charts(tmp_path, SimpleNamespace(version="v7"), result, sets["normal"],  # type: ignore[arg-type]
+                                sets["anomalies"], method=method)
+    assert [p.name for p in written] == ["error-distributions.png", "precision-recall.png", "confusion-matrix.png"]
+    distribution, precision_recall, confusion = (texts(f) for f in figures)
+    assert distribution["title"] == f"{plural}, model v7" and distribution["xlabel"].startswith(axis)
+    assert threshold in distribution["legend"]
+    assert precision_recall["title"].startswith(f"Precision and recall by {plural.lower()}: ")
+    assert confusion["suptitle"] == f"Confusion matrix by {plural.lower()}"
+    assert confusion["title"] == f"model v7\n{threshold}"
+    if method == "fused":  # nothing on the fused charts speaks of the error
+        words = " ".join(str(v) for t in (distribution, precision_recall, confusion) for v in t.values())
+        assert "error" not in words.lower()
+
+
+def test_the_training_chart_says_when_the_best_epoch_is_the_epochs_limit(tmp_path: Path,
+                                                                         figures: list[object]) -> None:
+    still_falling = {"loss": [0.05, 0.01, 0.004, 0.003], "val_loss": [0.06, 0.012, 0.005, 0.004]}
+    settled = {"loss": [0.05, 0.01, 0.004, 0.003], "val_loss": [0.06, 0.012, 0.005, 0.006]}
+    training_chart(still_falling, tmp_path / "limit.png", "made-up training", epoch_limit=4)
+    training_chart(settled, tmp_path / "settled.png", "made-up training", epoch_limit=4)
+    training_chart(still_falling, tmp_path / "no-limit.png", "made-up training", epoch_limit=40)
+    limit, settled_texts, no_limit = (texts(f) for f in figures)
+    assert limit["title"] == ("made-up training\nthe best epoch is the --epochs limit (4): training stopped before "
+                              "it converged")
+    assert "best validation loss (epoch 4)" in limit["legend"]
+    assert settled_texts["title"] == no_limit["title"] == "made-up training"
+    assert "best validation loss (epoch 3)" in settled_texts["legend"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from monitor.cli import main
+from monitor.core import bundle as bundle_lib
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.devtools import generate
@@ -81,15 +83,15 @@ def test_with_only_normal_data_it_gives_the_flag_rate(labelled: tuple[Path, Path
     assert [c.name for c in tmp_path.iterdir()] == ["error-distributions.png"]
 
 
-def test_train_report_draws_the_loss_and_the_training_errors(tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_report_draws_the_loss_and_the_training_scores_and_errors(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     corpus = tmp_path / "serials.txt"
     corpus.write_text("\n".join(generate.sample("serial", 600, seed=3)) + "\n")
     assert main(["train", "--input", str(corpus), "--model", str(tmp_path / "m"), "--epochs", "3",
                  "--report", str(tmp_path / "report")]) == 0
     assert "chart:" in capsys.readouterr().out
     charts = sorted(p.name for p in (tmp_path / "report").iterdir())
-    assert charts == ["training-errors.png", "training-loss.png"]
+    assert charts == ["training-errors.png", "training-loss.png", "training-scores.png"]
     assert all((tmp_path / "report" / c).read_bytes()[:8] == PNG for c in charts)
     summary = json.loads((tmp_path / "m" / "bundle.json").read_text())["metadata"]["training_errors"]
     assert summary["min"] <= summary["median"] <= summary["p99"] <= summary["max"]
@@ -115,3 +117,30 @@ def test_an_empty_anomalies_file_is_refused(labelled: tuple[Path, Path, list[str
     assert main(["evaluate", "--model", str(bundle_dir), "--normal", str(labelled[0]), "--anomalies",
                  str(tmp_path / "none.txt")]) == 2
     assert "--anomalies" in capsys.readouterr().err
+
+
+def test_train_prints_the_threshold_score_applies_and_the_errors_apart(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "serials.txt"
+    corpus.write_text("\n".join(generate.sample("serial", 600, seed=3)) + "\n")
+    assert main(["train", "--input", str(corpus), "--model", str(tmp_path / "m"), "--epochs", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    bundle = bundle_lib.load(tmp_path / "m")
+    fused = Scorer(bundle).fused_threshold
+    assert lines[1] == ("note: the best epoch is the --epochs limit (1): training stopped before it converged (the "
+                        "validation loss was still falling); more --epochs may give a better model")
+    assert "1 epochs (best: epoch 1, kept)" in lines[0]
+    assert lines[2] == (f"threshold of the fused score (what score and rank flag by): {fused:.6g} = quantile 0.99 "
+                        "of the training rows' fused scores")
+    assert lines[3] == ("threshold of the reconstruction error (--method autoencoder; the hourly windows' "
+                        f"above-threshold share): {bundle.threshold:.6g} = quantile 0.99 of the training rows' "
+                        "reconstruction errors")
+    # The first threshold printed is the one score applies.
+    today = tmp_path / "today.txt"
+    today.write_text("\n".join(generate.sample("serial", 300, seed=5) + ["AB-121E", "ab121e", "PHE-SER-CYS"]) + "\n")
+    assert main(["score", "--model", str(tmp_path / "m"), "--input", str(today), "--output",
+                 str(tmp_path / "s.csv")]) == 0
+    with (tmp_path / "s.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert any(r["abnormal"] == "true" for r in rows)
+    assert all((r["abnormal"] == "true") == (float(r["score"]) > float(f"{fused:.6g}")) for r in rows)

@@ -77,6 +77,32 @@ def test_candidate_prints_the_comparison_and_exits_by_its_decision(
     assert report["flagged"] >= 2 and len(report["per_window"]) == report["windows"]
 
 
+def test_candidate_after_an_offline_accept_takes_it_in_without_writing_the_file(
+        state_file: Path, bundle_dir: Path, retrained_bundle_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """No service runs between `accept` and `candidate`: the acceptance is applied all the same."""
+    copy = tmp_path / "state.sqlite"
+    copy.write_bytes(state_file.read_bytes())
+    compare = ["candidate", "--model", str(bundle_dir), "--candidate", str(retrained_bundle_dir), "--state",
+               str(copy), "--config", str(state_file.parent / "monitor.yaml")]
+    main([*compare, "--json"])
+    before = json.loads(capsys.readouterr().out)
+    assert before["accepted"] == 0 and before["accepted_not_yet_applied_by_the_service"] == 0
+    drifted = START_MS + DRIFT_FROM * MINUTE_MS
+    assert main(["accept", "--state", str(copy), "--window", str(drifted)]) == 0
+    assert "`candidate` on this state file takes it in already" in capsys.readouterr().out
+    written = copy.read_bytes()
+    main([*compare, "--json"])
+    after = json.loads(capsys.readouterr().out)
+    assert after["accepted"] == 1 and after["accepted_not_yet_applied_by_the_service"] == 1
+    assert after["flagged"] == before["flagged"] - 1
+    assert [w["accepted"] for w in after["per_window"] if w["start_ms"] == drifted] == [True]
+    main(compare)
+    out = capsys.readouterr().out
+    assert ", 1 accepted" in out and f"taken in here: accepted #1 in {copy}" in out
+    assert copy.read_bytes() == written  # candidate only reads the file
+
+
 def test_accept_by_pattern_records_the_matching_samples_and_the_service_applies_it(
         state_file: Path, bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     copy = tmp_path / "state.sqlite"

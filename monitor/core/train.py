@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +72,21 @@ def train(corpus: Sequence[str], settings: TrainSettings | None = None, verbose:
     bundle.fusion = fit_fusion(sequences, row_errors, settings.signals)
     bundle.metadata["formats"] = len(bundle.fusion.formats.counts) + bundle.fusion.formats.tail_formats
     return bundle
+
+
+def best_epoch(history: Mapping[str, Any]) -> int | None:
+    """The epoch (from 1) of the first lowest finite validation loss, whose weights training keeps; ``None``
+    without a validation loss."""
+    val = np.asarray(history.get("val_loss", ()), dtype=float)
+    if not np.isfinite(val).any():
+        return None
+    return int(np.argmin(np.where(np.isfinite(val), val, np.inf))) + 1
+
+
+def stopped_at_epoch_limit(history: Mapping[str, Any], epoch_limit: int) -> bool:
+    """Whether the best epoch is the last one ``epoch_limit`` (``--epochs``) allowed: the validation loss was
+    still falling when training had to stop, so it stopped before it converged."""
+    return best_epoch(history) == epoch_limit
 
 
 def error_summary(errors: np.ndarray) -> dict[str, float]:

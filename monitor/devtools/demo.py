@@ -14,7 +14,7 @@ import numpy as np
 from monitor.charts import evaluation_charts, hourly_chart
 from monitor.core import bundle as bundle_lib
 from monitor.core.bundle import Bundle
-from monitor.core.evaluation import evaluate as evaluate_errors
+from monitor.core.evaluation import evaluate as evaluate_scores
 from monitor.core.score import Scorer, Scores, group_score
 from monitor.core.train import train
 from monitor.devtools import generate
@@ -71,12 +71,14 @@ def _demo_format(fmt: str, rows: int, directory: Path, seed: int, out: TextIO, r
           f"{int(scores.flags[: len(normal)].sum())}", file=out)
     print(f"   group score (weighted mean error): normal batch {group_score(scores.errors[: len(normal)]):.5f}, "
           f"with the broken ones mixed in {group_score(scores.errors):.5f}", file=out)
-    if report is not None:
-        quality = evaluate_errors(scores.errors[: len(normal)], scores.errors[len(normal):], bundle.training_errors,
+    if report is not None:  # the fused score, as the lines above and `monitor evaluate` by default
+        normal_scores, broken_scores = scores.fused[: len(normal)], scores.fused[len(normal):]
+        quality = evaluate_scores(normal_scores, broken_scores, scorer.fusion.training_scores,
                                   bundle.threshold_quantile)
-        drawn = evaluation_charts(report, bundle, quality, scores.errors[: len(normal)], scores.errors[len(normal):])
-        print(f"   AUROC {quality.auroc:.4f}, average precision {quality.average_precision:.4f}; charts (as "
-              f"`monitor evaluate --report` draws them): {', '.join(str(path) for path in drawn)}", file=out)
+        drawn = evaluation_charts(report, bundle, quality, normal_scores, broken_scores, method="fused")
+        print(f"   by the fused score: AUROC {quality.auroc:.4f}, average precision {quality.average_precision:.4f}; "
+              f"charts (as `monitor evaluate --report` draws them): {', '.join(str(path) for path in drawn)}",
+              file=out)
     return bundle
 
 

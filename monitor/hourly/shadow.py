@@ -5,8 +5,10 @@ Each window kept in history with a sample is estimated under both models (``Wind
 judged against the *other* windows usable in a baseline (not judged warning or critical, unless accepted),
 estimated under the same model: leave one out, so every window gets a verdict, early ones included. The candidate passes when it keeps the hours
 judged normal normal, still flags those judged warning or critical (accepted ones aside: they are meant to
-become normal), and flags about the share of the normal hours' weight its threshold quantile expects. The
-current model, judged the same way from the same samples, is shown beside it: the sampling's own noise.
+become normal), and flags no more than ``promotion.max_flag_rate_ratio`` times the share of the normal hours'
+weight the current model flags of the same samples (or its own threshold quantile expects, when that is
+more). The current model, judged the same way from the same samples, is shown beside it: the sampling's own
+noise.
 """
 
 from __future__ import annotations
@@ -61,6 +63,14 @@ class ShadowReport:
     @property
     def outcome(self) -> str:
         return "refused" if self.reasons else "promoted" if self.shadowed else "promoted_unshadowed"
+
+    def allowed_flag_rate(self, promotion: PromotionConfig) -> float:
+        """The most of the normal hours' weight the candidate may flag: ``max_flag_rate_ratio`` times what the
+        current model flags of the same records, or what the candidate's threshold quantile expects when
+        that is more (a floor: a current model flagging next to nothing on a quiet week must not make every
+        candidate fail)."""
+        current = self.current_flag_rate if math.isfinite(self.current_flag_rate) else 0.0
+        return promotion.max_flag_rate_ratio * max(current, self.expected_flag_rate)
 
     def normal_kept(self, model: str = "candidate") -> tuple[int, int]:
         """(hours judged normal that ``model`` — "candidate" or "current" — judges normal, hours judged normal)."""
@@ -186,11 +196,12 @@ def _reasons(report: ShadowReport, promotion: PromotionConfig) -> list[str]:
         reasons.append(f"it would no longer flag {flagged - flagged_kept} of {flagged} hours judged warning or "
                        f"critical (first: {first.topic} {iso_utc(first.start_ms)}, {first.verdict} -> "
                        f"{first.candidate}); accept their format first if it is legitimate")
-    ratio = promotion.max_flag_rate_ratio
-    expected = report.expected_flag_rate
-    if math.isfinite(report.flag_rate) and not expected / ratio <= report.flag_rate <= expected * ratio:
-        reasons.append(f"it flags {_percent(report.flag_rate)} of the normal hours' weight where its threshold "
-                       f"quantile expects {_percent(expected)} (promotion.max_flag_rate_ratio {ratio:g})")
+    if math.isfinite(report.flag_rate) and report.flag_rate > report.allowed_flag_rate(promotion):
+        reasons.append(f"it flags {_percent(report.flag_rate)} of the normal hours' weight where the current "
+                       f"model flags {_percent(report.current_flag_rate)} of the same records (its threshold "
+                       f"quantile expects {_percent(report.expected_flag_rate)}): more than "
+                       f"{_percent(report.allowed_flag_rate(promotion))}, promotion.max_flag_rate_ratio "
+                       f"{promotion.max_flag_rate_ratio:g} times the larger of the two")
     return reasons
 
 

@@ -278,8 +278,10 @@ class PromotionConfig(Section, key="promotion"):
     It is first scored beside the current model on the recent windows' samples, each window judged against
     the others judged normal (``monitor.hourly.shadow``). It is promoted only if it keeps at least
     ``min_normal_kept`` of the windows judged normal normal, still flags at least ``min_flagged_kept`` of those
-    judged warning or critical (accepted ones aside), and flags a share of the normal windows' weight within
-    ``max_flag_rate_ratio`` times (either way) of what its threshold quantile expects. ``shadow: false``
+    judged warning or critical (accepted ones aside), and flags at most ``max_flag_rate_ratio`` times the share
+    of the normal windows' weight the current model flags of the same records (or, when that is more, of what
+    the candidate's threshold quantile expects: a floor, so a current model flagging nothing lets a candidate
+    flagging about its quantile's share through). ``shadow: false``
     promotes every valid candidate unseen (the behaviour before shadowing existed).
     """
 
@@ -291,7 +293,8 @@ class PromotionConfig(Section, key="promotion"):
 
     def _cross_check(self) -> Iterator[tuple[str, str]]:
         if self.max_flag_rate_ratio < 1:
-            yield "max_flag_rate_ratio", f"{self.max_flag_rate_ratio} is below 1: no candidate could pass"
+            yield "max_flag_rate_ratio", (f"{self.max_flag_rate_ratio} is below 1: a candidate flagging what the "
+                                          "current model flags would be refused")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import pytest
 from monitor.core.model import ModelSettings
 from monitor.core.prepare import PrepareSettings
 from monitor.core.score import Scorer
-from monitor.core.train import TrainSettings, fingerprint, train
+from monitor.core.train import TrainSettings, best_epoch, fingerprint, stopped_at_epoch_limit, train
 from monitor.devtools import generate
 from monitor.errors import ConfigError, InputError
 
@@ -61,3 +61,16 @@ def test_the_lstm_autoencoder_learns_a_format() -> None:
                                                              epochs=15)), verbose=0)
     scores = Scorer(bundle).score(["PHE-SER-CYS", "GLY-LEU-ALA", "AB121E", "phe-ser-cys"])
     assert scores.errors[2:].min() > scores.errors[:2].max()
+
+
+@pytest.mark.parametrize(("val_loss", "best", "at_limit_of_4"), [
+    ([0.06, 0.012, 0.005, 0.004], 4, True),  # still falling at the last epoch allowed
+    ([0.06, 0.012, 0.005, 0.006], 3, False),  # early stopping's patience ran out after the best
+    ([0.06, float("nan"), 0.004, 0.004], 3, False),  # the first of equal lows; a nan is not a low
+    ([], None, False),  # trained without a validation split: nothing to tell
+])
+def test_the_best_epoch_and_whether_it_is_the_epochs_limit(val_loss: list[float], best: int | None,
+                                                           at_limit_of_4: bool) -> None:
+    history = {"loss": [0.1] * max(len(val_loss), 1), "val_loss": val_loss}
+    assert best_epoch(history) == best
+    assert stopped_at_epoch_limit(history, 4) is at_limit_of_4

@@ -31,6 +31,14 @@ class TightModel(ScaledModel):
         self.threshold = float(np.quantile(normal, 0.90))
 
 
+class LooseModel(ScaledModel):
+    """A model whose threshold is above every normal sequence's error: it flags none of the normal hours."""
+
+    def __init__(self, version: str, scale: float) -> None:
+        super().__init__(version, scale)
+        self.threshold = float(self.errors([f"N{i}" for i in range(20_000)]).max() * 1.01)
+
+
 @pytest.fixture(scope="module")
 def judge() -> HourlyJudge:
     """40 hours under v1 (24 learning, 12 normal), the last four with a drift (critical)."""
@@ -65,11 +73,36 @@ def test_a_candidate_blind_to_the_flagged_hours_is_refused_unless_they_are_accep
     assert report.promote and report.flagged_kept() == (0, 0)
 
 
-def test_a_candidate_flagging_far_more_than_its_quantile_promises_is_refused(judge: HourlyJudge) -> None:
+def test_a_candidate_flagging_far_more_than_the_current_model_is_refused(judge: HourlyJudge) -> None:
     report = shadow(judge.histories, ScaledModel("v1", 1.0), TightModel("v-tight", 1.0), 0.01, CompareSettings(),
                     PromotionConfig())
-    assert not report.promote
-    assert any("where its threshold quantile expects 1.00%" in reason for reason in report.reasons)
+    assert not report.promote and report.flag_rate > 0.05
+    assert report.current_flag_rate == pytest.approx(0.01, abs=0.005)
+    [reason] = report.reasons
+    assert "where the current model flags 0.96%" in reason and "promotion.max_flag_rate_ratio 3" in reason
+    # Judged against the current model: beside one that flags as much, it is no reason to refuse.
+    alike = shadow(judge.histories, TightModel("v-tight", 1.0), TightModel("v-tight-2", 5.0), 0.01,
+                   CompareSettings(), PromotionConfig())
+    assert alike.flag_rate > 0.05 and alike.promote
+
+
+def test_a_candidate_flagging_nothing_where_the_current_model_flags_nothing_is_not_refused_for_it(
+        judge: HourlyJudge) -> None:
+    report = shadow(judge.histories, LooseModel("v1", 1.0), LooseModel("v2", 5.0), 0.01, CompareSettings(),
+                    PromotionConfig())
+    assert report.flag_rate == 0 and report.current_flag_rate == 0
+    assert report.promote and report.reasons == ()
+
+
+def test_the_flag_rate_allowed_has_the_threshold_quantile_as_a_floor(judge: HourlyJudge) -> None:
+    """The current model flags nothing: a candidate flagging about its quantile's 1 % passes, one flagging ten
+    times that (more than 3 x the 1 % floor) does not."""
+    current = LooseModel("v1", 1.0)
+    passed = shadow(judge.histories, current, ScaledModel("v2", 1.0), 0.01, CompareSettings(), PromotionConfig())
+    assert passed.current_flag_rate == 0 and passed.flag_rate > 0 and passed.promote
+    assert passed.allowed_flag_rate(PromotionConfig()) == pytest.approx(0.03)
+    refused = shadow(judge.histories, current, TightModel("v-tight", 1.0), 0.01, CompareSettings(), PromotionConfig())
+    assert not refused.promote and "where the current model flags 0.00%" in refused.reasons[0]
 
 
 def test_with_too_few_windows_to_compare_the_candidate_is_promoted_unshadowed() -> None:

@@ -385,8 +385,12 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from monitor.evaluate import run_evaluate
 
-    for path in filter(None, (args.normal, args.anomalies)):
-        check_input_file(path)  # before the bundle: loading its model takes seconds
+    for flag, path in (("--normal", args.normal), ("--anomalies", args.anomalies)):
+        if path is not None:
+            try:
+                check_input_file(path)  # before the bundle: loading its model takes seconds
+            except InputError as exc:
+                raise InputError(f"{flag}: {exc}") from exc
     return run_evaluate(args)
 
 

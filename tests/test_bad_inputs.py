@@ -2,8 +2,8 @@
 the csv module's limit, flag values out of range, a configuration that is wrong. None may end in a traceback.
 
 The commands run as ``python -m monitor`` runs them (``runpy`` on the package's ``__main__``, in a subprocess),
-all in one interpreter: while the CLI imports TensorFlow on start, each new interpreter costs seconds, which
-some forty cases would multiply. Once start-up is cheap, each case can be its own ``python -m monitor``.
+all in one interpreter: the cases that get as far as loading a model import TensorFlow, seconds per new
+interpreter, which some forty cases would multiply.
 """
 
 from __future__ import annotations
@@ -129,5 +129,5 @@ def test_no_command_ends_in_a_traceback_and_bad_input_exits_nonzero(files: dict[
     score, train, replay = results[len(refused):]
     assert score[0] == 0 and "scored 40 of 40 lines" in score[2]
     assert train[0] == 0 and "trained on 40 sequences" in train[1]
-    assert replay[0] == 0 and "{'oversized_value': 1}" in replay[2]
+    assert replay[0] == 0 and "1 row rejected (oversized value: 1)" in replay[2]
 

@@ -9,18 +9,19 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from monitor.devtools import generate
-from monitor.errors import InputError
+from monitor.errors import BrokerUnavailable, InputError
 from monitor.hourly.timeline import HOUR_MS, iso_utc
 from monitor.ops import logs
 from monitor.settings import load_config
 from monitor.stream.files import read_sequences
-from monitor.stream.kafka import KafkaSink
+from monitor.stream.kafka import KafkaSink, is_outage
 
 
 @dataclass(frozen=True)
@@ -115,21 +116,35 @@ def run_produce(args: argparse.Namespace) -> int:
                       fmt=args.format, drift_from_hour=args.drift_from_hour, drift_kind=args.drift_kind,
                       drift_share=args.drift_share, seed=args.seed)
     sequences = _file_sequences(args.input) if args.input else None
-    sink = KafkaSink(kafka)
+    with _unreachable_as_error(kafka.bootstrap_servers):
+        sink = KafkaSink(kafka)
     sent = 0
     new_topic_notice = NewTopicNotice(topic)
     logging.getLogger("kafka.cluster").addFilter(new_topic_notice)
     try:
-        for timestamp, sequence in paced(planned_stream(plan, sequences), args.rate):
-            sink.send(topic, encode_value(sequence, timestamp, args.json), timestamp_ms=timestamp)
-            sent += 1
-        sink.flush()
+        with _unreachable_as_error(kafka.bootstrap_servers):
+            for timestamp, sequence in paced(planned_stream(plan, sequences), args.rate):
+                sink.send(topic, encode_value(sequence, timestamp, args.json), timestamp_ms=timestamp)
+                sent += 1
+            sink.flush()
     finally:
         sink.close()
         logging.getLogger("kafka.cluster").removeFilter(new_topic_notice)
     print(f"produced {sent} records to {topic}, event times from "
           f"{iso_utc(plan.start_ms)} over {args.hours:g} simulated hours")
     return 0
+
+
+@contextmanager
+def _unreachable_as_error(servers: Sequence[str]) -> Iterator[None]:
+    """A cluster that does not answer ends ``produce`` with one line naming it (no retries: a load generator
+    pointed at the wrong address should say so, not wait)."""
+    try:
+        yield
+    except Exception as exc:  # kafka-python raises several types for "no broker"; ask is_outage
+        if not is_outage(exc) and type(exc).__name__ != "NoBrokersAvailable":
+            raise
+        raise BrokerUnavailable(f"the Kafka cluster at {','.join(servers)} did not answer: {exc}") from exc
 
 
 def _start_ms(start: str | None, hours: float) -> int:

@@ -246,10 +246,6 @@ class HourlyJudge:
                 model.threshold, model.training_errors)
         return cached
 
-    def rescore_history(self, model: ErrorModel) -> int:
-        """Estimate every topic's history under ``model`` now (as the first window it scores will)."""
-        return sum(history.rescore(model) for history in self.histories.values())
-
     def accept(self, topic: str, start_ms: int) -> bool:
         """Let the closed window of ``topic`` at ``start_ms`` serve in baselines whatever its verdict."""
         history = self.histories.get(topic)
@@ -269,18 +265,14 @@ class HourlyJudge:
                    for start, sequences in history.normal_samples()]
         return [sequences for _, _, sequences in sorted(windows, key=lambda w: (w[0], w[1]))]
 
-    def history_samples(self) -> dict[str, dict[int, WindowSample]]:
-        """Each topic's kept samples by window start (the state stores them apart from the figures)."""
-        return {topic: dict(history.samples) for topic, history in self.histories.items()}
-
     def history_windows(self) -> dict[str, list[int]]:
         """Each topic's kept window starts (those with a sample or format counts stored)."""
         return {topic: sorted(set(history.samples) | set(history.formats)) for topic, history in self.histories.items()}
 
     # -- state ----------------------------------------------------------------------------------------------
     def snapshot(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(windows, histories) as JSON-safe dicts keyed by topic; history samples are in
-        ``history_samples``."""
+        """(windows, histories) as JSON-safe dicts keyed by topic; history samples and format counts are
+        stored apart (``history_copies``)."""
         windows = {t: w.snapshot() for t, w in self.windows.items()}
         histories = {t: {"entries": h.to_list(), "streak": self.streaks.get(t, 0)} for t, h in self.histories.items()}
         return windows, histories
@@ -288,7 +280,7 @@ class HourlyJudge:
     def restore(self, windows: dict[str, Any], histories: dict[str, Any],
                 samples: dict[str, dict[int, WindowSample]] | None = None,
                 formats: dict[str, dict[int, FormatCounts]] | None = None) -> None:
-        """Continue from ``snapshot``'s output, ``history_samples`` and the history's format counts; refuses
+        """Continue from ``snapshot``'s output and the history's samples and format counts; refuses
         (``StateError``) windows of another length, and snapshots of the wrong shape (the judge is then as it
         was)."""
         slots, examples = self.format_settings.slots, self.format_settings.examples

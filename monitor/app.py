@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from monitor.core import bundle as bundle_lib
 from monitor.core.score import Scorer
-from monitor.errors import MonitorError
+from monitor.errors import ConfigError, MonitorError
 from monitor.hourly.judge import HourlyJudge
 from monitor.hourly.partitioned import PartitionedJudge
 from monitor.ops import export, logs
@@ -37,14 +37,9 @@ from monitor.records import Position
 from monitor.settings import MonitorConfig, load_config
 from monitor.stream.group import GroupService
 from monitor.stream.hooks import Hooks, WindowLog
-from monitor.stream.kafka import KafkaSink, KafkaSource, client_options, is_outage
-from monitor.stream.kafka_state import (
-    ChangelogReader,
-    StateProducer,
-    TopicFollower,
-    ensure_topics,
-    internal_topics,
-)
+from monitor.stream.clients import Clients, KafkaClients
+from monitor.stream.kafka import client_options, is_outage
+from monitor.stream.kafka_state import StateProducer, internal_topics
 from monitor.stream.pipeline import Outputs, RecordPipeline
 from monitor.stream.retry import BACKOFF_MAX_S, Retry, RetryingSink
 from monitor.stream.service import Service, restore
@@ -100,19 +95,26 @@ class Application:
 
 def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer: Scorer | None = None,
           source: Source | None = None, sink: Sink | None = None, hooks: Sequence[Hooks] = (),
-          endpoint: export.Endpoint | None = None) -> Application | None:
+          endpoint: export.Endpoint | None = None, clients: Clients | None = None) -> Application | None:
     """The application for ``config``, its checkpoint restored and its Kafka clients connected (retried
     while the cluster is unreachable); ``None`` if ``stop`` is set before they connect.
 
-    ``scorer``, ``source`` and ``sink`` replace the ones ``config`` names (benchmarks, tests); ``hooks``
-    observe the stream beside the metrics and the window log. ``endpoint``: the metrics endpoint, already
-    serving its probes (the caller closes it); without it one is started (when ``metrics.enabled``)."""
+    ``clients``: where the Kafka clients come from (default: the cluster of ``config.kafka``; tests give an
+    in-memory one, ``monitor.devtools.memory_kafka``). ``scorer`` replaces the model ``config`` names;
+    ``source`` and ``sink``, a given consumer and producer, are for state kept in a file only (a group's
+    clients come from ``clients``). ``hooks`` observe the stream beside the metrics and the window log.
+    ``endpoint``: the metrics endpoint, already serving its probes (the caller closes it); without it one is
+    started (when ``metrics.enabled``)."""
     quantile = config.model.threshold_quantile
     scorer = scorer or Scorer(bundle_lib.load(Path(config.model.path), quantile))
     log.info("model bundle %s loaded from %s; threshold %.6g (quantile %g of its training errors)",
              scorer.bundle.version, config.model.path, scorer.bundle.threshold, scorer.bundle.threshold_quantile)
+    clients = clients or KafkaClients(config.kafka)
     if config.state.store == "kafka":
-        return _build_group_member(config, stop or threading.Event(), scorer, hooks, endpoint)
+        if source is not None or sink is not None:
+            raise ConfigError("a given source or sink is for state.store: sqlite; a group (state.store: kafka) "
+                              "takes its consumer and producers from clients")
+        return _build_group_member(config, stop or threading.Event(), scorer, hooks, endpoint, clients)
     judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
                         config.window.sample_size, config.formats)
     state = StateStore(config.state.path, state_identity(config))
@@ -127,11 +129,10 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     stop = stop or threading.Event()
 
     def consumer(resume_at: Mapping[Position, int]) -> Source:
-        return KafkaSource(config.kafka, config.input.topics, config.input.group_id,
-                           config.input.auto_offset_reset, resume_at)
+        return clients.source(config.input.topics, config.input.group_id, config.input.auto_offset_reset, resume_at)
 
     def producer() -> Sink:
-        return KafkaSink(config.kafka)
+        return clients.sink()
 
     # Only clients built here are rebuilt when they keep failing; given ones are the caller's to manage.
     reconnect_source = None if source is not None else consumer
@@ -169,8 +170,8 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     return app
 
 
-def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Scorer,
-                        hooks: Sequence[Hooks], endpoint: export.Endpoint | None) -> Application | None:
+def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Scorer, hooks: Sequence[Hooks],
+                        endpoint: export.Endpoint | None, clients: Clients) -> Application | None:
     """A member of a group that keeps its state in Kafka (``monitor.stream.group``): internal topics created
     or checked, the transactional producer initialised (refused when the cluster cannot do transactions),
     the consumer subscribed to the input topics and the windows topic."""
@@ -178,7 +179,7 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
                                          config.window.sample_size, config.formats))
     topics = internal_topics(config.changelog_topic, config.windows_topic, config.state.windows_partitions,
                              config.reports_topic, config.models_topic)
-    partitions = _connect(lambda: ensure_topics(config.kafka, topics, config.state.replication_factor), stop,
+    partitions = _connect(lambda: clients.ensure_topics(topics, config.state.replication_factor), stop,
                           "internal topics")
     if partitions is None:
         return None
@@ -186,11 +187,11 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
     transactional_id = f"{config.input.group_id}-{config.state.instance_id or instance_name()}" if exactly_once else None
 
     def new_producer() -> StateProducer:
-        return StateProducer(config.kafka, transactional_id, int(config.state.transaction_timeout_seconds * 1000))
+        return clients.state_producer(transactional_id, int(config.state.transaction_timeout_seconds * 1000))
 
     producer = _connect(new_producer, stop, "producer")
-    changelog = _connect(lambda: ChangelogReader(config.kafka, config.changelog_topic), stop, "changelog reader")
-    schedule = _connect(lambda: TopicFollower(config.kafka, config.models_topic), stop, "schedule")
+    changelog = _connect(lambda: clients.changelog(config.changelog_topic), stop, "changelog reader")
+    schedule = _connect(lambda: clients.follower(config.models_topic), stop, "schedule")
     if producer is None or changelog is None or schedule is None:
         return None
     store = ModelStore(Path(config.state.path).parent / "models", config.model.threshold_quantile)
@@ -210,11 +211,10 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
     pipeline = RecordPipeline(scorer, judge, config.input, producer, _outputs(config), observers)
     service = GroupService(config, pipeline, judge, new_producer, changelog, partitions[config.windows_topic],
                            observers, producer=producer, schedule=schedule, load_model=load_model)
-    source = _connect(lambda: KafkaSource(config.kafka, [*config.input.topics, config.windows_topic],
-                                          config.input.group_id, config.input.auto_offset_reset,
-                                          read_committed=exactly_once, on_revoked=service.on_revoked,
-                                          on_assigned=service.on_assigned, on_lost=service.on_lost), stop,
-                      "consumer")
+    source = _connect(lambda: clients.source([*config.input.topics, config.windows_topic], config.input.group_id,
+                                             config.input.auto_offset_reset, read_committed=exactly_once,
+                                             on_revoked=service.on_revoked, on_assigned=service.on_assigned,
+                                             on_lost=service.on_lost), stop, "consumer")
     if source is None:
         return None
     service.attach(source)

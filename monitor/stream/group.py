@@ -42,14 +42,9 @@ from monitor.stream.group_state import (
     partition_key,
 )
 from monitor.stream.hooks import Hooks, Snapshot, say_unreachable
-from monitor.stream.kafka import KafkaSource
-from monitor.stream.kafka_state import (
-    ChangelogReader,
-    StateProducer,
-    TopicFollower,
-    partition_of,
-)
+from monitor.stream.kafka_state import ChangelogReader, TopicFollower, partition_of
 from monitor.stream.pipeline import RecordPipeline
+from monitor.stream.sources import GroupSource, TransactionalSink
 from monitor.stream.state_recovery import Restored, restore
 from monitor.stream.service import (
     STATS_INTERVAL_S,
@@ -69,9 +64,9 @@ class GroupService:
     ``on_assigned``); ``new_producer`` makes the producer again after a fencing or a lost transaction."""
 
     def __init__(self, config: Any, pipeline: RecordPipeline, judge: PartitionedJudge,
-                 new_producer: Callable[[], StateProducer], changelog: ChangelogReader, windows_partitions: int,
+                 new_producer: Callable[[], TransactionalSink], changelog: ChangelogReader, windows_partitions: int,
                  hooks: Sequence[Hooks] = (), clock: Callable[[], float] = time.time,
-                 producer: StateProducer | None = None, schedule: TopicFollower | None = None,
+                 producer: TransactionalSink | None = None, schedule: TopicFollower | None = None,
                  load_model: Callable[[str], Any] | None = None) -> None:
         """``schedule`` follows the models topic; ``load_model`` gives the scorer of a bundle version (from
         ``model.path`` or the local copies), for the takeovers the lead decides."""
@@ -79,13 +74,13 @@ class GroupService:
         self.pipeline = pipeline
         self.judge = judge
         self.new_producer = new_producer
-        self.producer: StateProducer | None = producer or new_producer()
+        self.producer: TransactionalSink | None = producer or new_producer()
         pipeline.sink = self.producer
         self.changelog = changelog
         self.windows_partitions = windows_partitions
         self.hooks = list(hooks)
         self._clock = clock
-        self.source: KafkaSource | None = None
+        self.source: GroupSource | None = None
         self.inputs = set(config.input.topics)
         self.windows_topic = config.windows_topic
         self.positions: dict[Position, int] = {}
@@ -111,8 +106,10 @@ class GroupService:
         self._accepted_through: dict[str, int] = {}  # per judged topic: the last accepted record applied
         self.stopped: dict[Position, str] = {}  # partitions stopped on an unreadable changelog key, with the key
         self._stopped_retry_at = float("inf")
+        self._backoff_s = 1.0
+        self._last_stats = time.monotonic()
 
-    def attach(self, source: KafkaSource) -> None:
+    def attach(self, source: GroupSource) -> None:
         self.source = source
 
     # -- requests from other threads (the same interface as ``Service``) -----------------------------------
@@ -153,30 +150,33 @@ class GroupService:
         log.info("consuming %s as group %r with state in %r (%s); closed windows via %r, reports to %r",
                  ", ".join(sorted(self.inputs)), self.config.input.group_id, self.config.changelog_topic,
                  self.config.state.delivery.replace("_", " "), self.windows_topic, self.config.reports_topic)
-        backoff = 1.0
-        last_stats = time.monotonic()
         try:
             while not self._stop.is_set():
-                try:
-                    self._mend()
-                    self.run_once()
-                    self._do_requests()
-                    backoff = 1.0
-                except Exception as exc:  # noqa: BLE001 - Kafka errors of every kind end the same way
-                    if not _recoverable(exc):
-                        raise
-                    self._recover(exc)
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX_S)
-                self.tick()
-                if time.monotonic() - last_stats >= STATS_INTERVAL_S:
-                    self._log_stats()
-                    last_stats = time.monotonic()
+                self.step()
             self.commit()
         except ShutdownTimeout:
             log.warning("stopped before the last commit: the next owner resumes from the one before")
         finally:
             self._close()
+
+    def step(self) -> None:
+        """One turn of the loop: mend what the last turn broke, one batch, the requests of other threads.
+        An error of the cluster or the group aborts and rewinds (retried after a backoff that doubles)."""
+        try:
+            self._mend()
+            self.run_once()
+            self._do_requests()
+            self._backoff_s = 1.0
+        except Exception as exc:  # noqa: BLE001 - Kafka errors of every kind end the same way
+            if not _recoverable(exc):
+                raise
+            self._recover(exc)
+            self._stop.wait(self._backoff_s)
+            self._backoff_s = min(self._backoff_s * 2, BACKOFF_MAX_S)
+        self.tick()
+        if time.monotonic() - self._last_stats >= STATS_INTERVAL_S:
+            self._log_stats()
+            self._last_stats = time.monotonic()
 
     def run_once(self) -> None:
         assert self.source is not None
@@ -571,7 +571,7 @@ class GroupService:
         self._release()
         self._rewind_needed = True
 
-    def _producer(self) -> StateProducer:
+    def _producer(self) -> TransactionalSink:
         if self.producer is None:
             raise BrokerUnavailable("no producer: the last one was given up and a new one is not made yet")
         return self.producer

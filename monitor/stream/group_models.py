@@ -68,7 +68,7 @@ class ModelSchedule:
                     self.accepted.append(Accepted(offset, int(data["at_ms"]), str(data["kind"]),
                                                   str(data["value"]), data.get("topic"), list(data["sequences"])))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                topic = self.follower.partition.topic if self.follower is not None else "the models topic"
+                topic = self.follower.topic if self.follower is not None else "the models topic"
                 log.error("unreadable record on the models topic %s[0] at offset %d (key %r), skipped: %s: %s",
                           topic, offset, key, type(exc).__name__, exc)
                 if self.on_unreadable is not None:

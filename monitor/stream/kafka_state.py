@@ -181,6 +181,7 @@ class TopicFollower:
         options = {**client_options(kafka, "consumer"), "isolation_level": "read_committed"}
         self.consumer = KafkaConsumer(**options, group_id=None, enable_auto_commit=False,
                                       auto_offset_reset="earliest")
+        self.topic = topic
         self.partition = TopicPartition(topic, 0)
         self.consumer.assign([self.partition])
         self.consumer.seek_to_beginning(self.partition)

@@ -46,12 +46,47 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+class GroupSource(Source, Protocol):
+    """A source that is one member of a consumer group whose state lives in Kafka (``monitor.stream.group``)."""
+
+    consumer: Any  # the client the transactional producer commits the consumed offsets through
+
+    def seek(self, partition: Position, offset: int) -> None: ...
+
+    def rewind(self, partitions: Iterable[Position]) -> dict[Position, int | None]:
+        """Seek each partition to the group's committed offset, and return those offsets."""
+
+    def partitions_of(self, topic: str) -> set[int]: ...
+
+    def pause(self, partitions: set[Position]) -> None:
+        """Fetch nothing from ``partitions``, and again from every other assigned one."""
+
+    def still_at(self, offsets: Mapping[Position, int]) -> set[Position] | None:
+        """Which partitions still end at the given offsets; ``None`` when the cluster does not answer."""
+
+
 class Sink(Protocol):
     """Sends produced messages; ``send_all`` returns once every one is acknowledged, or raises."""
 
     def send_all(self, topic: str, messages: Sequence[OutgoingMessage], timeout_s: float = ...) -> int: ...
 
     def close(self, timeout_s: float = ...) -> None: ...
+
+
+class TransactionalSink(Sink, Protocol):
+    """The group's producer: outputs and state sent since the last commit become visible with the consumed
+    offsets (exactly once), or are sent at once and the offsets committed after them (at least once)."""
+
+    in_transaction: bool
+
+    def send(self, topic: str, key: str, value: bytes | None, partition: int | None = None) -> None: ...
+
+    def commit(self, offsets: Mapping[Position, int], consumer: Any, through_consumer: bool = True) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def discard(self) -> None:
+        """Close without waiting: given up on (fenced, timed out)."""
 
 
 class MemorySource:

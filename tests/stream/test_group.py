@@ -1,0 +1,262 @@
+"""The group (``state.store: kafka``) without a broker: one, two or three members built by the application
+builder on one in-memory cluster (``monitor.devtools.memory_kafka``), driven turn by turn in this process.
+
+What a broker alone can show (transactions on the wire, fencing by the coordinator, outages, session
+timeouts) stays in ``tests/integration/test_scale_out.py``; here the group's own logic is checked in a
+second: hand-overs, a member killed and restarted, a fenced zombie, the model schedule and accepted formats,
+each against replay's figures and each output exactly once."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.app import Application, build
+from monitor.core.bundle import Bundle
+from monitor.core.score import Scorer
+from monitor.devtools import generate
+from monitor.devtools.memory_kafka import MemoryClients, MemoryKafka
+from monitor.errors import ConfigError
+from monitor.hourly.judge import HourlyJudge
+from monitor.records import RawMessage
+from monitor.settings import MonitorConfig, config_from_dict
+from monitor.stream.group_state import encode
+from monitor.stream.pipeline import RecordPipeline, drain
+from monitor.stream.sources import MemorySink, MemorySource
+
+WINDOW_MS = 60_000
+START_MS = 1_700_000_040_000 - 1_700_000_040_000 % WINDOW_MS
+PARTITIONS = 3
+WINDOWS = 6
+PER_WINDOW = 120
+BAD_EVERY = 97
+
+
+def settings(tmp_path: Path, bundle_dir: Path, name: str, delivery: str = "exactly_once") -> MonitorConfig:
+    return config_from_dict({
+        "input": {"topics": ["events"], "group_id": "g"}, "model": {"path": str(bundle_dir)},
+        "output": {"topic": "scored"}, "dead_letter": {"topic": "dead"}, "batch": {"max_records": 50},
+        "window": {"length_seconds": WINDOW_MS // 1000, "allowed_lateness_seconds": 0, "quiet_seconds": 30},
+        "compare": {"min_history": 2, "previous_windows": 10}, "metrics": {"enabled": False},
+        "state": {"store": "kafka", "path": str(tmp_path / name / "state"), "instance_id": name,
+                  "delivery": delivery, "windows_partitions": 2}}, environ={})
+
+
+def rows() -> list[tuple[int, bytes]]:
+    """(event time, value) in event-time order; every ``BAD_EVERY``-th undecodable; a third of window 4 in a
+    foreign format; then one record per partition three windows on, so every window before closes."""
+    sequences = generate.sample("serial", WINDOWS * PER_WINDOW, seed=21)
+    drift = generate.anomalies("serial", "other_format", PER_WINDOW // 3, set(), seed=21)
+    sequences[4 * PER_WINDOW: 4 * PER_WINDOW + len(drift)] = drift
+    step = WINDOW_MS // PER_WINDOW
+    out = [(START_MS + i * step, b"\xff\xfe broken" if i % BAD_EVERY == BAD_EVERY - 1 else s.encode())
+           for i, s in enumerate(sequences)]
+    return out + [(START_MS + (WINDOWS + 3) * WINDOW_MS, b"AB121E")] * PARTITIONS
+
+
+def replayed(config: MonitorConfig, bundle: Bundle, values: list[tuple[int, bytes]]) -> list[dict[str, Any]]:
+    """The windows replay gives for the same records, but the trailing one (no member closes it)."""
+    judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
+                        config.window.sample_size, config.formats)
+    messages = [RawMessage("events", 0, i, t, None, v) for i, (t, v) in enumerate(values)]
+    pipeline = RecordPipeline(Scorer(bundle), judge, config.input, MemorySink())
+    reports = drain(MemorySource.of_messages(messages, 100), pipeline, 100)
+    return [r.to_dict() for r in reports if r.start_ms < START_MS + WINDOWS * WINDOW_MS]
+
+
+class Members:
+    """Members of one group on one in-memory cluster, each built as ``python -m monitor run`` builds it, and
+    driven in turn: every turn each member runs one step of its loop, then is asked to close by the clock
+    and to commit (what its scheduled jobs ask)."""
+
+    def __init__(self, kafka: MemoryKafka, tmp_path: Path, bundle_dir: Path, bundle: Bundle,
+                 delivery: str = "exactly_once") -> None:
+        self.kafka, self.tmp_path, self.bundle_dir, self.bundle = kafka, tmp_path, bundle_dir, bundle
+        self.delivery = delivery
+        self.apps: dict[str, Application] = {}
+        self.clients: dict[str, MemoryClients] = {}
+
+    def start(self, name: str) -> Application:
+        clients = MemoryClients(self.kafka)
+        app = build(settings(self.tmp_path, self.bundle_dir, name, self.delivery), scorer=Scorer(self.bundle),
+                    clients=clients)
+        assert app is not None
+        self.apps[name], self.clients[name] = app, clients
+        return app
+
+    def kill(self, name: str) -> None:
+        """kill -9: its consumer leaves the group unheard; what it did not commit never shows."""
+        self.kafka.kill(self.clients[name].consumers[-1])
+        del self.apps[name]
+
+    def stop(self, name: str) -> None:
+        """A clean stop: it commits, then leaves the group (the others take its partitions over)."""
+        app = self.apps.pop(name)
+        app.service.request_stop()
+        app.service.run()
+
+    def turn(self) -> None:
+        for app in list(self.apps.values()):
+            service = app.service
+            service.step()
+            service.request_close_check()
+            service.request_checkpoint()
+
+    def turns(self, count: int) -> None:
+        for _ in range(count):
+            self.turn()
+
+    def until_judged(self, windows: int, limit: int = 400, caught_up: bool = True) -> None:
+        for _ in range(limit):
+            if len(self.reports()) >= windows and not (caught_up and any(self.lag())):
+                return
+            self.turn()
+        raise AssertionError(f"{len(self.reports())} of {windows} windows judged after {limit} turns")
+
+    def lag(self) -> list[int]:
+        return [n for app in self.apps.values() for n in app.service.source.lag().values()]  # type: ignore[union-attr]
+
+    def reports(self) -> list[dict[str, Any]]:
+        return sorted((json.loads(r.value) for r in self.kafka.records("g.reports")), key=lambda r: r["start_ms"])
+
+
+def assert_as_replayed(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    assert [w["start_ms"] for w in got] == [w["start_ms"] for w in expected]
+    for a, b in zip(got, expected):
+        assert (a["count"], a["weight_sum"], a["verdict"], a["formats"]) == \
+            (b["count"], b["weight_sum"], b["verdict"], b["formats"])
+        assert [x["signal"] for x in a["reasons"]] == [x["signal"] for x in b["reasons"]]
+        for key in ("weighted_mean", "above_threshold_share", "baseline_median", "error_p99"):
+            assert a[key] == (None if b[key] is None else pytest.approx(b[key], rel=1e-9, abs=1e-15)), key
+
+
+def assert_each_output_once(kafka: MemoryKafka, values: list[tuple[int, bytes]]) -> None:
+    """Every valid record scored once and every broken one dead-lettered once (by the offset it came from)."""
+    sources = (json.loads(r.value)["source"] for r in kafka.records("scored"))
+    scored = Counter((s["partition"], s["offset"]) for s in sources)
+    broken = sum(v.startswith(b"\xff") for _, v in values)
+    assert len(scored) == len(values) - broken and set(scored.values()) == {1}
+    assert len(kafka.records("dead")) == broken
+
+
+@pytest.fixture
+def kafka() -> MemoryKafka:
+    kafka = MemoryKafka()
+    kafka.produce("events", rows(), partitions=PARTITIONS)
+    return kafka
+
+
+@pytest.mark.parametrize("members", [1, 2, 3])
+def test_members_judge_every_hour_as_replay_does_and_write_each_output_once(
+        kafka: MemoryKafka, tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle, members: int) -> None:
+    group = Members(kafka, tmp_path, bundle_dir, serial_bundle)
+    for i in range(members):
+        group.start(f"m{i}")
+    group.until_judged(WINDOWS)
+    expected = replayed(settings(tmp_path, bundle_dir, "r"), serial_bundle, rows())
+    assert_as_replayed(group.reports(), expected)
+    assert {r["verdict"] for r in expected[4:5]} == {"critical"}  # the drifting window is caught, by both
+    assert_each_output_once(kafka, rows())
+    if members <= PARTITIONS:  # every member read a share: the hours were assembled from several members
+        assert all(app.service.owned for app in group.apps.values())
+
+
+def test_at_least_once_members_judge_every_hour_as_replay_does(
+        kafka: MemoryKafka, tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle) -> None:
+    group = Members(kafka, tmp_path, bundle_dir, serial_bundle, delivery="at_least_once")
+    group.start("m0")
+    group.start("m1")
+    group.until_judged(WINDOWS)
+    assert_as_replayed(group.reports(), replayed(settings(tmp_path, bundle_dir, "r"), serial_bundle, rows()))
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_a_member_killed_mid_stream_and_restarted_changes_no_figure_and_no_output(
+        kafka: MemoryKafka, tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle, members: int) -> None:
+    group = Members(kafka, tmp_path, bundle_dir, serial_bundle)
+    for i in range(members):
+        group.start(f"m{i}")
+    group.until_judged(2, caught_up=False)
+    assert len(group.reports()) < WINDOWS  # killed with hours judged and hours open
+    killed = group.apps["m0"].service
+    killed.step()  # commits what the last turn asked it to
+    killed.step()  # work after its last commit: sent in a transaction that never commits
+    assert killed.producer is not None and killed.producer.in_transaction
+    group.kill("m0")
+    group.turns(3)
+    group.start("m0")  # the same instance id: its producer fences the dead one's
+    group.until_judged(WINDOWS)
+    assert_as_replayed(group.reports(), replayed(settings(tmp_path, bundle_dir, "r"), serial_bundle, rows()))
+    assert_each_output_once(kafka, rows())
+
+
+def test_members_joining_and_leaving_hand_their_partitions_over_without_a_cut(
+        kafka: MemoryKafka, tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle) -> None:
+    group = Members(kafka, tmp_path, bundle_dir, serial_bundle)
+    group.start("m0")
+    group.turns(8)
+    group.start("m1")
+    group.turns(6)
+    group.start("m2")
+    group.turns(6)
+    group.stop("m0")  # commits, then leaves: m1 and m2 take its partitions and judging over
+    group.until_judged(WINDOWS)
+    assert_as_replayed(group.reports(), replayed(settings(tmp_path, bundle_dir, "r"), serial_bundle, rows()))
+    assert_each_output_once(kafka, rows())
+    assert sum(app.service.rebalances for app in group.apps.values()) >= 3
+
+
+def test_a_zombie_fenced_by_its_restarted_self_changes_nothing(
+        kafka: MemoryKafka, tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle,
+        caplog: pytest.LogCaptureFixture) -> None:
+    group = Members(kafka, tmp_path, bundle_dir, serial_bundle)
+    zombie = group.start("m0").service
+    group.start("m1")
+    group.turns(10)
+    zombie.step()  # commits what the last turn asked it to
+    zombie.step()  # a stalled process: its transaction is open when the group gives up on it
+    assert zombie.producer is not None and zombie.producer.in_transaction
+    group.kill("m0")
+    group.start("m0")
+    before = len(kafka.records("scored"))
+    zombie.request_checkpoint()
+    zombie.step()  # wakes up and tries to commit what it did
+    assert zombie.aborts == 1 and "ProducerFencedError" in caplog.text
+    assert len(kafka.records("scored")) == before
+    group.until_judged(WINDOWS)
+    assert_as_replayed(group.reports(), replayed(settings(tmp_path, bundle_dir, "r"), serial_bundle, rows()))
+    assert_each_output_once(kafka, rows())
+
+
+def test_an_accepted_window_serves_in_baselines_once_across_a_hand_over(
+        kafka: MemoryKafka, tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle,
+        caplog: pytest.LogCaptureFixture) -> None:
+    group = Members(kafka, tmp_path, bundle_dir, serial_bundle)
+    group.start("m0")
+    drifting = START_MS + 4 * WINDOW_MS
+    group.until_judged(5, caught_up=False)
+    kafka.create_topic("g.models")
+    kafka._append("g.models", 0, b"accepted/1", encode({"at_ms": 0, "kind": "window", "value": str(drifting),
+                                                         "topic": "events", "sequences": []}))
+    group.turns(2)
+    group.start("m1")
+    group.turns(4)
+    group.stop("m0")
+    group.until_judged(WINDOWS)
+
+    def accepted_in_changelog() -> list[bool]:
+        judged = [json.loads(r.value) for r in kafka.records("g.changelog") if r.key == b"judge/events"]
+        return [e["accepted"] for e in judged[-1]["history"] if e["start_ms"] == drifting]
+
+    assert accepted_in_changelog() == [True]
+    assert caplog.text.count("format accepted (window") == 1  # the new judge knew it was applied
+
+
+def test_a_given_source_or_sink_is_refused_for_a_group(tmp_path: Path, bundle_dir: Path,
+                                                      serial_bundle: Bundle) -> None:
+    with pytest.raises(ConfigError, match="clients"):
+        build(settings(tmp_path, bundle_dir, "m0"), scorer=Scorer(serial_bundle), sink=MemorySink())

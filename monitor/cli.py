@@ -383,7 +383,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from monitor.evaluate import run_evaluate
+    from monitor.commands.evaluate import run_evaluate
 
     for flag, path in (("--normal", args.normal), ("--anomalies", args.anomalies)):
         if path is not None:
@@ -550,7 +550,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
 
 
 def _model_change(text: str) -> tuple[int, Path]:
-    from monitor.replay import parse_model_change
+    from monitor.commands.replay import parse_model_change
 
     try:
         return parse_model_change(text)
@@ -559,7 +559,7 @@ def _model_change(text: str) -> tuple[int, Path]:
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from monitor.replay import run_replay
+    from monitor.commands.replay import run_replay
 
     return run_replay(args)
 
@@ -583,7 +583,7 @@ def _add_candidate(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_candidate(args: argparse.Namespace) -> int:
-    from monitor.promotion import run_candidate
+    from monitor.commands.promotion import run_candidate
 
     return run_candidate(args)
 
@@ -610,7 +610,7 @@ def _add_accept(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_accept(args: argparse.Namespace) -> int:
-    from monitor.promotion import run_accept
+    from monitor.commands.promotion import run_accept
 
     return run_accept(args)
 

@@ -21,12 +21,12 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from monitor.commands.replay import ReplayColumns, replay
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.errors import BrokerUnavailable
 from monitor.hourly.judge import HourlyJudge
-from monitor.replay import ReplayColumns, replay
 from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.kafka_state import StateProducer
 
@@ -678,7 +678,7 @@ def test_candidate_and_accept_work_on_the_changelog_and_the_judge_applies_an_acc
         capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
-    from monitor.promotion import run_accept, run_candidate
+    from monitor.commands.promotion import run_accept, run_candidate
     from monitor.stream.kafka_state import ChangelogReader
 
     topic, rows = stream

@@ -8,25 +8,15 @@ of its own. ``main(argv)`` returns the exit code so tests can call it in-process
 from __future__ import annotations
 
 import argparse
-import csv
-import itertools
-import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from monitor import __version__
 from monitor.errors import InputError, MonitorError
 from monitor.stream.files import check_input_file, open_output
-
-log = logging.getLogger("monitor")
-
-SCORE_CHUNK_ROWS = 20_000  # rows scored per batch: bounded memory on files of any size
-SCORE_COLUMNS = ("line", "sequence", "score", "percentile", "abnormal", "error", "format", "format_share",
-                 "explanation", "problem")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,11 +146,10 @@ def _share(text: str) -> float:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from monitor.core import bundle as bundle_lib
+    from monitor.commands.train import run_train
     from monitor.core.model import ModelSettings
     from monitor.core.prepare import PrepareSettings
-    from monitor.core.train import TrainSettings, train
-    from monitor.stream.files import check_skipped_share, read_sequences
+    from monitor.core.train import TrainSettings
 
     settings = TrainSettings(
         prepare=PrepareSettings(tokenize=args.tokenize, separator_pattern=args.separator_pattern,
@@ -169,51 +158,8 @@ def _run_train(args: argparse.Namespace) -> int:
         model=ModelSettings(kind=args.model_kind, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed),
         threshold_quantile=args.threshold_quantile,
     )
-    if args.model.exists() and not (args.model / bundle_lib.MANIFEST).exists():
-        raise InputError(f"--model {args.model} exists and is not a model bundle: name a new folder, or an "
-                         "existing bundle to replace")
-    sequences, rejected = read_sequences(args.input, args.input_format, args.column)
-    for row in rejected[:5]:
-        log.warning("line %d skipped: %s", row.line, row.problem)
-    if rejected:
-        log.warning("%d of %d input lines skipped (not usable as sequences)", len(rejected),
-                    len(rejected) + len(sequences))
-    check_skipped_share(args.input, len(sequences), rejected, args.allow_skipped)
-    bundle = train(sequences, settings, verbose=2 if args.verbose else 0)  # Keras prints epochs only on -v
-    bundle.metadata["skipped_input_lines"] = len(rejected)
-    bundle_lib.save(bundle, args.model)
-    fused_threshold = _print_trained(bundle)
-    print(f"saved bundle {bundle.version} to {args.model}")
-    if args.report:
-        from monitor.charts import training_charts
-
-        for path in training_charts(args.report, bundle, fused_threshold):
-            print(f"chart: {path}")
-    return 0
-
-
-def _print_trained(bundle: Any) -> float:
-    """What ``train`` says of a new bundle: data, epochs, preparation, and the thresholds each score flags
-    by (the fused score's first: ``score`` and ``rank`` apply it by default). Returns the fused threshold."""
-    from monitor.charts import epoch_limit_note
-    from monitor.core.score import Scorer
-    from monitor.core.train import best_epoch, stopped_at_epoch_limit
-
-    meta, q = bundle.metadata, bundle.threshold_quantile
-    best = best_epoch(meta["history"])
-    print(f"trained on {meta['training_rows']} sequences ({meta['distinct_sequences']} distinct) in "
-          f"{meta['training_seconds']}s, {meta['history']['epochs']} epochs"
-          f"{f' (best: epoch {best}, kept)' if best else ''}; {meta['preparation']['mode']} tokens, length "
-          f"{meta['preparation']['length']}, {meta['preparation']['features']} features")
-    if stopped_at_epoch_limit(meta["history"], meta["model"]["epochs"]):
-        print(f"note: {epoch_limit_note(meta['model']['epochs'])} (the validation loss was still falling); more "
-              "--epochs may give a better model")
-    fused_threshold = Scorer(bundle).fused_threshold
-    print(f"threshold of the fused score (what score and rank flag by): {fused_threshold:.6g} = quantile {q:g} "
-          "of the training rows' fused scores")
-    print(f"threshold of the reconstruction error (--method autoencoder; the hourly windows' above-threshold "
-          f"share): {bundle.threshold:.6g} = quantile {q:g} of the training rows' reconstruction errors")
-    return fused_threshold
+    return run_train(args.input, args.input_format, args.column, args.model, settings, args.allow_skipped,
+                     args.report, args.verbose)
 
 
 # -- score ------------------------------------------------------------------------------------------------
@@ -243,57 +189,10 @@ def _add_score(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from monitor.core.bundle import load
-    from monitor.core.score import Scorer
-    from monitor.stream.files import read_rows
+    from monitor.commands.score import run_score
 
-    check_input_file(args.input)  # before the bundle: loading its model takes seconds
-    scorer = Scorer(_with_threshold(load(args.model), args.threshold_quantile))
-    rows = read_rows(args.input, args.input_format, args.column)
-    with open_output(args.output, inputs=[args.input]) as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(SCORE_COLUMNS)
-        counts = {"rows": 0, "abnormal": 0, "problems": 0}
-        while chunk := list(itertools.islice(rows, SCORE_CHUNK_ROWS)):
-            _score_chunk(scorer, chunk, args.explain, args.method, writer, counts)
-    print(f"scored {counts['rows'] - counts['problems']} of {counts['rows']} lines: {counts['abnormal']} "
-          f"abnormal, {counts['problems']} unusable (see the problem column)", file=sys.stderr)
-    return 0
-
-
-def _score_chunk(scorer: Any, chunk: list, explain: str, method: str, writer: csv.writer,
-                 counts: dict[str, int]) -> None:
-    usable = [row for row in chunk if row.sequence is not None]
-    sequences = [row.sequence for row in usable]
-    scores = scorer.score(sequences)
-    values, ranks, flags = scores.by(method)
-    formats = scores.formats.of_each()
-    wanted = [i for i, flag in enumerate(flags) if explain == "all" or (explain == "abnormal" and flag)]
-    reasons = _explanations(scorer, sequences, formats, wanted)
-    position = {id(row): i for i, row in enumerate(usable)}
-    for row in chunk:
-        counts["rows"] += 1
-        if row.sequence is None:
-            counts["problems"] += 1
-            writer.writerow((row.line, "", "", "", "", "", "", "", "", row.problem))
-            continue
-        i = position[id(row)]
-        counts["abnormal"] += int(flags[i])
-        writer.writerow((row.line, row.sequence, f"{values[i]:.6g}", f"{ranks[i]:.2f}", str(bool(flags[i])).lower(),
-                         f"{scores.errors[i]:.6g}", formats[i], f"{scores.format_shares[i]:.6g}",
-                         reasons.get(i, ""), ""))
-
-
-def _explanations(scorer: Any, sequences: list[str], formats: list[str], rows: list[int],
-                  top: int = 3) -> dict[int, str]:
-    """For each of ``rows``: the format's note when it is rare or new, then the parts carrying the error."""
-    parts = scorer.explain([sequences[i] for i in rows], top) if rows else []
-    return {i: "; ".join(filter(None, (scorer.format_note(formats[i]), _format_reasons(reasons))))
-            for i, reasons in zip(rows, parts)}
-
-
-def _format_reasons(reasons: Iterable[tuple[str, float]]) -> str:
-    return "; ".join(f"{part} ({share:.0%})" for part, share in reasons)
+    return run_score(args.model, args.input, args.input_format, args.column, args.output, args.explain, args.method,
+                     args.threshold_quantile)
 
 
 def _add_method_argument(parser: argparse.ArgumentParser) -> None:
@@ -309,15 +208,6 @@ def _add_threshold_argument(parser: argparse.ArgumentParser) -> None:
                         help="flag sequences whose --method score is above this quantile of the training rows' "
                              "scores of that method, instead of the bundle's own quantile (0 < q < 1; default: "
                              "the bundle's)")
-
-
-def _with_threshold(bundle: Any, quantile: float | None) -> Any:
-    if quantile is None:
-        return bundle
-    adjusted = bundle.with_threshold_quantile(quantile)
-    log.info("threshold: quantile %g of the training rows' scores (the bundle's own: quantile %g); of the "
-             "reconstruction errors: %.6g", quantile, bundle.threshold_quantile, adjusted.threshold)
-    return adjusted
 
 
 # -- rank -------------------------------------------------------------------------------------------------
@@ -338,26 +228,9 @@ def _add_rank(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_rank(args: argparse.Namespace) -> int:
-    from monitor.core.bundle import load
-    from monitor.core.score import Scorer
+    from monitor.commands.rank import run_rank
 
-    sequences = [s for s in args.sequences]
-    empty = [i for i, s in enumerate(sequences) if not s]
-    if empty:
-        raise InputError(f"argument {empty[0] + 1} is an empty sequence; there is nothing to score")
-    scorer = Scorer(_with_threshold(load(args.model), args.threshold_quantile))
-    scores = scorer.score(sequences)
-    values, ranks, flags = scores.by(args.method)
-    formats = scores.formats.of_each()
-    order = sorted(range(len(sequences)), key=lambda i: -values[i]) if args.sort else range(len(sequences))
-    reasons = _explanations(scorer, sequences, formats, [i for i in order if flags[i]], args.parts)
-    for i in order:
-        verdict = "ABNORMAL" if flags[i] else "normal"
-        print(f"{sequences[i]!r}: {args.method} score {values[i]:.6g}, percentile rank {ranks[i]:.2f}, {verdict}; "
-              f"error {scores.errors[i]:.6g}, format {formats[i]} ({scores.format_shares[i]:.2%} of training)")
-        if i in reasons:
-            print(f"    why: {reasons[i]}")
-    return 0
+    return run_rank(args.model, args.sequences, args.parts, args.sort, args.method, args.threshold_quantile)
 
 
 # -- evaluate ---------------------------------------------------------------------------------------------
@@ -408,28 +281,9 @@ def _add_formats(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_formats(args: argparse.Namespace) -> int:
-    from monitor.core.bundle import load
+    from monitor.commands.formats import run_formats
 
-    bundle = load(args.model)
-    if bundle.fusion is None:
-        raise InputError(f"the bundle at {args.model} was made before formats were learned (format version 1): "
-                         "retrain it to list its formats")
-    table = bundle.fusion.formats
-    if args.json:
-        print(json.dumps(table.to_dict()))
-        return 0
-    print(f"{len(table.counts) + table.tail_formats:,} formats in {table.total:,} training sequences "
-          f"(bundle {bundle.version})")
-    print(f"{'share':>8}  {'records':>9}  {'format':<28} examples")
-    for name, count in itertools.islice(table.counts.items(), max(args.top, 0)):
-        examples = ", ".join(table.examples.get(name, []))
-        print(f"{count / table.total:>8.3%}  {count:>9,}  {name:<28} {examples}")
-    listed = min(max(args.top, 0), len(table.counts))
-    rest = sum(itertools.islice(table.counts.values(), listed, None)) + table.tail_records
-    if rest:
-        print(f"{rest / table.total:>8.3%}  {rest:>9,}  ({len(table.counts) - listed + table.tail_formats:,} "
-              "more formats)")
-    return 0
+    return run_formats(args.model, args.top, args.json)
 
 
 # -- generate ---------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import SCORE_COLUMNS, main
+from monitor.cli import main
+from monitor.commands.score import SCORE_COLUMNS
 from monitor.devtools import generate
 
 

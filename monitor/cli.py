@@ -16,7 +16,7 @@ from pathlib import Path
 
 from monitor import __version__
 from monitor.errors import InputError, MonitorError
-from monitor.stream.files import check_input_file, open_output
+from monitor.stream.files import open_output
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -258,13 +258,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from monitor.commands.evaluate import run_evaluate
 
-    for flag, path in (("--normal", args.normal), ("--anomalies", args.anomalies)):
-        if path is not None:
-            try:
-                check_input_file(path)  # before the bundle: loading its model takes seconds
-            except InputError as exc:
-                raise InputError(f"{flag}: {exc}") from exc
-    return run_evaluate(args)
+    return run_evaluate(args.model, args.normal, args.anomalies, args.input_format, args.column, args.method,
+                        args.threshold_quantile, args.report, args.json)
 
 
 # -- formats ----------------------------------------------------------------------------------------------
@@ -415,7 +410,8 @@ def _model_change(text: str) -> tuple[int, Path]:
 def _run_replay(args: argparse.Namespace) -> int:
     from monitor.commands.replay import run_replay
 
-    return run_replay(args)
+    return run_replay(args.model, args.input, args.config, args.sequence_column, args.time_column, args.weight_column,
+                      args.time_format, args.window_seconds, args.output, args.format, args.model_change or [])
 
 
 # -- model changes --------------------------------------------------------------------------------------
@@ -439,7 +435,7 @@ def _add_candidate(commands: argparse._SubParsersAction) -> None:
 def _run_candidate(args: argparse.Namespace) -> int:
     from monitor.commands.promotion import run_candidate
 
-    return run_candidate(args)
+    return run_candidate(args.model, args.candidate, args.state, args.config, args.json)
 
 
 def _add_accept(commands: argparse._SubParsersAction) -> None:
@@ -466,7 +462,7 @@ def _add_accept(commands: argparse._SubParsersAction) -> None:
 def _run_accept(args: argparse.Namespace) -> int:
     from monitor.commands.promotion import run_accept
 
-    return run_accept(args)
+    return run_accept(args.state, args.config, args.window, args.file, args.pattern, args.topic)
 
 
 def _add_state(commands: argparse._SubParsersAction) -> None:

@@ -481,19 +481,9 @@ def _add_state(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_state(args: argparse.Namespace) -> int:
-    from monitor.settings import load_config
-    from monitor.stream.changelog_admin import drop_key, show
+    from monitor.commands.state import run_state
 
-    config = load_config(args.config)
-    if config.state.store != "kafka":
-        raise InputError("state works on a group's changelog: give --config with state.store: kafka (the SQLite "
-                         "store keeps its state in state.path; an unusable file is refused whole, exit 4)")
-    if args.action == "drop-key":
-        if not args.key:
-            raise InputError("drop-key needs the key to remove (`state show` lists them)")
-        drop_key(config.kafka, config.changelog_topic, args.key)
-        return 0
-    return 5 if show(config.kafka, config.changelog_topic, args.shown_key or args.key) else 0
+    return run_state(args.config, args.action, args.key, args.shown_key)
 
 
 # -- demo -------------------------------------------------------------------------------------------------

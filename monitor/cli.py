@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monitor import __version__
-from monitor.errors import InputError, MonitorError
-from monitor.stream.files import open_output
+from monitor.errors import MonitorError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -299,16 +298,9 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from monitor.devtools import generate
-    if args.count < 0:
-        raise InputError(f"--count must not be negative, got {args.count}")
-    if args.anomalies:
-        lines = generate.anomalies(args.format, args.anomalies, args.count, set(), seed=args.seed)
-    else:
-        lines = generate.sample(args.format, args.count, seed=args.seed)
-    with open_output(args.output) as out:
-        out.writelines(f"{line}\n" for line in lines)
-    return 0
+    from monitor.devtools.generate import run_generate
+
+    return run_generate(args.format, args.count, args.anomalies, args.seed, args.output)
 
 
 # -- run ------------------------------------------------------------------------------------------------

@@ -1,38 +1,19 @@
-"""Command line: ``python -m monitor {train,score,rank,evaluate,formats,generate,run,produce,replay,candidate,accept,
-demo}``.
+"""The parser of the command line: every command, argument, default and help text, and the exit codes the
+help lists.
 
-The CLI parses arguments, calls the library and maps the project's errors to exit codes; it holds no logic
-of its own. ``main(argv)`` returns the exit code so tests can call it in-process.
+Building it does not import TensorFlow: ``monitor.cli.adapters`` imports each command when it runs, so
+``--help``, ``--version`` and argument errors answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from monitor import __version__
+from monitor.cli import adapters
 from monitor.errors import MonitorError
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.verbose:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # read when TensorFlow is first imported, after this
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        return int(args.run(args) or 0)
-    except MonitorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -60,7 +41,7 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str, desc
                                formatter_class=_Formatter)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description="Learn the formats of string sequences "
                                      "with an autoencoder and tell how abnormal each sequence is.",
                                      formatter_class=_Formatter, epilog=EXIT_CODES)
@@ -134,7 +115,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--report", type=Path, help="also draw the loss per epoch and the training rows' fused scores "
                                               "and reconstruction errors with their thresholds, as PNG files in "
                                               "this folder")
-    p.set_defaults(run=_run_train)
+    p.set_defaults(run=adapters.train)
 
 
 def _share(text: str) -> float:
@@ -142,23 +123,6 @@ def _share(text: str) -> float:
     if not 0 <= share <= 1:
         raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, got {text}")
     return share
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from monitor.commands.train import run_train
-    from monitor.core.model import ModelSettings
-    from monitor.core.prepare import PrepareSettings
-    from monitor.core.train import TrainSettings
-
-    settings = TrainSettings(
-        prepare=PrepareSettings(tokenize=args.tokenize, separator_pattern=args.separator_pattern,
-                                lowercase=args.lowercase, encoding=args.encoding, length=args.length,
-                                vocabulary_size=args.vocabulary_size),
-        model=ModelSettings(kind=args.model_kind, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed),
-        threshold_quantile=args.threshold_quantile,
-    )
-    return run_train(args.input, args.input_format, args.column, args.model, settings, args.allow_skipped,
-                     args.report, args.verbose)
 
 
 # -- score ------------------------------------------------------------------------------------------------
@@ -184,14 +148,7 @@ def _add_score(commands: argparse._SubParsersAction) -> None:
                    help="which rows get an explanation")
     _add_method_argument(p)
     _add_threshold_argument(p)
-    p.set_defaults(run=_run_score)
-
-
-def _run_score(args: argparse.Namespace) -> int:
-    from monitor.commands.score import run_score
-
-    return run_score(args.model, args.input, args.input_format, args.column, args.output, args.explain, args.method,
-                     args.threshold_quantile)
+    p.set_defaults(run=adapters.score)
 
 
 def _add_method_argument(parser: argparse.ArgumentParser) -> None:
@@ -223,13 +180,7 @@ def _add_rank(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--sort", action="store_true", help="most abnormal first, instead of the order given")
     _add_method_argument(p)
     _add_threshold_argument(p)
-    p.set_defaults(run=_run_rank)
-
-
-def _run_rank(args: argparse.Namespace) -> int:
-    from monitor.commands.rank import run_rank
-
-    return run_rank(args.model, args.sequences, args.parts, args.sort, args.method, args.threshold_quantile)
+    p.set_defaults(run=adapters.rank)
 
 
 # -- evaluate ---------------------------------------------------------------------------------------------
@@ -251,14 +202,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object (for scripts)")
     _add_method_argument(p)
     _add_threshold_argument(p)
-    p.set_defaults(run=_run_evaluate)
-
-
-def _run_evaluate(args: argparse.Namespace) -> int:
-    from monitor.commands.evaluate import run_evaluate
-
-    return run_evaluate(args.model, args.normal, args.anomalies, args.input_format, args.column, args.method,
-                        args.threshold_quantile, args.report, args.json)
+    p.set_defaults(run=adapters.evaluate)
 
 
 # -- formats ----------------------------------------------------------------------------------------------
@@ -271,13 +215,7 @@ def _add_formats(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, required=True, help="bundle directory")
     p.add_argument("--top", type=int, default=50, help="formats listed (most common first)")
     p.add_argument("--json", action="store_true", help="print the whole table as one JSON object")
-    p.set_defaults(run=_run_formats)
-
-
-def _run_formats(args: argparse.Namespace) -> int:
-    from monitor.commands.formats import run_formats
-
-    return run_formats(args.model, args.top, args.json)
+    p.set_defaults(run=adapters.formats)
 
 
 # -- generate ---------------------------------------------------------------------------------------------
@@ -294,13 +232,7 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same lines, so "
                                                        "two runs without --seed write identical files")
     p.add_argument("--output", default="-", help="file to write; - for standard output")
-    p.set_defaults(run=_run_generate)
-
-
-def _run_generate(args: argparse.Namespace) -> int:
-    from monitor.devtools.generate import run_generate
-
-    return run_generate(args.format, args.count, args.anomalies, args.seed, args.output)
+    p.set_defaults(run=adapters.generate)
 
 
 # -- run ------------------------------------------------------------------------------------------------
@@ -313,18 +245,12 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                    help="YAML configuration (env MONITOR_CONFIG; default: built-in defaults, see "
                         "config/monitor.yaml); MONITOR__SECTION__KEY variables override single settings")
     p.add_argument("--model", help="bundle directory; overrides model.path")
-    p.set_defaults(run=_run_service)
+    p.set_defaults(run=adapters.service)
 
 
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
-
-
-def _run_service(args: argparse.Namespace) -> int:
-    from monitor.app import run_service
-
-    return run_service(args.config, args.model)
 
 
 # -- produce ----------------------------------------------------------------------------------------------
@@ -355,13 +281,7 @@ def _add_produce(commands: argparse._SubParsersAction) -> None:
                        help="which kind of anomaly the drift injects")
     drift.add_argument("--drift-share", type=float, default=0.5, help="share of records replaced once drifting")
     p.add_argument("--seed", type=int, default=0, help="random seed of the generated stream")
-    p.set_defaults(run=_run_produce)
-
-
-def _run_produce(args: argparse.Namespace) -> int:
-    from monitor.devtools.produce import run_produce
-
-    return run_produce(args)
+    p.set_defaults(run=adapters.produce)
 
 
 # -- replay ---------------------------------------------------------------------------------------------
@@ -387,7 +307,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
                    help="promote the bundle in DIR at TIME (ISO 8601 or epoch ms) as the service would: it scores "
                         "the windows from the first boundary at or after TIME, history is re-scored from the "
                         "windows' samples (repeatable)")
-    p.set_defaults(run=_run_replay)
+    p.set_defaults(run=adapters.replay)
 
 
 def _model_change(text: str) -> tuple[int, Path]:
@@ -397,13 +317,6 @@ def _model_change(text: str) -> tuple[int, Path]:
         return parse_model_change(text)
     except MonitorError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _run_replay(args: argparse.Namespace) -> int:
-    from monitor.commands.replay import run_replay
-
-    return run_replay(args.model, args.input, args.config, args.sequence_column, args.time_column, args.weight_column,
-                      args.time_format, args.window_seconds, args.output, args.format, args.model_change or [])
 
 
 # -- model changes --------------------------------------------------------------------------------------
@@ -421,13 +334,7 @@ def _add_candidate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
                    help="compare and promotion settings from this configuration (env MONITOR_CONFIG)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON, every window included")
-    p.set_defaults(run=_run_candidate)
-
-
-def _run_candidate(args: argparse.Namespace) -> int:
-    from monitor.commands.promotion import run_candidate
-
-    return run_candidate(args.model, args.candidate, args.state, args.config, args.json)
+    p.set_defaults(run=adapters.candidate)
 
 
 def _add_accept(commands: argparse._SubParsersAction) -> None:
@@ -448,13 +355,7 @@ def _add_accept(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--topic", help="only this topic's windows (default: every topic)")
     p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
                    help="the window length from this configuration (env MONITOR_CONFIG)")
-    p.set_defaults(run=_run_accept)
-
-
-def _run_accept(args: argparse.Namespace) -> int:
-    from monitor.commands.promotion import run_accept
-
-    return run_accept(args.state, args.config, args.window, args.file, args.pattern, args.topic)
+    p.set_defaults(run=adapters.accept)
 
 
 def _add_state(commands: argparse._SubParsersAction) -> None:
@@ -469,13 +370,7 @@ def _add_state(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--key", dest="shown_key", metavar="KEY", help="show this key's values (show)")
     p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
                    help="the group's configuration (env MONITOR_CONFIG): kafka settings and state.changelog_topic")
-    p.set_defaults(run=_run_state)
-
-
-def _run_state(args: argparse.Namespace) -> int:
-    from monitor.commands.state import run_state
-
-    return run_state(args.config, args.action, args.key, args.shown_key)
+    p.set_defaults(run=adapters.state)
 
 
 # -- demo -------------------------------------------------------------------------------------------------
@@ -492,10 +387,4 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the data and the models")
     p.add_argument("--chart", type=Path, help="where to write the hourly chart PNG (default: demo-hourly.png "
                                               "in --output-dir, else in the current directory)")
-    p.set_defaults(run=_run_demo)
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from monitor.devtools.demo import run_demo
-
-    return run_demo(args.formats, args.rows, args.output_dir, args.seed, sys.stdout, chart=args.chart)
+    p.set_defaults(run=adapters.demo)

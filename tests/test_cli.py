@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import SCORE_COLUMNS, main
+from monitor.cli import main
+from monitor.commands.score import SCORE_COLUMNS
 from monitor.devtools import generate
 
 
@@ -193,9 +194,9 @@ def test_generate_keeps_an_existing_output_when_its_arguments_are_wrong(tmp_path
 def test_every_command_and_option_has_a_help_line_and_defaults_are_shown() -> None:
     import argparse
 
-    from monitor.cli import _parser
+    from monitor.cli.parser import build_parser
 
-    parser = _parser()
+    parser = build_parser()
     [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for name, command in commands.choices.items():
         assert command.description, f"{name} has no description"
@@ -214,9 +215,9 @@ def test_every_command_and_option_has_a_help_line_and_defaults_are_shown() -> No
 def test_help_says_what_a_reader_needs_to_know() -> None:
     import argparse
 
-    from monitor.cli import _parser
+    from monitor.cli.parser import build_parser
 
-    [commands] = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    [commands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     helps = {name: " ".join(command.format_help().split()) for name, command in commands.choices.items()}
     assert "two runs without --seed write identical files (default: 0)" in helps["generate"]
     assert all(f"{fmt} (" in helps["generate"] for fmt in generate.FORMATS) and "others" not in helps["generate"]

@@ -8,8 +8,8 @@ a lower one, and each heavy dependency stays in the one module that owns it.
     rank 3  stream                          decode, sources, the record pipeline, the service (Kafka, SQLite)
     rank 4  ops | charts                    metrics export, schedules, model lifecycle (Prometheus, APScheduler) |
                                             every picture (matplotlib)
-    rank 5  app | replay | evaluate |       the builder | offline replay | a model's quality |
-            devtools                        local servers, generated data, simulation, demo
+    rank 5  app | commands | devtools       the builder | the offline commands, one module each |
+                                            local servers, generated data, simulation, demo
     rank 6  cli                             argparse, exit codes
     rank 7  __main__                        ``python -m monitor``
 
@@ -32,7 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "monitor"
 RANKS = {"errors": 0, "records": 0, "percentiles": 0, "counted": 0, "__init__": 0, "settings": 1, "core": 2,
-         "hourly": 2, "stream": 3, "ops": 4, "charts": 4, "app": 5, "replay": 5, "evaluate": 5, "promotion": 5, "devtools": 5, "cli": 6, "__main__": 7}
+         "hourly": 2, "stream": 3, "ops": 4, "charts": 4, "app": 5, "commands": 5, "devtools": 5, "cli": 6, "__main__": 7}
 # Third-party imports allowed only in the named modules (everything else: stdlib, numpy, monitor.*).
 OWNERS = {"tensorflow": {"core.model"}, "keras": {"core.model"},
           "kafka": {"stream.kafka", "stream.kafka_state", "devtools.kafka_broker", "devtools.memory_kafka"}, "prometheus_client": {"ops.export"},

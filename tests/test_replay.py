@@ -13,8 +13,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from monitor import replay as replay_module
 from monitor.cli import main
+from monitor.commands import replay as replay_module
+from monitor.commands.replay import (
+    REPORT_COLUMNS,
+    ReplayColumns,
+    ReplayResult,
+    replay,
+    write_reports,
+)
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.devtools import generate
@@ -22,13 +29,6 @@ from monitor.errors import InputError
 from monitor.hourly.compare import CompareSettings
 from monitor.hourly.judge import HourlyJudge
 from monitor.hourly.timeline import HOUR_MS, iso_utc
-from monitor.replay import (
-    REPORT_COLUMNS,
-    ReplayColumns,
-    ReplayResult,
-    replay,
-    write_reports,
-)
 from monitor.settings import InputConfig, config_from_dict
 
 WINDOW_MS = 60_000

@@ -3,7 +3,7 @@
 Formats are small grammars with the dependencies real identifiers have (a product line fixes the number of
 digits and whether a suffix follows; a country code goes with a range of account numbers), so that an
 anomaly can keep a familiar *shape* and still be impossible. Demo, load generator, tests and the quality
-benchmark all draw from here.
+benchmark all draw from here; ``run_generate`` is what ``python -m monitor generate`` does with them.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ import random
 import re
 import string
 from collections.abc import Callable
+
+from monitor.errors import InputError
+from monitor.stream.files import open_output
 
 Generator = Callable[[random.Random], str]
 
@@ -270,3 +273,17 @@ def anomalies(fmt: str, kind: str, n: int, normal: set[str], seed: int = 0) -> l
 
 
 ANOMALY_KINDS = ("other_format", *CORRUPTIONS)
+
+
+def run_generate(fmt: str, count: int, anomaly_kind: str | None, seed: int, output: str) -> int:
+    """``python -m monitor generate``: ``count`` sequences of ``fmt``, or with ``anomaly_kind`` abnormal ones of
+    that kind, one a line, to ``output`` (a file, or ``-`` for standard output)."""
+    if count < 0:
+        raise InputError(f"--count must not be negative, got {count}")
+    if anomaly_kind:
+        lines = anomalies(fmt, anomaly_kind, count, set(), seed=seed)
+    else:
+        lines = sample(fmt, count, seed=seed)
+    with open_output(output) as out:
+        out.writelines(f"{line}\n" for line in lines)
+    return 0

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from monitor.commands.replay import ReplayColumns, replay
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.hourly.judge import HourlyJudge
 from monitor.hourly.timeline import iso_utc
-from monitor.replay import ReplayColumns, replay
 from monitor.settings import MonitorConfig
 
 from .kafka_tools import (

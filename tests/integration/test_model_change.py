@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
+from monitor.commands.replay import ReplayColumns, replay
 from monitor.core import bundle as bundle_lib
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.hourly.judge import HourlyJudge
 from monitor.ops.lifecycle import BundleWatcher
-from monitor.replay import ReplayColumns, replay
 from monitor.settings import config_from_dict
 from monitor.stream.state import StateStore
 

@@ -21,12 +21,12 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from monitor.commands.replay import ReplayColumns, replay
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.errors import BrokerUnavailable
 from monitor.hourly.judge import HourlyJudge
-from monitor.replay import ReplayColumns, replay
 from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.kafka_state import StateProducer
 
@@ -676,9 +676,7 @@ def test_candidate_and_accept_work_on_the_changelog_and_the_judge_applies_an_acc
         kafka_broker: Any, stream: tuple[str, list[tuple[int, int, bytes]]], bundle_dir: Path,
         retrained_bundle_dir: Path, serial_bundle: Bundle, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
-
-    from monitor.promotion import run_accept, run_candidate
+    from monitor.commands.promotion import run_accept, run_candidate
     from monitor.stream.kafka_state import ChangelogReader
 
     topic, rows = stream
@@ -697,13 +695,12 @@ def test_candidate_and_accept_work_on_the_changelog_and_the_judge_applies_an_acc
 
     with Running(config, serial_bundle):
         wait_for(lambda: len(history()) >= WINDOWS, 240, "every window judged and committed")
-        code = run_candidate(argparse.Namespace(config=config_file, state=None, model=bundle_dir,
-                                                candidate=retrained_bundle_dir, json=True))
+        code = run_candidate(model_dir=bundle_dir, candidate_dir=retrained_bundle_dir, state_path=None,
+                             config_path=config_file, as_json=True)
         compared = json.loads(capsys.readouterr().out)
         assert code in (0, 5) and len(compared["per_window"]) == WINDOWS  # every judged window, from the changelog
         start = history()[2]["start_ms"]
-        assert run_accept(argparse.Namespace(config=config_file, state=None, window=str(start), file=None,
-                                             pattern=None, topic=None)) == 0
+        assert run_accept(state_path=None, config_path=config_file, window=str(start)) == 0
         wait_for(lambda: any(h["start_ms"] == start and h["accepted"] for h in history()), 60,
                  "the judge applying the acceptance and committing it")
     assert [h["start_ms"] for h in history() if h["accepted"]] == [start]

@@ -4,7 +4,6 @@ be bad, as figures, as JSON, and as pictures (``monitor.charts``) to choose a th
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,29 +17,36 @@ from monitor.core.bundle import Bundle
 from monitor.core.evaluation import Evaluation, evaluate
 from monitor.core.score import Scorer
 from monitor.errors import InputError
-from monitor.stream.files import read_sequences, skipped_summary
+from monitor.stream.files import check_input_file, read_sequences, skipped_summary
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    """``python -m monitor evaluate``: figures on standard output (text or ``--json``), charts in ``--report``."""
-    bundle = bundle_lib.load(args.model)
-    if args.threshold_quantile is not None:
-        bundle = bundle.with_threshold_quantile(args.threshold_quantile)
-    normal = usable_sequences(args.normal, args.input_format, args.column, "--normal")
-    anomalies = usable_sequences(args.anomalies, args.input_format, args.column, "--anomalies") \
-        if args.anomalies else []
+def run_evaluate(model_dir: Path, normal_path: Path, anomalies_path: Path | None, input_format: str,
+                 column: str | None, method: str, threshold_quantile: float | None, report: Path | None = None,
+                 as_json: bool = False) -> int:
+    """``python -m monitor evaluate``: figures on standard output (text or ``as_json``), charts in ``report``."""
+    for flag, path in (("--normal", normal_path), ("--anomalies", anomalies_path)):
+        if path is not None:
+            try:
+                check_input_file(path)  # before the bundle: loading its model takes seconds
+            except InputError as exc:
+                raise InputError(f"{flag}: {exc}") from exc
+    bundle = bundle_lib.load(model_dir)
+    if threshold_quantile is not None:
+        bundle = bundle.with_threshold_quantile(threshold_quantile)
+    normal = usable_sequences(normal_path, input_format, column, "--normal")
+    anomalies = usable_sequences(anomalies_path, input_format, column, "--anomalies") if anomalies_path else []
     scorer = Scorer(bundle)
-    normal_errors = scorer.score(normal).by(args.method)[0]
-    anomaly_errors = scorer.score(anomalies).by(args.method)[0] if anomalies else np.empty(0)
-    training = bundle.training_errors if args.method == "autoencoder" else scorer.fusion.training_scores
+    normal_errors = scorer.score(normal).by(method)[0]
+    anomaly_errors = scorer.score(anomalies).by(method)[0] if anomalies else np.empty(0)
+    training = bundle.training_errors if method == "autoencoder" else scorer.fusion.training_scores
     result = evaluate(normal_errors, anomaly_errors, training, bundle.threshold_quantile)
-    charts = evaluation_charts(args.report, bundle, result, normal_errors, anomaly_errors,
-                               method=args.method) if args.report else []
-    if args.json:
+    charts = evaluation_charts(report, bundle, result, normal_errors, anomaly_errors,
+                               method=method) if report else []
+    if as_json:
         json.dump({**result.to_dict(), "model": bundle.info(), "charts": [str(c) for c in charts]}, sys.stdout)
         sys.stdout.write("\n")
     else:
-        print_evaluation(result, bundle, args, sys.stdout)
+        print_evaluation(result, bundle, model_dir, normal_path, anomalies_path, method, sys.stdout)
         for path in charts:
             print(f"chart: {path}")
     return 0
@@ -58,13 +64,14 @@ def usable_sequences(path: Path, fmt: str, column: str | None, flag: str) -> lis
     return sequences
 
 
-def print_evaluation(result: Evaluation, bundle: Bundle, args: argparse.Namespace, out: TextIO) -> None:
+def print_evaluation(result: Evaluation, bundle: Bundle, model_dir: Path, normal_path: Path,
+                     anomalies_path: Path | None, method: str, out: TextIO) -> None:
     at = result.at_bundle_threshold
-    what = "training errors" if args.method == "autoencoder" else "training rows' fused scores"
-    print(f"model {args.model} (bundle {bundle.version}), {args.method} score: threshold {at.threshold:.6g} = "
+    what = "training errors" if method == "autoencoder" else "training rows' fused scores"
+    print(f"model {model_dir} (bundle {bundle.version}), {method} score: threshold {at.threshold:.6g} = "
           f"quantile {at.quantile:g} of its {len(bundle.training_errors):,} {what}", file=out)
-    print(f"normal: {result.normal:,} sequences from {args.normal}"
-          + (f"; anomalies: {result.anomalies:,} from {args.anomalies}" if result.anomalies else ""), file=out)
+    print(f"normal: {result.normal:,} sequences from {normal_path}"
+          + (f"; anomalies: {result.anomalies:,} from {anomalies_path}" if result.anomalies else ""), file=out)
     if result.auroc is not None:
         print(f"AUROC {result.auroc:.4f}   average precision {result.average_precision:.4f}   "
               f"precision@{result.anomalies} {result.precision_at_k:.4f}", file=out)

@@ -1,49 +1,19 @@
-"""Command line: ``python -m monitor {train,score,rank,evaluate,formats,generate,run,produce,replay,candidate,accept,
-demo}``.
+"""The parser of the command line: every command, argument, default and help text, and the exit codes the
+help lists.
 
-The CLI parses arguments, calls the library and maps the project's errors to exit codes; it holds no logic
-of its own. ``main(argv)`` returns the exit code so tests can call it in-process.
+Building it does not import TensorFlow: ``monitor.cli.adapters`` imports each command when it runs, so
+``--help``, ``--version`` and argument errors answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import itertools
-import json
-import logging
 import os
-import sys
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from monitor import __version__
-from monitor.errors import InputError, MonitorError
-from monitor.stream.files import check_input_file, open_output
-
-log = logging.getLogger("monitor")
-
-SCORE_CHUNK_ROWS = 20_000  # rows scored per batch: bounded memory on files of any size
-SCORE_COLUMNS = ("line", "sequence", "score", "percentile", "abnormal", "error", "format", "format_share",
-                 "explanation", "problem")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.verbose:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # read when TensorFlow is first imported, after this
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        return int(args.run(args) or 0)
-    except MonitorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+from monitor.cli import adapters
+from monitor.errors import MonitorError
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -71,7 +41,7 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str, desc
                                formatter_class=_Formatter)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description="Learn the formats of string sequences "
                                      "with an autoencoder and tell how abnormal each sequence is.",
                                      formatter_class=_Formatter, epilog=EXIT_CODES)
@@ -145,7 +115,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--report", type=Path, help="also draw the loss per epoch and the training rows' fused scores "
                                               "and reconstruction errors with their thresholds, as PNG files in "
                                               "this folder")
-    p.set_defaults(run=_run_train)
+    p.set_defaults(run=adapters.train)
 
 
 def _share(text: str) -> float:
@@ -153,67 +123,6 @@ def _share(text: str) -> float:
     if not 0 <= share <= 1:
         raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, got {text}")
     return share
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from monitor.core import bundle as bundle_lib
-    from monitor.core.model import ModelSettings
-    from monitor.core.prepare import PrepareSettings
-    from monitor.core.train import TrainSettings, train
-    from monitor.stream.files import check_skipped_share, read_sequences
-
-    settings = TrainSettings(
-        prepare=PrepareSettings(tokenize=args.tokenize, separator_pattern=args.separator_pattern,
-                                lowercase=args.lowercase, encoding=args.encoding, length=args.length,
-                                vocabulary_size=args.vocabulary_size),
-        model=ModelSettings(kind=args.model_kind, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed),
-        threshold_quantile=args.threshold_quantile,
-    )
-    if args.model.exists() and not (args.model / bundle_lib.MANIFEST).exists():
-        raise InputError(f"--model {args.model} exists and is not a model bundle: name a new folder, or an "
-                         "existing bundle to replace")
-    sequences, rejected = read_sequences(args.input, args.input_format, args.column)
-    for row in rejected[:5]:
-        log.warning("line %d skipped: %s", row.line, row.problem)
-    if rejected:
-        log.warning("%d of %d input lines skipped (not usable as sequences)", len(rejected),
-                    len(rejected) + len(sequences))
-    check_skipped_share(args.input, len(sequences), rejected, args.allow_skipped)
-    bundle = train(sequences, settings, verbose=2 if args.verbose else 0)  # Keras prints epochs only on -v
-    bundle.metadata["skipped_input_lines"] = len(rejected)
-    bundle_lib.save(bundle, args.model)
-    fused_threshold = _print_trained(bundle)
-    print(f"saved bundle {bundle.version} to {args.model}")
-    if args.report:
-        from monitor.charts import training_charts
-
-        for path in training_charts(args.report, bundle, fused_threshold):
-            print(f"chart: {path}")
-    return 0
-
-
-def _print_trained(bundle: Any) -> float:
-    """What ``train`` says of a new bundle: data, epochs, preparation, and the thresholds each score flags
-    by (the fused score's first: ``score`` and ``rank`` apply it by default). Returns the fused threshold."""
-    from monitor.charts import epoch_limit_note
-    from monitor.core.score import Scorer
-    from monitor.core.train import best_epoch, stopped_at_epoch_limit
-
-    meta, q = bundle.metadata, bundle.threshold_quantile
-    best = best_epoch(meta["history"])
-    print(f"trained on {meta['training_rows']} sequences ({meta['distinct_sequences']} distinct) in "
-          f"{meta['training_seconds']}s, {meta['history']['epochs']} epochs"
-          f"{f' (best: epoch {best}, kept)' if best else ''}; {meta['preparation']['mode']} tokens, length "
-          f"{meta['preparation']['length']}, {meta['preparation']['features']} features")
-    if stopped_at_epoch_limit(meta["history"], meta["model"]["epochs"]):
-        print(f"note: {epoch_limit_note(meta['model']['epochs'])} (the validation loss was still falling); more "
-              "--epochs may give a better model")
-    fused_threshold = Scorer(bundle).fused_threshold
-    print(f"threshold of the fused score (what score and rank flag by): {fused_threshold:.6g} = quantile {q:g} "
-          "of the training rows' fused scores")
-    print(f"threshold of the reconstruction error (--method autoencoder; the hourly windows' above-threshold "
-          f"share): {bundle.threshold:.6g} = quantile {q:g} of the training rows' reconstruction errors")
-    return fused_threshold
 
 
 # -- score ------------------------------------------------------------------------------------------------
@@ -239,61 +148,7 @@ def _add_score(commands: argparse._SubParsersAction) -> None:
                    help="which rows get an explanation")
     _add_method_argument(p)
     _add_threshold_argument(p)
-    p.set_defaults(run=_run_score)
-
-
-def _run_score(args: argparse.Namespace) -> int:
-    from monitor.core.bundle import load
-    from monitor.core.score import Scorer
-    from monitor.stream.files import read_rows
-
-    check_input_file(args.input)  # before the bundle: loading its model takes seconds
-    scorer = Scorer(_with_threshold(load(args.model), args.threshold_quantile))
-    rows = read_rows(args.input, args.input_format, args.column)
-    with open_output(args.output, inputs=[args.input]) as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(SCORE_COLUMNS)
-        counts = {"rows": 0, "abnormal": 0, "problems": 0}
-        while chunk := list(itertools.islice(rows, SCORE_CHUNK_ROWS)):
-            _score_chunk(scorer, chunk, args.explain, args.method, writer, counts)
-    print(f"scored {counts['rows'] - counts['problems']} of {counts['rows']} lines: {counts['abnormal']} "
-          f"abnormal, {counts['problems']} unusable (see the problem column)", file=sys.stderr)
-    return 0
-
-
-def _score_chunk(scorer: Any, chunk: list, explain: str, method: str, writer: csv.writer,
-                 counts: dict[str, int]) -> None:
-    usable = [row for row in chunk if row.sequence is not None]
-    sequences = [row.sequence for row in usable]
-    scores = scorer.score(sequences)
-    values, ranks, flags = scores.by(method)
-    formats = scores.formats.of_each()
-    wanted = [i for i, flag in enumerate(flags) if explain == "all" or (explain == "abnormal" and flag)]
-    reasons = _explanations(scorer, sequences, formats, wanted)
-    position = {id(row): i for i, row in enumerate(usable)}
-    for row in chunk:
-        counts["rows"] += 1
-        if row.sequence is None:
-            counts["problems"] += 1
-            writer.writerow((row.line, "", "", "", "", "", "", "", "", row.problem))
-            continue
-        i = position[id(row)]
-        counts["abnormal"] += int(flags[i])
-        writer.writerow((row.line, row.sequence, f"{values[i]:.6g}", f"{ranks[i]:.2f}", str(bool(flags[i])).lower(),
-                         f"{scores.errors[i]:.6g}", formats[i], f"{scores.format_shares[i]:.6g}",
-                         reasons.get(i, ""), ""))
-
-
-def _explanations(scorer: Any, sequences: list[str], formats: list[str], rows: list[int],
-                  top: int = 3) -> dict[int, str]:
-    """For each of ``rows``: the format's note when it is rare or new, then the parts carrying the error."""
-    parts = scorer.explain([sequences[i] for i in rows], top) if rows else []
-    return {i: "; ".join(filter(None, (scorer.format_note(formats[i]), _format_reasons(reasons))))
-            for i, reasons in zip(rows, parts)}
-
-
-def _format_reasons(reasons: Iterable[tuple[str, float]]) -> str:
-    return "; ".join(f"{part} ({share:.0%})" for part, share in reasons)
+    p.set_defaults(run=adapters.score)
 
 
 def _add_method_argument(parser: argparse.ArgumentParser) -> None:
@@ -311,15 +166,6 @@ def _add_threshold_argument(parser: argparse.ArgumentParser) -> None:
                              "the bundle's)")
 
 
-def _with_threshold(bundle: Any, quantile: float | None) -> Any:
-    if quantile is None:
-        return bundle
-    adjusted = bundle.with_threshold_quantile(quantile)
-    log.info("threshold: quantile %g of the training rows' scores (the bundle's own: quantile %g); of the "
-             "reconstruction errors: %.6g", quantile, bundle.threshold_quantile, adjusted.threshold)
-    return adjusted
-
-
 # -- rank -------------------------------------------------------------------------------------------------
 def _add_rank(commands: argparse._SubParsersAction) -> None:
     p = _command(commands, "rank", "score a few sequences given on the command line",
@@ -334,30 +180,7 @@ def _add_rank(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--sort", action="store_true", help="most abnormal first, instead of the order given")
     _add_method_argument(p)
     _add_threshold_argument(p)
-    p.set_defaults(run=_run_rank)
-
-
-def _run_rank(args: argparse.Namespace) -> int:
-    from monitor.core.bundle import load
-    from monitor.core.score import Scorer
-
-    sequences = [s for s in args.sequences]
-    empty = [i for i, s in enumerate(sequences) if not s]
-    if empty:
-        raise InputError(f"argument {empty[0] + 1} is an empty sequence; there is nothing to score")
-    scorer = Scorer(_with_threshold(load(args.model), args.threshold_quantile))
-    scores = scorer.score(sequences)
-    values, ranks, flags = scores.by(args.method)
-    formats = scores.formats.of_each()
-    order = sorted(range(len(sequences)), key=lambda i: -values[i]) if args.sort else range(len(sequences))
-    reasons = _explanations(scorer, sequences, formats, [i for i in order if flags[i]], args.parts)
-    for i in order:
-        verdict = "ABNORMAL" if flags[i] else "normal"
-        print(f"{sequences[i]!r}: {args.method} score {values[i]:.6g}, percentile rank {ranks[i]:.2f}, {verdict}; "
-              f"error {scores.errors[i]:.6g}, format {formats[i]} ({scores.format_shares[i]:.2%} of training)")
-        if i in reasons:
-            print(f"    why: {reasons[i]}")
-    return 0
+    p.set_defaults(run=adapters.rank)
 
 
 # -- evaluate ---------------------------------------------------------------------------------------------
@@ -379,19 +202,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object (for scripts)")
     _add_method_argument(p)
     _add_threshold_argument(p)
-    p.set_defaults(run=_run_evaluate)
-
-
-def _run_evaluate(args: argparse.Namespace) -> int:
-    from monitor.evaluate import run_evaluate
-
-    for flag, path in (("--normal", args.normal), ("--anomalies", args.anomalies)):
-        if path is not None:
-            try:
-                check_input_file(path)  # before the bundle: loading its model takes seconds
-            except InputError as exc:
-                raise InputError(f"{flag}: {exc}") from exc
-    return run_evaluate(args)
+    p.set_defaults(run=adapters.evaluate)
 
 
 # -- formats ----------------------------------------------------------------------------------------------
@@ -404,32 +215,7 @@ def _add_formats(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, required=True, help="bundle directory")
     p.add_argument("--top", type=int, default=50, help="formats listed (most common first)")
     p.add_argument("--json", action="store_true", help="print the whole table as one JSON object")
-    p.set_defaults(run=_run_formats)
-
-
-def _run_formats(args: argparse.Namespace) -> int:
-    from monitor.core.bundle import load
-
-    bundle = load(args.model)
-    if bundle.fusion is None:
-        raise InputError(f"the bundle at {args.model} was made before formats were learned (format version 1): "
-                         "retrain it to list its formats")
-    table = bundle.fusion.formats
-    if args.json:
-        print(json.dumps(table.to_dict()))
-        return 0
-    print(f"{len(table.counts) + table.tail_formats:,} formats in {table.total:,} training sequences "
-          f"(bundle {bundle.version})")
-    print(f"{'share':>8}  {'records':>9}  {'format':<28} examples")
-    for name, count in itertools.islice(table.counts.items(), max(args.top, 0)):
-        examples = ", ".join(table.examples.get(name, []))
-        print(f"{count / table.total:>8.3%}  {count:>9,}  {name:<28} {examples}")
-    listed = min(max(args.top, 0), len(table.counts))
-    rest = sum(itertools.islice(table.counts.values(), listed, None)) + table.tail_records
-    if rest:
-        print(f"{rest / table.total:>8.3%}  {rest:>9,}  ({len(table.counts) - listed + table.tail_formats:,} "
-              "more formats)")
-    return 0
+    p.set_defaults(run=adapters.formats)
 
 
 # -- generate ---------------------------------------------------------------------------------------------
@@ -446,20 +232,7 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same lines, so "
                                                        "two runs without --seed write identical files")
     p.add_argument("--output", default="-", help="file to write; - for standard output")
-    p.set_defaults(run=_run_generate)
-
-
-def _run_generate(args: argparse.Namespace) -> int:
-    from monitor.devtools import generate
-    if args.count < 0:
-        raise InputError(f"--count must not be negative, got {args.count}")
-    if args.anomalies:
-        lines = generate.anomalies(args.format, args.anomalies, args.count, set(), seed=args.seed)
-    else:
-        lines = generate.sample(args.format, args.count, seed=args.seed)
-    with open_output(args.output) as out:
-        out.writelines(f"{line}\n" for line in lines)
-    return 0
+    p.set_defaults(run=adapters.generate)
 
 
 # -- run ------------------------------------------------------------------------------------------------
@@ -472,18 +245,12 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                    help="YAML configuration (env MONITOR_CONFIG; default: built-in defaults, see "
                         "config/monitor.yaml); MONITOR__SECTION__KEY variables override single settings")
     p.add_argument("--model", help="bundle directory; overrides model.path")
-    p.set_defaults(run=_run_service)
+    p.set_defaults(run=adapters.service)
 
 
 def _env_path(name: str) -> Path | None:
     value = os.environ.get(name)
     return Path(value) if value else None
-
-
-def _run_service(args: argparse.Namespace) -> int:
-    from monitor.app import run_service
-
-    return run_service(args.config, args.model)
 
 
 # -- produce ----------------------------------------------------------------------------------------------
@@ -514,13 +281,7 @@ def _add_produce(commands: argparse._SubParsersAction) -> None:
                        help="which kind of anomaly the drift injects")
     drift.add_argument("--drift-share", type=float, default=0.5, help="share of records replaced once drifting")
     p.add_argument("--seed", type=int, default=0, help="random seed of the generated stream")
-    p.set_defaults(run=_run_produce)
-
-
-def _run_produce(args: argparse.Namespace) -> int:
-    from monitor.devtools.produce import run_produce
-
-    return run_produce(args)
+    p.set_defaults(run=adapters.produce)
 
 
 # -- replay ---------------------------------------------------------------------------------------------
@@ -546,22 +307,16 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
                    help="promote the bundle in DIR at TIME (ISO 8601 or epoch ms) as the service would: it scores "
                         "the windows from the first boundary at or after TIME, history is re-scored from the "
                         "windows' samples (repeatable)")
-    p.set_defaults(run=_run_replay)
+    p.set_defaults(run=adapters.replay)
 
 
 def _model_change(text: str) -> tuple[int, Path]:
-    from monitor.replay import parse_model_change
+    from monitor.commands.replay import parse_model_change
 
     try:
         return parse_model_change(text)
     except MonitorError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _run_replay(args: argparse.Namespace) -> int:
-    from monitor.replay import run_replay
-
-    return run_replay(args)
 
 
 # -- model changes --------------------------------------------------------------------------------------
@@ -579,13 +334,7 @@ def _add_candidate(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
                    help="compare and promotion settings from this configuration (env MONITOR_CONFIG)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON, every window included")
-    p.set_defaults(run=_run_candidate)
-
-
-def _run_candidate(args: argparse.Namespace) -> int:
-    from monitor.promotion import run_candidate
-
-    return run_candidate(args)
+    p.set_defaults(run=adapters.candidate)
 
 
 def _add_accept(commands: argparse._SubParsersAction) -> None:
@@ -606,13 +355,7 @@ def _add_accept(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--topic", help="only this topic's windows (default: every topic)")
     p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
                    help="the window length from this configuration (env MONITOR_CONFIG)")
-    p.set_defaults(run=_run_accept)
-
-
-def _run_accept(args: argparse.Namespace) -> int:
-    from monitor.promotion import run_accept
-
-    return run_accept(args)
+    p.set_defaults(run=adapters.accept)
 
 
 def _add_state(commands: argparse._SubParsersAction) -> None:
@@ -627,23 +370,7 @@ def _add_state(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--key", dest="shown_key", metavar="KEY", help="show this key's values (show)")
     p.add_argument("--config", type=Path, default=_env_path("MONITOR_CONFIG"),
                    help="the group's configuration (env MONITOR_CONFIG): kafka settings and state.changelog_topic")
-    p.set_defaults(run=_run_state)
-
-
-def _run_state(args: argparse.Namespace) -> int:
-    from monitor.settings import load_config
-    from monitor.stream.changelog_admin import drop_key, show
-
-    config = load_config(args.config)
-    if config.state.store != "kafka":
-        raise InputError("state works on a group's changelog: give --config with state.store: kafka (the SQLite "
-                         "store keeps its state in state.path; an unusable file is refused whole, exit 4)")
-    if args.action == "drop-key":
-        if not args.key:
-            raise InputError("drop-key needs the key to remove (`state show` lists them)")
-        drop_key(config.kafka, config.changelog_topic, args.key)
-        return 0
-    return 5 if show(config.kafka, config.changelog_topic, args.shown_key or args.key) else 0
+    p.set_defaults(run=adapters.state)
 
 
 # -- demo -------------------------------------------------------------------------------------------------
@@ -660,10 +387,4 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the data and the models")
     p.add_argument("--chart", type=Path, help="where to write the hourly chart PNG (default: demo-hourly.png "
                                               "in --output-dir, else in the current directory)")
-    p.set_defaults(run=_run_demo)
-
-
-def _run_demo(args: argparse.Namespace) -> int:
-    from monitor.devtools.demo import run_demo
-
-    return run_demo(args.formats, args.rows, args.output_dir, args.seed, sys.stdout, chart=args.chart)
+    p.set_defaults(run=adapters.demo)

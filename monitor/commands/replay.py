@@ -7,7 +7,6 @@ records give the same window figures. ``run_replay`` is what ``python -m monitor
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -93,27 +92,29 @@ def _cell(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def run_replay(args: argparse.Namespace) -> int:
-    """``python -m monitor replay``: reports to ``--output``, a summary line to standard error."""
-    config = load_config(args.config)
-    length_ms = int(args.window_seconds * 1000) if args.window_seconds else config.window.length_ms
-    columns = resolve_columns(args.input, args.sequence_column, args.time_column, args.weight_column,
-                              args.time_format)
-    output = open_output(args.output, inputs=[args.input])
+def run_replay(model_dir: Path, input_path: Path, config_path: Path | None, sequence_column: str,
+               time_column: str | None, weight_column: str | None, time_format: str, window_seconds: float | None,
+               output: str, report_format: str, model_changes: Sequence[tuple[int, Path]] = ()) -> int:
+    """``python -m monitor replay``: reports to ``output``, a summary line to standard error. ``time_column``
+    ``None``: the first of ``TIME_COLUMNS`` the file has; ``model_changes``: (time, bundle folder) pairs."""
+    config = load_config(config_path)
+    length_ms = int(window_seconds * 1000) if window_seconds else config.window.length_ms
+    columns = resolve_columns(input_path, sequence_column, time_column, weight_column, time_format)
+    out_file = open_output(output, inputs=[input_path])
     judge = HourlyJudge(length_ms, config.window.allowed_lateness_ms, config.compare, config.window.sample_size,
                         config.formats)
-    changes = [(model_change_boundary(time, length_ms), directory) for time, directory in args.model_change or ()]
-    scorer = Scorer(bundle_lib.load(args.model))
+    changes = [(model_change_boundary(time, length_ms), directory) for time, directory in model_changes]
+    scorer = Scorer(bundle_lib.load(model_dir))
     promoted = [(boundary, Scorer(bundle_lib.load(directory))) for boundary, directory in changes]
-    result = replay(args.input, scorer, judge, columns, config.input, changes=promoted)
+    result = replay(input_path, scorer, judge, columns, config.input, changes=promoted)
     if result.rows and not result.reports:
-        hint = _columns_hint(args.input, columns)
+        hint = _columns_hint(input_path, columns)
         if result.rejected["implausible_timestamp"]:
             hint += f"; {_time_bounds_hint(config.input)}"
-        raise InputError(f"{args.input}: {counted(result.rows, 'row')} read, none gave a record "
+        raise InputError(f"{input_path}: {counted(result.rows, 'row')} read, none gave a record "
                          f"({by_reason(result.rejected)}); {hint}")
-    with output as out:
-        write_reports(result.reports, out, args.format)
+    with out_file as out:
+        write_reports(result.reports, out, report_format)
     abnormal = sum(r.abnormal for r in result.reports)
     rejected = counted(sum(result.rejected.values()), "row") + " rejected" + reasons_after(result.rejected)
     print(f"replayed {counted(result.rows, 'row')} into {counted(len(result.reports), 'window')} ({abnormal} "

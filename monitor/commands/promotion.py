@@ -11,7 +11,6 @@ will.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import time
@@ -36,55 +35,58 @@ from monitor.stream.state import Accepted, StateStore
 REFUSED_EXIT = 5
 
 
-def run_candidate(args: argparse.Namespace) -> int:
-    """``python -m monitor candidate``: the comparison on standard output; exit 5 when it would be refused."""
-    config = load_config(args.config)
-    judge, pending = _restored(args.state, config)
+def run_candidate(model_dir: Path, candidate_dir: Path, state_path: Path | None, config_path: Path | None,
+                  as_json: bool = False) -> int:
+    """``python -m monitor candidate``: the comparison on standard output; exit 5 when it would be refused.
+    ``state_path`` ``None``: the history from the changelog (``state.store: kafka`` in the configuration)."""
+    config = load_config(config_path)
+    judge, pending = _restored(state_path, config)
     current, candidate = (Scorer(bundle_lib.load(path, config.model.threshold_quantile))
-                          for path in (args.model, args.candidate))
+                          for path in (model_dir, candidate_dir))
     report = shadow(judge.histories, current, candidate, 1 - candidate.bundle.threshold_quantile, config.compare,
                     config.promotion)
-    if args.json:
+    if as_json:
         print(json.dumps({**report.to_dict(), "accepted_not_yet_applied_by_the_service": len(pending)}, indent=2))
     else:
         print(report.render())
         if pending:
-            print(f"  taken in here: accepted {', '.join(f'#{a.id}' for a in pending)} in {args.state}, which the "
+            print(f"  taken in here: accepted {', '.join(f'#{a.id}' for a in pending)} in {state_path}, which the "
                   "service applies at its next checkpoint")
     return REFUSED_EXIT if not report.promote else 0
 
 
-def run_accept(args: argparse.Namespace) -> int:
-    """``python -m monitor accept``: record the accepted format; says what it covers."""
-    config = load_config(args.config)
-    judge, _ = _restored(args.state, config)
-    samples = {topic: history.samples for topic, history in judge.histories.items()
-               if args.topic in (None, topic)}
-    if args.window is not None:
-        start = window_start(_time(args.window), judge.length_ms)
+def run_accept(state_path: Path | None, config_path: Path | None, window: str | None = None,
+               sequences_file: Path | None = None, pattern: str | None = None, topic: str | None = None) -> int:
+    """``python -m monitor accept``: record the accepted format; says what it covers. One of ``window`` (a time
+    in it), ``sequences_file`` and ``pattern`` names what is accepted; ``topic``: only that topic's windows."""
+    config = load_config(config_path)
+    judge, _ = _restored(state_path, config)
+    samples = {name: history.samples for name, history in judge.histories.items() if topic in (None, name)}
+    if window is not None:
+        start = window_start(_time(window), judge.length_ms)
         sequences = [s for by_start in samples.values() if start in by_start for s in by_start[start].kept()[0]]
         if not sequences:
-            raise InputError(f"no window starting {iso_utc(start)} with a sample in {args.state or config.changelog_topic}"
-                             f"{' on topic ' + repr(args.topic) if args.topic else ''}; the kept windows start "
+            raise InputError(f"no window starting {iso_utc(start)} with a sample in {state_path or config.changelog_topic}"
+                             f"{' on topic ' + repr(topic) if topic else ''}; the kept windows start "
                              f"from {_oldest(judge)}")
         kind, value = "window", str(start)
-    elif args.file is not None:
-        sequences = _read_sequences(args.file)
-        kind, value = "file", str(args.file)
+    elif sequences_file is not None:
+        sequences = _read_sequences(sequences_file)
+        kind, value = "file", str(sequences_file)
     else:
         try:
-            pattern = re.compile(args.pattern)
+            compiled = re.compile(pattern)
         except re.error as exc:
-            raise InputError(f"--pattern {args.pattern!r} is not a regular expression: {exc}") from exc
+            raise InputError(f"--pattern {pattern!r} is not a regular expression: {exc}") from exc
         sequences = sorted({s for by_start in samples.values() for sample in by_start.values()
-                            for s in sample.kept()[0] if pattern.search(s)})
+                            for s in sample.kept()[0] if compiled.search(s)})
         if not sequences:
-            raise InputError(f"--pattern {args.pattern!r} matches none of the sampled sequences in "
-                             f"{args.state or config.changelog_topic}")
-        kind, value = "pattern", args.pattern
+            raise InputError(f"--pattern {pattern!r} matches none of the sampled sequences in "
+                             f"{state_path or config.changelog_topic}")
+        kind, value = "pattern", pattern
     shown = value if kind != "window" else iso_utc(int(value))
     if config.state.store == "kafka":
-        record = {"at_ms": int(time.time() * 1000), "kind": kind, "value": value, "topic": args.topic,
+        record = {"at_ms": int(time.time() * 1000), "kind": kind, "value": value, "topic": topic,
                   "sequences": sequences}
         publish(config.kafka, config.models_topic, f"{ACCEPTED_PREFIX}{uuid.uuid4().hex}",
                 json.dumps(record).encode("utf-8"))
@@ -92,8 +94,8 @@ def run_accept(args: argparse.Namespace) -> int:
               "it within a commit interval: the windows it covers serve in baselines again (with state in Kafka "
               "retraining is off; publish a bundle that knows the format at model.path)")
         return 0
-    with closing(StateStore(args.state)) as state:
-        number = state.add_accepted(kind, value, args.topic, sequences)
+    with closing(StateStore(state_path)) as state:
+        number = state.add_accepted(kind, value, topic, sequences)
     print(f"accepted #{number} ({kind} {shown}): {len(sequences)} "
           "sequences join the retraining corpus. The service applies it at its next checkpoint: the windows it "
           "covers serve in baselines again and a retrain is requested (its candidate goes through promotion). "

@@ -52,7 +52,7 @@ misses it on any seed.
 **calibration**: how often clean hours alarm, at any volume, and how soon drifts go critical, for the
 calibrated judgement (``CompareSettings()``, the default) next to today's reference, the z of the weighted
 mean (``method="mean_z"``), judged on the same records in the same run: each record is scored once and fed to
-both judges (``monitor.devtools.simulate.run_judges``; records are drawn from pools of sequences each scored
+both judges (``monitor.devtools.calibration.run_judges``; records are drawn from pools of sequences each scored
 once, so 30 days of 20,000 records an hour take about a minute). For each volume of ``--volumes`` (records an hour,
 with the daily cycle and noise of the drift scenario) and each of ``--seeds`` (default 1):
 
@@ -111,22 +111,10 @@ from datetime import datetime, timezone
 from monitor.core.score import Scorer
 from monitor.core.train import train
 from monitor.devtools import generate
-from monitor.devtools.simulate import (
-    CRITICAL,
-    POOLS,
-    WARNING,
-    CalibrationStream,
-    Detection,
-    Evaluation,
-    JudgesFailed,
-    Pools,
-    RetrainRun,
-    Simulation,
-    calibration_hours,
-    evaluate,
-    run_judges,
-    run_with_retraining,
-)
+from monitor.devtools.calibration import POOLS, CalibrationStream, JudgesFailed, Pools, calibration_hours, run_judges
+from monitor.devtools.detection import CRITICAL, WARNING, Detection, Evaluation, evaluate
+from monitor.devtools.retraining import RetrainRun, run_with_retraining
+from monitor.devtools.simulate import Simulation
 from monitor.hourly.compare import VERDICT_LEVEL, CompareSettings
 from monitor.hourly.judge import WindowReport
 

@@ -18,7 +18,8 @@ from monitor.core.evaluation import evaluate as evaluate_scores
 from monitor.core.score import Scorer, Scores, group_score
 from monitor.core.train import train
 from monitor.devtools import generate
-from monitor.devtools.simulate import Evaluation, Simulation, evaluate
+from monitor.devtools.detection import Evaluation, evaluate
+from monitor.devtools.simulate import Simulation
 from monitor.hourly.compare import CompareSettings
 
 TEST_NORMAL_ROWS = 2_000

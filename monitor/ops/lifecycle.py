@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from monitor.core import bundle as bundle_lib
 from monitor.core.bundle import Bundle
@@ -29,7 +29,7 @@ from monitor.core.train import TrainSettings, train
 from monitor.errors import BundleIncomplete, MonitorError
 from monitor.hourly.shadow import ShadowReport, shadow
 from monitor.settings import CompareSettings, PromotionConfig
-from monitor.stream.service import Service
+from monitor.stream.pipeline import RecordPipeline
 from monitor.stream.state import private_folder
 
 log = logging.getLogger(__name__)
@@ -113,18 +113,32 @@ def published_version(path: Path) -> str | None:
         return None
 
 
+class DecisionTaker(Protocol):
+    """What the promoter needs of the service (``monitor.stream.service.Service``, or the simulation's stand-in,
+    ``monitor.devtools.retraining``): the model in use, the judge's history, and ``offer_decision``, which
+    promotes an accepted candidate between two batches at the next window boundary."""
+
+    pipeline: RecordPipeline
+
+    @property
+    def scorer(self) -> Scorer: ...
+
+    def offer_decision(self, report: ShadowReport, scorer: Scorer | None) -> None: ...
+
+
 class Promoter:
     """Shadows each candidate against the current model and hands the decision to the service; a promoted
     candidate is first copied to ``store`` (the state keeps which version scores which window, and a restart
-    reloads them from there). A short report of each decision is written to ``reports``."""
+    reloads them from there). A short report of each decision is written to ``reports``. Without a ``store``
+    or ``reports`` (the simulation, which keeps no files), nothing is copied or written."""
 
-    def __init__(self, service: Service, compare: CompareSettings, promotion: PromotionConfig, store: ModelStore,
-                 reports: Path) -> None:
+    def __init__(self, service: DecisionTaker, compare: CompareSettings, promotion: PromotionConfig,
+                 store: ModelStore | None, reports: Path | None) -> None:
         self.service = service
         self.compare = compare
         self.promotion = promotion
         self.store = store
-        self.reports = Path(reports)
+        self.reports = None if reports is None else Path(reports)
         self._lock = threading.Lock()  # the watcher and the retrainer may offer at once
 
     def consider(self, candidate: Scorer) -> ShadowReport:
@@ -137,13 +151,15 @@ class Promoter:
             else:
                 report = ShadowReport(current.version, candidate.version, (), float("nan"), expected,
                                       float("nan"), (), False)
-            if report.promote:
+            if report.promote and self.store is not None:
                 self.store.keep(candidate.bundle)
             self._write(report)
             self.service.offer_decision(report, candidate if report.promote else None)
             return report
 
     def _write(self, report: ShadowReport) -> None:
+        if self.reports is None:
+            return
         try:
             private_folder(self.reports)
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

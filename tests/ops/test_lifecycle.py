@@ -1,4 +1,5 @@
-"""Keeping the model current: the bundle watcher, the published version, retraining on normal records."""
+"""Keeping the model current: the bundle watcher, the published version, retraining on normal records, the
+promoter without files."""
 
 from __future__ import annotations
 
@@ -19,14 +20,17 @@ from monitor.core.prepare import PrepareSettings
 from monitor.core.score import Scorer
 from monitor.core.train import TrainSettings, train
 from monitor.devtools import generate
+from monitor.hourly.shadow import ShadowReport
 from monitor.ops.lifecycle import (
     INCOMPLETE_PATIENCE_S,
     BundleWatcher,
     ModelStore,
+    Promoter,
     Retrainer,
     published_version,
     settings_of,
 )
+from monitor.settings import CompareSettings, PromotionConfig
 
 QUICK = TrainSettings(model=ModelSettings(epochs=2))
 LOGGER = "monitor.ops.lifecycle"
@@ -264,3 +268,18 @@ def test_folders_that_exist_keep_their_mode(tmp_path: Path, quick_bundle: Bundle
     (tmp_path / "models").mkdir(mode=0o750)
     ModelStore(tmp_path / "models").keep(quick_bundle)
     assert (tmp_path / "models").stat().st_mode & 0o777 == 0o750
+
+
+# -- Promoter -----------------------------------------------------------------------------------------------
+def test_a_promoter_without_a_store_or_a_reports_folder_writes_nothing_and_hands_the_decision_on(
+        tmp_path: Path, quick_bundle: Bundle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the simulation uses it: the decision goes to the service all the same (no history here: too few
+    windows to shadow on, the candidate is promoted unseen)."""
+    monkeypatch.chdir(tmp_path)
+    offered: list[tuple[ShadowReport, Scorer | None]] = []
+    service = SimpleNamespace(scorer=Scorer(quick_bundle), pipeline=SimpleNamespace(judge=SimpleNamespace(
+        history_copies=dict)), offer_decision=lambda report, scorer: offered.append((report, scorer)))
+    candidate = Scorer(as_version(quick_bundle, "v-next"))
+    report = Promoter(service, CompareSettings(), PromotionConfig(), None, None).consider(candidate)
+    assert (report.outcome, report.candidate) == ("promoted_unshadowed", "v-next")
+    assert offered == [(report, candidate)] and list(tmp_path.iterdir()) == []

@@ -14,12 +14,8 @@ from monitor.core.bundle import Bundle
 from monitor.core.model import ModelSettings
 from monitor.core.score import Scorer
 from monitor.core.train import TrainSettings
-from monitor.devtools.simulate import (
-    Retraining,
-    RetrainRun,
-    Simulation,
-    run_with_retraining,
-)
+from monitor.devtools.retraining import Retraining, RetrainRun, run_with_retraining
+from monitor.devtools.simulate import Simulation
 from monitor.hourly.compare import CompareSettings
 
 MINUTE_MS = 60_000

@@ -11,9 +11,9 @@ confluent-kafka's producer (or kafka-python's with ``--producer kafka-python``),
 then reads the whole topic from the beginning, each time with a fresh consumer group, with:
 
 - ``bare kafka-python``    a KafkaConsumer poll loop (``--max-records`` per poll) that only decodes values;
-- ``monitor``              the real ``Service`` built by ``monitor.app.build`` with default settings (batches of 5,000,
+- ``monitor``              the real service (``StreamLoop``) built by ``monitor.app.build`` with default settings (batches of 5,000,
                            no output topic, a fresh state file, the metrics hooks but no HTTP endpoint) looped as
-                           ``Service.run`` loops it: ``run_once`` (decode, score, hourly windows) and,
+                           ``StreamLoop.run`` loops it: ``step`` (decode, score, hourly windows) and,
                            every ``state.checkpoint_interval_seconds``, a checkpoint, then the commit;
 - ``bare confluent-kafka`` a confluent_kafka Consumer ``consume`` loop that only decodes values (the
                            ceiling for Python);
@@ -62,7 +62,7 @@ from monitor.hourly.timeline import HOUR_MS
 from monitor.ops.export import Metrics, error_buckets
 from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.kafka import keep_rebalances_requested
-from monitor.stream.service import Service
+from monitor.stream.loop import StreamLoop
 
 BARE_KP, MONITOR, BARE_CK = "bare kafka-python", "monitor", "bare confluent-kafka"
 VARIANTS = (BARE_KP, MONITOR, BARE_CK)
@@ -218,7 +218,7 @@ def _value(message: Any) -> str:
 
 
 def read_monitor(bootstrap: str, topic: str, n: int, scorer: Scorer) -> Run:
-    """The real service over the topic, looped as ``Service.run`` does; its stages timed from outside."""
+    """The real service over the topic, looped as ``StreamLoop.run`` does; its stages timed from outside."""
     with tempfile.TemporaryDirectory(prefix="bench-state-") as folder:
         config = monitor_config(bootstrap, topic, Path(folder) / "state.sqlite")
         service, clock = timed_service(config, scorer)
@@ -228,20 +228,19 @@ def read_monitor(bootstrap: str, topic: str, n: int, scorer: Scorer) -> Run:
                 step(service, config.state.checkpoint_interval_seconds, clock)
                 pace.handled(service.counts.consumed - before)
                 before = service.counts.consumed
-            _timed(clock, "loop", service.checkpoint)()  # as a clean stop does
+            _timed(clock, "loop", service.commit)()  # as a clean stop does
         finally:
             close(service)
     return pace.run(service.counts.consumed, clock)
 
 
-def step(service: Service, checkpoint_interval_s: float, clock: Counter[str]) -> None:
-    """One turn of ``Service.run``: a batch, the hooks' tick, and the checkpoint (then commit) that the
-    scheduler asks for every ``state.checkpoint_interval_seconds``."""
+def step(service: StreamLoop, checkpoint_interval_s: float, clock: Counter[str]) -> None:
+    """One turn of ``StreamLoop.run``, with the checkpoint (then commit) that the scheduler asks for every
+    ``state.checkpoint_interval_seconds``."""
     started = time.perf_counter()
-    service.run_once()
-    service.tick()
-    if time.time() - service.last_checkpoint_at >= checkpoint_interval_s:
-        service.checkpoint()
+    if time.time() - service.store.last_checkpoint_at >= checkpoint_interval_s:  # type: ignore[attr-defined]
+        service.request_checkpoint()
+    service.step()
     clock["loop"] += time.perf_counter() - started
 
 
@@ -252,7 +251,7 @@ def monitor_config(bootstrap: str, topic: str, state_path: Path) -> MonitorConfi
                              "metrics": {"enabled": False}}, environ={})
 
 
-def timed_service(config: MonitorConfig, scorer: Scorer) -> tuple[Service, Counter[str]]:
+def timed_service(config: MonitorConfig, scorer: Scorer) -> tuple[StreamLoop, Counter[str]]:
     """A service built by ``monitor.app.build`` with the metrics hooks (no HTTP endpoint), with timers
     around its stages."""
     clock: Counter[str] = Counter()
@@ -266,7 +265,7 @@ def timed_service(config: MonitorConfig, scorer: Scorer) -> tuple[Service, Count
     for obj, name, label in ((service.source.consumer, "poll", "kafka poll"),  # type: ignore[attr-defined]
                              (service.source, "next_batch", "next_batch"), (pipeline, "process", "process"),
                              (pipeline, "_window", "window"), (pipeline, "close_due", "close windows"),
-                             (service, "checkpoint", "checkpoint"), (metrics, "on_batch", "metrics batch"),
+                             (service.store, "commit", "checkpoint"), (metrics, "on_batch", "metrics batch"),
                              (metrics, "on_tick", "metrics tick")):
         setattr(obj, name, _timed(clock, label, getattr(obj, name)))
     return service, clock
@@ -282,10 +281,8 @@ def _timed(clock: Counter[str], name: str, function: Callable[..., Any]) -> Call
     return timed
 
 
-def close(service: Service) -> None:
-    service.source.close()
-    service.pipeline.sink.close()
-    service.state.close()
+def close(service: StreamLoop) -> None:
+    service.store.close()
 
 
 def _group(kind: str) -> str:

@@ -35,14 +35,15 @@ from monitor.ops.lifecycle import (
 from monitor.ops.schedule import start_jobs
 from monitor.records import Position
 from monitor.settings import MonitorConfig, load_config
-from monitor.stream.group import GroupService
+from monitor.stream.group import GroupStore
 from monitor.stream.hooks import Hooks, WindowLog
 from monitor.stream.clients import Clients, KafkaClients
 from monitor.stream.kafka import client_options, is_outage
 from monitor.stream.kafka_state import StateProducer, internal_topics
 from monitor.stream.pipeline import Outputs, RecordPipeline
 from monitor.stream.retry import BACKOFF_MAX_S, Retry, RetryingSink
-from monitor.stream.service import Service, restore
+from monitor.stream.file_store import FileStore, restore
+from monitor.stream.loop import StreamLoop
 from monitor.stream.sources import Sink, Source
 from monitor.stream.state import Accepted, Checkpoint, StateStore
 
@@ -58,7 +59,7 @@ class Application:
     candidates to, the retrainer (when ``retrain.enabled``) and the metrics endpoint (when
     ``metrics.enabled``; closed by ``close_metrics`` when ``build`` started it)."""
 
-    service: Service | GroupService
+    service: StreamLoop
     watcher: BundleWatcher
     promoter: Promoter | None
     retrainer: Retrainer | None = None
@@ -124,8 +125,8 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
         state.close()  # refused: nothing was written to it
         raise
     positions = dict(checkpoint.offsets) if checkpoint else {}
-    store = ModelStore(Path(config.state.path).parent / "models", quantile)
-    takeovers = _models_in_use(checkpoint, scorer, store)
+    model_store = ModelStore(Path(config.state.path).parent / "models", quantile)
+    takeovers = _models_in_use(checkpoint, scorer, model_store)
     stop = stop or threading.Event()
 
     def consumer(resume_at: Mapping[Position, int]) -> Source:
@@ -150,17 +151,18 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     for from_ms, in_use in takeovers[1:]:
         pipeline.promote(in_use, from_ms)
     for in_use in {s.version: s for _, s in takeovers}.values():
-        store.keep(in_use.bundle)
-    store.keep_only({s.version for _, s in takeovers} | {scorer.version})
-    service = Service(config, pipeline, source, state, retry, positions, observers, reconnect=reconnect_source,
-                      accepted_applied=checkpoint.accepted_applied if checkpoint else 0)
-    promoter = Promoter(service, config.compare, config.promotion, store,
+        model_store.keep(in_use.bundle)
+    model_store.keep_only({s.version for _, s in takeovers} | {scorer.version})
+    kept_in_file = FileStore(config, pipeline, source, state, retry, positions, observers,
+                             reconnect=reconnect_source, accepted_applied=checkpoint.accepted_applied if checkpoint else 0,
+                             on_accepted=lambda new: app.request_retrain(new))
+    service = StreamLoop(config, pipeline, kept_in_file, observers)
+    promoter = Promoter(service, config.compare, config.promotion, model_store,
                         Path(config.state.path).parent / "decisions")
     watcher = BundleWatcher(Path(config.model.path), pipeline.scorer.version, promoter.consider,
                             quantile)
     retrainer = _retrainer(config, pipeline, state, promoter, watcher)
     app = Application(service, watcher, promoter, retrainer, metrics_server)
-    service.on_accepted = app.request_retrain
     if scorer.version != pipeline.scorer.version:
         # model.path holds a bundle published while the service was down: a candidate like any other.
         log.info("model.path holds %s; the state's model is %s: %s is a candidate", scorer.version,
@@ -194,7 +196,7 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
     schedule = _connect(lambda: clients.follower(config.models_topic), stop, "schedule")
     if producer is None or changelog is None or schedule is None:
         return None
-    store = ModelStore(Path(config.state.path).parent / "models", config.model.threshold_quantile)
+    model_store = ModelStore(Path(config.state.path).parent / "models", config.model.threshold_quantile)
 
     def load_model(version: str) -> Scorer:
         """A version of the group's schedule: the bundle at model.path when it is that one (kept for
@@ -202,35 +204,33 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
         if published_version(Path(config.model.path)) == version:
             loaded = Scorer(bundle_lib.load(Path(config.model.path), config.model.threshold_quantile))
             if loaded.version == version:
-                store.keep(loaded.bundle)
+                model_store.keep(loaded.bundle)
                 return loaded
-        return store.load(version)
+        return model_store.load(version)
 
     observers: list[Hooks] = [WindowLog(), *hooks]
     metrics_server = _serve_metrics(config, scorer, observers, endpoint)
     pipeline = RecordPipeline(scorer, judge, config.input, producer, _outputs(config), observers)
-    service = GroupService(config, pipeline, judge, new_producer, changelog, partitions[config.windows_topic],
-                           observers, producer=producer, schedule=schedule, load_model=load_model)
+    member = GroupStore(config, pipeline, judge, new_producer, changelog, partitions[config.windows_topic],
+                        observers, producer=producer, schedule=schedule, load_model=load_model)
     source = _connect(lambda: clients.source([*config.input.topics, config.windows_topic], config.input.group_id,
                                              config.input.auto_offset_reset, read_committed=exactly_once,
-                                             on_revoked=service.on_revoked, on_assigned=service.on_assigned,
-                                             on_lost=service.on_lost), stop, "consumer")
+                                             on_revoked=member.on_revoked, on_assigned=member.on_assigned,
+                                             on_lost=member.on_lost), stop, "consumer")
     if source is None:
         return None
-    service.attach(source)
-    service.follow_schedule_at_start()
+    member.attach(source)
+    member.follow_schedule_at_start()
+    service = StreamLoop(config, pipeline, member, observers)
     log.info("state in Kafka: changelog %r, windows %r (%d partitions), reports %r; %s", config.changelog_topic,
              config.windows_topic, partitions[config.windows_topic], config.reports_topic,
              f"transactional id {transactional_id!r}" if transactional_id else "at least once, no transactions")
-    store.keep(scorer.bundle)
-    promoter = Promoter(service, config.compare, config.promotion, store,  # type: ignore[arg-type]
-                        Path(config.state.path).parent / "decisions")
+    model_store.keep(scorer.bundle)
+    promoter = Promoter(service, config.compare, config.promotion, model_store, Path(config.state.path).parent / "decisions")
     # Only the lead (the owner of the windows topic's partition 0) checks model.path and decides.
     watcher = BundleWatcher(Path(config.model.path), pipeline.scorer.version, promoter.consider,
                             config.model.threshold_quantile)
-    app = Application(service, watcher, promoter, None, metrics_server)
-    app.check_for_new_bundle = service.if_lead(watcher.check)
-    return app
+    return Application(service, watcher, promoter, None, metrics_server, check_for_new_bundle=member.if_lead(watcher.check))
 
 
 def instance_name() -> str:
@@ -247,7 +247,7 @@ def _models_in_use(checkpoint: Checkpoint | None, configured: Scorer,
     takeovers: list[tuple[int | None, Scorer]] = []
     for from_ms, version in checkpoint.models:
         try:
-            scorer = configured if version == configured.version else store.load(str(version))
+            scorer = configured if version == configured.version else model_store.load(str(version))
         except MonitorError as exc:
             log.warning("the model %s that scored the saved windows cannot be loaded (%s); %s scores them all",
                         version, exc, configured.version)
@@ -377,7 +377,7 @@ def _install_stop_handlers(stop: threading.Event) -> Callable[[], None]:
     return restore_previous
 
 
-def _forward_stop(stop: threading.Event, service: Service, config: MonitorConfig) -> None:
+def _forward_stop(stop: threading.Event, service: StreamLoop, config: MonitorConfig) -> None:
     """Turn the signal into a service stop, and end the process if the stop overruns its bound."""
     stop.wait()
     service.request_stop()

@@ -44,12 +44,12 @@ def state_file(tmp_path_factory: pytest.TempPathFactory, bundle_dir: Path) -> Pa
                 for i in range(MINUTES * PER_MINUTE)]
     app = build(config(folder, bundle_dir), source=MemorySource.of_messages(messages, PER_MINUTE), sink=MemorySink())
     assert app is not None
-    service = app.service
-    while service.run_once() is not None:
+    store = app.service.store
+    while store.take(store.source.next_batch(PER_MINUTE, 0)) is not None:
         pass
-    service._keep(service.pipeline.flush())  # noqa: SLF001 - as the loop keeps what it closes, for the checkpoint
-    service.checkpoint()
-    service.state.close()
+    store.keep(app.service.pipeline.flush())  # as the loop keeps what it closes, for the checkpoint
+    store.commit()
+    store.state.close()
     path = folder / "state.sqlite"
     (folder / "monitor.yaml").write_text(json.dumps(config(folder, bundle_dir).to_dict()))
     return path
@@ -117,13 +117,13 @@ def test_accept_by_pattern_records_the_matching_samples_and_the_service_applies_
     app = build(config(tmp_path, bundle_dir), source=MemorySource([]), sink=MemorySink())
     assert app is not None
     requested: list[int] = []
-    app.service.on_accepted = lambda new: requested.extend(a.id for a in new)
-    app.service.apply_accepted()
+    app.service.store.on_accepted = lambda new: requested.extend(a.id for a in new)
+    app.service.store.apply_accepted()
     entries = app.service.pipeline.judge.histories["events"].entries
     assert [e.accepted for e in entries if e.verdict in ("warning", "critical")] and \
         all(e.accepted for e in entries if e.verdict in ("warning", "critical"))
-    assert requested == [accepted.id] and app.service.accepted_applied == accepted.id
-    app.service.state.close()
+    assert requested == [accepted.id] and app.service.store.accepted_applied == accepted.id
+    app.service.store.state.close()
 
 
 def test_accept_refuses_a_window_not_in_history_and_a_bad_pattern(state_file: Path,
@@ -145,9 +145,9 @@ def test_the_service_logs_an_accepted_window_by_its_iso_time_as_accept_printed_i
     assert f"(window {start})" in capsys.readouterr().out
     app = build(config(tmp_path, bundle_dir), source=MemorySource([]), sink=MemorySink())
     assert app is not None
-    with caplog.at_level(logging.WARNING, logger="monitor.stream.service"):
-        app.service.apply_accepted()
-    app.service.state.close()
+    with caplog.at_level(logging.WARNING, logger="monitor.stream.file_store"):
+        app.service.store.apply_accepted()
+    app.service.store.state.close()
     assert [f"format accepted (window {start}): the retraining corpus takes in {PER_MINUTE} sequences, "
             "baselines take in 1 window again"] == [r.getMessage() for r in caplog.records
                                                     if r.getMessage().startswith("format accepted")]
@@ -165,9 +165,9 @@ def test_the_promoter_shadows_a_candidate_reports_it_and_the_service_records_the
     assert written.name.endswith(f"-{candidate.version}-{report.outcome}.txt")
     assert written.read_text().startswith(f"candidate {candidate.version} beside current")
     app.service._do_requests()  # noqa: SLF001 - what the loop does between two batches
-    [decision] = app.service.state.decisions()
+    [decision] = app.service.store.state.decisions()
     assert (decision["candidate"], decision["outcome"]) == (candidate.version, report.outcome)
     promoted = report.promote
     assert (app.service.scorer.version == candidate.version) == promoted
     assert (tmp_path / "models" / candidate.version / "bundle.json").exists() == promoted
-    app.service.state.close()
+    app.service.store.state.close()

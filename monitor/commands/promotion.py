@@ -29,7 +29,8 @@ from monitor.hourly.window import restoring
 from monitor.settings import MonitorConfig, load_config
 from monitor.stream.group_state import ACCEPTED_PREFIX, topic_state
 from monitor.stream.kafka_state import ChangelogReader, publish
-from monitor.stream.service import accepted_windows, restore
+from monitor.stream.closed_windows import accepted_windows
+from monitor.stream.file_store import restore
 from monitor.stream.state import Accepted, StateStore
 
 REFUSED_EXIT = 5

@@ -137,7 +137,7 @@ def _offer(promoter: Promoter, service: SimulatedService, sim: Simulation, hour:
 
 
 class SimulatedService:
-    """The service's part in a model change (``monitor.stream.service.Service``), in memory: ``Promoter``
+    """The service's part in a model change (``monitor.stream.file_store.FileStore`` in ``monitor.stream.loop.StreamLoop``), in memory: ``Promoter``
     offers it each decision (``offer_decision``) and ``decide``, called between two batches as the service's
     loop does, promotes each accepted candidate at the next window boundary (``RecordPipeline.promote``).
     Nothing is recorded or checkpointed: the caller keeps what ``decide`` returns."""

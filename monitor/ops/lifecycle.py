@@ -114,7 +114,7 @@ def published_version(path: Path) -> str | None:
 
 
 class DecisionTaker(Protocol):
-    """What the promoter needs of the service (``monitor.stream.service.Service``, or the simulation's stand-in,
+    """What the promoter needs of the service (``monitor.stream.loop.StreamLoop``, or the simulation's stand-in,
     ``monitor.devtools.retraining``): the model in use, the judge's history, and ``offer_decision``, which
     promotes an accepted candidate between two batches at the next window boundary."""
 

@@ -1,4 +1,5 @@
-"""The service loop when state is kept in Kafka: many instances in one consumer group, exactly once.
+"""State kept in Kafka, for a member of a group (``state.store: kafka``): many instances in one consumer group,
+exactly once; the ``Store`` the live loop (``monitor.stream.loop``) runs with.
 
 Each instance reads the input partitions the group gives it and the partitions of the windows topic that
 hold the input topics it judges. State lives in the compacted changelog topic, keyed by partition and by
@@ -20,18 +21,18 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from monitor.counted import counted, reasons_after
-from monitor.errors import BrokerUnavailable, ShutdownTimeout, StateError
+from monitor.counted import counted
+from monitor.errors import BrokerUnavailable, StateError
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
 from monitor.hourly.timeline import iso_utc
 from monitor.hourly.window import restoring
 from monitor.records import Polled, Position
+from monitor.stream.closed_windows import accepted_windows, kept_of
 from monitor.stream.group_models import ModelSchedule, Takeover
 from monitor.stream.group_state import (
     SCHEDULE_KEY,
@@ -41,27 +42,21 @@ from monitor.stream.group_state import (
     offset_in,
     partition_key,
 )
-from monitor.stream.hooks import Hooks, Snapshot, say_unreachable
+from monitor.stream.hooks import Hooks, say_unreachable
 from monitor.stream.kafka_state import ChangelogReader, TopicFollower, partition_of
 from monitor.stream.pipeline import RecordPipeline
 from monitor.stream.sources import GroupSource, TransactionalSink
 from monitor.stream.state_recovery import Restored, restore
-from monitor.stream.service import (
-    STATS_INTERVAL_S,
-    TICK_INTERVAL_S,
-    accepted_windows,
-    kept_of,
-)
 
 log = logging.getLogger(__name__)
 
-BACKOFF_MAX_S = 15.0
 STOPPED_RETRY_S = 30.0  # how often a member reads the changelog again for a key it could not read
 
 
-class GroupService:
-    """One member of the group. ``attach`` gives it its consumer (built with its ``on_revoked`` and
-    ``on_assigned``); ``new_producer`` makes the producer again after a fencing or a lost transaction."""
+class GroupStore:
+    """State in the Kafka changelog, for one member of a group (the ``Store`` of ``monitor.stream.loop``).
+    ``attach`` gives it its consumer (built with its ``on_revoked`` and ``on_assigned``); ``new_producer``
+    makes the producer again after a fencing or a lost transaction."""
 
     def __init__(self, config: Any, pipeline: RecordPipeline, judge: PartitionedJudge,
                  new_producer: Callable[[], TransactionalSink], changelog: ChangelogReader, windows_partitions: int,
@@ -90,43 +85,19 @@ class GroupService:
         self._dirty_topics: set[str] = set()
         self._judged_since_commit: list[WindowReport] = []
         self._stored_hours: dict[str, set[int]] = {}
-        self._stop = threading.Event()
-        self._close_requested = threading.Event()
-        self._commit_requested = threading.Event()
-        self._last_tick = float("-inf")
         self._unreachable: frozenset[Position] = frozenset()  # partitions whose broker is not answering
         self.rebalances = 0
         self.aborts = 0
         self._pending_assignment: set[Position] | None = None
         self.models = ModelSchedule(pipeline, judge, schedule, load_model, config.state.checkpoint_interval_seconds,
                                     lambda: self._tell_unreadable(config.models_topic, "skipped"))
-        self._decisions: list[tuple[Any, Any]] = []
-        self._decisions_lock = threading.Lock()
         self._rewind_needed = False
         self._accepted_through: dict[str, int] = {}  # per judged topic: the last accepted record applied
         self.stopped: dict[Position, str] = {}  # partitions stopped on an unreadable changelog key, with the key
         self._stopped_retry_at = float("inf")
-        self._backoff_s = 1.0
-        self._last_stats = time.monotonic()
 
     def attach(self, source: GroupSource) -> None:
         self.source = source
-
-    # -- requests from other threads (the same interface as ``Service``) -----------------------------------
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def request_close_check(self) -> None:
-        self._close_requested.set()
-
-    def request_checkpoint(self) -> None:
-        self._commit_requested.set()
-
-    def offer_decision(self, report: Any, scorer: Any) -> None:
-        """A decision on a candidate (``monitor.ops.lifecycle.Promoter``, on the lead): with ``scorer``, it
-        takes over at the next window boundary for the whole group."""
-        with self._decisions_lock:
-            self._decisions.append((report, scorer))
 
     @property
     def is_lead(self) -> bool:
@@ -144,44 +115,32 @@ class GroupService:
     def scorer(self) -> Any:
         return self.pipeline.scorer
 
-    # -- the loop --------------------------------------------------------------------------------------------
-    def run(self) -> None:
-        assert self.source is not None, "attach a consumer first"
-        log.info("consuming %s as group %r with state in %r (%s); closed windows via %r, reports to %r",
-                 ", ".join(sorted(self.inputs)), self.config.input.group_id, self.config.changelog_topic,
-                 self.config.state.delivery.replace("_", " "), self.windows_topic, self.config.reports_topic)
-        try:
-            while not self._stop.is_set():
-                self.step()
-            self.commit()
-        except ShutdownTimeout:
-            log.warning("stopped before the last commit: the next owner resumes from the one before")
-        finally:
-            self._close()
+    def describe(self) -> str:
+        config = self.config
+        return (f"consuming {', '.join(sorted(self.inputs))} as group {config.input.group_id!r} with state in "
+                f"{config.changelog_topic!r} ({config.state.delivery.replace('_', ' ')}); closed windows via "
+                f"{self.windows_topic!r}, reports to {config.reports_topic!r}")
 
-    def step(self) -> None:
-        """One turn of the loop: mend what the last turn broke, one batch, the requests of other threads.
-        An error of the cluster or the group aborts and rewinds (retried after a backoff that doubles)."""
-        try:
-            self._mend()
-            self.run_once()
-            self._do_requests()
-            self._backoff_s = 1.0
-        except Exception as exc:  # noqa: BLE001 - Kafka errors of every kind end the same way
-            if not _recoverable(exc):
-                raise
-            self._recover(exc)
-            self._stop.wait(self._backoff_s)
-            self._backoff_s = min(self._backoff_s * 2, BACKOFF_MAX_S)
-        self.tick()
-        if time.monotonic() - self._last_stats >= STATS_INTERVAL_S:
-            self._log_stats()
-            self._last_stats = time.monotonic()
+    def recover(self, exc: BaseException) -> bool:
+        """A send or commit failed with an error of the cluster or the group (an outage, a rebalance, a
+        fenced or timed-out transaction): abort, and go back to the committed state of what is still owned
+        (at the next turn, by ``mend``: during an outage that may fail again, and is retried). Anything
+        else is a bug: ``False``."""
+        if not _recoverable(exc):
+            return False
+        self._abort(type(exc).__name__, str(exc))
+        self._release()
+        self._rewind_needed = True
+        return True
 
-    def run_once(self) -> None:
+    def stopping(self, deadline: float) -> None:
+        """Nothing waits for the cluster past a stop here: the last commit is tried once."""
+
+    def take(self, polled: Polled) -> None:
+        """A polled batch: input records through the pipeline, closed windows of the judged topics into their
+        hours; what closed goes to its judge, what is complete is judged. A new assignment is taken over first
+        (records polled with it are read again from where the state resumes)."""
         assert self.source is not None
-        batch = self.config.batch
-        polled = self.source.next_batch(batch.max_records, batch.max_wait_ms)
         if self._pending_assignment is not None:
             assigned, self._pending_assignment = self._pending_assignment, None
             self.take_over(assigned)
@@ -268,22 +227,13 @@ class GroupService:
         self.judge.close_due(self.pipeline.models.scorer_for, progress=progress, wall_ms=int(self._clock() * 1000))
         self._forward()
 
-    def _do_requests(self) -> None:
+    def between_batches(self, committed: bool) -> None:
+        """Follow the group's schedule and accepted formats; try the stopped partitions again when due."""
         self._follow_schedule()
-        with self._decisions_lock:
-            decisions, self._decisions = self._decisions, []
-        for report, scorer in decisions:
-            self._decide(report, scorer)
-        if self._close_requested.is_set():
-            self._close_requested.clear()
-            self.close_by_clock()
-        if self._commit_requested.is_set():
-            self._commit_requested.clear()
-            self.commit()
         if self.stopped and time.monotonic() >= self._stopped_retry_at:
             log.info("reading the changelog again for the stopped %s", ", ".join(sorted(self.stopped.values())))
             self.commit()
-            self._rewind_needed = True  # ``_mend`` takes the assignment over again from the changelog
+            self._rewind_needed = True  # ``mend`` takes the assignment over again from the changelog
 
     # -- the group's model schedule and accepted formats (the models topic) ------------------------------
     def follow_schedule_at_start(self) -> None:
@@ -329,7 +279,8 @@ class GroupService:
         if pruned is not None:
             self._producer().send(self.config.models_topic, SCHEDULE_KEY, pruned)
 
-    def _decide(self, report: Any, scorer: Any) -> None:
+    def decide(self, report: Any, scorer: Any) -> bool:
+        """The lead publishes a promotion for the whole group; a member that is no longer the lead drops it."""
         if scorer is not None and self.is_lead:
             boundary = self.models.boundary_for_promotion(int(self._clock() * 1000))
             log.info("model %s promoted over %s (%s) for the whole group: it scores the windows from %s",
@@ -337,12 +288,11 @@ class GroupService:
             self._publish_schedule((boundary, scorer.version))
         elif scorer is not None:
             log.warning("candidate %s dropped: this member no longer decides model changes", scorer.version)
-            return
+            return False
         else:
             log.warning("candidate model %s refused; %s stays: %s", report.candidate, self.scorer.version,
                         "; ".join(report.reasons))
-        for hook in self.hooks:
-            hook.on_model_decision(report.summary())
+        return True
 
     # -- commits and hand-overs ------------------------------------------------------------------------------
     def commit(self, inside_poll: bool = False) -> None:
@@ -564,19 +514,12 @@ class GroupService:
         self._stored_hours.clear()
         self._accepted_through.clear()
 
-    def _recover(self, exc: BaseException) -> None:
-        """A send or commit failed: abort, and go back to the committed state of what is still owned (at the
-        next turn of the loop, by ``_mend``: during an outage that may fail again, and is retried)."""
-        self._abort(type(exc).__name__, str(exc))
-        self._release()
-        self._rewind_needed = True
-
     def _producer(self) -> TransactionalSink:
         if self.producer is None:
             raise BrokerUnavailable("no producer: the last one was given up and a new one is not made yet")
         return self.producer
 
-    def _mend(self) -> None:
+    def mend(self) -> None:
         """Before a batch: a producer where the last one was given up, the owned state re-read after an
         abort."""
         if self.producer is None:
@@ -604,27 +547,15 @@ class GroupService:
             self.producer.discard()
             self.producer = None
 
-    # -- observers -------------------------------------------------------------------------------------------
-    def tick(self) -> None:
-        if not self.hooks or self.source is None or time.monotonic() - self._last_tick < TICK_INTERVAL_S:
-            return
-        self._last_tick = time.monotonic()
-        lag = {p: n for p, n in self.source.lag().items() if p[0] in self.inputs}
-        snapshot = Snapshot(lag, self.judge.open_summary(), bool(self.owned), self.scorer.bundle.info(),
-                            self.judge.latest_event_by_topic(),
-                            self.source.progress(self.config.window.quiet_seconds).unreachable)
-        for hook in self.hooks:
-            hook.on_tick(snapshot)
+    # -- observers and closing -------------------------------------------------------------------------------
+    def lag_and_assigned(self) -> tuple[dict[Position, int], bool]:
+        lag = {} if self.source is None else {p: n for p, n in self.source.lag().items() if p[0] in self.inputs}
+        return lag, bool(self.owned)
 
-    def _log_stats(self) -> None:
-        c = self.pipeline.counts
-        log.info("consumed %d: scored %d (%d abnormal, %d late), dead-lettered %d%s; %s judged here; %s, %s",
-                 c.consumed, c.scored, c.abnormal, c.late, c.dead_lettered, reasons_after(c.rejected),
-                 counted(c.windows_closed, "window"), counted(self.rebalances, "rebalance"),
-                 counted(self.aborts, "aborted transaction"))
+    def stats(self) -> str:
+        return f" (judged here); {counted(self.rebalances, 'rebalance')}, {counted(self.aborts, 'aborted transaction')}"
 
-    def _close(self) -> None:
-        self._log_stats()
+    def close(self) -> None:
         for name, close in (("consumer", self.source.close if self.source else None),
                             ("producer", self.producer.close if self.producer else None),
                             ("changelog reader", self.changelog.close),

@@ -2,7 +2,7 @@
 same on every member, and the formats operators accepted.
 
 Both live in the models topic (``monitor.stream.group_state``). Every member follows it and scores as the
-schedule says, loading the models it names; the lead (``GroupService.is_lead``) is the one that writes it:
+schedule says, loading the models it names; the lead (``GroupStore.is_lead``) is the one that writes it:
 the first schedule of a new group, each promotion (from a window boundary far enough ahead for every member
 to read it first), and, once every window a model scored is judged, the schedule without that model.
 """

@@ -59,7 +59,7 @@ def test_a_library_message_repeats_at_most_once_per_interval() -> None:
     assert passes("kafka.net.manager", "Connection failed: %s", "refused from port 50001")
     assert not passes("kafka.net.manager", "Connection failed: %s", "refused from port 50002")  # same template
     assert passes("kafka.cluster", "Metadata refresh: failed %s", "refused")  # another message
-    assert all(passes("monitor.stream.service", "broker unavailable") for _ in range(3))  # ours are never held back
+    assert all(passes("monitor.stream.loop", "broker unavailable") for _ in range(3))  # ours are never held back
     assert passes("kafkaesque", "not the client") and passes("kafkaesque", "not the client")
     now[0] = 61.0
     assert passes("kafka.net.manager", "Connection failed: %s", "refused from port 50003")

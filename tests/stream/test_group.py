@@ -162,7 +162,7 @@ def test_members_judge_every_hour_as_replay_does_and_write_each_output_once(
     assert {r["verdict"] for r in expected[4:5]} == {"critical"}  # the drifting window is caught, by both
     assert_each_output_once(kafka, rows())
     if members <= PARTITIONS:  # every member read a share: the hours were assembled from several members
-        assert all(app.service.owned for app in group.apps.values())
+        assert all(app.service.store.owned for app in group.apps.values())
 
 
 def test_at_least_once_members_judge_every_hour_as_replay_does(
@@ -185,7 +185,7 @@ def test_a_member_killed_mid_stream_and_restarted_changes_no_figure_and_no_outpu
     killed = group.apps["m0"].service
     killed.step()  # commits what the last turn asked it to
     killed.step()  # work after its last commit: sent in a transaction that never commits
-    assert killed.producer is not None and killed.producer.in_transaction
+    assert killed.store.producer is not None and killed.store.producer.in_transaction
     group.kill("m0")
     group.turns(3)
     group.start("m0")  # the same instance id: its producer fences the dead one's
@@ -207,7 +207,7 @@ def test_members_joining_and_leaving_hand_their_partitions_over_without_a_cut(
     group.until_judged(WINDOWS)
     assert_as_replayed(group.reports(), replayed(settings(tmp_path, bundle_dir, "r"), serial_bundle, rows()))
     assert_each_output_once(kafka, rows())
-    assert sum(app.service.rebalances for app in group.apps.values()) >= 3
+    assert sum(app.service.store.rebalances for app in group.apps.values()) >= 3
 
 
 def test_a_zombie_fenced_by_its_restarted_self_changes_nothing(
@@ -219,13 +219,13 @@ def test_a_zombie_fenced_by_its_restarted_self_changes_nothing(
     group.turns(10)
     zombie.step()  # commits what the last turn asked it to
     zombie.step()  # a stalled process: its transaction is open when the group gives up on it
-    assert zombie.producer is not None and zombie.producer.in_transaction
+    assert zombie.store.producer is not None and zombie.store.producer.in_transaction
     group.kill("m0")
     group.start("m0")
     before = len(kafka.records("scored"))
     zombie.request_checkpoint()
     zombie.step()  # wakes up and tries to commit what it did
-    assert zombie.aborts == 1 and "ProducerFencedError" in caplog.text
+    assert zombie.store.aborts == 1 and "ProducerFencedError" in caplog.text
     assert len(kafka.records("scored")) == before
     group.until_judged(WINDOWS)
     assert_as_replayed(group.reports(), replayed(settings(tmp_path, bundle_dir, "r"), serial_bundle, rows()))

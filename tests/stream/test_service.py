@@ -25,7 +25,7 @@ from monitor.records import OutgoingMessage, RawMessage
 from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.hooks import NoHooks, Snapshot
 from monitor.stream.pipeline import BatchResult
-from monitor.stream.service import Service
+from monitor.stream.loop import StreamLoop
 from monitor.stream.sources import MemorySink, MemorySource
 from monitor.stream.state import StateStore
 
@@ -63,7 +63,7 @@ class StopAfter(NoHooks):
 
 
 def run(cfg: MonitorConfig, bundle: Bundle, messages: list[RawMessage], sink: Any = None,
-        batch: int = 100) -> tuple[Service, MemorySource, StopAfter]:
+        batch: int = 100) -> tuple[StreamLoop, MemorySource, StopAfter]:
     source = MemorySource.of_messages(messages, batch)
     stopper = StopAfter(len(messages))
     app = build(cfg, scorer=Scorer(bundle), source=source, sink=sink or MemorySink(), hooks=[stopper])
@@ -101,9 +101,9 @@ def test_the_service_logs_where_scored_events_go_and_counts_in_words(
     cfg = config(tmp_path, bundle_dir)
     cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, topic=None))
     messages = stream(count=200, minutes=2) + [RawMessage("events", 0, 100, START_MS + 2 * MINUTE_MS, None, b"")]
-    with caplog.at_level(logging.INFO, logger="monitor.stream.service"):
+    with caplog.at_level(logging.INFO, logger="monitor.stream.loop"):
         run(cfg, serial_bundle, messages)
-    logged = [r.getMessage() for r in caplog.records if r.name == "monitor.stream.service"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "monitor.stream.loop"]
     assert logged[0].endswith("; no scored events (output.topic is not set)"), logged[0]
     assert logged[-1].endswith("dead-lettered 1 (empty value: 1); 1 window closed"), logged[-1]
 
@@ -115,7 +115,7 @@ def test_a_restarted_service_resumes_from_its_state_with_the_same_figures(
     halves = config(tmp_path / "halves", bundle_dir)
     first, _, _ = run(halves, serial_bundle, messages[:400])
     second, source, _ = run(halves, serial_bundle, messages[400:])
-    assert second.positions == once.positions
+    assert second.store.positions == once.store.positions
     reports = [closed_windows(tmp_path / name / "state.sqlite") for name in ("once", "halves")]
     assert [r["count"] for r in reports[0]] == [r["count"] for r in reports[1]]
     for a, b in zip(*reports, strict=True):
@@ -225,7 +225,7 @@ def test_observers_get_a_snapshot_not_the_service(tmp_path: Path, bundle_dir: Pa
 
 class PromoteAfterFirstBatch(NoHooks):
     def __init__(self, replacement: Scorer) -> None:
-        self.service: Service | None = None
+        self.service: StreamLoop | None = None
         self.replacement, self.batches = replacement, 0
 
     def on_batch(self, result: BatchResult, seconds: float) -> None:
@@ -269,4 +269,4 @@ def test_a_configured_threshold_quantile_replaces_the_bundles_and_is_shown(tmp_p
     assert bundle.threshold_quantile == 0.5
     assert bundle.threshold == pytest.approx(float(np.quantile(serial_bundle.training_errors, 0.5)))
     assert bundle.info()["threshold_quantile"] == "0.5"
-    app.service.state.close()
+    app.service.store.state.close()

@@ -27,26 +27,18 @@ from typing import Any
 
 from monitor.counted import counted
 from monitor.errors import BrokerUnavailable, StateError
-from monitor.hourly.judge import WindowReport
 from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
 from monitor.hourly.timeline import iso_utc
 from monitor.hourly.window import restoring
 from monitor.records import Polled, Position
-from monitor.stream.closed_windows import accepted_windows, kept_of
 from monitor.stream.group_models import ModelSchedule, Takeover
-from monitor.stream.group_state import (
-    SCHEDULE_KEY,
-    encode,
-    hour_key,
-    judge_key,
-    offset_in,
-    partition_key,
-)
+from monitor.stream.group_ownership import Ownership
+from monitor.stream.group_restore import ChangelogRestore
+from monitor.stream.group_state import SCHEDULE_KEY, encode
 from monitor.stream.hooks import Hooks, say_unreachable
 from monitor.stream.kafka_state import ChangelogReader, TopicFollower, partition_of
 from monitor.stream.pipeline import RecordPipeline
 from monitor.stream.sources import GroupSource, TransactionalSink
-from monitor.stream.state_recovery import Restored, restore
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +64,16 @@ class GroupStore:
         self.producer: TransactionalSink | None = producer or new_producer()
         pipeline.sink = self.producer
         self.changelog = changelog
+        self.restorer = ChangelogRestore(config, changelog, judge, windows_partitions,
+                                         lambda outcome, times: self._tell_unreadable(config.changelog_topic, outcome,
+                                                                                      times))
         self.windows_partitions = windows_partitions
         self.hooks = list(hooks)
         self._clock = clock
         self.source: GroupSource | None = None
         self.inputs = set(config.input.topics)
         self.windows_topic = config.windows_topic
-        self.positions: dict[Position, int] = {}
-        self.owned: set[Position] = set()
-        self.judged: set[str] = set()
-        self._dirty_partitions: set[Position] = set()
-        self._dirty_topics: set[str] = set()
-        self._judged_since_commit: list[WindowReport] = []
-        self._stored_hours: dict[str, set[int]] = {}
+        self.work = Ownership()
         self._unreachable: frozenset[Position] = frozenset()  # partitions whose broker is not answering
         self.rebalances = 0
         self.aborts = 0
@@ -92,7 +81,6 @@ class GroupStore:
         self.models = ModelSchedule(pipeline, judge, schedule, load_model, config.state.checkpoint_interval_seconds,
                                     lambda: self._tell_unreadable(config.models_topic, "skipped"))
         self._rewind_needed = False
-        self._accepted_through: dict[str, int] = {}  # per judged topic: the last accepted record applied
         self.stopped: dict[Position, str] = {}  # partitions stopped on an unreadable changelog key, with the key
         self._stopped_retry_at = float("inf")
 
@@ -157,7 +145,7 @@ class GroupStore:
         if inputs:
             progress = self.source.progress(self.config.window.quiet_seconds)
             self.pipeline.process(Polled(inputs, offsets), now_ms=int(self._clock() * 1000), progress=progress)
-            self._dirty_partitions.update(offsets)
+            self.work.dirty_partitions.update(offsets)
         for message in closes:
             close = self._read_close(message)
             if close is not None:
@@ -166,17 +154,17 @@ class GroupStore:
                     log.error("%s[%d] was scored by model %s, this judge's for that window is %s: every member of "
                               "the group must run the same bundle (its hours now mix models)", *close.partition,
                               close.model_version, mine)
-                if close.partition[0] in self.judged:
+                if close.partition[0] in self.work.judged:
                     late = self.judge.receive(close)
                     if late:
                         log.warning("%d records of %s[%d] arrived after their hour was judged (the partition "
                                     "was not assigned when it closed); counted as late", late, *close.partition)
                         self.pipeline.counts.late += late
-                    self._dirty_topics.add(close.partition[0])
+                    self.work.dirty_topics.add(close.partition[0])
         for topic, number in polled.next_offsets:
             if topic == self.windows_topic:  # the judge state records how far its windows partition was read
-                self._dirty_topics.update(t for t in self.judged if partition_of(t, self.windows_partitions) == number)
-        self.positions.update(polled.next_offsets)
+                self.work.dirty_topics.update(t for t in self.work.judged if self._windows_partition(t)[1] == number)
+        self.work.positions.update(polled.next_offsets)
 
     def _read_close(self, message: Any) -> PartitionClose | None:
         """A windows-topic record as a ``PartitionClose``; ``None`` for a tombstone or an unreadable record
@@ -205,14 +193,14 @@ class GroupStore:
             topic = close.partition[0]
             self._producer().send(self.windows_topic, topic, encode(close.to_dict()),
                                   partition_of(topic, self.windows_partitions))
-            self._dirty_partitions.add(close.partition)
-        if not self.judged:
+            self.work.dirty_partitions.add(close.partition)
+        if not self.work.judged:
             return
         reports = self.judge.assemble(self.pipeline.models.scorer_for, self.source.partitions_of, self.source.still_at)
         for report in reports:
             self._producer().send(self.config.reports_topic, report.topic, encode(report.to_dict()))
-            self._judged_since_commit.append(report)
-            self._dirty_topics.add(report.topic)
+            self.work.judged_since_commit.append(report)
+            self.work.dirty_topics.add(report.topic)
         self.pipeline.announce(reports)
         if reports:
             self._prune_schedule()
@@ -244,27 +232,11 @@ class GroupStore:
         known = len(self.models.accepted)
         self.models.poll()
         if len(self.models.accepted) > known:
-            self._apply_accepted(self.judged)
+            self.work.apply_accepted(self.models.accepted, self.judge.hourly, self.work.judged)
         if self.models.follower is not None and not self.models.known and self.is_lead:
             # The first lead of a new group writes the schedule it starts with: members with another bundle
             # at model.path then follow it (or say they cannot) instead of scoring with their own.
             self._publish_schedule()
-
-    def _apply_accepted(self, topics: set[str]) -> None:
-        """Apply each accepted format once to each judged topic (its windows serve in baselines again); how
-        far a topic has taken them in is part of its state, so a new judge does not apply one twice."""
-        for accepted in self.models.accepted:
-            for topic in sorted(topics):
-                if accepted.id <= self._accepted_through.get(topic, -1) or accepted.topic not in (None, topic):
-                    self._accepted_through[topic] = max(self._accepted_through.get(topic, -1), accepted.id)
-                    continue
-                windows = [w for w in accepted_windows(self.judge.hourly, accepted) if w[0] == topic]
-                for _, start in windows:
-                    self.judge.hourly.accept(topic, start)
-                log.warning("format accepted (%s) on %s: baselines take in %s again", accepted.described, topic,
-                            counted(len(windows), "window"))
-                self._accepted_through[topic] = accepted.id
-                self._dirty_topics.add(topic)
 
     def _publish_schedule(self, extra: Takeover | None = None) -> None:
         self._producer().send(self.config.models_topic, SCHEDULE_KEY, self.models.publication(extra))
@@ -273,7 +245,7 @@ class GroupStore:
 
     def _prune_schedule(self) -> None:
         """On the lead, when it judges every input topic: the schedule without the models no window needs."""
-        if not self.is_lead or self.judged != self.inputs:
+        if not self.is_lead or self.work.judged != self.inputs:
             return
         pruned = self.models.pruned()
         if pruned is not None:
@@ -302,32 +274,12 @@ class GroupStore:
         resumes."""
         assert self.source is not None
         producer = self._producer()
-        changelog = self.config.changelog_topic
-        for partition in sorted(self._dirty_partitions & self.owned):
-            if partition in self.positions:
-                producer.send(changelog, partition_key(partition),
-                                   encode({"windows": self.judge.partition_snapshot(partition),
-                                          "offset": self.positions[partition]}))
-        for report in self._judged_since_commit:
-            if report.topic in self.judged:
-                producer.send(changelog, hour_key(report.topic, report.start_ms), encode(kept_of(report)))
-        for topic in sorted(self._dirty_topics & self.judged):
-            windows_partition = (self.windows_topic, partition_of(topic, self.windows_partitions))
-            producer.send(changelog, judge_key(topic), encode({
-                **self.judge.topic_snapshot(topic), "windows_offset": self.positions.get(windows_partition),
-                "accepted_through": self._accepted_through.get(topic, -1)}))
-            stored = self._stored_hours.setdefault(topic, set())
-            stored.update(r.start_ms for r in self._judged_since_commit if r.topic == topic)
-            kept = set(self.judge.kept_windows(topic))
-            for start in sorted(stored - kept):
-                producer.send(changelog, hour_key(topic, start), None)
-            self._stored_hours[topic] = stored & kept
+        for key, value in self.work.changed_state(self.judge, self._windows_partition):
+            producer.send(self.config.changelog_topic, key, value)
         assigned = self.source.assignment()
-        producer.commit({p: o for p, o in self.positions.items() if p in assigned}, self.source.consumer,
+        producer.commit({p: o for p, o in self.work.positions.items() if p in assigned}, self.source.consumer,
                              through_consumer=not inside_poll)
-        self._dirty_partitions.clear()
-        self._dirty_topics.clear()
-        self._judged_since_commit = []
+        self.work.committed()
         now = self._clock()
         for hook in self.hooks:
             hook.on_checkpoint(now)
@@ -376,91 +328,30 @@ class GroupStore:
         # Waits while a transaction of a former owner still holds offsets of these partitions (KIP-447):
         # once they are stable, the changelog holds whatever that transaction committed.
         committed = self.source.rewind(assigned)
-        state, read = self._read_up_to(committed, inputs, judged)
-        stopped: dict[Position, str] = {}
-        resume: dict[Position, int] = {}
-        for partition in sorted(inputs):
-            key = partition_key(partition)
-            restored = restore(self.changelog, state, key, f"the state of {partition[0]}[{partition[1]}] in the "
-                               f"changelog {self.config.changelog_topic!r}", lambda v, p=partition: self._own(p, v))
-            self._tell_restored(restored)
-            if restored.stopped:
-                stopped[partition] = key
-                continue
-            if restored.fallback is not None:
-                self._dirty_partitions.add(partition)  # the next commit writes the key anew
-            if restored.result is not None:
-                resume[partition] = restored.result
-            elif committed.get(partition) is not None:
-                resume[partition] = int(committed[partition])  # type: ignore[arg-type]
-        for partition, offset in resume.items():
+        taken = self.restorer.take_over(committed, inputs, judged)
+        for partition, offset in taken.resume.items():
             self.source.seek(partition, offset)
-            self.positions[partition] = offset
-        for topic in sorted(judged):
-            key = judge_key(topic)
-            windows_partition = (self.windows_topic, partition_of(topic, self.windows_partitions))
-            restored = restore(self.changelog, state, key, f"the judging of {topic!r} in the changelog "
-                               f"{self.config.changelog_topic!r}", lambda v, t=topic: self._judge_from(t, v, state))
-            self._tell_restored(restored)
-            if restored.stopped:
-                stopped[windows_partition] = key
-            elif restored.fallback is not None and restored.result is not None:
-                self.source.seek(windows_partition, restored.result)  # its windows are read again from there
-                self._dirty_topics.add(topic)
-        for windows_partition in [p for p in stopped if p[0] == self.windows_topic]:
+            if partition[0] != self.windows_topic:
+                self.work.positions[partition] = offset
+        self.work.dirty_partitions |= taken.rewrite_partitions  # an older value was used: the next commit writes anew
+        self.work.dirty_topics |= taken.rewrite_topics
+        self.work.accepted_through, self.work.stored_hours = taken.accepted_through, taken.stored_hours
+        for windows_partition in [p for p in taken.stopped if p[0] == self.windows_topic]:
             for topic in [t for t in judged if partition_of(t, self.windows_partitions) == windows_partition[1]]:
                 judged.discard(topic)
                 self.judge.release(topics=[topic])
-        inputs -= set(stopped)
-        self._stop_unreadable(stopped)
-        self.owned, self.judged = inputs, judged
+        inputs -= set(taken.stopped)
+        self._stop_unreadable(taken.stopped)
+        self.work.owned, self.work.judged = inputs, judged
         self.models.rebuild()
-        self._apply_accepted(judged)
+        self.work.apply_accepted(self.models.accepted, self.judge.hourly, judged)
         seconds = time.monotonic() - started
         level = logging.WARNING if seconds > self.config.state.restore_warning_seconds else logging.INFO
         log.log(level, "assigned %d input partitions (%s) and the judging of %s; restored in %.2f s from %d "
                 "changelog records", len(inputs), _partitions_text(inputs), ", ".join(sorted(judged)) or "no topic",
-                seconds, read)
+                seconds, taken.read)
         for hook in self.hooks:
             hook.on_assignment(sorted(inputs), sorted(judged), seconds)
-
-    def _own(self, partition: Position, stored: dict[str, Any] | None) -> int | None:
-        """Take ``partition`` over from its changelog value (``None``: it has none); returns the offset the
-        value is exact at. A value of the wrong shape changes nothing (``StateError``)."""
-        if stored is None:
-            self.judge.own_partition(partition, None)
-            return None
-        offset = int(stored["offset"])
-        if offset < 0:
-            raise ValueError(f"its offset {offset} is negative")
-        self.judge.own_partition(partition, stored["windows"])
-        return offset
-
-    def _judge_from(self, topic: str, stored: dict[str, Any] | None, state: dict[str, bytes]) -> int | None:
-        """Take the judging of ``topic`` over from its changelog value and its kept hours (an unreadable hour is
-        logged and left out: its window keeps its figures, without sample and format counts); returns how far
-        its windows partition was read."""
-        hours: dict[int, dict[str, Any]] = {}
-        prefix = hour_key(topic, 0)[:-1]
-        for key in [k for k in state if k.startswith(prefix)]:
-            try:
-                with restoring(f"the kept window {key!r}"):
-                    hours[int(key[len(prefix):])] = json.loads(state[key])
-            except StateError as exc:
-                partition, offset = self.changelog.locations.get(key, (0, -1))
-                log.error("unreadable record in the changelog %s[%d] at offset %d (key %r), left out: %s",
-                          self.config.changelog_topic, partition, offset, key, exc)
-                self._tell_unreadable(self.config.changelog_topic, "left out")
-        self.judge.judge_topic(topic, stored, hours)
-        self._accepted_through[topic] = int(stored.get("accepted_through", -1)) if stored else -1
-        self._stored_hours[topic] = set(hours)
-        offset = stored.get("windows_offset") if stored else None
-        return None if offset is None else int(offset)
-
-    def _tell_restored(self, restored: Restored) -> None:
-        if restored.unreadable:
-            outcome = "stopped" if restored.stopped else "older value used"
-            self._tell_unreadable(self.config.changelog_topic, outcome, len(restored.unreadable))
 
     def _stop_unreadable(self, stopped: dict[Position, str]) -> None:
         """Stop reading the partitions whose state is unreadable (their hours wait; everything else goes on)
@@ -477,42 +368,13 @@ class GroupStore:
         for hook in self.hooks:
             hook.on_stopped(sorted(stopped))
 
-    def _read_up_to(self, committed: dict[Position, int | None], inputs: set[Position],
-                    judged: set[str]) -> tuple[dict[str, bytes], int]:
-        """The changelog once it holds the state of every committed offset. A member that died inside a
-        transaction leaves it open until ``state.transaction_timeout_seconds``; until then the changelog's
-        committed end stops before it, and other members' later commits are not visible yet: wait for them
-        (resuming from older state would score records again that outputs already hold)."""
-        deadline = time.monotonic() + self.config.state.transaction_timeout_seconds + 30
-        waited = False
-        while True:
-            state, read = self.changelog.read()
-            needed = [(p, partition_key(p), "offset") for p in sorted(inputs)]
-            needed += [((self.windows_topic, partition_of(t, self.windows_partitions)), judge_key(t), "windows_offset")
-                       for t in sorted(judged)]
-            behind = [p for p, key, field in needed
-                      if committed.get(p) is not None and _offset_or_end(state.get(key), field) < committed[p]]  # type: ignore[operator]
-            if not behind:
-                return state, read
-            if time.monotonic() > deadline:
-                log.error("the changelog still holds older state than the committed offsets of %s; resuming from "
-                          "it (window figures stay exact; outputs since may repeat)", behind)
-                return state, read
-            if not waited:
-                log.info("waiting for the changelog to show the committed state of %s (a former member's "
-                         "transaction is still open)", behind)
-                waited = True
-            time.sleep(0.5)
-
     def _release(self) -> None:
         self.judge.release(set(self.judge.partitions), set(self.judge.assemblers))
-        self.owned, self.judged = set(), set()
-        self.positions.clear()
-        self._dirty_partitions.clear()
-        self._dirty_topics.clear()
-        self._judged_since_commit = []
-        self._stored_hours.clear()
-        self._accepted_through.clear()
+        self.work.release()
+
+    def _windows_partition(self, topic: str) -> Position:
+        """The windows topic's partition that holds ``topic``'s closed windows (and its judge)."""
+        return self.windows_topic, partition_of(topic, self.windows_partitions)
 
     def _producer(self) -> TransactionalSink:
         if self.producer is None:
@@ -550,7 +412,7 @@ class GroupStore:
     # -- observers and closing -------------------------------------------------------------------------------
     def lag_and_assigned(self) -> tuple[dict[Position, int], bool]:
         lag = {} if self.source is None else {p: n for p, n in self.source.lag().items() if p[0] in self.inputs}
-        return lag, bool(self.owned)
+        return lag, bool(self.work.owned)
 
     def stats(self) -> str:
         return f" (judged here); {counted(self.rebalances, 'rebalance')}, {counted(self.aborts, 'aborted transaction')}"
@@ -571,15 +433,6 @@ def _recoverable(exc: BaseException) -> bool:
     """Errors of the cluster or the group (an outage, a rebalance, a fenced or timed-out transaction): the
     transaction is aborted and the work done again from the last commit. Anything else is a bug."""
     return isinstance(exc, BrokerUnavailable) or type(exc).__module__.startswith("kafka")
-
-
-def _offset_or_end(value: bytes | None, field: str) -> float:
-    """The offset a changelog value is exact at; infinite for an unreadable one (waiting cannot mend it:
-    ``take_over`` deals with it)."""
-    try:
-        return offset_in(value, field)
-    except (ValueError, TypeError, AttributeError):
-        return float("inf")
 
 
 def _partitions_text(partitions: set[Position]) -> str:

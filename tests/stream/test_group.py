@@ -162,7 +162,7 @@ def test_members_judge_every_hour_as_replay_does_and_write_each_output_once(
     assert {r["verdict"] for r in expected[4:5]} == {"critical"}  # the drifting window is caught, by both
     assert_each_output_once(kafka, rows())
     if members <= PARTITIONS:  # every member read a share: the hours were assembled from several members
-        assert all(app.service.store.owned for app in group.apps.values())
+        assert all(app.service.store.work.owned for app in group.apps.values())
 
 
 def test_at_least_once_members_judge_every_hour_as_replay_does(

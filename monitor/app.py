@@ -40,7 +40,8 @@ from monitor.stream.hooks import Hooks, WindowLog
 from monitor.stream.clients import Clients, KafkaClients
 from monitor.stream.kafka import client_options, is_outage
 from monitor.stream.kafka_state import StateProducer, internal_topics
-from monitor.stream.pipeline import Outputs, RecordPipeline
+from monitor.stream.batch import Outputs
+from monitor.stream.pipeline import RecordPipeline
 from monitor.stream.retry import BACKOFF_MAX_S, Retry, RetryingSink
 from monitor.stream.file_store import FileStore, restore
 from monitor.stream.loop import StreamLoop
@@ -116,8 +117,7 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
             raise ConfigError("a given source or sink is for state.store: sqlite; a group (state.store: kafka) "
                               "takes its consumer and producers from clients")
         return _build_group_member(config, stop or threading.Event(), scorer, hooks, endpoint, clients)
-    judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
-                        config.window.sample_size, config.formats)
+    judge = HourlyJudge.from_config(config)
     state = StateStore(config.state.path, state_identity(config))
     try:
         checkpoint = restore(state, judge)
@@ -177,8 +177,7 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
     """A member of a group that keeps its state in Kafka (``monitor.stream.group``): internal topics created
     or checked, the transactional producer initialised (refused when the cluster cannot do transactions),
     the consumer subscribed to the input topics and the windows topic."""
-    judge = PartitionedJudge(HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
-                                         config.window.sample_size, config.formats))
+    judge = PartitionedJudge(HourlyJudge.from_config(config))
     topics = internal_topics(config.changelog_topic, config.windows_topic, config.state.windows_partitions,
                              config.reports_topic, config.models_topic)
     partitions = _connect(lambda: clients.ensure_topics(topics, config.state.replication_factor), stop,

@@ -120,9 +120,7 @@ def _restored(path: Path | None, config: MonitorConfig) -> tuple[HourlyJudge, li
         # The windows' length is the state's own, whatever the configuration given says.
         with restoring(f"{path}: the saved windows"):
             lengths = {int(snapshot["length_ms"]) for snapshot in checkpoint.windows.values()}
-        judge = HourlyJudge(lengths.pop() if len(lengths) == 1 else config.window.length_ms,
-                            config.window.allowed_lateness_ms, config.compare, config.window.sample_size,
-                            config.formats)
+        judge = HourlyJudge.from_config(config, lengths.pop() if len(lengths) == 1 else None)
         restore(state, judge)
         pending = state.accepted(checkpoint.accepted_applied)
     for accepted in pending:  # as the service's apply_accepted does at its next checkpoint
@@ -138,8 +136,7 @@ def _restored_from_kafka(config: MonitorConfig) -> HourlyJudge:
         state, _ = reader.read()
     finally:
         reader.close()
-    judge = PartitionedJudge(HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
-                                         config.window.sample_size, config.formats))
+    judge = PartitionedJudge(HourlyJudge.from_config(config))
     for topic in config.input.topics:
         with restoring(f"the judging of {topic!r} in the changelog {config.changelog_topic!r}"):
             stored, hours = topic_state(state, topic)

@@ -101,8 +101,7 @@ def run_replay(model_dir: Path, input_path: Path, config_path: Path | None, sequ
     length_ms = int(window_seconds * 1000) if window_seconds else config.window.length_ms
     columns = resolve_columns(input_path, sequence_column, time_column, weight_column, time_format)
     out_file = open_output(output, inputs=[input_path])
-    judge = HourlyJudge(length_ms, config.window.allowed_lateness_ms, config.compare, config.window.sample_size,
-                        config.formats)
+    judge = HourlyJudge.from_config(config, length_ms)
     changes = [(model_change_boundary(time, length_ms), directory) for time, directory in model_changes]
     scorer = Scorer(bundle_lib.load(model_dir))
     promoted = [(boundary, Scorer(bundle_lib.load(directory))) for boundary, directory in changes]

@@ -124,7 +124,7 @@ def run_produce(args: argparse.Namespace) -> int:
     try:
         with _unreachable_as_error(kafka.bootstrap_servers):
             for timestamp, sequence in paced(planned_stream(plan, sequences), args.rate):
-                sink.send(topic, encode_value(sequence, timestamp, args.json), timestamp_ms=timestamp)
+                sink.send(topic, None, encode_value(sequence, timestamp, args.json), timestamp_ms=timestamp)
                 sent += 1
             sink.flush()
     finally:

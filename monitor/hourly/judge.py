@@ -147,6 +147,15 @@ class HourlyJudge:
         self.streaks: dict[str, int] = {}  # consecutive abnormal windows per topic
         self._levels_cache: dict[str, Levels] = {}
 
+    @classmethod
+    def from_config(cls, config: Any, length_ms: int | None = None) -> HourlyJudge:
+        """The judge a ``MonitorConfig`` describes: its windows (``length_ms``: another length, a state file's),
+        comparison, samples and formats. Every judge of the service, replay and the offline commands is made
+        here."""
+        window = config.window
+        return cls(window.length_ms if length_ms is None else length_ms, window.allowed_lateness_ms, config.compare,
+                   window.sample_size, config.formats)
+
     def add(self, partition: Position, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
             flags: np.ndarray, now_ms: int | None = None, sequences: Sequence[str] | None = None,
             hashes: np.ndarray | None = None, format_ids: np.ndarray | None = None,

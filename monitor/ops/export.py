@@ -41,7 +41,7 @@ from monitor.hourly.window import WindowAccumulator
 from monitor.ops.http_server import BoundedServer, Limits
 from monitor.records import Position
 from monitor.stream.hooks import Snapshot
-from monitor.stream.pipeline import BatchResult
+from monitor.stream.batch import BatchResult
 
 PREFIX = "sequence_monitor"
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -27,7 +27,8 @@ from monitor.hourly.window import restoring
 from monitor.records import Polled, Position
 from monitor.stream.closed_windows import accepted_windows, kept_of
 from monitor.stream.hooks import Hooks, say_unreachable
-from monitor.stream.pipeline import BatchResult, RecordPipeline
+from monitor.stream.batch import BatchResult
+from monitor.stream.pipeline import RecordPipeline
 from monitor.stream.retry import REQUEST_TIMEOUT_S, Retry, replaced
 from monitor.stream.sources import Source
 from monitor.stream.state import Accepted, Checkpoint, StateStore

@@ -31,7 +31,7 @@ from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
 from monitor.hourly.timeline import iso_utc
 from monitor.hourly.window import restoring
 from monitor.records import Polled, Position
-from monitor.stream.group_models import ModelSchedule, Takeover
+from monitor.stream.group_models import GroupSchedule, PublishedTakeover
 from monitor.stream.group_ownership import Ownership
 from monitor.stream.group_restore import ChangelogRestore
 from monitor.stream.group_state import SCHEDULE_KEY, encode
@@ -78,7 +78,7 @@ class GroupStore:
         self.rebalances = 0
         self.aborts = 0
         self._pending_assignment: set[Position] | None = None
-        self.models = ModelSchedule(pipeline, judge, schedule, load_model, config.state.checkpoint_interval_seconds,
+        self.models = GroupSchedule(pipeline, judge, schedule, load_model, config.state.checkpoint_interval_seconds,
                                     lambda: self._tell_unreadable(config.models_topic, "skipped"))
         self._rewind_needed = False
         self.stopped: dict[Position, str] = {}  # partitions stopped on an unreadable changelog key, with the key
@@ -238,7 +238,7 @@ class GroupStore:
             # at model.path then follow it (or say they cannot) instead of scoring with their own.
             self._publish_schedule()
 
-    def _publish_schedule(self, extra: Takeover | None = None) -> None:
+    def _publish_schedule(self, extra: PublishedTakeover | None = None) -> None:
         self._producer().send(self.config.models_topic, SCHEDULE_KEY, self.models.publication(extra))
         self.commit()
         self.models.known = True

@@ -24,10 +24,10 @@ from monitor.stream.state import Accepted
 
 log = logging.getLogger(__name__)
 
-Takeover = tuple[int | None, str]  # (first window it scores, None: from the first; bundle version)
+PublishedTakeover = tuple[int | None, str]  # (first window it scores, None: from the first; bundle version)
 
 
-class ModelSchedule:
+class GroupSchedule:
     """Follows the models topic (``follower``; ``None``: a member without one keeps its own model) and makes
     ``pipeline`` score as the group's schedule says; ``load_model`` gives the scorer of a bundle version."""
 
@@ -77,7 +77,7 @@ class ModelSchedule:
             self.value = schedule
             self.apply(self.value)
 
-    def publication(self, extra: Takeover | None = None) -> bytes:
+    def publication(self, extra: PublishedTakeover | None = None) -> bytes:
         """The schedule this member scores with (and ``extra``, a promotion), for the models topic."""
         takeovers = [[t.from_ms, t.scorer.version] for t in self.pipeline.models.takeovers]
         return encode({"takeovers": takeovers + ([list(extra)] if extra else [])})

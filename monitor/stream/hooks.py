@@ -6,15 +6,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.timeline import iso_utc
 from monitor.hourly.window import WindowAccumulator
 from monitor.records import Position
-
-if TYPE_CHECKING:
-    from monitor.stream.pipeline import BatchResult
+from monitor.stream.batch import BatchResult
 
 log = logging.getLogger(__name__)
 

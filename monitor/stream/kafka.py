@@ -301,8 +301,9 @@ class KafkaSink:
             raise
         return len(futures)
 
-    def send(self, topic: str, value: bytes, key: bytes | None = None, timestamp_ms: int | None = None) -> Any:
-        """Queue one message without waiting (for load generation); ``flush`` waits for all of them."""
+    def send(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None = None) -> Any:
+        """Queue one message without waiting (for load generation); ``flush`` waits for all of them. The
+        arguments in the order of ``StateProducer.send`` and ``send_all``'s messages: topic, key, value."""
         return self.producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms)
 
     def flush(self, timeout_s: float | None = None) -> None:

@@ -22,7 +22,8 @@ from monitor.counted import counted, reasons_after
 from monitor.errors import ShutdownTimeout
 from monitor.records import Polled, Position
 from monitor.stream.hooks import Hooks, Snapshot
-from monitor.stream.pipeline import Counts, RecordPipeline
+from monitor.stream.batch import Counts
+from monitor.stream.pipeline import RecordPipeline
 
 log = logging.getLogger(__name__)
 

@@ -11,70 +11,22 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from monitor.core.score import Scorer, Scores
-from monitor.core.signature import Formats
 from monitor.hourly.judge import HourlyJudge, WindowReport
 from monitor.hourly.partitioned import PartitionedJudge
 from monitor.hourly.window import Progress
 from monitor.records import Polled, Position, Rejected
 from monitor.stream import events
+from monitor.stream.batch import BatchResult, Counts, Outputs
 from monitor.stream.decode import Decoded, DecodeOptions, decode_batch
 from monitor.stream.hooks import Hooks
 from monitor.stream.models import ModelSchedule
 from monitor.stream.sources import Sink, Source
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """Where the pipeline sends what it produces: dead letters (``None``: count them only) cut to
-    ``dead_letter_max_bytes``, and scored events (``None``: none are built)."""
-
-    dead_letters: str | None = None
-    scored_events: str | None = None
-    dead_letter_max_bytes: int | None = None
-
-
-@dataclass
-class Counts:
-    """Running totals: every consumed message is either scored or rejected."""
-
-    consumed: int = 0
-    scored: int = 0
-    abnormal: int = 0
-    late: int = 0
-    windows_closed: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    batches: int = 0
-
-    @property
-    def dead_lettered(self) -> int:
-        return sum(self.rejected.values())
-
-
-@dataclass
-class BatchResult:
-    """What one batch became. ``next_offsets``: each partition's resume position after it; ``late``: records
-    after their window closed, by topic; ``by_partition``: record indices per partition; ``reports``: the
-    windows that closed after it, judged."""
-
-    decoded: Decoded
-    next_offsets: dict[Position, int]
-    errors: np.ndarray = field(default_factory=lambda: np.empty(0))
-    flags: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
-    formats: Formats | None = None
-    late: Counter[str] = field(default_factory=Counter)
-    by_partition: dict[Position, np.ndarray] = field(default_factory=dict)
-    reports: list[WindowReport] = field(default_factory=list)
-
-    @property
-    def rejected(self) -> list[Rejected]:
-        return self.decoded.rejected
 
 
 class RecordPipeline:

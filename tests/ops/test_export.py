@@ -21,7 +21,7 @@ from monitor.ops.export import Endpoint, Metrics, error_buckets
 from monitor.records import RawMessage, Record, Rejected
 from monitor.settings import CompareSettings, FormatSettings
 from monitor.stream.decode import Decoded
-from monitor.stream.pipeline import BatchResult
+from monitor.stream.batch import BatchResult
 
 from ..hourly.figures import QUIET_LEVELS, quiet_history, tiny_hour
 from ..test_deploy import EXPORTED_METRICS

@@ -60,8 +60,7 @@ def rows() -> list[tuple[int, bytes]]:
 
 def replayed(config: MonitorConfig, bundle: Bundle, values: list[tuple[int, bytes]]) -> list[dict[str, Any]]:
     """The windows replay gives for the same records, but the trailing one (no member closes it)."""
-    judge = HourlyJudge(config.window.length_ms, config.window.allowed_lateness_ms, config.compare,
-                        config.window.sample_size, config.formats)
+    judge = HourlyJudge.from_config(config)
     messages = [RawMessage("events", 0, i, t, None, v) for i, (t, v) in enumerate(values)]
     pipeline = RecordPipeline(Scorer(bundle), judge, config.input, MemorySink())
     reports = drain(MemorySource.of_messages(messages, 100), pipeline, 100)

@@ -16,7 +16,8 @@ from monitor.hourly.judge import HourlyJudge, WindowReport
 from monitor.records import RawMessage
 from monitor.settings import CompareSettings, InputConfig
 from monitor.stream.hooks import NoHooks
-from monitor.stream.pipeline import BatchResult, Outputs, RecordPipeline, drain
+from monitor.stream.batch import BatchResult, Outputs
+from monitor.stream.pipeline import RecordPipeline, drain
 from monitor.stream.sources import MemorySink, MemorySource, next_offsets
 
 MINUTE_MS = 60_000

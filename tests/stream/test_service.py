@@ -24,7 +24,7 @@ from monitor.hourly.shadow import ShadowReport
 from monitor.records import OutgoingMessage, RawMessage
 from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.hooks import NoHooks, Snapshot
-from monitor.stream.pipeline import BatchResult
+from monitor.stream.batch import BatchResult
 from monitor.stream.loop import StreamLoop
 from monitor.stream.sources import MemorySink, MemorySource
 from monitor.stream.state import StateStore

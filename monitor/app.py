@@ -97,7 +97,8 @@ class Application:
 
 def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer: Scorer | None = None,
           source: Source | None = None, sink: Sink | None = None, hooks: Sequence[Hooks] = (),
-          endpoint: export.Endpoint | None = None, clients: Clients | None = None) -> Application | None:
+          endpoint: export.Endpoint | None = None, clients: Clients | None = None,
+          clock: Callable[[], float] = time.time) -> Application | None:
     """The application for ``config``, its checkpoint restored and its Kafka clients connected (retried
     while the cluster is unreachable); ``None`` if ``stop`` is set before they connect.
 
@@ -106,7 +107,7 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     ``source`` and ``sink``, a given consumer and producer, are for state kept in a file only (a group's
     clients come from ``clients``). ``hooks`` observe the stream beside the metrics and the window log.
     ``endpoint``: the metrics endpoint, already serving its probes (the caller closes it); without it one is
-    started (when ``metrics.enabled``)."""
+    started (when ``metrics.enabled``). ``clock``: the wall clock (epoch seconds) the service reads."""
     quantile = config.model.threshold_quantile
     scorer = scorer or Scorer(bundle_lib.load(Path(config.model.path), quantile))
     log.info("model bundle %s loaded from %s; threshold %.6g (quantile %g of its training errors)",
@@ -116,7 +117,7 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
         if source is not None or sink is not None:
             raise ConfigError("a given source or sink is for state.store: sqlite; a group (state.store: kafka) "
                               "takes its consumer and producers from clients")
-        return _build_group_member(config, stop or threading.Event(), scorer, hooks, endpoint, clients)
+        return _build_group_member(config, stop or threading.Event(), scorer, hooks, endpoint, clients, clock)
     judge = HourlyJudge.from_config(config)
     state = StateStore(config.state.path, state_identity(config))
     try:
@@ -155,7 +156,7 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     model_store.keep_only({s.version for _, s in takeovers} | {scorer.version})
     kept_in_file = FileStore(config, pipeline, source, state, retry, positions, observers,
                              reconnect=reconnect_source, accepted_applied=checkpoint.accepted_applied if checkpoint else 0,
-                             on_accepted=lambda new: app.request_retrain(new))
+                             clock=clock, on_accepted=lambda new: app.request_retrain(new))
     service = StreamLoop(config, pipeline, kept_in_file, observers)
     promoter = Promoter(service, config.compare, config.promotion, model_store,
                         Path(config.state.path).parent / "decisions")
@@ -173,7 +174,8 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
 
 
 def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Scorer, hooks: Sequence[Hooks],
-                        endpoint: export.Endpoint | None, clients: Clients) -> Application | None:
+                        endpoint: export.Endpoint | None, clients: Clients,
+                        clock: Callable[[], float]) -> Application | None:
     """A member of a group that keeps its state in Kafka (``monitor.stream.group``): internal topics created
     or checked, the transactional producer initialised (refused when the cluster cannot do transactions),
     the consumer subscribed to the input topics and the windows topic."""
@@ -211,7 +213,7 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
     metrics_server = _serve_metrics(config, scorer, observers, endpoint)
     pipeline = RecordPipeline(scorer, judge, config.input, producer, _outputs(config), observers)
     member = GroupStore(config, pipeline, judge, new_producer, changelog, partitions[config.windows_topic],
-                        observers, producer=producer, schedule=schedule, load_model=load_model)
+                        observers, clock, producer=producer, schedule=schedule, load_model=load_model)
     source = _connect(lambda: clients.source([*config.input.topics, config.windows_topic], config.input.group_id,
                                              config.input.auto_offset_reset, read_committed=exactly_once,
                                              on_revoked=member.on_revoked, on_assigned=member.on_assigned,

@@ -9,19 +9,24 @@ each against replay's figures and each output exactly once."""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from monitor.app import Application, build
+from monitor.core import bundle as bundle_lib
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.devtools.memory_kafka import MemoryClients, MemoryKafka
 from monitor.errors import ConfigError
 from monitor.hourly.judge import HourlyJudge
+from monitor.ops.lifecycle import ModelStore
 from monitor.records import RawMessage
 from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.group_state import encode
@@ -58,11 +63,15 @@ def rows() -> list[tuple[int, bytes]]:
     return out + [(START_MS + (WINDOWS + 3) * WINDOW_MS, b"AB121E")] * PARTITIONS
 
 
-def replayed(config: MonitorConfig, bundle: Bundle, values: list[tuple[int, bytes]]) -> list[dict[str, Any]]:
-    """The windows replay gives for the same records, but the trailing one (no member closes it)."""
+def replayed(config: MonitorConfig, bundle: Bundle, values: list[tuple[int, bytes]],
+             change: tuple[int, Scorer] | None = None) -> list[dict[str, Any]]:
+    """The windows replay gives for the same records (``change``: another model from a window boundary on),
+    but the trailing one (no member closes it)."""
     judge = HourlyJudge.from_config(config)
     messages = [RawMessage("events", 0, i, t, None, v) for i, (t, v) in enumerate(values)]
     pipeline = RecordPipeline(Scorer(bundle), judge, config.input, MemorySink())
+    if change is not None:
+        pipeline.promote(change[1], change[0])
     reports = drain(MemorySource.of_messages(messages, 100), pipeline, 100)
     return [r.to_dict() for r in reports if r.start_ms < START_MS + WINDOWS * WINDOW_MS]
 
@@ -73,16 +82,16 @@ class Members:
     and to commit (what its scheduled jobs ask)."""
 
     def __init__(self, kafka: MemoryKafka, tmp_path: Path, bundle_dir: Path, bundle: Bundle,
-                 delivery: str = "exactly_once") -> None:
+                 delivery: str = "exactly_once", clock: Callable[[], float] = time.time) -> None:
         self.kafka, self.tmp_path, self.bundle_dir, self.bundle = kafka, tmp_path, bundle_dir, bundle
-        self.delivery = delivery
+        self.delivery, self.clock = delivery, clock
         self.apps: dict[str, Application] = {}
         self.clients: dict[str, MemoryClients] = {}
 
     def start(self, name: str) -> Application:
         clients = MemoryClients(self.kafka)
         app = build(settings(self.tmp_path, self.bundle_dir, name, self.delivery), scorer=Scorer(self.bundle),
-                    clients=clients)
+                    clients=clients, clock=self.clock)
         assert app is not None
         self.apps[name], self.clients[name] = app, clients
         return app
@@ -259,3 +268,30 @@ def test_a_given_source_or_sink_is_refused_for_a_group(tmp_path: Path, bundle_di
                                                       serial_bundle: Bundle) -> None:
     with pytest.raises(ConfigError, match="clients"):
         build(settings(tmp_path, bundle_dir, "m0"), scorer=Scorer(serial_bundle), sink=MemorySink())
+
+
+def test_a_model_the_lead_promotes_takes_over_at_one_boundary_on_every_member(
+        kafka: MemoryKafka, tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle,
+        retrained_bundle_dir: Path) -> None:
+    now_s = [(START_MS + 3 * WINDOW_MS) / 1000]  # the wall clock: a promotion now takes over from window 4
+    group = Members(kafka, tmp_path, bundle_dir, serial_bundle, clock=lambda: now_s[0])
+    candidate = Scorer(bundle_lib.load(retrained_bundle_dir))
+    for name in ("m0", "m1"):  # published on every member, as the runbook asks
+        ModelStore(tmp_path / name / "models", None).keep(candidate.bundle)
+        group.start(name)
+    group.turns(2)
+    [lead] = [app for app in group.apps.values() if app.service.store.is_lead]
+    decision = SimpleNamespace(outcome="promoted", candidate=candidate.version, reasons=[], summary=lambda: {})
+    lead.service.offer_decision(decision, candidate)
+    group.turn()
+    now_s[0] += 3600  # later on: no event time is ahead of the clock (those would hold their watermark back)
+    group.until_judged(WINDOWS)
+    schedules = [json.loads(r.value) for r in kafka.records("g.models") if r.key == b"schedule"]
+    boundary = START_MS + 4 * WINDOW_MS
+    assert schedules[-1]["takeovers"][-1] == [boundary, candidate.version]
+    for app in group.apps.values():
+        assert [(t.from_ms, t.scorer.version) for t in app.service.pipeline.models.takeovers][-1] == \
+            (boundary, candidate.version)
+    expected = replayed(settings(tmp_path, bundle_dir, "r"), serial_bundle, rows(), (boundary, candidate))
+    assert_as_replayed(group.reports(), expected)
+    assert_each_output_once(kafka, rows())

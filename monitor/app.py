@@ -248,7 +248,7 @@ def _models_in_use(checkpoint: Checkpoint | None, configured: Scorer,
     takeovers: list[tuple[int | None, Scorer]] = []
     for from_ms, version in checkpoint.models:
         try:
-            scorer = configured if version == configured.version else model_store.load(str(version))
+            scorer = configured if version == configured.version else store.load(str(version))
         except MonitorError as exc:
             log.warning("the model %s that scored the saved windows cannot be loaded (%s); %s scores them all",
                         version, exc, configured.version)

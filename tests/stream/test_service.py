@@ -21,6 +21,7 @@ from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.errors import BrokerUnavailable, StateError
 from monitor.hourly.shadow import ShadowReport
+from monitor.ops.lifecycle import ModelStore
 from monitor.records import OutgoingMessage, RawMessage
 from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.hooks import NoHooks, Snapshot
@@ -257,6 +258,25 @@ def test_a_promoted_model_scores_the_windows_after_the_one_open_at_promotion(
         ("v-next", "promoted_unshadowed", START_MS + MINUTE_MS)]
     # Once the window it scored closed, the original model was let go.
     assert checkpoint is not None and checkpoint.models == [[START_MS + MINUTE_MS, "v-next"]]
+
+
+def test_a_restart_scores_with_the_model_the_state_names_kept_beside_it(
+        tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle) -> None:
+    """The state names a model other than the one at model.path: a restart loads it from the state's copies
+    (and with no copy, the configured model scores every window, with a warning)."""
+    original = Scorer(serial_bundle)
+    replacement = Scorer(dataclasses.replace(serial_bundle, metadata={**serial_bundle.metadata, "version": "v-next"}))
+    messages = stream(count=300, minutes=3)
+    stopper, promoter = StopAfter(len(messages)), PromoteAfterFirstBatch(replacement)
+    app = build(config(tmp_path, bundle_dir), scorer=original, source=MemorySource.of_messages(messages, 100),
+                sink=MemorySink(), hooks=[stopper, promoter])
+    assert app is not None
+    stopper.service = promoter.service = app.service
+    app.service.run()
+    ModelStore(tmp_path / "models", None).keep(replacement.bundle)  # as the promoter keeps what it promotes
+    again = build(config(tmp_path, bundle_dir), scorer=original, source=MemorySource([]), sink=MemorySink())
+    assert again is not None and again.service.scorer.version == "v-next"
+    again.service.store.state.close()
 
 
 def test_a_configured_threshold_quantile_replaces_the_bundles_and_is_shown(tmp_path: Path, bundle_dir: Path,

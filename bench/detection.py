@@ -115,8 +115,9 @@ from monitor.devtools.calibration import POOLS, CalibrationStream, JudgesFailed,
 from monitor.devtools.detection import CRITICAL, WARNING, Detection, Evaluation, evaluate
 from monitor.devtools.retraining import RetrainRun, run_with_retraining
 from monitor.devtools.simulate import Simulation
-from monitor.hourly.compare import VERDICT_LEVEL, CompareSettings
+from monitor.hourly.hour_figures import VERDICT_LEVEL
 from monitor.hourly.judge import WindowReport
+from monitor.settings import CompareSettings
 
 TARGET_DELAY_HOURS = 2
 RULES = ("monitor", "static", "rolling")

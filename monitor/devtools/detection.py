@@ -17,7 +17,7 @@ import numpy as np
 
 from monitor.core.score import Scorer
 from monitor.devtools.simulate import Simulation, run
-from monitor.hourly.compare import VERDICT_LEVEL
+from monitor.hourly.hour_figures import VERDICT_LEVEL
 from monitor.hourly.judge import WindowReport
 from monitor.settings import CompareSettings
 

@@ -15,17 +15,12 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from monitor.errors import StateError
-from monitor.hourly.compare import (
-    ABNORMAL,
-    Comparison,
-    ErrorModel,
-    History,
-    HourFigures,
-    alarm_rates,
-)
+from monitor.hourly.compare import Comparison, alarm_rates
 from monitor.hourly.evidence import SIGNALS, Levels
 from monitor.hourly.format_change import FormatChange, compare_formats, escalate
 from monitor.hourly.format_counts import FormatCounts
+from monitor.hourly.history import ErrorModel, History
+from monitor.hourly.hour_figures import ABNORMAL, HourFigures
 from monitor.hourly.reasons import Reason, summary
 from monitor.hourly.sample import DEFAULT_SIZE, WindowSample
 from monitor.hourly.timeline import iso_utc

@@ -23,8 +23,8 @@ import numpy as np
 
 from monitor.errors import IncompatibleState, StateError
 from monitor.hourly.assembly import HourAssembler
-from monitor.hourly.compare import History
 from monitor.hourly.format_counts import FormatCounts
+from monitor.hourly.history import History
 from monitor.hourly.judge import HourlyJudge, ModelFor, WindowReport
 from monitor.hourly.sample import WindowSample
 from monitor.hourly.window import Progress, WindowAccumulator, Windows, merged, restoring

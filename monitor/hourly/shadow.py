@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from monitor.hourly.compare import ABNORMAL, ErrorModel, History, HourFigures, compare
+from monitor.hourly.compare import compare
+from monitor.hourly.history import ErrorModel, History
+from monitor.hourly.hour_figures import ABNORMAL, HourFigures
 from monitor.hourly.timeline import iso_utc
 from monitor.settings import CompareSettings, PromotionConfig
 

@@ -34,7 +34,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from monitor.core.bundle import Bundle
-from monitor.hourly.compare import VERDICT_LEVEL
+from monitor.hourly.hour_figures import VERDICT_LEVEL
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.reasons import LEVELS, SIGNAL_TEXT
 from monitor.hourly.window import WindowAccumulator

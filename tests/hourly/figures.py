@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitor.hourly.compare import History, HourFigures
 from monitor.hourly.evidence import Levels, slot_of
+from monitor.hourly.history import History
+from monitor.hourly.hour_figures import HourFigures
 from monitor.hourly.timeline import HOUR_MS
 from monitor.settings import CompareSettings
 

@@ -11,19 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.errors import ConfigError
-from monitor.hourly.compare import (
-    VERDICT_LEVEL,
-    CompareSettings,
-    History,
-    HourFigures,
-    PreviousWindows,
-    SameHourOfDay,
-    compare,
-    js_distance,
-    select_baseline,
-)
+from monitor.hourly.baseline import PreviousWindows, SameHourOfDay, select_baseline
+from monitor.hourly.compare import compare, js_distance
+from monitor.hourly.history import History
+from monitor.hourly.hour_figures import VERDICT_LEVEL, HourFigures
 from monitor.hourly.timeline import DAY_MS, HOUR_MS
 from monitor.hourly.window import Windows
+from monitor.settings import CompareSettings
 
 NORMAL_MEANS = (0.010, 0.011, 0.012, 0.0105, 0.0115)
 # These tests give windows figures alone (no real error histogram): they test the mean_z rule, which reads

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.hourly.compare import HOUR_MS, WEEK_MS, HourFigures, compare
+from monitor.hourly.baseline import WEEK_MS
+from monitor.hourly.compare import compare
 from monitor.hourly.evidence import (
     HourCounts,
     Levels,
@@ -15,6 +16,8 @@ from monitor.hourly.evidence import (
     hour_to_hour_spread,
     slot_of,
 )
+from monitor.hourly.hour_figures import HourFigures
+from monitor.hourly.timeline import HOUR_MS
 from monitor.settings import CompareSettings
 
 NORMAL, FAR = 1e-5, 1.0

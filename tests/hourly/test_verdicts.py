@@ -131,7 +131,7 @@ def test_reasons_reach_the_window_log_line(scorer: Scorer, caplog: pytest.LogCap
 
 def test_an_hour_departing_only_by_its_top_record_is_normal_with_an_outliers_reason() -> None:
     """Judged from figures: 29 quiet hours, then one whose single record far above normal is the departure."""
-    from monitor.hourly.compare import History
+    from monitor.hourly.history import History
 
     from .figures import OUTLIER, QUIET_LEVELS, quiet_history, tiny_hour
 

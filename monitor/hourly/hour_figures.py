@@ -21,7 +21,7 @@ class _Histogram(Protocol):
 
 
 class WindowTotals(Protocol):
-    """What ``HourFigures.of`` reads from a window's running figures (``monitor.hourly.window.WindowAccumulator``)."""
+    """What ``HourFigures.of`` reads from a window's running figures (``monitor.hourly.accumulator.WindowAccumulator``)."""
 
     @property
     def count(self) -> int: ...
@@ -38,7 +38,7 @@ class WindowTotals(Protocol):
 @dataclass(frozen=True)
 class HourFigures:
     """One closed window's figures. ``weighted_mean`` is its score (higher = more abnormal);
-    ``histogram`` the error counts in ``monitor.hourly.window``'s fixed bins; ``verdict`` is set once judged.
+    ``histogram`` the error counts in ``monitor.hourly.histogram``'s fixed bins; ``verdict`` is set once judged.
 
     ``sample_size`` > 0 marks figures *estimated* from that many sampled records after a model change
     (``History.rescore``), with ``standard_error`` the sampling error of the mean (0 when the sample held the

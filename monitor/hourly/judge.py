@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from monitor.errors import StateError
+from monitor.hourly.accumulator import WindowAccumulator
 from monitor.hourly.compare import Comparison, alarm_rates
 from monitor.hourly.evidence import SIGNALS, Levels
 from monitor.hourly.format_change import FormatChange, compare_formats, escalate
@@ -25,7 +26,7 @@ from monitor.hourly.reasons import Reason, summary
 from monitor.hourly.sample import DEFAULT_SIZE, WindowSample
 from monitor.hourly.timeline import iso_utc
 from monitor.hourly.top_records import TopRecord
-from monitor.hourly.window import ClosedWindow, Progress, WindowAccumulator, Windows, restoring
+from monitor.hourly.window import ClosedWindow, Progress, Windows, restoring
 from monitor.records import Position
 from monitor.settings import CompareSettings, FormatSettings
 

@@ -34,10 +34,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from monitor.core.bundle import Bundle
+from monitor.hourly.accumulator import WindowAccumulator
 from monitor.hourly.hour_figures import VERDICT_LEVEL
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.reasons import LEVELS, SIGNAL_TEXT
-from monitor.hourly.window import WindowAccumulator
 from monitor.ops.http_server import BoundedServer, Limits
 from monitor.records import Position
 from monitor.stream.hooks import Snapshot

@@ -17,7 +17,8 @@ from monitor.hourly.format_change import LISTED, FormatChange, FormatShift
 from monitor.hourly.judge import HourlyJudge, WindowReport, WindowTotals
 from monitor.hourly.reasons import SIGNAL_TEXT, Reason
 from monitor.hourly.timeline import HOUR_MS
-from monitor.ops.export import Endpoint, Metrics, error_buckets
+from monitor.ops.export import Endpoint
+from monitor.ops.metrics import Metrics, error_buckets
 from monitor.records import RawMessage, Record, Rejected
 from monitor.settings import CompareSettings, FormatSettings
 from monitor.stream.decode import Decoded

@@ -20,8 +20,9 @@ class _Histogram(Protocol):
     def to_list(self) -> list[int]: ...
 
 
-class WindowTotals(Protocol):
-    """What ``HourFigures.of`` reads from a window's running figures (``monitor.hourly.accumulator.WindowAccumulator``)."""
+class RunningFigures(Protocol):
+    """A window's running figures as ``HourFigures.of`` reads them when it closes
+    (``monitor.hourly.accumulator.WindowAccumulator`` has them)."""
 
     @property
     def count(self) -> int: ...
@@ -69,7 +70,7 @@ class HourFigures:
             raise ValueError(f"verdict must be one of {VERDICTS} or empty, got {self.verdict!r}")
 
     @classmethod
-    def of(cls, start_ms: int, totals: WindowTotals, model_version: str = "",
+    def of(cls, start_ms: int, totals: RunningFigures, model_version: str = "",
            top: tuple[tuple[str, float], ...] = ()) -> HourFigures:
         """The figures of a closed window, e.g. ``HourFigures.of(closed.start_ms, closed.total)``."""
         return cls(start_ms, totals.count, totals.weight_sum, totals.weighted_mean,

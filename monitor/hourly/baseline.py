@@ -14,7 +14,7 @@ from typing import Protocol
 
 from monitor.hourly.hour_figures import ABNORMAL, HourFigures
 from monitor.hourly.timeline import DAY_MS, HOUR_MS
-from monitor.settings import CompareSettings
+from monitor.settings import CompareConfig
 
 WEEK_MS = 7 * DAY_MS
 
@@ -67,7 +67,7 @@ class SameHourOfWeek:
                 and 1 <= (current_start_ms - h.start_ms) // WEEK_MS <= self.weeks]
 
 
-def baseline_strategy(settings: CompareSettings) -> Baseline:
+def baseline_strategy(settings: CompareConfig) -> Baseline:
     """The ``Baseline`` that ``settings.baseline`` names, sized by its settings."""
     if settings.baseline == "same_hour":
         return SameHourOfDay(settings.same_hour_days)
@@ -76,7 +76,7 @@ def baseline_strategy(settings: CompareSettings) -> Baseline:
     return PreviousWindows(settings.previous_windows)
 
 
-def select_baseline(current: HourFigures, history: Sequence[HourFigures], settings: CompareSettings,
+def select_baseline(current: HourFigures, history: Sequence[HourFigures], settings: CompareConfig,
                     length_ms: int = HOUR_MS) -> list[HourFigures]:
     """The windows ``current`` is compared with: usable ones only, then the strategy's choice."""
     # A weekly baseline keeps windows of every verdict: a weekend-only pattern judged abnormal on its first
@@ -91,12 +91,12 @@ def _start(figures: HourFigures) -> int:
     return figures.start_ms
 
 
-def serves_in_baseline(figures: HourFigures, settings: CompareSettings) -> bool:
+def serves_in_baseline(figures: HourFigures, settings: CompareConfig) -> bool:
     """Whether a window may serve in a baseline, whatever the window being judged."""
     if not _finite(figures, settings):
         return False
     return figures.accepted or not (settings.exclude_abnormal and figures.verdict in ABNORMAL)
 
 
-def _finite(figures: HourFigures, settings: CompareSettings) -> bool:
+def _finite(figures: HourFigures, settings: CompareConfig) -> bool:
     return figures.count >= settings.min_count and math.isfinite(figures.weighted_mean)

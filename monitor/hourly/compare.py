@@ -31,7 +31,7 @@ from monitor.hourly.hour_figures import VERDICT_LEVEL, HourFigures
 from monitor.hourly.reasons import Reason, firing
 from monitor.hourly.timeline import DAY_MS, HOUR_MS
 from monitor.percentiles import percentile_ranks
-from monitor.settings import CompareSettings
+from monitor.settings import CompareConfig
 
 MAD_SCALE = 1.4826  # makes the median absolute deviation estimate the standard deviation of normal data
 # The spread used for the robust z is never below this (besides the relative floor): a baseline of
@@ -42,7 +42,7 @@ SPREAD_WINDOWS = 168  # the recent windows whose hour-to-hour spread a thin base
 
 @dataclass(frozen=True)
 class Comparison:
-    """A window against its baseline. ``robust_z``, ``share_ratio``: see ``CompareSettings``; ``percentile``:
+    """A window against its baseline. ``robust_z``, ``share_ratio``: see ``CompareConfig``; ``percentile``:
     rank of the window's weighted mean among the baseline's (0-100, ties half); ``distribution_distance``:
     Jensen-Shannon distance (base 2, in [0, 1]) between the window's error histogram and the baseline's
     summed one; ``baseline_mad``: the scaled MAD before the floor; ``baseline_estimated``: how many of the
@@ -70,7 +70,7 @@ class Comparison:
         return VERDICT_LEVEL[self.verdict]
 
 
-def compare(current: HourFigures, history: Sequence[HourFigures], settings: CompareSettings = CompareSettings(),
+def compare(current: HourFigures, history: Sequence[HourFigures], settings: CompareConfig = CompareConfig(),
             length_ms: int = HOUR_MS, levels: Levels | None = None) -> Comparison:
     """Judges ``current`` against the baseline ``settings`` selects from ``history`` (earlier windows).
 
@@ -79,7 +79,7 @@ def compare(current: HourFigures, history: Sequence[HourFigures], settings: Comp
     robust z of the weighted mean and the share ratio (the rule before it).
 
     >>> past = [HourFigures(h * HOUR_MS, 100, 100.0, 0.010 + 0.001 * (h % 3), 0.01) for h in range(30)]
-    >>> rule = CompareSettings(method="mean_z")  # figures alone; the calibrated way reads the histograms
+    >>> rule = CompareConfig(method="mean_z")  # figures alone; the calibrated way reads the histograms
     >>> compare(HourFigures(30 * HOUR_MS, 100, 100.0, 0.011, 0.01), past, rule).verdict
     'normal'
     >>> compare(HourFigures(30 * HOUR_MS, 100, 100.0, 0.05, 0.01), past, rule).verdict
@@ -96,7 +96,7 @@ def compare(current: HourFigures, history: Sequence[HourFigures], settings: Comp
     return _calibrated(current, history, figures, settings, length_ms, levels)
 
 
-def _figures(current: HourFigures, history: Sequence[HourFigures], settings: CompareSettings,
+def _figures(current: HourFigures, history: Sequence[HourFigures], settings: CompareConfig,
              length_ms: int) -> Comparison:
     """The descriptive figures of ``current`` against its baseline (verdict not yet set)."""
     baseline = select_baseline(current, history, settings, length_ms)
@@ -154,7 +154,7 @@ def _percentile(value: float, values: np.ndarray) -> float:
     return float(percentile_ranks(np.array([value]), np.sort(values))[0])
 
 
-def _share_ratio(current: HourFigures, baseline: Sequence[HourFigures], settings: CompareSettings) -> float:
+def _share_ratio(current: HourFigures, baseline: Sequence[HourFigures], settings: CompareConfig) -> float:
     shares = [h.above_threshold_share for h in baseline if math.isfinite(h.above_threshold_share)]
     if not shares:
         return float("nan")
@@ -188,7 +188,7 @@ def _kl_bits(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum(p[present] * np.log2(p[present] / q[present])))
 
 
-def _early_verdict(current: HourFigures, figures: Comparison, settings: CompareSettings) -> str | None:
+def _early_verdict(current: HourFigures, figures: Comparison, settings: CompareConfig) -> str | None:
     """``insufficient_data`` or ``learning`` when the window cannot be judged yet, else ``None``."""
     if current.count < settings.min_count or not math.isfinite(current.weighted_mean):
         return "insufficient_data"
@@ -197,7 +197,7 @@ def _early_verdict(current: HourFigures, figures: Comparison, settings: CompareS
     return None
 
 
-def _verdict(current: HourFigures, figures: Comparison, settings: CompareSettings) -> str:
+def _verdict(current: HourFigures, figures: Comparison, settings: CompareConfig) -> str:
     """The ``mean_z`` rule: the robust z of the weighted mean, or the share ratio, past its thresholds."""
     if figures.robust_z >= settings.critical_z or figures.share_ratio >= settings.critical_share_ratio:
         return "critical"
@@ -206,7 +206,7 @@ def _verdict(current: HourFigures, figures: Comparison, settings: CompareSetting
     return "normal"
 
 
-def alarm_rates(settings: CompareSettings, length_ms: int = HOUR_MS) -> tuple[float, float]:
+def alarm_rates(settings: CompareConfig, length_ms: int = HOUR_MS) -> tuple[float, float]:
     """The per-window tail probabilities at which a window is critical and a warning: the settings' false
     alarms per 30 days spread over the windows of 30 days."""
     windows = 30 * DAY_MS / length_ms
@@ -214,7 +214,7 @@ def alarm_rates(settings: CompareSettings, length_ms: int = HOUR_MS) -> tuple[fl
 
 
 def _calibrated(current: HourFigures, history: Sequence[HourFigures], figures: Comparison,
-                settings: CompareSettings, length_ms: int, levels: Levels | None) -> Comparison:
+                settings: CompareConfig, length_ms: int, levels: Levels | None) -> Comparison:
     """The verdict from ``monitor.hourly.evidence``: counts a handful of records cannot fake, each tested hour's
     top ``outlier_records`` set aside and each hour set against its own baseline (a weekly baseline's Sunday
     night is not Monday morning's)."""
@@ -279,7 +279,7 @@ def _has_bins(figures: HourFigures) -> bool:
     return len(figures.histogram) == HIST_SLOTS
 
 
-def _consecutive_pairs(current: HourFigures, history: Sequence[HourFigures], settings: CompareSettings,
+def _consecutive_pairs(current: HourFigures, history: Sequence[HourFigures], settings: CompareConfig,
                        length_ms: int, levels: Levels) -> list[tuple[HourCounts, HourCounts]]:
     """The last ``SPREAD_WINDOWS`` usable windows' counts, as pairs of windows one after the other (the hours
     under test are left out by the caller: a drift's first hour would pass for the stream's own spread)."""
@@ -289,7 +289,7 @@ def _consecutive_pairs(current: HourFigures, history: Sequence[HourFigures], set
             for one, two in zip(usable, usable[1:]) if two.start_ms - one.start_ms == length_ms]
 
 
-def _consecutive(current: HourFigures, history: Sequence[HourFigures], settings: CompareSettings,
+def _consecutive(current: HourFigures, history: Sequence[HourFigures], settings: CompareConfig,
                  length_ms: int) -> list[HourFigures]:
     """The windows just before ``current`` with no gap, newest last, at most ``evidence_hours - 1`` of them
     (of any verdict: an ongoing drift's earlier hours are evidence too)."""

@@ -21,7 +21,7 @@ from monitor.hourly.format_counts import FormatCounts
 from monitor.hourly.hour_figures import HourFigures
 from monitor.hourly.sample import WindowSample
 from monitor.hourly.timeline import DAY_MS, HOUR_MS
-from monitor.settings import CompareSettings
+from monitor.settings import CompareConfig
 
 
 class ErrorModel(Protocol):
@@ -44,7 +44,7 @@ class History:
     window's format counts, for the format comparison (``monitor.hourly.format_change``).
     """
 
-    def __init__(self, settings: CompareSettings = CompareSettings(), length_ms: int = HOUR_MS,
+    def __init__(self, settings: CompareConfig = CompareConfig(), length_ms: int = HOUR_MS,
                  entries: Iterable[HourFigures] = (), samples: dict[int, WindowSample] | None = None,
                  formats: dict[int, FormatCounts] | None = None) -> None:
         self.settings = settings
@@ -159,7 +159,7 @@ class History:
         return [figures.to_dict() for figures in self._entries]
 
     @classmethod
-    def from_list(cls, items: Iterable[dict[str, Any]], settings: CompareSettings = CompareSettings(),
+    def from_list(cls, items: Iterable[dict[str, Any]], settings: CompareConfig = CompareConfig(),
                   length_ms: int = HOUR_MS, samples: dict[int, WindowSample] | None = None,
                   formats: dict[int, FormatCounts] | None = None) -> History:
         return cls(settings, length_ms, (HourFigures.from_dict(item) for item in items), samples, formats)

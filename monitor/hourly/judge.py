@@ -28,7 +28,7 @@ from monitor.hourly.timeline import iso_utc
 from monitor.hourly.top_records import TopRecord
 from monitor.hourly.window import ClosedWindow, Progress, Windows, restoring
 from monitor.records import Position
-from monitor.settings import CompareSettings, FormatSettings
+from monitor.settings import CompareConfig, FormatConfig
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +131,8 @@ REPORT_FIELDS = ("topic", "start_ms", "end_ms", *(f.name for f in fields(WindowT
 class HourlyJudge:
     """Windows and history for each topic; ``add`` scores' batches, ``close_due`` yields reports."""
 
-    def __init__(self, length_ms: int, allowed_lateness_ms: int, settings: CompareSettings,
-                 sample_size: int = DEFAULT_SIZE, formats: FormatSettings = FormatSettings()) -> None:
+    def __init__(self, length_ms: int, allowed_lateness_ms: int, settings: CompareConfig,
+                 sample_size: int = DEFAULT_SIZE, formats: FormatConfig = FormatConfig()) -> None:
         self.length_ms = length_ms
         self.allowed_lateness_ms = allowed_lateness_ms
         self.settings = settings

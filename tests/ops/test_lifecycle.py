@@ -16,7 +16,7 @@ import pytest
 from monitor.core import bundle as bundle_lib
 from monitor.core.bundle import Bundle
 from monitor.core.model import ModelSettings
-from monitor.core.prepare import PrepareSettings
+from monitor.core.prepare_settings import PrepareSettings
 from monitor.core.score import Scorer
 from monitor.core.train import TrainSettings, train
 from monitor.devtools import generate

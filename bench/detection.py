@@ -8,7 +8,7 @@
 Trains one default model on normal serials, then for each seed generates a stream (``monitor.devtools.simulate``:
 a daily cycle in the hourly counts with noise, 1 % of every hour broken by mixed corruptions, from the drift
 hour on a further ``--drift-share`` of sequences in another format) and runs it through ``HourlyJudge`` with
-the default ``CompareSettings`` (``--method``: the judgement, ``calibrated`` or ``mean_z``). ``--scenario``
+the default ``CompareConfig`` (``--method``: the judgement, ``calibrated`` or ``mean_z``). ``--scenario``
 picks ``drift``, ``retrain``, ``calibration`` or ``all`` (the default: the three).
 
 **drift**: ``--hours`` long streams, the drift from ``--drift-hour``, one model throughout. Per seed and as the
@@ -50,7 +50,7 @@ scenario) no learning hour after the first ``min_history`` hours. The exit statu
 misses it on any seed.
 
 **calibration**: how often clean hours alarm, at any volume, and how soon drifts go critical, for the
-calibrated judgement (``CompareSettings()``, the default) next to today's reference, the z of the weighted
+calibrated judgement (``CompareConfig()``, the default) next to today's reference, the z of the weighted
 mean (``method="mean_z"``), judged on the same records in the same run: each record is scored once and fed to
 both judges (``monitor.devtools.calibration.run_judges``; records are drawn from pools of sequences each scored
 once, so 30 days of 20,000 records an hour take about a minute). For each volume of ``--volumes`` (records an hour,
@@ -115,8 +115,9 @@ from monitor.devtools.calibration import POOLS, CalibrationStream, JudgesFailed,
 from monitor.devtools.detection import CRITICAL, WARNING, Detection, Evaluation, evaluate
 from monitor.devtools.retraining import RetrainRun, run_with_retraining
 from monitor.devtools.simulate import Simulation
-from monitor.hourly.compare import VERDICT_LEVEL, CompareSettings
+from monitor.hourly.hour_figures import VERDICT_LEVEL
 from monitor.hourly.judge import WindowReport
+from monitor.settings import CompareConfig
 
 TARGET_DELAY_HOURS = 2
 RULES = ("monitor", "static", "rolling")
@@ -149,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--drift-hour", type=int, default=72)
     parser.add_argument("--seeds", type=int, default=None,
                         help="streams per case (default: 5 for drift, 1 for calibration)")
-    parser.add_argument("--method", default=CompareSettings().method, choices=("calibrated", "mean_z"),
+    parser.add_argument("--method", default=CompareConfig().method, choices=("calibrated", "mean_z"),
                         help="the judgement of the drift and retrain scenarios")
     parser.add_argument("--records-per-hour", type=int, default=2_000)
     parser.add_argument("--anomaly-rate", type=float, default=0.01)
@@ -192,8 +193,8 @@ def _seeds(args: argparse.Namespace, default: int) -> int:
     return default if args.seeds is None else args.seeds
 
 
-def _settings(args: argparse.Namespace) -> CompareSettings:
-    return CompareSettings(method=args.method)
+def _settings(args: argparse.Namespace) -> CompareConfig:
+    return CompareConfig(method=args.method)
 
 
 def _simulation(args: argparse.Namespace, hours: int, drift_hour: int, seed: int) -> Simulation:
@@ -247,7 +248,7 @@ def _median_cells(ds: Sequence[Detection]) -> str:
 # -- retrain: a model change every day, with and without history re-scored from samples --------------------
 def _retrain_scenario(args: argparse.Namespace, scorer: Scorer) -> bool:
     started = time.perf_counter()
-    min_history = CompareSettings().min_history
+    min_history = CompareConfig().min_history
     print(f"\nretrain: {args.retrain_hours} h streams, drift from hour {args.retrain_drift_hour}, retrained every "
           f"{args.retrain_every} h on the newest {args.retrain_max_records} sampled normal sequences (at least "
           f"{MIN_RETRAIN_RECORDS}) with the default model settings (epochs not cut), shadowed with the default "
@@ -323,7 +324,7 @@ class Case:
     volume: int
     name: str
     stream: CalibrationStream
-    settings: tuple[CompareSettings, CompareSettings]
+    settings: tuple[CompareConfig, CompareConfig]
     skip: int
 
     @property
@@ -389,8 +390,8 @@ def _calibration_scenario(args: argparse.Namespace, scorer: Scorer) -> bool:
           f"{args.weekend_share:.0%} weekend-only format; drifts: "
           f"{', '.join(f'{share:.0%}' for share in args.drift_shares)} foreign ({args.drift_draw}) and a general "
           f"shift; records drawn from {pools.scored} distinct sequences scored once ({pools.seconds:.0f}s)")
-    print("judgements on the same records: calibrated (CompareSettings(); weekly: baseline same_hour_of_week, "
-          "min_history 1) and mean_z (CompareSettings(method='mean_z'), today's, default baseline everywhere)")
+    print("judgements on the same records: calibrated (CompareConfig(); weekly: baseline same_hour_of_week, "
+          "min_history 1) and mean_z (CompareConfig(method='mean_z'), today's, default baseline everywhere)")
     outcomes: list[Outcome] = []
     for volume in args.volumes:
         volume_started = time.perf_counter()
@@ -414,8 +415,8 @@ def _calibration_scenario(args: argparse.Namespace, scorer: Scorer) -> bool:
 
 def _cases(args: argparse.Namespace, volume: int, seed: int) -> list[Case]:
     hours = args.days * 24
-    default, reference = CompareSettings(), CompareSettings(method="mean_z")
-    weekly = CompareSettings(baseline="same_hour_of_week", min_history=1)
+    default, reference = CompareConfig(), CompareConfig(method="mean_z")
+    weekly = CompareConfig(baseline="same_hour_of_week", min_history=1)
     common = {"records_per_hour": volume, "background_rate": args.background_rate, "stray_hours": args.stray_hours}
     cases = [Case(volume, "clean", CalibrationStream(hours=hours, seed=seed, **common), (default, reference),
                   default.min_history),
@@ -645,7 +646,7 @@ def _existing_drift_both_ways(args: argparse.Namespace, scorer: Scorer) -> bool:
     misses = []
     for seed in range(seeds):
         sim = _simulation(args, args.hours, args.drift_hour, seed)
-        new, old = (evaluate(sim, scorer, CompareSettings(method=m)).monitor for m in JUDGEMENTS)
+        new, old = (evaluate(sim, scorer, CompareConfig(method=m)).monitor for m in JUDGEMENTS)
         print(f"{seed:<6}{_cells(new)}{_cells(old)}")
         late = new.delay_hours is None or (old.delay_hours is not None and new.delay_hours > old.delay_hours)
         if late or new.false_critical:

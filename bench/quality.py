@@ -54,7 +54,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from monitor.core.model import ModelSettings
-from monitor.core.prepare import PrepareSettings
+from monitor.core.prepare_settings import PrepareSettings
 from monitor.core.score import Scorer, Scores
 from monitor.core.train import TrainSettings, train
 from monitor.devtools import corpora, generate

@@ -34,7 +34,7 @@ from kafka import (
     KafkaConsumer,
     TopicPartition,
 )
-from throughput import produce_confluent
+from producers import produce_confluent
 
 from monitor.devtools import generate
 from monitor.devtools.kafka_broker import KafkaBroker

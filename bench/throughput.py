@@ -44,13 +44,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka import libversion as confluent_libversion
 from confluent_kafka import version as confluent_version
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka import __version__ as kafka_version
 from kafka.admin import NewTopic
 from kafka.record import util as kafka_record_util
+from producers import PRODUCERS
 from prometheus_client import CollectorRegistry
 
 from monitor.app import build
@@ -59,7 +60,7 @@ from monitor.core.train import train
 from monitor.devtools import generate
 from monitor.devtools.kafka_broker import KafkaBroker
 from monitor.hourly.timeline import HOUR_MS
-from monitor.ops.export import Metrics, error_buckets
+from monitor.ops.metrics import Metrics, error_buckets
 from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.kafka import keep_rebalances_requested
 from monitor.stream.loop import StreamLoop
@@ -122,37 +123,6 @@ def delete_topic(bootstrap: str, topic: str) -> None:
         admin.delete_topics([topic])
     finally:
         admin.close()
-
-
-def produce_confluent(bootstrap: str, topic: str, values: list[bytes], timestamps: list[int]) -> None:
-    """The default: some 20 times kafka-python's producer on one partition here (about 0.5 M against 25 k/s)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000,
-                         "batch.num.messages": 100_000, "queue.buffering.max.messages": 2_000_000,
-                         "queue.buffering.max.kbytes": 1_048_576, "compression.type": "none"})
-    send = producer.produce
-    for value, timestamp in zip(values, timestamps):
-        while True:
-            try:
-                send(topic, value, timestamp=timestamp)
-                break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                producer.poll(0.5)
-    if producer.flush(120) != 0:
-        raise RuntimeError("confluent-kafka producer could not deliver every record within 120 s")
-
-
-def produce_kafka_python(bootstrap: str, topic: str, values: list[bytes], timestamps: list[int]) -> None:
-    # Batches stay under the broker's default message.max.bytes (1 MiB).
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=1_000_000)
-    send = producer.send
-    for value, timestamp in zip(values, timestamps):
-        send(topic, value=value, timestamp_ms=timestamp)
-    producer.flush(timeout=300)
-    producer.close()
-
-
-PRODUCERS: dict[str, Callable[[str, str, list[bytes], list[int]], None]] = {
-    "confluent-kafka": produce_confluent, "kafka-python": produce_kafka_python}
 
 
 def topic_size(bootstrap: str, topic: str) -> int:

@@ -15,7 +15,7 @@ import sys
 import time
 
 from monitor.core.model import ModelSettings
-from monitor.core.prepare import PrepareSettings
+from monitor.core.prepare_settings import PrepareSettings
 from monitor.core.train import TrainSettings, train
 from monitor.devtools import generate
 

@@ -20,8 +20,8 @@ from monitor.charts import (
 )
 from monitor.core.evaluation import evaluate
 from monitor.errors import InputError
-from monitor.hourly.compare import CompareSettings
 from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.settings import CompareConfig
 
 HOUR_MS = 3_600_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -29,7 +29,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def reports(hours: int = 30, jump_from: int = 24) -> list[WindowReport]:
     """Hourly reports of made-up errors: learning, then normal hours, then a jump (critical)."""
-    hourly = HourlyJudge(HOUR_MS, 0, CompareSettings(min_history=12))
+    hourly = HourlyJudge(HOUR_MS, 0, CompareConfig(min_history=12))
     rng = np.random.default_rng(0)
     for hour in range(hours):
         errors = rng.lognormal(np.log(1e-3), 0.3, 200) * (20 if hour >= jump_from else 1)
@@ -57,7 +57,7 @@ def test_the_chart_is_a_png_of_the_requested_size(tmp_path: Path) -> None:
 
 
 def test_minute_windows_and_a_single_report_draw_too(tmp_path: Path) -> None:
-    hourly = HourlyJudge(60_000, 0, CompareSettings())
+    hourly = HourlyJudge(60_000, 0, CompareConfig())
     hourly.add(("t", 0), np.array([0.0, 1e-3]), np.ones(2), np.array([0, 59_999]), np.zeros(2, bool))
     path = hourly_chart(hourly.flush("v1"), tmp_path / "one.png", "one minute")
     assert png_size(path) == (1200, 520)

@@ -26,14 +26,13 @@ from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.errors import InputError
-from monitor.hourly.compare import CompareSettings
 from monitor.hourly.judge import HourlyJudge
 from monitor.hourly.timeline import HOUR_MS, iso_utc
-from monitor.settings import InputConfig, config_from_dict
+from monitor.settings import CompareConfig, InputConfig, config_from_dict
 
 WINDOW_MS = 60_000
 START_MS = 1_700_000_040_000  # a window boundary
-SETTINGS = CompareSettings(min_history=3, previous_windows=10)
+SETTINGS = CompareConfig(min_history=3, previous_windows=10)
 COLUMNS = ReplayColumns(sequence="sequence", time="timestamp", weight="weight")
 
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from monitor.core.prepare import Preparer
+from monitor.core.prepare_settings import PrepareSettings
 
 _BUCKET_BITS = 16
 _UNKNOWN = 2
@@ -79,10 +78,28 @@ class _Prefix:
         return (self.sums[rows, ends] - self.sums[rows, starts]) * inverse[starts]
 
 
+class FittedPreparer(Protocol):
+    """What the batch path reads of a fitted ``monitor.core.prepare.Preparer``: its settings and shape, the
+    look-up tables it built, and its string-by-string path for the strings left to it."""
+
+    settings: PrepareSettings
+    mode: str
+    length: int
+    _vocabulary_index: dict[str, int]
+    _lookups: list[tuple[dict[str | None, int], int]]
+
+    @property
+    def steps(self) -> int: ...
+    @property
+    def channels(self) -> tuple[str, ...]: ...
+    def _bag_one_by_one(self, sequences: Sequence[str]) -> np.ndarray: ...
+    def _indices_of(self, sequence: str) -> tuple[int, ...]: ...
+
+
 class BatchPreparer:
     """The feature indices of a ``Preparer`` for many strings at once (see the module docstring)."""
 
-    def __init__(self, preparer: Preparer) -> None:
+    def __init__(self, preparer: FittedPreparer) -> None:
         self.preparer = preparer
         settings = preparer.settings
         self.length = preparer.length

@@ -15,7 +15,8 @@ import numpy as np
 from monitor.core import model as model_lib
 from monitor.core.bundle import Bundle, thresholds_for
 from monitor.core.fusion import DEFAULT_SIGNALS, SIGNALS, fit_fusion
-from monitor.core.prepare import Preparer, PrepareSettings
+from monitor.core.prepare import Preparer
+from monitor.core.prepare_settings import PrepareSettings
 from monitor.core.score import Scorer
 from monitor.errors import ConfigError, InputError
 

@@ -24,7 +24,7 @@ from monitor.devtools.simulate import PEAK_HOUR, START_MS, applicable_corruption
 from monitor.hourly.judge import HourlyJudge, WindowReport
 from monitor.hourly.sample import DEFAULT_SIZE, text_hashes
 from monitor.hourly.timeline import DAY_MS, HOUR_MS
-from monitor.settings import CompareSettings
+from monitor.settings import CompareConfig
 
 WEEKEND_FORMAT = "uid"  # the legitimate weekend-only format of a weekly stream (foreign to a serial model)
 POOLS = ("normal", "shifted", "corrupt", "foreign", "weekend")
@@ -257,7 +257,7 @@ class JudgesFailed(RuntimeError):
         self.reports = reports
 
 
-def run_judges(stream: CalibrationStream, pools: Pools, settings: Sequence[CompareSettings],
+def run_judges(stream: CalibrationStream, pools: Pools, settings: Sequence[CompareConfig],
                sample_size: int = DEFAULT_SIZE, topic: str = "simulated") -> list[list[WindowReport]]:
     """Every hour of ``stream``, scored once (``pools``' model), fed to one ``HourlyJudge`` per ``settings`` as
     the record pipeline feeds its judge (weight 1, flagged above the model's threshold, with sequences, text

@@ -20,7 +20,7 @@ from monitor.core.train import train
 from monitor.devtools import generate
 from monitor.devtools.detection import Evaluation, evaluate
 from monitor.devtools.simulate import Simulation
-from monitor.hourly.compare import CompareSettings
+from monitor.settings import CompareConfig
 
 TEST_NORMAL_ROWS = 2_000
 ANOMALIES_PER_KIND = 5
@@ -112,7 +112,7 @@ def _demo_hourly(bundle: Bundle, seed: int, chart: Path, out: TextIO) -> None:
           f"hour {sim.drift_from_hour} on, {sim.drift_share:.0%} more are {sim.drift_kind.replace('_', ' ')}",
           file=out)
     started = time.perf_counter()
-    settings = CompareSettings()
+    settings = CompareConfig()
     result = evaluate(sim, Scorer(bundle), settings)
     print(f"   {sum(r.totals.count for r in result.reports)} records scored and judged in 1-hour windows in "
           f"{time.perf_counter() - started:.1f}s (the record pipeline, default compare settings: the first "

@@ -17,9 +17,9 @@ import numpy as np
 
 from monitor.core.score import Scorer
 from monitor.devtools.simulate import Simulation, run
-from monitor.hourly.compare import VERDICT_LEVEL
+from monitor.hourly.hour_figures import VERDICT_LEVEL
 from monitor.hourly.judge import WindowReport
-from monitor.settings import CompareSettings
+from monitor.settings import CompareConfig
 
 CRITICAL = VERDICT_LEVEL["critical"]
 WARNING = VERDICT_LEVEL["warning"]
@@ -109,7 +109,7 @@ class Evaluation:
     rolling: Detection
 
 
-def evaluate(sim: Simulation, scorer: Scorer, settings: CompareSettings = CompareSettings()) -> Evaluation:
+def evaluate(sim: Simulation, scorer: Scorer, settings: CompareConfig = CompareConfig()) -> Evaluation:
     """Runs ``sim`` through the monitor and judges its verdicts and the naive rules' on the same hours."""
     reports = run(sim, scorer, settings)
     return Evaluation(

@@ -21,7 +21,7 @@ from monitor.hourly.sample import DEFAULT_SIZE
 from monitor.hourly.shadow import ShadowReport
 from monitor.ops.lifecycle import Promoter, settings_of
 from monitor.records import Polled
-from monitor.settings import CompareSettings, InputConfig, PromotionConfig
+from monitor.settings import CompareConfig, InputConfig, PromotionConfig
 from monitor.stream.pipeline import RecordPipeline
 from monitor.stream.sources import MemorySink
 
@@ -52,7 +52,7 @@ class RetrainRun:
     """One stream run with retraining: every window's report, oldest first, and every retrain."""
 
     sim: Simulation
-    settings: CompareSettings
+    settings: CompareConfig
     reports: list[WindowReport]
     retrainings: list[Retraining]
 
@@ -80,7 +80,7 @@ class RetrainRun:
         return {r.hour: r.candidate for r in self.retrainings if r.candidate is not None}
 
 
-def run_with_retraining(sim: Simulation, scorer: Scorer, settings: CompareSettings = CompareSettings(),
+def run_with_retraining(sim: Simulation, scorer: Scorer, settings: CompareConfig = CompareConfig(),
                         every_hours: int = 24, *, train_settings: TrainSettings | None = None,
                         max_records: int = 20_000, min_records: int = 10_000,
                         promotion: PromotionConfig = PromotionConfig(), sample_size: int = DEFAULT_SIZE,

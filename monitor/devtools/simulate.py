@@ -26,7 +26,8 @@ from monitor.devtools.produce import StreamPlan, planned_stream
 from monitor.hourly.judge import HourlyJudge, WindowReport
 from monitor.hourly.timeline import HOUR_MS
 from monitor.records import RawMessage
-from monitor.settings import CompareSettings, InputConfig
+from monitor.settings import CompareConfig as CompareSettings
+from monitor.settings import InputConfig
 from monitor.stream.pipeline import RecordPipeline, drain
 from monitor.stream.sources import MemorySink, MemorySource
 

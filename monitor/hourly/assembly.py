@@ -10,7 +10,7 @@ to: the judge checks that nothing was written to it since before judging an hour
 partition order, so the float sums come out the same however the partitions were divided among instances,
 and the hour is judged once.
 
->>> from monitor.hourly.window import WindowAccumulator
+>>> from monitor.hourly.accumulator import WindowAccumulator
 >>> one = WindowAccumulator(count=2, weight_sum=2.0, weighted_error_sum=1.0)
 >>> a = HourAssembler("t", 3_600_000)
 >>> a.offer(0, 3_600_000, {0: one})
@@ -28,7 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from monitor.hourly.window import ClosedWindow, WindowAccumulator, merged
+from monitor.hourly.accumulator import WindowAccumulator, merged
+from monitor.hourly.window import ClosedWindow
 
 
 class HourAssembler:

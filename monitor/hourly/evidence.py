@@ -19,7 +19,7 @@ Counts are tested with the beta-binomial distribution: the baseline's rate (pool
 rate counting as one more baseline window unless the baseline's own count rules it out), its estimation error,
 and the hour-to-hour spread beyond chance (the baseline's, and at least the one consecutive hours of the
 stream show, which a baseline of one or two weekly windows cannot measure), so 30 and 20,000 records an hour
-are judged alike. Each test looks at the last 1 to ``CompareSettings.evidence_hours`` consecutive hours
+are judged alike. Each test looks at the last 1 to ``CompareConfig.evidence_hours`` consecutive hours
 ending at this one, each hour against its own baseline with the span's hours taken out of it (a persistent
 small drift adds up; the current hour must add to the evidence, so a clean hour is not carried by the
 incident before it). The p-values are multiplied by the number of spans and signals (Bonferroni), so the

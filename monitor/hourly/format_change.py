@@ -18,7 +18,7 @@ import numpy as np
 from monitor.hourly.compare import Comparison, js_distance
 from monitor.hourly.format_counts import FormatCounts
 from monitor.hourly.reasons import Reason, firing
-from monitor.settings import FormatSettings
+from monitor.settings import FormatConfig
 
 MIN_EXPECTED = 10  # a format has vanished only from a window big enough to expect this many of it
 LISTED = 5  # formats listed per kind of change
@@ -62,7 +62,7 @@ class FormatChange:
 
     @property
     def changed(self) -> bool:
-        """Whether the change is one the verdict takes up (``FormatSettings``)."""
+        """Whether the change is one the verdict takes up (``FormatConfig``)."""
         return bool(self.new or self.vanished or self.moved_beyond)
 
     @property
@@ -115,7 +115,7 @@ class FormatChange:
 
 
 def compare_formats(current: FormatCounts, baseline: Sequence[FormatCounts], training: Mapping[str, float],
-                    settings: FormatSettings = FormatSettings(), moved_p: float = 1.0) -> FormatChange:
+                    settings: FormatConfig = FormatConfig(), moved_p: float = 1.0) -> FormatChange:
     """``current`` against the pooled ``baseline`` windows, or against ``training`` (format -> share of the
     training data) while the baseline is empty. Shares count as moved when their distance reaches
     ``settings.moved_distance`` and a G-test of the window's counts against the baseline's shares gives at

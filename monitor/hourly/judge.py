@@ -15,24 +15,20 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from monitor.errors import StateError
-from monitor.hourly.compare import (
-    ABNORMAL,
-    Comparison,
-    ErrorModel,
-    History,
-    HourFigures,
-    alarm_rates,
-)
+from monitor.hourly.accumulator import WindowAccumulator
+from monitor.hourly.compare import Comparison, alarm_rates
 from monitor.hourly.evidence import SIGNALS, Levels
 from monitor.hourly.format_change import FormatChange, compare_formats, escalate
 from monitor.hourly.format_counts import FormatCounts
+from monitor.hourly.history import ErrorModel, History
+from monitor.hourly.hour_figures import ABNORMAL, HourFigures
 from monitor.hourly.reasons import Reason, summary
 from monitor.hourly.sample import DEFAULT_SIZE, WindowSample
 from monitor.hourly.timeline import iso_utc
 from monitor.hourly.top_records import TopRecord
-from monitor.hourly.window import ClosedWindow, Progress, WindowAccumulator, Windows, restoring
+from monitor.hourly.window import ClosedWindow, Progress, Windows, restoring
 from monitor.records import Position
-from monitor.settings import CompareSettings, FormatSettings
+from monitor.settings import CompareConfig, FormatConfig
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +131,8 @@ REPORT_FIELDS = ("topic", "start_ms", "end_ms", *(f.name for f in fields(WindowT
 class HourlyJudge:
     """Windows and history for each topic; ``add`` scores' batches, ``close_due`` yields reports."""
 
-    def __init__(self, length_ms: int, allowed_lateness_ms: int, settings: CompareSettings,
-                 sample_size: int = DEFAULT_SIZE, formats: FormatSettings = FormatSettings()) -> None:
+    def __init__(self, length_ms: int, allowed_lateness_ms: int, settings: CompareConfig,
+                 sample_size: int = DEFAULT_SIZE, formats: FormatConfig = FormatConfig()) -> None:
         self.length_ms = length_ms
         self.allowed_lateness_ms = allowed_lateness_ms
         self.settings = settings

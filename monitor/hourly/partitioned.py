@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 
 from monitor.errors import IncompatibleState, StateError
+from monitor.hourly.accumulator import WindowAccumulator, merged
 from monitor.hourly.assembly import HourAssembler
-from monitor.hourly.compare import History
 from monitor.hourly.format_counts import FormatCounts
+from monitor.hourly.history import History
 from monitor.hourly.judge import HourlyJudge, ModelFor, WindowReport
 from monitor.hourly.sample import WindowSample
-from monitor.hourly.window import Progress, WindowAccumulator, Windows, merged, restoring
+from monitor.hourly.window import Progress, Windows, restoring
 from monitor.records import Position
 
 StillAt = Callable[[Mapping[Position, int]], Collection[Position] | None]

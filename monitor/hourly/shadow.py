@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from monitor.hourly.compare import ABNORMAL, ErrorModel, History, HourFigures, compare
+from monitor.hourly.compare import compare
+from monitor.hourly.history import ErrorModel, History
+from monitor.hourly.hour_figures import ABNORMAL, HourFigures
 from monitor.hourly.timeline import iso_utc
-from monitor.settings import CompareSettings, PromotionConfig
+from monitor.settings import CompareConfig, PromotionConfig
 
 COMPARABLE = frozenset({"learning", "normal", *ABNORMAL})  # windows with enough records for a figure
 
@@ -125,7 +127,7 @@ class ShadowReport:
 
 
 def shadow(histories: Mapping[str, History], current: ErrorModel, candidate: ErrorModel, expected_flag_rate: float,
-           settings: CompareSettings, promotion: PromotionConfig) -> ShadowReport:
+           settings: CompareConfig, promotion: PromotionConfig) -> ShadowReport:
     """Judge the recent windows of ``histories`` under ``current`` and ``candidate`` from their samples."""
     chosen = [(topic, h, history.samples[h.start_ms]) for topic, history in sorted(histories.items())
               for h in history.entries[-promotion.windows:]
@@ -161,7 +163,7 @@ def _estimates(chosen: Sequence[tuple[str, HourFigures, Any]], kept: Sequence[li
 
 
 def _leave_one_out(chosen: Sequence[tuple[str, HourFigures, Any]], estimates: Sequence[HourFigures],
-                   settings: CompareSettings) -> list[tuple[str, float]]:
+                   settings: CompareConfig) -> list[tuple[str, float]]:
     """Each window's verdict against the other windows of its topic (as judged live: normal or accepted)."""
     results = []
     for i, (topic, _, _) in enumerate(chosen):

@@ -28,7 +28,7 @@ from monitor.core.score import Scorer
 from monitor.core.train import TrainSettings, train
 from monitor.errors import BundleIncomplete, MonitorError
 from monitor.hourly.shadow import ShadowReport, shadow
-from monitor.settings import CompareSettings, PromotionConfig
+from monitor.settings import CompareConfig, PromotionConfig
 from monitor.stream.pipeline import RecordPipeline
 from monitor.stream.state import private_folder
 
@@ -132,7 +132,7 @@ class Promoter:
     reloads them from there). A short report of each decision is written to ``reports``. Without a ``store``
     or ``reports`` (the simulation, which keeps no files), nothing is copied or written."""
 
-    def __init__(self, service: DecisionTaker, compare: CompareSettings, promotion: PromotionConfig,
+    def __init__(self, service: DecisionTaker, compare: CompareConfig, promotion: PromotionConfig,
                  store: ModelStore | None, reports: Path | None) -> None:
         self.service = service
         self.compare = compare

@@ -17,9 +17,9 @@ from monitor.settings.environment import ENV_PREFIX
 from monitor.settings.loading import config_from_dict, load_config
 from monitor.settings.sections import (
                                        BatchConfig,
-                                       CompareSettings,
+                                       CompareConfig,
                                        DeadLetterConfig,
-                                       FormatSettings,
+                                       FormatConfig,
                                        InputConfig,
                                        KafkaConfig,
                                        LoggingConfig,
@@ -35,6 +35,6 @@ from monitor.settings.sections import (
                                        WindowConfig,
 )
 
-__all__ = ["ENV_PREFIX", "BatchConfig", "CompareSettings", "DeadLetterConfig", "FormatSettings", "InputConfig", "KafkaConfig",
+__all__ = ["ENV_PREFIX", "BatchConfig", "CompareConfig", "DeadLetterConfig", "FormatConfig", "InputConfig", "KafkaConfig",
            "LoggingConfig", "MetricsConfig", "ModelConfig", "MonitorConfig", "OutputConfig", "PromotionConfig",
            "ReloadConfig", "RetrainConfig", "ShutdownConfig", "StateConfig", "WindowConfig", "config_from_dict", "load_config"]

@@ -174,7 +174,7 @@ class WindowConfig(Section, key="window"):
 
 
 @dataclass(frozen=True)
-class CompareSettings(Section, key="compare"):
+class CompareConfig(Section, key="compare"):
     """How a closed window is judged against its baseline (``monitor.hourly.compare``).
 
     The verdict, in this order:
@@ -211,7 +211,7 @@ class CompareSettings(Section, key="compare"):
     model ends it); ``same_model_only`` compares only windows scored by the same model version, since errors
     of different models are on different scales (after a model change the verdict is learning again).
 
-    >>> CompareSettings(warning_z=7.0)
+    >>> CompareConfig(warning_z=7.0)
     Traceback (most recent call last):
     ...
     monitor.settings.checks.SectionError: compare.warning_z: 7.0 must not exceed compare.critical_z (6.0)
@@ -248,7 +248,7 @@ class CompareSettings(Section, key="compare"):
 
 
 @dataclass(frozen=True)
-class FormatSettings(Section, key="formats"):
+class FormatConfig(Section, key="formats"):
     """What each window counts of its sequences' formats (``monitor.core.signature``) and when a change of
     formats joins the verdict (``monitor.hourly.format_change``).
 
@@ -381,8 +381,8 @@ class MonitorConfig(Section):
     logging: LoggingConfig = section(LoggingConfig)
     shutdown: ShutdownConfig = section(ShutdownConfig)
     window: WindowConfig = section(WindowConfig)
-    compare: CompareSettings = section(CompareSettings)
-    formats: FormatSettings = section(FormatSettings)
+    compare: CompareConfig = section(CompareConfig)
+    formats: FormatConfig = section(FormatConfig)
     promotion: PromotionConfig = section(PromotionConfig)
     state: StateConfig = section(StateConfig)
     reports: ReportsConfig = section(ReportsConfig)

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from monitor.hourly.accumulator import WindowAccumulator
 from monitor.hourly.judge import WindowReport
 from monitor.hourly.timeline import iso_utc
-from monitor.hourly.window import WindowAccumulator
 from monitor.records import Position
 from monitor.stream.batch import BatchResult
 

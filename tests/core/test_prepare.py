@@ -9,10 +9,10 @@ from monitor.core.prepare import (
     MEMO_PROBE_EVERY,
     MEMO_WINDOW,
     Preparer,
-    PrepareSettings,
     _RowMemo,
     shape_of,
 )
+from monitor.core.prepare_settings import PrepareSettings
 from monitor.errors import ConfigError, InputError
 
 RESIDUES = ["PHE-SER-CYS", "GLN-ARG-SER", "ALA-GLY-LEU", "SER-PHE-GLY"] * 50

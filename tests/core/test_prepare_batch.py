@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.core.prepare import Preparer, PrepareSettings
+from monitor.core.prepare import Preparer
 from monitor.core.prepare_batch import WIDE
+from monitor.core.prepare_settings import PrepareSettings
 from monitor.devtools import generate
 
 CORPUS = {fmt: generate.sample(fmt, 3000, seed=2) for fmt in ("serial", "uid", "residues", "plate")}

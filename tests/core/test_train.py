@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from monitor.core.model import ModelSettings
-from monitor.core.prepare import PrepareSettings
+from monitor.core.prepare_settings import PrepareSettings
 from monitor.core.score import Scorer
 from monitor.core.train import TrainSettings, best_epoch, fingerprint, stopped_at_epoch_limit, train
 from monitor.devtools import generate

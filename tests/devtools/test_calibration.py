@@ -18,7 +18,7 @@ from monitor.devtools.calibration import (
     general_shift,
     run_judges,
 )
-from monitor.hourly.compare import CompareSettings
+from monitor.settings import CompareConfig
 
 MINUTE_MS = 60_000
 
@@ -80,8 +80,8 @@ def test_a_calibration_stream_has_its_strays_background_weekends_and_drift(pools
 def test_judges_fed_the_same_records_judge_the_same_windows(pools: Pools) -> None:
     stream = CalibrationStream(hours=40, records_per_hour=300, hour_ms=MINUTE_MS, drift_from_hour=30,
                                drift_share=0.2, seed=1)
-    calibrated, mean_z = run_judges(stream, pools, [CompareSettings(min_history=8),
-                                                    CompareSettings(min_history=8, method="mean_z")])
+    calibrated, mean_z = run_judges(stream, pools, [CompareConfig(min_history=8),
+                                                    CompareConfig(min_history=8, method="mean_z")])
     assert [stream.hour_of(r.start_ms) for r in calibrated] == list(range(40))
     assert [r.totals for r in calibrated] == [r.totals for r in mean_z]
     assert [r.totals.count for r in calibrated] == calibration_counts(stream).tolist()
@@ -99,7 +99,7 @@ def test_a_judge_that_raises_leaves_the_others_to_finish(pools: Pools, monkeypat
     stream = CalibrationStream(hours=20, records_per_hour=200, hour_ms=MINUTE_MS, drift_from_hour=12,
                                drift_share=0.2, seed=2)
     with pytest.raises(JudgesFailed) as failed:
-        run_judges(stream, pools, [CompareSettings(min_history=8), CompareSettings(min_history=8, method="mean_z")])
+        run_judges(stream, pools, [CompareConfig(min_history=8), CompareConfig(min_history=8, method="mean_z")])
     hour, error = failed.value.failures[0]
     assert list(failed.value.failures) == [0] and isinstance(error, OverflowError) and hour >= 8
     calibrated, mean_z = failed.value.reports

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from monitor.devtools import corpora, generate
+from monitor.devtools import corpora, corpus_mixed, generate
 
 
 @pytest.mark.parametrize("corpus", list(corpora.CORPORA))
@@ -99,7 +99,7 @@ def test_unseen_shapes_are_unseen_and_rare_families_are_over_represented() -> No
     shapes = corpora.known_signatures("mixed")
     assert not any(corpora.signature(s) in shapes
                    for s in corpora.anomalies("mixed", "rare_valid_vs_unseen", 200, set(), seed=0))
-    rare = {f.name for f in corpora.MIXED_FAMILIES if f.weight < corpora.RARE_WEIGHT}
+    rare = {f.name for f in corpus_mixed.MIXED_FAMILIES if f.weight < corpora.RARE_WEIGHT}
     test = corpora.normal_test("mixed", "rare_valid_vs_unseen", 2000, seed=0)
     share = sum(corpora.family_of("mixed", s) in rare for s in test) / len(test)
     assert 0.45 < share < 0.56

@@ -16,14 +16,14 @@ from monitor.core.score import Scorer
 from monitor.core.train import TrainSettings
 from monitor.devtools.retraining import Retraining, RetrainRun, run_with_retraining
 from monitor.devtools.simulate import Simulation
-from monitor.hourly.compare import CompareSettings
+from monitor.settings import CompareConfig
 
 MINUTE_MS = 60_000
 MIN_HISTORY = 8
 RETRAIN_HOUR = 30
 DRIFT_HOUR = 34
 SIM = Simulation(hours=60, records_per_hour=300, drift_from_hour=DRIFT_HOUR, hour_ms=MINUTE_MS, seed=3)
-SETTINGS = CompareSettings(min_history=MIN_HISTORY)
+SETTINGS = CompareConfig(min_history=MIN_HISTORY)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_without_samples_the_same_candidate_leaves_the_hours_after_the_change_le
 
 def test_an_hour_without_a_candidate_is_skipped_and_the_model_stays(scorer: Scorer) -> None:
     sim = Simulation(hours=13, records_per_hour=100, drift_from_hour=None, hour_ms=MINUTE_MS, seed=5)
-    settings = CompareSettings(min_history=4)
+    settings = CompareConfig(min_history=4)
     run = run_with_retraining(sim, scorer, settings, every_hours=6, min_records=10**9)
     assert run.retrainings == [Retraining(6, run.retrainings[0].corpus, None, "skipped"),
                                Retraining(12, run.retrainings[1].corpus, None, "skipped")]

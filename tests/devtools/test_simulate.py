@@ -14,7 +14,7 @@ from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.devtools.detection import Detection, evaluate
 from monitor.devtools.simulate import Simulation, hourly_batches, hourly_counts
-from monitor.hourly.compare import CompareSettings
+from monitor.settings import CompareConfig
 
 MINUTE_MS = 60_000
 
@@ -50,7 +50,7 @@ def test_each_hour_has_its_steady_broken_share_and_the_drift_adds_to_it() -> Non
 
 def test_a_drift_goes_critical_in_its_first_hour_and_no_hour_before_it(scorer: Scorer) -> None:
     sim = Simulation(hours=40, records_per_hour=400, drift_from_hour=30, seed=1)
-    result = evaluate(sim, scorer, CompareSettings(min_history=8))
+    result = evaluate(sim, scorer, CompareConfig(min_history=8))
     assert [sim.hour_of(r.start_ms) for r in result.reports] == list(range(40))
     assert [r.verdict for r in result.reports[:8]] == ["learning"] * 8
     assert result.monitor == Detection(drift_hour=30, first_alarm_hour=30, false_critical=0,
@@ -62,7 +62,7 @@ def test_a_drift_goes_critical_in_its_first_hour_and_no_hour_before_it(scorer: S
 @pytest.mark.parametrize("seed", [0, 1])
 def test_detection_benchmark_with_minute_windows_meets_the_target(scorer: Scorer, seed: int) -> None:
     sim = Simulation(hours=96, records_per_hour=500, drift_from_hour=72, hour_ms=MINUTE_MS, seed=seed)
-    result = evaluate(sim, scorer, CompareSettings())
+    result = evaluate(sim, scorer, CompareConfig())
     assert result.monitor.delay_hours is not None and result.monitor.delay_hours < 2
     assert result.monitor.false_critical == 0
     assert result.monitor.drift_hours_critical == 24  # abnormal windows stay out of the baseline

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from monitor.hourly.compare import History, HourFigures
 from monitor.hourly.evidence import Levels, slot_of
+from monitor.hourly.history import History
+from monitor.hourly.hour_figures import HourFigures
 from monitor.hourly.timeline import HOUR_MS
-from monitor.settings import CompareSettings
+from monitor.settings import CompareConfig
 
 OUTLIER = "ORD-2024-11-05-0042"
 # A model whose training never had a record far above normal: its errors all 1e-5, its threshold 1e-3.
@@ -25,7 +26,7 @@ def tiny_hour(h: int, far: int) -> HourFigures:
 
 def quiet_history(hours: int = 29) -> History:
     """``hours`` quiet tiny hours, judged: hour ``hours`` with one far record departs by it alone."""
-    history = History(CompareSettings(min_history=24))
+    history = History(CompareConfig(min_history=24))
     for h in range(hours):
         history.judge(tiny_hour(h, 0), levels=QUIET_LEVELS)
     return history

@@ -11,24 +11,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.errors import ConfigError
-from monitor.hourly.compare import (
-    VERDICT_LEVEL,
-    CompareSettings,
-    History,
-    HourFigures,
-    PreviousWindows,
-    SameHourOfDay,
-    compare,
-    js_distance,
-    select_baseline,
-)
+from monitor.hourly.baseline import PreviousWindows, SameHourOfDay, select_baseline
+from monitor.hourly.compare import compare, js_distance
+from monitor.hourly.history import History
+from monitor.hourly.hour_figures import VERDICT_LEVEL, HourFigures
 from monitor.hourly.timeline import DAY_MS, HOUR_MS
 from monitor.hourly.window import Windows
+from monitor.settings import CompareConfig
 
 NORMAL_MEANS = (0.010, 0.011, 0.012, 0.0105, 0.0115)
 # These tests give windows figures alone (no real error histogram): they test the mean_z rule, which reads
 # only the figures. The calibrated judgement is tested in test_evidence.py and test_verdicts.py.
-MEAN_Z = CompareSettings(method="mean_z")
+MEAN_Z = CompareConfig(method="mean_z")
 
 
 def hour(index: int, mean: float | None = None, share: float = 0.01, count: int = 100,
@@ -42,7 +36,7 @@ def normal_history(hours: int = 48) -> list[HourFigures]:
 
 
 def test_verdict_is_learning_until_min_history_windows_exist() -> None:
-    history = History(CompareSettings(min_history=24))
+    history = History(CompareConfig(min_history=24))
     verdicts = [history.judge(hour(i)).verdict for i in range(26)]
     assert verdicts[:24] == ["learning"] * 24 and verdicts[24:] == ["normal", "normal"]
 
@@ -81,7 +75,7 @@ def test_share_ratio_uses_a_floor_when_the_baseline_has_no_flagged_records() -> 
 
 
 def test_window_with_too_few_records_is_insufficient_data_never_critical() -> None:
-    settings = CompareSettings(min_count=50)
+    settings = CompareConfig(min_count=50)
     assert compare(hour(48, 10.0, share=1.0, count=3), normal_history(), settings).verdict == "insufficient_data"
 
 
@@ -105,7 +99,7 @@ def test_all_zero_history_gives_finite_z() -> None:
 
 def test_percentile_counts_ties_half() -> None:
     history = [hour(i, mean) for i, mean in enumerate([1.0, 2.0, 2.0, 3.0])]
-    result = compare(hour(4, 2.0), history, CompareSettings(min_history=1))
+    result = compare(hour(4, 2.0), history, CompareConfig(min_history=1))
     assert result.percentile == pytest.approx(50.0)
 
 
@@ -119,7 +113,7 @@ def test_long_incident_stays_critical_when_abnormal_windows_are_excluded() -> No
 
 
 def test_long_incident_becomes_the_baseline_when_abnormal_windows_are_included() -> None:
-    history = History(CompareSettings(exclude_abnormal=False, method="mean_z"))
+    history = History(CompareConfig(exclude_abnormal=False, method="mean_z"))
     for i in range(48):
         history.judge(hour(i))
     verdicts = [history.judge(hour(i, 0.05)).verdict for i in range(48, 48 + 200)]
@@ -141,7 +135,7 @@ def test_same_hour_of_day_picks_only_whole_days_within_range() -> None:
 
 
 def test_same_hour_baseline_compares_with_the_same_time_of_day() -> None:
-    settings = CompareSettings(baseline="same_hour", min_history=5, method="mean_z")
+    settings = CompareConfig(baseline="same_hour", min_history=5, method="mean_z")
     # Busy afternoons have higher errors than nights; 15:00 is judged against earlier 15:00s only.
     history = [hour(i, 0.05 if (i % 24) == 15 else 0.01) for i in range(24 * 8)]
     assert compare(hour(24 * 8 + 15, 0.05), history, settings).verdict == "normal"
@@ -150,9 +144,9 @@ def test_same_hour_baseline_compares_with_the_same_time_of_day() -> None:
 
 def test_baseline_leaves_out_unusable_windows_and_other_models() -> None:
     history = [hour(0, verdict="critical"), hour(1, count=0, mean=float("nan")), hour(2, model="v1"), hour(3)]
-    chosen = select_baseline(hour(4), history, CompareSettings(min_history=1))
+    chosen = select_baseline(hour(4), history, CompareConfig(min_history=1))
     assert [h.start_ms // HOUR_MS for h in chosen] == [3]
-    everything = CompareSettings(min_history=1, exclude_abnormal=False, same_model_only=False)
+    everything = CompareConfig(min_history=1, exclude_abnormal=False, same_model_only=False)
     assert [h.start_ms // HOUR_MS for h in select_baseline(hour(4), history, everything)] == [0, 2, 3]
 
 
@@ -194,7 +188,7 @@ def test_history_round_trips_through_json() -> None:
 
 
 def test_history_stays_bounded_and_keeps_the_last_normal_windows_through_an_incident() -> None:
-    history = History(CompareSettings(previous_windows=30, same_hour_days=1, min_history=10, method="mean_z"))
+    history = History(CompareConfig(previous_windows=30, same_hour_days=1, min_history=10, method="mean_z"))
     assert history.capacity == 31
     for i in range(100):
         history.judge(hour(i))
@@ -206,7 +200,7 @@ def test_history_stays_bounded_and_keeps_the_last_normal_windows_through_an_inci
 
 
 def test_judging_a_window_again_replaces_its_earlier_figures() -> None:
-    history = History(CompareSettings(min_history=1))
+    history = History(CompareConfig(min_history=1))
     history.judge(hour(0))
     history.judge(hour(1))
     history.judge(hour(1, 0.5))
@@ -216,7 +210,7 @@ def test_judging_a_window_again_replaces_its_earlier_figures() -> None:
 
 def test_closed_windows_feed_the_history_end_to_end() -> None:
     rng = np.random.default_rng(3)
-    windows, history = Windows(HOUR_MS, 0), History(CompareSettings(min_history=24))
+    windows, history = Windows(HOUR_MS, 0), History(CompareConfig(min_history=24))
     verdicts = []
     for h in range(30):
         errors = rng.lognormal(np.log(1e-3 if h < 29 else 5e-3), 0.5, size=500)
@@ -243,7 +237,7 @@ def test_closed_windows_feed_the_history_end_to_end() -> None:
 ])
 def test_settings_reject_bad_values_naming_the_field(changes: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=field):
-        CompareSettings(**changes)  # type: ignore[arg-type]
+        CompareConfig(**changes)  # type: ignore[arg-type]
 
 
 def test_hour_figures_refuse_an_unknown_verdict() -> None:

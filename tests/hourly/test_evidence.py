@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.hourly.compare import HOUR_MS, WEEK_MS, HourFigures, compare
+from monitor.hourly.baseline import WEEK_MS
+from monitor.hourly.compare import compare
 from monitor.hourly.evidence import (
     HourCounts,
     Levels,
@@ -15,7 +16,9 @@ from monitor.hourly.evidence import (
     hour_to_hour_spread,
     slot_of,
 )
-from monitor.settings import CompareSettings
+from monitor.hourly.hour_figures import HourFigures
+from monitor.hourly.timeline import HOUR_MS
+from monitor.settings import CompareConfig
 
 NORMAL, FAR = 1e-5, 1.0
 # A model whose training errors sit at 1e-5, one in a thousand at 1e-3: 1.0 is far above normal.
@@ -32,7 +35,7 @@ def hour(index: int, records: int, far: int = 0, start_ms: int = 0) -> HourFigur
                        far / records, tuple(histogram), top=top)
 
 
-def judged(hours: list[HourFigures], settings: CompareSettings) -> list[str]:
+def judged(hours: list[HourFigures], settings: CompareConfig) -> list[str]:
     """Each hour judged against the ones before it, as ``History`` does (verdicts kept for baselines)."""
     history: list[HourFigures] = []
     verdicts = []
@@ -47,7 +50,7 @@ def test_a_young_history_judges_the_current_hour_against_every_hour_before_it() 
     """Two learning hours and two judged ones, all within the six hours a span may reach: the fifth hour,
     half of it far above normal, is critical (no span may empty the current hour's baseline)."""
     hours = [hour(h, 6_000, far=3_000 if h == 4 else 3) for h in range(6)]
-    verdicts = judged(hours, CompareSettings(min_history=2))
+    verdicts = judged(hours, CompareConfig(min_history=2))
     assert verdicts == ["learning", "learning", "normal", "normal", "critical", "normal"]
 
 
@@ -55,7 +58,7 @@ def test_a_clean_hour_after_an_incident_is_not_carried_by_it() -> None:
     """The hour after a critical one leans a little above its rate (6 far records, ~3 expected): spans
     reaching back into the incident are strong only because of the incident, so they do not count."""
     hours = [hour(h, 2_000, far=3) for h in range(30)] + [hour(30, 2_000, far=600), hour(31, 2_000, far=6)]
-    verdicts = judged(hours, CompareSettings(min_history=24))
+    verdicts = judged(hours, CompareConfig(min_history=24))
     assert verdicts[30] == "critical" and verdicts[31] == "normal"
 
 
@@ -65,7 +68,7 @@ def test_a_persistent_small_rise_adds_up_over_consecutive_hours() -> None:
     comparisons = []
     history: list[HourFigures] = []
     for figures in hours:
-        comparisons.append(compare(figures, history, CompareSettings(), HOUR_MS, LEVELS))
+        comparisons.append(compare(figures, history, CompareConfig(), HOUR_MS, LEVELS))
         history.append(HourFigures(**{**figures.__dict__, "verdict": comparisons[-1].verdict}))
     assert "critical" not in [c.verdict for c in comparisons[:48]]
     first = next(i for i, c in enumerate(comparisons) if c.verdict == "critical")
@@ -75,7 +78,7 @@ def test_a_persistent_small_rise_adds_up_over_consecutive_hours() -> None:
 def test_a_weekly_baseline_of_one_window_trusts_what_that_window_held_over_the_training_rate() -> None:
     """A weekend-only format far above normal at 5 %: its second weekend is compared with the first, whose
     own count rules the training rate out, so the same share again is normal."""
-    weekly = CompareSettings(baseline="same_hour_of_week", min_history=1)
+    weekly = CompareConfig(baseline="same_hour_of_week", min_history=1)
     first = hour(0, 1_000, far=50, start_ms=WEEK_MS)
     second = hour(1, 1_000, far=55, start_ms=2 * WEEK_MS)
     history = [HourFigures(**{**first.__dict__, "verdict": "critical"})]

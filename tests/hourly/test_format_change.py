@@ -15,7 +15,7 @@ from monitor.hourly.format_change import (
     escalate,
 )
 from monitor.hourly.format_counts import FormatCounts
-from monitor.settings import FormatSettings
+from monitor.settings import FormatConfig
 
 
 def counts(mix: dict[str, int], tag: str = "") -> FormatCounts:
@@ -52,7 +52,7 @@ def test_a_new_format_is_named_with_its_share_and_examples() -> None:
 
 
 def test_a_few_stray_records_or_a_small_share_are_no_new_format() -> None:
-    settings = FormatSettings()
+    settings = FormatConfig()
     few = compare_formats(counts({"AA999A": 100, "A-9": settings.new_min_records - 1}), BASELINE, TRAINING)
     small = compare_formats(counts({"AA999A": 6_000, "AA999": 3_000, "AA99": 1_000, "A-9": 50}), BASELINE, TRAINING)
     assert not few.new and not small.new
@@ -68,7 +68,7 @@ def test_a_vanished_format_is_named_when_the_window_should_have_held_it() -> Non
 
 def test_moved_shares_beyond_the_distance_join_the_verdict() -> None:
     change = compare_formats(counts({"AA999A": 50, "AA999": 150, "AA99": 800}), BASELINE, TRAINING)
-    assert change.moved_beyond and change.distance > FormatSettings().moved_distance
+    assert change.moved_beyond and change.distance > FormatConfig().moved_distance
     assert change.moved[0].format == "AA99" and change.moved[0].share == 0.8
     assert "format shares moved" in change.summary()
 
@@ -117,5 +117,5 @@ def test_shares_of_sparse_windows_move_by_chance_without_counting_as_moved() -> 
     window = counts({"AA999A": 20, "AA999": 9, "AA99": 1, "AA9999": 4, "AA9999A": 8, "A-9": 1, "B-9": 3, "C-9": 3,
                      "D-9": 1})
     loose = compare_formats(window, baseline, TRAINING)
-    assert loose.distance >= FormatSettings().moved_distance and loose.moved_beyond
+    assert loose.distance >= FormatConfig().moved_distance and loose.moved_beyond
     assert not compare_formats(window, baseline, TRAINING, moved_p=4e-3).moved_beyond

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 
 from monitor.errors import StateError
-from monitor.hourly.compare import CompareSettings
 from monitor.hourly.judge import HourlyJudge, WindowReport
-from monitor.settings import config_from_dict
+from monitor.settings import CompareConfig, config_from_dict
 
 MINUTE_MS = 60_000
 A0, A1, B0 = ("a", 0), ("a", 1), ("b", 0)
-SETTINGS = CompareSettings(min_history=5, previous_windows=20)
+SETTINGS = CompareConfig(min_history=5, previous_windows=20)
 NORMAL_ERRORS = np.array([0.010, 0.011, 0.009, 0.012, 0.008, 0.010, 0.0105, 0.0095])
 
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -36,7 +35,7 @@ def window_batch(index: int, scale: float = 1.0) -> Batch:
     return batch(errors, times)
 
 
-def pipeline(lateness_ms: int = 0, settings: CompareSettings = SETTINGS) -> HourlyJudge:
+def pipeline(lateness_ms: int = 0, settings: CompareConfig = SETTINGS) -> HourlyJudge:
     return HourlyJudge(MINUTE_MS, lateness_ms, settings)
 
 
@@ -253,9 +252,9 @@ def test_a_new_pipeline_snapshots_to_empty_state() -> None:
 
 def test_the_compare_section_is_the_compare_settings() -> None:
     config = config_from_dict({"compare": {"min_history": 3, "baseline": "same_hour"}}, environ={})
-    assert config.compare == CompareSettings(min_history=3, baseline="same_hour")
-    assert isinstance(config.compare, CompareSettings)
-    assert config_from_dict({}, environ={}).compare == CompareSettings()
+    assert config.compare == CompareConfig(min_history=3, baseline="same_hour")
+    assert isinstance(config.compare, CompareConfig)
+    assert config_from_dict({}, environ={}).compare == CompareConfig()
 
 
 @pytest.mark.parametrize(("part", "change", "fault"), [

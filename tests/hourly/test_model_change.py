@@ -14,7 +14,7 @@ import numpy as np
 
 from monitor.hourly.judge import HourlyJudge, WindowReport
 from monitor.hourly.timeline import HOUR_MS
-from monitor.settings import CompareSettings
+from monitor.settings import CompareConfig
 
 START_MS = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS
 DRIFT = "DRIFT"
@@ -64,7 +64,7 @@ def test_model_changes_cause_no_learning_gap_and_an_incident_after_them_is_criti
     # The reproduction: 80 hourly windows of 2,000 records, versions change at hours 30 and 54, and from
     # hour 60 15 % of the records drift to ~50 times the error. Default compare settings.
     versions = {0: ScaledModel("v1", 1.0), 30: ScaledModel("v2", 3.0), 54: ScaledModel("v3", 0.4)}
-    reports = run(80, versions, drift_from=60, judge=HourlyJudge(HOUR_MS, 0, CompareSettings()))
+    reports = run(80, versions, drift_from=60, judge=HourlyJudge(HOUR_MS, 0, CompareConfig()))
     verdicts = [r.verdict for r in reports]
     assert len(reports) == 80
     assert [r.model_version for r in reports] == ["v1"] * 30 + ["v2"] * 24 + ["v3"] * 26
@@ -76,7 +76,7 @@ def test_model_changes_cause_no_learning_gap_and_an_incident_after_them_is_criti
 
 def test_windows_after_a_change_are_compared_with_estimates_marked_with_their_sample_size() -> None:
     versions = {0: ScaledModel("v1", 1.0), 30: ScaledModel("v2", 3.0)}
-    judge = HourlyJudge(HOUR_MS, 0, CompareSettings(), sample_size=500)
+    judge = HourlyJudge(HOUR_MS, 0, CompareConfig(), sample_size=500)
     reports = run(32, versions, drift_from=99, judge=judge)
     assert reports[30].comparison.baseline_estimated == reports[30].comparison.baseline_size == 30
     entries = judge.histories["t"].entries
@@ -92,5 +92,5 @@ def test_windows_after_a_change_are_compared_with_estimates_marked_with_their_sa
 
 def test_without_samples_a_model_change_starts_learning_afresh_as_before() -> None:
     versions = {0: ScaledModel("v1", 1.0), 30: ScaledModel("v2", 3.0)}
-    reports = run(40, versions, drift_from=99, judge=HourlyJudge(HOUR_MS, 0, CompareSettings(), sample_size=0))
+    reports = run(40, versions, drift_from=99, judge=HourlyJudge(HOUR_MS, 0, CompareConfig(), sample_size=0))
     assert {r.verdict for r in reports[30:40]} == {"learning"}

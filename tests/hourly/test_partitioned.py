@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 
 from monitor.errors import StateError
+from monitor.hourly.accumulator import WindowAccumulator
 from monitor.hourly.assembly import HourAssembler
-from monitor.hourly.compare import CompareSettings
 from monitor.hourly.judge import HourlyJudge
 from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
-from monitor.hourly.window import Progress, WindowAccumulator
+from monitor.hourly.window import Progress
+from monitor.settings import CompareConfig
 
 MINUTE_MS = 60_000
-SETTINGS = CompareSettings(min_history=2, previous_windows=20)
+SETTINGS = CompareConfig(min_history=2, previous_windows=20)
 PARTITIONS = [("t", n) for n in range(4)]
 
 

@@ -15,7 +15,7 @@ from monitor.core.train import train
 from monitor.devtools import generate
 from monitor.hourly.judge import HourlyJudge, WindowReport
 from monitor.hourly.timeline import DAY_MS, HOUR_MS
-from monitor.settings import CompareSettings
+from monitor.settings import CompareConfig
 from monitor.stream.hooks import WindowLog
 
 ODD = ("ORD-2024-11-05-0042", "zz-99-??", "PHE-SER-CYS", "usr-104512-DE", "INV-2024-004512", "ab121e")
@@ -31,7 +31,7 @@ def scorer() -> Scorer:
 
 
 def run_stream(scorer: Scorer, hours: int, per_hour: int | Callable[[int], int], extra: Extra | None = None,
-               settings: CompareSettings = CompareSettings(), seed: int = 1) -> list[WindowReport]:
+               settings: CompareConfig = CompareConfig(), seed: int = 1) -> list[WindowReport]:
     """Hourly windows of fresh serials (with a 0.05 % background of corrupted ones), plus ``extra``'s."""
     rng = random.Random(seed)
     judge = HourlyJudge(HOUR_MS, 0, settings)
@@ -109,7 +109,7 @@ def test_the_weekly_stream_does_not_alarm_after_its_first_week(scorer: Scorer) -
     def volume(h: int) -> int:
         return (40 if weekend(h) else 60) + (20 if 8 <= h % 24 < 20 else 0)
 
-    settings = CompareSettings(baseline="same_hour_of_week", min_history=1)
+    settings = CompareConfig(baseline="same_hour_of_week", min_history=1)
     reports = run_stream(scorer, 21 * 24, volume, lambda h, _: generate.sample(
         "plate", 3, seed=h) if weekend(h) else [], settings)
     first_week = [r for r in reports if hour_of(r) < 7 * 24]
@@ -131,17 +131,17 @@ def test_reasons_reach_the_window_log_line(scorer: Scorer, caplog: pytest.LogCap
 
 def test_an_hour_departing_only_by_its_top_record_is_normal_with_an_outliers_reason() -> None:
     """Judged from figures: 29 quiet hours, then one whose single record far above normal is the departure."""
-    from monitor.hourly.compare import History
+    from monitor.hourly.history import History
 
     from .figures import OUTLIER, QUIET_LEVELS, quiet_history, tiny_hour
 
     levels, figures, history = QUIET_LEVELS, tiny_hour, quiet_history()
-    whole = History(CompareSettings(min_history=24, outlier_records=0), entries=history.entries)
+    whole = History(CompareConfig(min_history=24, outlier_records=0), entries=history.entries)
     assert whole.compare(figures(29, 1), levels).verdict in ("warning", "critical")  # without setting it aside
     judged = history.compare(figures(29, 1), levels)
     assert judged.verdict == "normal" and [r.signal for r in judged.reasons] == ["outliers"]
     assert judged.reasons[0].records == (OUTLIER,) and judged.reasons[0].level == "info"
-    warned = History(CompareSettings(min_history=24, outliers_verdict="warning"), entries=history.entries)
+    warned = History(CompareConfig(min_history=24, outliers_verdict="warning"), entries=history.entries)
     assert warned.compare(figures(29, 1), levels).verdict == "warning"
 
 

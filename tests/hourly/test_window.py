@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.errors import ConfigError, StateError
+from monitor.hourly.accumulator import WindowAccumulator
 from monitor.hourly.timeline import HOUR_MS, window_start
 from monitor.hourly.window import (
     LATE_WINDOWS_KEPT,
     ClosedWindow,
     Progress,
-    WindowAccumulator,
     Windows,
     restoring,
 )

@@ -17,9 +17,10 @@ from monitor.hourly.format_change import LISTED, FormatChange, FormatShift
 from monitor.hourly.judge import HourlyJudge, WindowReport, WindowTotals
 from monitor.hourly.reasons import SIGNAL_TEXT, Reason
 from monitor.hourly.timeline import HOUR_MS
-from monitor.ops.export import Endpoint, Metrics, error_buckets
+from monitor.ops.export import Endpoint
+from monitor.ops.metrics import Metrics, error_buckets
 from monitor.records import RawMessage, Record, Rejected
-from monitor.settings import CompareSettings, FormatSettings
+from monitor.settings import CompareConfig, FormatConfig
 from monitor.stream.decode import Decoded
 from monitor.stream.batch import BatchResult
 
@@ -227,7 +228,7 @@ def test_an_outliers_only_window_is_normal_with_the_outliers_gauge_and_no_signal
 
 def test_format_series_stay_at_top_k_however_many_formats_a_stream_has(metrics: Any) -> None:
     m, registry = metrics
-    judge = HourlyJudge(HOUR_MS, 0, CompareSettings(min_history=2), formats=FormatSettings(metrics_top=10))
+    judge = HourlyJudge(HOUR_MS, 0, CompareConfig(min_history=2), formats=FormatConfig(metrics_top=10))
     reader = FormatReader()
     for hour in range(4):  # each hour: 300 formats never seen before, five records each, and one common new one
         sequences = [f"{'A' * (1 + i % 30)}-{'9' * (1 + i // 30)}-{hour}" for i in range(300)] * 5

@@ -16,7 +16,7 @@ import pytest
 from monitor.core import bundle as bundle_lib
 from monitor.core.bundle import Bundle
 from monitor.core.model import ModelSettings
-from monitor.core.prepare import PrepareSettings
+from monitor.core.prepare_settings import PrepareSettings
 from monitor.core.score import Scorer
 from monitor.core.train import TrainSettings, train
 from monitor.devtools import generate
@@ -30,7 +30,7 @@ from monitor.ops.lifecycle import (
     published_version,
     settings_of,
 )
-from monitor.settings import CompareSettings, PromotionConfig
+from monitor.settings import CompareConfig, PromotionConfig
 
 QUICK = TrainSettings(model=ModelSettings(epochs=2))
 LOGGER = "monitor.ops.lifecycle"
@@ -280,6 +280,6 @@ def test_a_promoter_without_a_store_or_a_reports_folder_writes_nothing_and_hands
     service = SimpleNamespace(scorer=Scorer(quick_bundle), pipeline=SimpleNamespace(judge=SimpleNamespace(
         history_copies=dict)), offer_decision=lambda report, scorer: offered.append((report, scorer)))
     candidate = Scorer(as_version(quick_bundle, "v-next"))
-    report = Promoter(service, CompareSettings(), PromotionConfig(), None, None).consider(candidate)
+    report = Promoter(service, CompareConfig(), PromotionConfig(), None, None).consider(candidate)
     assert (report.outcome, report.candidate) == ("promoted_unshadowed", "v-next")
     assert offered == [(report, candidate)] and list(tmp_path.iterdir()) == []

@@ -14,7 +14,7 @@ from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.hourly.judge import HourlyJudge, WindowReport
 from monitor.records import RawMessage
-from monitor.settings import CompareSettings, InputConfig
+from monitor.settings import CompareConfig, InputConfig
 from monitor.stream.hooks import NoHooks
 from monitor.stream.batch import BatchResult, Outputs
 from monitor.stream.pipeline import RecordPipeline, drain
@@ -22,7 +22,7 @@ from monitor.stream.sources import MemorySink, MemorySource, next_offsets
 
 MINUTE_MS = 60_000
 START_MS = 1_700_000_040_000  # a minute boundary
-SETTINGS = CompareSettings(min_history=2, previous_windows=10)
+SETTINGS = CompareConfig(min_history=2, previous_windows=10)
 OUTPUTS = Outputs(dead_letters="dlq", scored_events="scored", dead_letter_max_bytes=1000)
 
 

@@ -26,7 +26,7 @@ from monitor.devtools.produce import StreamPlan, planned_stream
 from monitor.hourly.judge import HourlyJudge, WindowReport
 from monitor.hourly.timeline import HOUR_MS
 from monitor.records import RawMessage
-from monitor.settings import CompareConfig as CompareSettings
+from monitor.settings import CompareConfig
 from monitor.settings import InputConfig
 from monitor.stream.pipeline import RecordPipeline, drain
 from monitor.stream.sources import MemorySink, MemorySource
@@ -137,7 +137,7 @@ def _background(sim: Simulation) -> Iterator[str]:
             yield rng.choice(broken) if broken and rng.random() < sim.anomaly_rate else sequence
 
 
-def run(sim: Simulation, scorer: Scorer, settings: CompareSettings = CompareSettings(),
+def run(sim: Simulation, scorer: Scorer, settings: CompareConfig = CompareConfig(),
         topic: str = "simulated") -> list[WindowReport]:
     """Every simulated hour through the record pipeline as plain-text messages whose timestamps are their
     event times (windows of ``sim.hour_ms``, no lateness, weight 1 each), one batch per hour; the report

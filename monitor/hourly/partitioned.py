@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.errors import IncompatibleState, StateError
+from monitor.errors import IncompatibleState
 from monitor.hourly.accumulator import WindowAccumulator, merged
 from monitor.hourly.assembly import HourAssembler
 from monitor.hourly.format_counts import FormatCounts

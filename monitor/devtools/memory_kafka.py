@@ -30,7 +30,7 @@ from kafka.errors import CommitFailedError, ProducerFencedError
 from monitor.errors import BrokerUnavailable
 from monitor.hourly.window import Progress
 from monitor.records import OutgoingMessage, Polled, Position, RawMessage
-from monitor.stream.kafka_state import InternalTopic, partition_of
+from monitor.stream.kafka_state import InternalTopic, latest_values, partition_of
 
 Clock = Callable[[], float]
 
@@ -340,18 +340,8 @@ class MemoryChangelog:
 
     def read(self) -> tuple[dict[str, bytes], int]:
         self.kafka.check_up()
-        latest: dict[str, bytes] = {}
-        self.locations = {}
-        records = self.kafka.records(self.topic)
-        for r in records:
-            key = r.key.decode("utf-8", "replace") if r.key else ""
-            if r.value is None:
-                latest.pop(key, None)
-                self.locations.pop(key, None)
-            else:
-                latest[key] = r.value
-                self.locations[key] = (r.partition, r.offset)
-        return latest, len(records)
+        latest, self.locations, read = latest_values(self.kafka.records(self.topic))
+        return latest, read
 
     def versions(self, key: str) -> list[tuple[Position, bytes | None]]:
         wanted = key.encode("utf-8")

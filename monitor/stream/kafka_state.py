@@ -118,6 +118,24 @@ def partition_of(key: str, partitions: int) -> int:
     return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
+def latest_values(records: Iterable[Any]) -> tuple[dict[str, bytes], dict[str, Position], int]:
+    """The latest value of every key of a compacted topic's records in order (a tombstone removes the key),
+    where each was read (partition, offset), and how many records were read."""
+    latest: dict[str, bytes] = {}
+    locations: dict[str, Position] = {}
+    read = 0
+    for record in records:
+        read += 1
+        key = record.key.decode("utf-8", "replace") if record.key else ""
+        if record.value is None:
+            latest.pop(key, None)
+            locations.pop(key, None)
+        else:
+            latest[key] = record.value
+            locations[key] = (record.partition, record.offset)
+    return latest, locations, read
+
+
 class ChangelogReader:
     """Reads a compacted topic from its start to its end, committed records only: the latest value per key
     (a tombstone removes the key), where each was read (``locations``), and on demand a key's older values
@@ -132,18 +150,7 @@ class ChangelogReader:
 
     def read(self) -> tuple[dict[str, bytes], int]:
         """(the latest value of every key, records read)."""
-        latest: dict[str, bytes] = {}
-        self.locations = {}
-        read = 0
-        for record in self._records():
-            read += 1
-            key = record.key.decode("utf-8", "replace") if record.key else ""
-            if record.value is None:
-                latest.pop(key, None)
-                self.locations.pop(key, None)
-            else:
-                latest[key] = record.value
-                self.locations[key] = (record.partition, record.offset)
+        latest, self.locations, read = latest_values(self._records())
         return latest, read
 
     def versions(self, key: str) -> list[tuple[Position, bytes | None]]:

@@ -238,8 +238,9 @@ class PromoteAfterFirstBatch(NoHooks):
             self.service.offer_decision(report, self.replacement)
 
 
-def test_a_promoted_model_scores_the_windows_after_the_one_open_at_promotion(
-        tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle) -> None:
+def run_promoting_after_the_first_batch(tmp_path: Path, bundle_dir: Path,
+                                        serial_bundle: Bundle) -> tuple[Scorer, Scorer]:
+    """Three one-minute batches; after the first, a copy of the model named ``v-next`` is promoted."""
     original = Scorer(serial_bundle)
     replacement = Scorer(dataclasses.replace(serial_bundle, metadata={**serial_bundle.metadata, "version": "v-next"}))
     messages = stream(count=300, minutes=3)  # batches of 100 are one minute each
@@ -249,6 +250,12 @@ def test_a_promoted_model_scores_the_windows_after_the_one_open_at_promotion(
     assert app is not None
     stopper.service = promoter.service = app.service
     app.service.run()
+    return original, replacement
+
+
+def test_a_promoted_model_scores_the_windows_after_the_one_open_at_promotion(
+        tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle) -> None:
+    original, _ = run_promoting_after_the_first_batch(tmp_path, bundle_dir, serial_bundle)
     with closing(StateStore(tmp_path / "state.sqlite")) as state:
         versions = [w["model_version"] for w in state.closed_windows()]
         decisions = state.decisions()
@@ -264,15 +271,7 @@ def test_a_restart_scores_with_the_model_the_state_names_kept_beside_it(
         tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle) -> None:
     """The state names a model other than the one at model.path: a restart loads it from the state's copies
     (and with no copy, the configured model scores every window, with a warning)."""
-    original = Scorer(serial_bundle)
-    replacement = Scorer(dataclasses.replace(serial_bundle, metadata={**serial_bundle.metadata, "version": "v-next"}))
-    messages = stream(count=300, minutes=3)
-    stopper, promoter = StopAfter(len(messages)), PromoteAfterFirstBatch(replacement)
-    app = build(config(tmp_path, bundle_dir), scorer=original, source=MemorySource.of_messages(messages, 100),
-                sink=MemorySink(), hooks=[stopper, promoter])
-    assert app is not None
-    stopper.service = promoter.service = app.service
-    app.service.run()
+    original, replacement = run_promoting_after_the_first_batch(tmp_path, bundle_dir, serial_bundle)
     ModelStore(tmp_path / "models", None).keep(replacement.bundle)  # as the promoter keeps what it promotes
     again = build(config(tmp_path, bundle_dir), scorer=original, source=MemorySource([]), sink=MemorySink())
     assert again is not None and again.service.scorer.version == "v-next"

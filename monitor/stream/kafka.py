@@ -126,10 +126,15 @@ class KafkaSource:
         for p, offset in committed.items():
             if offset is not None:
                 self.consumer.seek(TopicPartition(*p), offset)
-            elif self.consumer.config["auto_offset_reset"] == "earliest":
-                self.consumer.seek_to_beginning(TopicPartition(*p))
-            else:
-                self.consumer.seek_to_end(TopicPartition(*p))
+        # Without a committed offset, the start is looked up now and sought as a number: a partition left
+        # awaiting kafka-python's own (asynchronous) reset, then paused and resumed, was seen never to be
+        # fetched again.
+        missing = [TopicPartition(*p) for p, offset in committed.items() if offset is None]
+        if missing:
+            earliest = self.consumer.config["auto_offset_reset"] == "earliest"
+            starts = self.consumer.beginning_offsets(missing) if earliest else self.consumer.end_offsets(missing)
+            for tp, start in starts.items():
+                self.consumer.seek(tp, start)
         return committed
 
     def partitions_of(self, topic: str) -> set[int]:

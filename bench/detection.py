@@ -116,7 +116,7 @@ from monitor.devtools.detection import CRITICAL, WARNING, Detection, Evaluation,
 from monitor.devtools.retraining import RetrainRun, run_with_retraining
 from monitor.devtools.simulate import Simulation
 from monitor.hourly.hour_figures import VERDICT_LEVEL
-from monitor.hourly.judge import WindowReport
+from monitor.hourly.report import WindowReport
 from monitor.settings import CompareConfig
 
 TARGET_DELAY_HOURS = 2

@@ -23,7 +23,6 @@ from monitor.core import bundle as bundle_lib
 from monitor.core.score import Scorer
 from monitor.errors import ConfigError, MonitorError
 from monitor.hourly.judge import HourlyJudge
-from monitor.hourly.partitioned import PartitionedJudge
 from monitor.ops import export, logs
 from monitor.ops.lifecycle import (
     BundleWatcher,
@@ -179,7 +178,7 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
     """A member of a group that keeps its state in Kafka (``monitor.stream.group``): internal topics created
     or checked, the transactional producer initialised (refused when the cluster cannot do transactions),
     the consumer subscribed to the input topics and the windows topic."""
-    judge = PartitionedJudge(HourlyJudge.from_config(config))
+    judge = HourlyJudge.from_config(config)
     topics = internal_topics(config.changelog_topic, config.windows_topic, config.state.windows_partitions,
                              config.reports_topic, config.models_topic)
     partitions = _connect(lambda: clients.ensure_topics(topics, config.state.replication_factor), stop,

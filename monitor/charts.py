@@ -27,7 +27,7 @@ from monitor.core.bundle import Bundle
 from monitor.core.evaluation import Evaluation, precision_recall_curve
 from monitor.core.train import best_epoch, stopped_at_epoch_limit
 from monitor.errors import InputError
-from monitor.hourly.judge import WindowReport
+from monitor.hourly.report import WindowReport
 from monitor.stream.files import open_output
 
 BAND_MADS = 3.0

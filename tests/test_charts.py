@@ -20,7 +20,8 @@ from monitor.charts import (
 )
 from monitor.core.evaluation import evaluate
 from monitor.errors import InputError
-from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.report import WindowReport
 from monitor.settings import CompareConfig
 
 HOUR_MS = 3_600_000

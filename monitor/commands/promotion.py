@@ -22,10 +22,9 @@ from monitor.core import bundle as bundle_lib
 from monitor.core.score import Scorer
 from monitor.errors import InputError, StateError
 from monitor.hourly.judge import HourlyJudge
-from monitor.hourly.partitioned import PartitionedJudge
 from monitor.hourly.shadow import shadow
 from monitor.hourly.timeline import iso_utc, parse_time, window_start
-from monitor.hourly.window import restoring
+from monitor.hourly.restoring import restoring
 from monitor.settings import MonitorConfig, load_config
 from monitor.stream.group_state import ACCEPTED_PREFIX, topic_state
 from monitor.stream.kafka_state import ChangelogReader, publish
@@ -136,16 +135,16 @@ def _restored_from_kafka(config: MonitorConfig) -> HourlyJudge:
         state, _ = reader.read()
     finally:
         reader.close()
-    judge = PartitionedJudge(HourlyJudge.from_config(config))
+    judge = HourlyJudge.from_config(config)
     for topic in config.input.topics:
         with restoring(f"the judging of {topic!r} in the changelog {config.changelog_topic!r}"):
             stored, hours = topic_state(state, topic)
         if stored is not None:
             judge.judge_topic(topic, stored, hours)
-    if not judge.hourly.histories:
+    if not judge.histories:
         raise StateError(f"the changelog {config.changelog_topic!r} holds no judged window of "
                          f"{', '.join(config.input.topics)} yet: nothing to compare or accept")
-    return judge.hourly
+    return judge
 
 
 def _time(text: str) -> int:

@@ -20,7 +20,8 @@ from monitor.core import bundle as bundle_lib
 from monitor.core.score import Scorer
 from monitor.counted import by_reason, counted, reasons_after
 from monitor.errors import InputError
-from monitor.hourly.judge import REPORT_FIELDS, HourlyJudge, WindowReport
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.report import REPORT_FIELDS, WindowReport
 from monitor.hourly.timeline import iso_utc, parse_time
 from monitor.settings import load_config
 from monitor.stream.files import open_output

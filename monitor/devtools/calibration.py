@@ -21,7 +21,8 @@ import numpy as np
 from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.devtools.simulate import PEAK_HOUR, START_MS, applicable_corruptions, check_sizes_and_shares
-from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.report import WindowReport
 from monitor.hourly.sample import DEFAULT_SIZE, text_hashes
 from monitor.hourly.timeline import DAY_MS, HOUR_MS
 from monitor.settings import CompareConfig

@@ -18,7 +18,7 @@ import numpy as np
 from monitor.core.score import Scorer
 from monitor.devtools.simulate import Simulation, run
 from monitor.hourly.hour_figures import VERDICT_LEVEL
-from monitor.hourly.judge import WindowReport
+from monitor.hourly.report import WindowReport
 from monitor.settings import CompareConfig
 
 CRITICAL = VERDICT_LEVEL["critical"]

@@ -16,7 +16,8 @@ from monitor.core.score import Scorer
 from monitor.core.train import TrainSettings, train
 from monitor.devtools.detection import Detection, verdict_levels
 from monitor.devtools.simulate import Simulation, hourly_messages
-from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.report import WindowReport
 from monitor.hourly.sample import DEFAULT_SIZE
 from monitor.hourly.shadow import ShadowReport
 from monitor.ops.lifecycle import Promoter, settings_of

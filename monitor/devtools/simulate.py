@@ -23,7 +23,8 @@ import numpy as np
 from monitor.core.score import Scorer
 from monitor.devtools import generate
 from monitor.devtools.produce import StreamPlan, planned_stream
-from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.report import WindowReport
 from monitor.hourly.timeline import HOUR_MS
 from monitor.records import RawMessage
 from monitor.settings import CompareConfig

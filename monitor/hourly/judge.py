@@ -1,147 +1,66 @@
-"""Scores in, hourly reports out: event-time windows per topic, each closed window judged against history.
+"""Scores in, hourly reports out: event-time windows per partition, closed windows assembled into each
+topic's hours, each hour judged once against the topic's history.
 
-The record pipeline (``monitor.stream.pipeline``) drives it for every source. It holds no I/O: the caller
-supplies errors, weights, event times and the clock.
+The record pipeline (``monitor.stream.pipeline``) drives it for every source; it holds no I/O. Every window
+closes on its own partition's event time (``Windows`` of the one partition: what is late does not depend on
+how fast other partitions are read, nor on who reads them). A closed part and the partition's new mark
+(``PartitionClose``) go to the topic's judge (``monitor.hourly.topic_judge``), which judges an hour once
+every partition of the topic has passed it. Where that judge is, is the one difference between a lone
+instance and a member of a group: here (a lone instance, replay and the simulation are a group of one that
+assembles locally), or through a ``Route`` (a group's windows topic, ``monitor.stream.group``).
 """
 
 from __future__ import annotations
 
-import logging
-import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Protocol, runtime_checkable
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-from monitor.errors import StateError
-from monitor.hourly.accumulator import WindowAccumulator
-from monitor.hourly.compare import Comparison, alarm_rates
-from monitor.hourly.evidence import SIGNALS, Levels
-from monitor.hourly.format_change import FormatChange, compare_formats, escalate
+from monitor.errors import IncompatibleState, StateError
+from monitor.hourly.accumulator import WindowAccumulator, merged
+from monitor.hourly.assembly import HourAssembler
 from monitor.hourly.format_counts import FormatCounts
-from monitor.hourly.history import ErrorModel, History
-from monitor.hourly.hour_figures import ABNORMAL, HourFigures
-from monitor.hourly.reasons import Reason, summary
+from monitor.hourly.history import History
+from monitor.hourly.partition_close import PartitionClose, model_version
+from monitor.hourly.report import WindowReport
+from monitor.hourly.restoring import restoring
 from monitor.hourly.sample import DEFAULT_SIZE, WindowSample
-from monitor.hourly.timeline import iso_utc
-from monitor.hourly.top_records import TopRecord
-from monitor.hourly.window import ClosedWindow, Progress, Windows, restoring
+from monitor.hourly.topic_judge import ModelFor, TopicJudge
+from monitor.hourly.window import ClosedWindow, Progress, Windows
 from monitor.records import Position
 from monitor.settings import CompareConfig, FormatConfig
 
-log = logging.getLogger(__name__)
 
-ModelFor = Callable[[int], ErrorModel]
-"""The model that scores the window starting at the given time (ms): each window has exactly one."""
+class Route(Protocol):
+    """Where closed partition windows go when their topic is judged elsewhere, and what that judge needs."""
 
+    def forward(self, close: PartitionClose) -> None:
+        """Send one partition's closed windows and mark to its topic's judge."""
 
-@runtime_checkable
-class TrainingFormats(Protocol):
-    """A model that knows its training data's formats (``monitor.core.score.Scorer`` does)."""
+    def partitions_of(self, topic: str) -> Collection[int]:
+        """Every partition of ``topic``: an hour is judged once each has passed it."""
 
-    def training_format_shares(self) -> Mapping[str, float]: ...
-
-
-@runtime_checkable
-class TrainingErrors(Protocol):
-    """A model that knows its training errors (``monitor.core.score.Scorer`` does): the judgement's levels."""
-
-    @property
-    def threshold(self) -> float: ...
-    @property
-    def training_errors(self) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class WindowTotals:
-    """A closed window's own figures: records, weight, weighted error sum and mean (its score; higher is more
-    abnormal), the weighted share above the model's threshold, and the median and 99th percentile error."""
-
-    count: int
-    weight_sum: float
-    weighted_error_sum: float
-    weighted_mean: float
-    above_threshold_share: float
-    error_p50: float
-    error_p99: float
-
-    @classmethod
-    def of(cls, total: WindowAccumulator) -> WindowTotals:
-        return cls(total.count, total.weight_sum, total.weighted_error_sum, total.weighted_mean,
-                   total.above_threshold_share, total.histogram.quantile(0.5), total.histogram.quantile(0.99))
-
-
-@dataclass(frozen=True)
-class WindowReport:
-    """One closed window of one topic: its totals, its comparison with history, and the model version that
-    scored it. Every output (replay's CSV and JSON lines, the state file, the gauges) derives from
-    ``to_dict``, whose keys are ``REPORT_FIELDS``. ``formats``: what changed in its formats (which may have
-    raised the verdict). ``sample`` and ``format_counts``: the window's sample and format counts, stored beside
-    the report (not part of it)."""
-
-    topic: str
-    start_ms: int
-    end_ms: int
-    totals: WindowTotals
-    comparison: Comparison
-    model_version: str
-    formats: FormatChange = field(default_factory=FormatChange)
-    sample: WindowSample | None = field(default=None, compare=False, repr=False)
-    format_counts: FormatCounts | None = field(default=None, compare=False, repr=False)
-    top_records: tuple[TopRecord, ...] = ()
-
-    @property
-    def verdict(self) -> str:
-        return self.comparison.verdict
-
-    @property
-    def reasons(self) -> tuple[Reason, ...]:
-        return self.comparison.reasons
-
-    def reasons_summary(self) -> str:
-        """The reasons in one readable line (empty for a window with none)."""
-        return summary(self.comparison.reasons)
-
-    def top_records_dicts(self) -> list[dict[str, Any]]:
-        """The top records with their share of the window's weighted error sum."""
-        total = self.totals.weighted_error_sum
-        return [{"sequence": r.sequence, "error": r.error, "weight": r.weight, "event_time": iso_utc(r.event_ms),
-                 "error_share": r.error * r.weight / total if total > 0 else None} for r in self.top_records]
-
-    @property
-    def abnormal(self) -> bool:
-        return self.verdict in ABNORMAL
-
-    def to_dict(self) -> dict[str, Any]:
-        """Flat and JSON-safe (``nan`` becomes ``None``), keys in ``REPORT_FIELDS`` order."""
-        comparison = {f.name: getattr(self.comparison, f.name) for f in fields(Comparison) if f.name != "reasons"}
-        flat = {"topic": self.topic, "start_ms": self.start_ms, "end_ms": self.end_ms, **asdict(self.totals),
-                **comparison, "model_version": self.model_version}
-        row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in flat.items()}
-        return {**row, "formats": self.formats.to_dict(), "reasons": [r.to_dict() for r in self.reasons],
-                "top_records": self.top_records_dicts()}
-
-
-REPORT_FIELDS = ("topic", "start_ms", "end_ms", *(f.name for f in fields(WindowTotals)),
-                 *(f.name for f in fields(Comparison) if f.name != "reasons"), "model_version", "formats", "reasons",
-                 "top_records")
+    def still_at(self, offsets: Mapping[Position, int]) -> Collection[Position] | None:
+        """Which of these partitions still end at the given offset; ``None`` when that cannot be known now."""
 
 
 class HourlyJudge:
-    """Windows and history for each topic; ``add`` scores' batches, ``close_due`` yields reports."""
+    """The windows of the partitions read here (``partitions``), and the judging of topics (``topics``);
+    ``add`` takes scored batches, ``close_due`` and ``flush`` return the hours judged."""
 
     def __init__(self, length_ms: int, allowed_lateness_ms: int, settings: CompareConfig,
                  sample_size: int = DEFAULT_SIZE, formats: FormatConfig = FormatConfig()) -> None:
+        Windows(length_ms, allowed_lateness_ms, sample_size)  # refuses settings no window can have, now
         self.length_ms = length_ms
         self.allowed_lateness_ms = allowed_lateness_ms
-        self.settings = settings
-        self.sample_size = sample_size
         self.format_settings = formats
-        self.windows: dict[str, Windows] = {}
-        self.histories: dict[str, History] = {}
-        self.streaks: dict[str, int] = {}  # consecutive abnormal windows per topic
-        self._levels_cache: dict[str, Levels] = {}
+        self.topics = TopicJudge(length_ms, settings, sample_size, formats)
+        self.partitions: dict[Position, Windows] = {}
+        self.outbox: list[PartitionClose] = []
+        self.said_idle: dict[Position, tuple[int | None, tuple[int, ...], int | None]] = {}  # each idle one's word
+        self._late_assembled: Counter[str] = Counter()
 
     @classmethod
     def from_config(cls, config: Any, length_ms: int | None = None) -> HourlyJudge:
@@ -152,144 +71,232 @@ class HourlyJudge:
         return cls(window.length_ms if length_ms is None else length_ms, window.allowed_lateness_ms, config.compare,
                    window.sample_size, config.formats)
 
+    @property
+    def settings(self) -> CompareConfig:
+        return self.topics.settings
+
+    @property
+    def sample_size(self) -> int:
+        return self.topics.sample_size
+
+    @property
+    def histories(self) -> dict[str, History]:
+        return self.topics.histories
+
+    @property
+    def streaks(self) -> dict[str, int]:
+        return self.topics.streaks
+
+    @property
+    def assemblers(self) -> dict[str, HourAssembler]:
+        return self.topics.assemblers
+
+    # -- the partitions read here ------------------------------------------------------------------------------
     def add(self, partition: Position, errors: np.ndarray, weights: np.ndarray, event_times_ms: np.ndarray,
             flags: np.ndarray, now_ms: int | None = None, sequences: Sequence[str] | None = None,
             hashes: np.ndarray | None = None, format_ids: np.ndarray | None = None,
             format_names: Sequence[str] = ()) -> int:
         """Account one partition's scored records (``sequences`` feed the windows' samples, ``hashes`` are
         their text hashes when known, ``format_ids`` index ``format_names``, their formats); returns how many
-        arrived after their window closed."""
-        late = self._windows(partition[0]).add(partition, errors, weights, event_times_ms, flags, now_ms=now_ms,
-                                               sequences=sequences, hashes=hashes, format_ids=format_ids,
-                                               format_names=format_names)
+        arrived after their partition closed their window (``Windows.add``)."""
+        late = self._windows(partition).add(partition, errors, weights, event_times_ms, flags, now_ms=now_ms,
+                                            sequences=sequences, hashes=hashes, format_ids=format_ids,
+                                            format_names=format_names)
         return int(sum(late.values()))
 
-    def close_due(self, model_for: ModelFor | str, now_ms: int | None = None,
-                  progress: Progress = Progress(), wall_ms: int | None = None) -> list[WindowReport]:
-        """Close the windows the event-time mark (or ``now_ms``, an explicit event time) has passed, judge
-        them, oldest first; ``progress`` says which partitions hold windows open and ``wall_ms`` is the wall
-        clock an idle stream's event time moves on by (``Windows``); ``model_for`` which model scored each
-        window (a version alone names a model that cannot re-score history)."""
-        if isinstance(model_for, str):
-            version = model_for
-            model_for = lambda start_ms: version  # type: ignore[assignment,return-value] # noqa: E731
-        reports = [self.judge_window(topic, closed, model_for(closed.start_ms))  # type: ignore[operator]
-                   for topic, windows in sorted(self.windows.items())
-                   for closed in windows.close_due(now_ms, progress.of_topic(topic), wall_ms)]
-        return sorted(reports, key=lambda r: (r.start_ms, r.topic))
+    def close_due(self, model_for: ModelFor | str, now_ms: int | None = None, progress: Progress = Progress(),
+                  wall_ms: int | None = None, route: Route | None = None) -> list[WindowReport]:
+        """Close each partition's windows its own event time has passed (``now_ms``: an explicit event time;
+        an idle partition's moved on by the wall clock ``wall_ms``, ``monitor.hourly.window.Windows``), send
+        what closed to the topics' judges, and return the hours judged, oldest first (``assemble``). An idle
+        partition (caught up, quiet, ``progress.idle``) tells its topic's judge so, with its open windows,
+        once per change. ``model_for``: which model scored each window."""
+        if route is None:  # a partition assigned here that never gave a record is idle or holds like any other
+            for partition in progress.assigned or ():
+                self._windows(partition)
+        for partition, windows in sorted(self.partitions.items()):
+            before = windows.closed_before_ms
+            closed = windows.close_due(now_ms, progress.of_partition(partition), wall_ms)
+            self._tell(partition, windows, before, closed, model_for, progress)
+        return self.assemble(model_for, route, progress)
 
-    def flush(self, model_for: ModelFor | str) -> list[WindowReport]:
-        """Close every open window (the end of a replayed input)."""
+    def _tell(self, partition: Position, windows: Windows, before: int | None, closed: list[ClosedWindow],
+              model_for: ModelFor | str, progress: Progress) -> None:
+        """What a partition's close says to its topic's judge, into ``outbox``: its new mark, its closed
+        windows, and whether it is idle (once per change)."""
+        mark = windows.closed_before_ms
+        parts = {c.start_ms: c.total for c in closed}
+        version = model_version(model_for, closed[0].start_ms) if closed else ""
+        if partition in progress.idle:
+            at = progress.idle_at.get(partition)
+            said = (mark, tuple(windows.open_starts()), at)
+            if self.said_idle.get(partition) != said:
+                self.outbox.append(PartitionClose(partition, mark, parts, version, True, windows.open_parts(), at))
+                self.said_idle[partition] = said
+        elif self.said_idle.pop(partition, None) is not None and windows.open_starts():
+            # Awake again: the topic's judge waits for it from its mark (or its first record's hour) on.
+            self.outbox.append(PartitionClose(partition, mark if mark is not None else windows.open_starts()[0],
+                                              parts, version))
+        elif mark is not None and mark != before:
+            self.outbox.append(PartitionClose(partition, mark, parts, version))
+
+    def flush(self, model_for: ModelFor | str, route: Route | None = None) -> list[WindowReport]:
+        """Close every open window (the end of a replayed input) and return the hours judged."""
         # From the open windows' ends, not the watermarks: an event time beyond the wall clock given to
         # ``add`` opens a window past the watermark, and it must close too.
-        last_end = max((start + self.length_ms for w in self.windows.values() for start, _ in w.open_summary()),
-                       default=0)
-        far_future = max([last_end, *(w.latest_event_ms or 0 for w in self.windows.values())]) + \
-            self.length_ms + self.allowed_lateness_ms + 1
-        return self.close_due(model_for, now_ms=far_future)
+        ends = [start + self.length_ms for w in self.partitions.values() for start in w.open_starts()]
+        latest = [w.latest_event_ms or 0 for w in self.partitions.values()]
+        far_future = max([0, *ends, *latest]) + self.length_ms + self.allowed_lateness_ms + 1
+        return self.close_due(model_for, now_ms=far_future, route=route)
 
-    def open_summary(self) -> dict[str, list[tuple[int, WindowAccumulator]]]:
-        return {topic: windows.open_summary() for topic, windows in self.windows.items()}
+    def assemble(self, model_for: ModelFor | str, route: Route | None = None,
+                 progress: Progress = Progress()) -> list[WindowReport]:
+        """Send what closed to the topics' judges (here, or through ``route``) and judge every hour of a
+        topic judged here that all its partitions have passed, oldest first."""
+        closes, self.outbox = self.outbox, []
+        if route is not None:
+            for close in closes:
+                route.forward(close)
+            return self.topics.assemble(model_for, route.partitions_of, route.still_at)
+        for close in closes:
+            self.receive(close)
+        return self.topics.assemble(model_for, lambda topic: self._partitions_here(topic, progress))
+
+    def receive(self, close: PartitionClose) -> int:
+        """A partition's closed windows and mark, at its topic's judge; returns the records that came after
+        their hour was judged (counted as late: ``take_late_assembled``)."""
+        late = self.topics.receive(close)
+        self._late_assembled[close.partition[0]] += late
+        return late
+
+    def take_late_assembled(self) -> Counter[str]:
+        """The records, per topic, that reached their topic's judge after their hour was judged, since the
+        last call."""
+        late, self._late_assembled = +self._late_assembled, Counter()
+        return late
+
+    def _partitions_here(self, topic: str, progress: Progress) -> set[int]:
+        """``topic``'s partitions, as far as this instance knows them: read here, assigned or in the topic."""
+        known = {n for t, n in self.partitions if t == topic}
+        for partitions in (progress.partitions, progress.assigned):
+            known |= {n for t, n in partitions or () if t == topic}
+        return known
 
     def latest_event_ms(self) -> int | None:
-        """The latest event time seen on any topic (``None`` before the first record)."""
-        return max((w.latest_event_ms for w in self.windows.values() if w.latest_event_ms is not None), default=None)
+        """The latest event time seen on any partition (``None`` before the first record)."""
+        return max((w.latest_event_ms for w in self.partitions.values() if w.latest_event_ms is not None),
+                   default=None)
 
     def latest_event_by_topic(self) -> dict[str, int]:
         """Each topic's latest event time seen (topics without a record yet left out)."""
-        return {topic: w.latest_event_ms for topic, w in self.windows.items() if w.latest_event_ms is not None}
+        latest: dict[str, int] = {}
+        for (topic, _), windows in self.partitions.items():
+            if windows.latest_event_ms is not None:
+                latest[topic] = max(latest.get(topic, windows.latest_event_ms), windows.latest_event_ms)
+        return latest
 
     def closed_before_ms(self) -> int | None:
-        """Every window starting before this has closed, on every topic (``None``: not yet on one)."""
-        marks = [w.closed_before_ms for w in self.windows.values()]
+        """Every window starting before this is closed on every partition read here and judged on every topic
+        judged here (``None`` while one has not closed any): older models are not needed here any more."""
+        marks = [w.closed_before_ms for w in self.partitions.values()] + self.topics.judged_before_ms()
         return None if not marks or None in marks else min(marks)  # type: ignore[type-var]
 
     def late_total(self) -> int:
-        """Records refused as late since the start, over every topic."""
-        return sum(w.late_total for w in self.windows.values())
+        """Records refused as late since the start: on their partition, or at their topic's judge."""
+        return sum(w.late_total for w in self.partitions.values()) + self.topics.late_total()
 
-    def _windows(self, topic: str) -> Windows:
-        if topic not in self.windows:
-            self.windows[topic] = Windows(self.length_ms, self.allowed_lateness_ms, self.sample_size,
-                                          self.format_settings.slots, self.format_settings.examples)
-            self.histories[topic] = History(self.settings, self.length_ms)
-        return self.windows[topic]
+    def open_summary(self) -> dict[str, list[tuple[int, WindowAccumulator]]]:
+        """Running figures of the open windows read here, merged per topic (copies, no samples)."""
+        by_topic: dict[str, dict[int, dict[Position, WindowAccumulator]]] = {t: {} for t, _ in self.partitions}
+        for partition, windows in self.partitions.items():
+            for start, acc in windows.open_summary():
+                by_topic.setdefault(partition[0], {}).setdefault(start, {})[partition] = acc
+        return {topic: [(start, merged(parts, samples=False)) for start, parts in sorted(starts.items())]
+                for topic, starts in by_topic.items()}
 
-    def judge_window(self, topic: str, closed: ClosedWindow, model: ErrorModel | str) -> WindowReport:
-        """Judge a closed window of ``topic`` against its history, and keep it there."""
-        history = self.histories.setdefault(topic, History(self.settings, self.length_ms))
-        version = model if isinstance(model, str) else model.version
-        if history.model_version not in (None, version) and not isinstance(model, str):
-            # The first window of a new model: the baseline carries over, estimated from the samples.
-            rescored = history.rescore(model)
-            log.info("model %s takes over %s at %s: %d history windows re-scored from their samples",
-                     model.version, topic, iso_utc(closed.start_ms), rescored)
-        sample = closed.total.sample if self.sample_size else None
-        top = closed.total.top.records
-        figures = HourFigures.of(closed.start_ms, closed.total, version, tuple((r.sequence, r.error) for r in top))
-        counts = closed.total.formats
-        training = model.training_format_shares() if isinstance(model, TrainingFormats) else {}
-        moved_p = alarm_rates(self.settings, self.length_ms)[1] if self.settings.method == "calibrated" else 1.0
-        change = compare_formats(counts, history.baseline_formats(figures), training, self.format_settings, moved_p)
-        levels = self._levels(model)
-        comparison = escalate(history.compare(figures, levels), change)
-        comparison = replace(comparison, reasons=tuple(_named(r, top, levels) for r in comparison.reasons))
-        history.keep(replace(figures, verdict=comparison.verdict), sample, counts)
-        report = WindowReport(topic, closed.start_ms, closed.end_ms, WindowTotals.of(closed.total), comparison,
-                              version, change, sample, counts, top)
-        self.streaks[topic] = self.streaks.get(topic, 0) + 1 if report.abnormal else 0
-        return report
+    def _windows(self, partition: Position) -> Windows:
+        if partition not in self.partitions:
+            self.partitions[partition] = self._new_windows()
+        return self.partitions[partition]
 
-    def _levels(self, model: ErrorModel | str) -> Levels | None:
-        """The model's error levels for the judgement (``None`` for a model known by its version alone: the
-        baseline's own levels are used)."""
-        if not isinstance(model, TrainingErrors):
-            return None
-        cached = self._levels_cache.get(model.version)  # type: ignore[attr-defined]
-        if cached is None:
-            cached = self._levels_cache[model.version] = Levels.of_model(  # type: ignore[attr-defined]
-                model.threshold, model.training_errors)
-        return cached
+    def _new_windows(self) -> Windows:
+        f = self.format_settings
+        return Windows(self.length_ms, self.allowed_lateness_ms, self.sample_size, f.slots, f.examples)
+
+    # -- the topics judged here (``TopicJudge``) -----------------------------------------------------------
+    def judge_window(self, topic: str, closed: ClosedWindow, model: Any) -> WindowReport:
+        return self.topics.judge_window(topic, closed, model)
 
     def accept(self, topic: str, start_ms: int) -> bool:
-        """Let the closed window of ``topic`` at ``start_ms`` serve in baselines whatever its verdict."""
-        history = self.histories.get(topic)
-        return history is not None and history.accept(start_ms)
+        return self.topics.accept(topic, start_ms)
 
     def history_copies(self) -> dict[str, History]:
-        """Copies of each topic's history (figures and samples; closed samples never change), safe to read
-        from another thread while the loop goes on."""
-        return {topic: History(self.settings, self.length_ms, history.entries, dict(history.samples),
-                               dict(history.formats))
-                for topic, history in dict(self.histories).items()}
+        return self.topics.history_copies()
 
     def normal_samples(self) -> list[list[str]]:
-        """The sampled sequences of every kept window judged normal or accepted, per window, oldest first
-        (safe to call from another thread)."""
-        windows = [(start, topic, sequences) for topic, history in sorted(self.history_copies().items())
-                   for start, sequences in history.normal_samples()]
-        return [sequences for _, _, sequences in sorted(windows, key=lambda w: (w[0], w[1]))]
+        return self.topics.normal_samples()
 
     def history_windows(self) -> dict[str, list[int]]:
-        """Each topic's kept window starts (those with a sample or format counts stored)."""
-        return {topic: sorted(set(history.samples) | set(history.formats)) for topic, history in self.histories.items()}
+        return self.topics.history_windows()
 
-    # -- state ----------------------------------------------------------------------------------------------
+    # -- a group member's state, one partition or topic at a time ----------------------------------------------
+    def partition_snapshot(self, partition: Position) -> dict[str, Any]:
+        return self._windows(partition).snapshot()
+
+    def own_partition(self, partition: Position, snapshot: dict[str, Any] | None) -> None:
+        """Take a partition over, from its snapshot (``None``: it has none yet); ``StateError`` for one of
+        another window length or of the wrong shape."""
+        self.said_idle.pop(partition, None)  # a new owner says it again
+        if snapshot is None:
+            self.partitions[partition] = self._new_windows()
+            return
+        f = self.format_settings
+        with restoring(f"the saved windows of {partition[0]}[{partition[1]}]"):
+            length_ms = int(snapshot["length_ms"])
+            if length_ms != self.length_ms:
+                raise IncompatibleState(
+                    f"the saved windows of {partition[0]}[{partition[1]}] are {length_ms // 1000} s long; "
+                    f"window.length_seconds is {self.length_ms // 1000}: use another consumer group (or changelog "
+                    "topic) to start afresh, or restore the window length they were written with")
+            self.partitions[partition] = Windows.restore(snapshot, self.sample_size, f.slots, f.examples)
+
+    def topic_snapshot(self, topic: str) -> dict[str, Any]:
+        return self.topics.topic_snapshot(topic)
+
+    def judge_topic(self, topic: str, snapshot: dict[str, Any] | None,
+                    kept: dict[int, dict[str, Any]] | None = None) -> None:
+        self.topics.judge_topic(topic, snapshot, kept)
+
+    def kept_windows(self, topic: str) -> list[int]:
+        return self.topics.kept_windows(topic)
+
+    def release(self, partitions: Collection[Position] = (), topics: Collection[str] = ()) -> None:
+        """Forget partitions and topics this instance no longer owns or judges."""
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+        self.outbox = [c for c in self.outbox if c.partition not in partitions]
+        self.topics.release(topics)
+
+    # -- a lone instance's state, every topic at once (the state file) -----------------------------------------
     def snapshot(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(windows, histories) as JSON-safe dicts keyed by topic; history samples and format counts are
         stored apart (``history_copies``)."""
-        windows = {t: w.snapshot() for t, w in self.windows.items()}
+        windows = {}
+        for topic in sorted({t for t, _ in self.partitions} | set(self.assemblers)):
+            windows[topic] = {"length_ms": self.length_ms, "assembly": self.topics.topic_snapshot(topic)["assembly"],
+                              "partitions": [{"partition": n, "windows": w.snapshot()}
+                                             for (t, n), w in sorted(self.partitions.items()) if t == topic]}
         histories = {t: {"entries": h.to_list(), "streak": self.streaks.get(t, 0)} for t, h in self.histories.items()}
         return windows, histories
 
     def restore(self, windows: dict[str, Any], histories: dict[str, Any],
                 samples: dict[str, dict[int, WindowSample]] | None = None,
                 formats: dict[str, dict[int, FormatCounts]] | None = None) -> None:
-        """Continue from ``snapshot``'s output and the history's samples and format counts; refuses
-        (``StateError``) windows of another length, and snapshots of the wrong shape (the judge is then as it
-        was)."""
-        slots, examples = self.format_settings.slots, self.format_settings.examples
-        restored: dict[str, Windows] = {}
+        """Continue from ``snapshot``'s output (or a state file's that kept one ``Windows`` per topic) and the
+        history's samples and format counts; refuses (``StateError``) windows of another length, and
+        snapshots of the wrong shape (the judge is then as it was)."""
+        partitions: dict[Position, Windows] = {}
+        assemblers: dict[str, HourAssembler] = {}
         for topic, snapshot in windows.items():
             with restoring(f"the saved windows of {topic!r}"):
                 length_ms = int(snapshot["length_ms"])
@@ -297,7 +304,8 @@ class HourlyJudge:
                     raise StateError(f"the saved windows of {topic!r} are {length_ms // 1000} s long; "
                                      f"window.length_seconds is {self.length_ms // 1000}: move the state file aside "
                                      "to start afresh, or restore the window length it was written with")
-                restored[topic] = Windows.restore(snapshot, self.sample_size, slots, examples)
+                partitions_of_topic, assemblers[topic] = self._restored_topic(topic, snapshot)
+                partitions.update(partitions_of_topic)
         kept: dict[str, History] = {}
         streaks: dict[str, int] = {}
         for topic, history in histories.items():
@@ -305,13 +313,21 @@ class HourlyJudge:
                 kept[topic] = History.from_list(history["entries"], self.settings, self.length_ms,
                                                 (samples or {}).get(topic), (formats or {}).get(topic))
                 streaks[topic] = int(history.get("streak", 0))
-        self.windows, self.histories, self.streaks = restored, kept, streaks
+        self.partitions, self.said_idle = partitions, {}
+        self.topics.assemblers, self.topics.histories, self.topics.streaks = assemblers, kept, streaks
 
-
-def _named(reason: Reason, top: tuple[TopRecord, ...], levels: Levels | None) -> Reason:
-    """``reason`` with the window's records that drove it: those at or above its level, highest first."""
-    if reason.records or not top:
-        return reason
-    if reason.signal in SIGNALS and levels is not None:
-        return reason.with_records(tuple(r.sequence for r in top if r.error >= levels.level(reason.signal)))
-    return reason
+    def _restored_topic(self, topic: str, snapshot: dict[str, Any]) -> tuple[dict[Position, Windows], HourAssembler]:
+        f = self.format_settings
+        if "partitions" in snapshot:
+            return ({(topic, int(item["partition"])): Windows.restore(item["windows"], self.sample_size, f.slots,
+                                                                       f.examples)
+                     for item in snapshot["partitions"]}, HourAssembler.restore(snapshot["assembly"]))
+        # One ``Windows`` for the whole topic (state files written before windows were kept per partition):
+        # each partition continues from the topic's mark, and its judge has judged every hour before it.
+        whole = Windows.restore(snapshot, self.sample_size, f.slots, f.examples)
+        split = whole.by_partition()
+        assembler = HourAssembler(topic, self.length_ms)
+        assembler.judged_before_ms, assembler.late_records = whole.closed_before_ms, whole.late_total
+        if whole.closed_before_ms is not None:
+            assembler.marks = {n: whole.closed_before_ms for _, n in split}
+        return split, assembler

@@ -9,14 +9,13 @@ counts the records that arrive after their window closed instead of dropping the
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from monitor.errors import ConfigError, StateError
+from monitor.errors import ConfigError
 from monitor.hourly.accumulator import FormatRows, WindowAccumulator, merged
 from monitor.hourly.format_counts import DEFAULT_EXAMPLES, DEFAULT_SLOTS, FormatCounts
 from monitor.hourly.sample import (
@@ -35,10 +34,6 @@ LATE_WINDOWS_KEPT = 1000
 # More wall time than this between two looks at the stream (``close_due``) is time nobody watched it (a loop
 # blocked in a commit through an outage, a restart): it does not count as quiet time.
 UNWATCHED_MS = 5_000
-
-# What restoring a snapshot of the wrong shape raises: a missing key, a list where an object belongs, a text
-# where a number belongs, a histogram of another length.
-_MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError)
 
 LateCounts = dict[int, int]
 """Records refused as late, per window start (ms)."""
@@ -318,6 +313,21 @@ class Windows:
                          for start, parts in sorted(self._open.items())
                          for (topic, number), acc in sorted(parts.items())]}
 
+    def by_partition(self) -> dict[Position, Windows]:
+        """These windows as one ``Windows`` per partition, each closed where these are (what a state saved
+        with one ``Windows`` per topic becomes when windows are kept per partition). Late counts stay here."""
+        partitions = set(self.watermarks) | {p for parts in self._open.values() for p in parts}
+        split: dict[Position, Windows] = {}
+        for partition in sorted(partitions):
+            one = split[partition] = Windows(self.length_ms, self.allowed_lateness_ms, self.sample_size,
+                                             self.format_slots, self.format_examples)
+            if partition in self.watermarks:
+                one.watermarks[partition] = self.watermarks[partition]
+            one.closed_before_ms, one.latest_seen_ms = self.closed_before_ms, self.latest_seen_ms
+            one._open = {start: {partition: parts[partition]} for start, parts in sorted(self._open.items())
+                         if partition in parts}
+        return split
+
     @classmethod
     def restore(cls, state: dict[str, Any], sample_size: int = DEFAULT_SIZE, format_slots: int = DEFAULT_SLOTS,
                 format_examples: int = DEFAULT_EXAMPLES) -> Windows:
@@ -338,18 +348,6 @@ class Windows:
             # Format 1 kept one watermark for the stream: every partition with an open window starts from it.
             windows.watermarks = {p: int(state["watermark_ms"]) for parts in windows._open.values() for p in parts}
         return windows
-
-
-@contextmanager
-def restoring(what: str) -> Iterator[None]:
-    """Turns a saved ``what`` of the wrong shape, found while it is restored, into ``StateError`` naming it:
-    damaged state is refused like a damaged state file, never taken for a bug."""
-    try:
-        yield
-    except _MALFORMED as exc:
-        detail = f"missing {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
-        raise StateError(f"{what} cannot be restored ({detail}): restore the state from a backup, or start "
-                         "afresh") from exc
 
 
 class _Rows:

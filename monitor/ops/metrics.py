@@ -34,7 +34,7 @@ from prometheus_client.registry import Collector
 
 from monitor.hourly.accumulator import WindowAccumulator
 from monitor.hourly.hour_figures import VERDICT_LEVEL
-from monitor.hourly.judge import WindowReport
+from monitor.hourly.report import WindowReport
 from monitor.hourly.reasons import LEVELS, SIGNAL_TEXT
 from monitor.records import Position
 from monitor.stream.batch import BatchResult

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.core.signature import Formats
-from monitor.hourly.judge import WindowReport
+from monitor.hourly.report import WindowReport
 from monitor.records import Position, Rejected
 from monitor.stream.decode import Decoded
 

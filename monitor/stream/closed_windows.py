@@ -8,7 +8,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.report import WindowReport
 from monitor.hourly.sample import WindowSample
 from monitor.stream.state import Accepted
 

@@ -19,11 +19,12 @@ from monitor.core.score import Scorer
 from monitor.counted import counted
 from monitor.errors import StateError
 from monitor.hourly.format_counts import FormatCounts
-from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.report import WindowReport
 from monitor.hourly.sample import WindowSample
 from monitor.hourly.shadow import ShadowReport
 from monitor.hourly.timeline import iso_utc
-from monitor.hourly.window import restoring
+from monitor.hourly.restoring import restoring
 from monitor.records import Polled, Position
 from monitor.stream.closed_windows import accepted_windows, kept_of
 from monitor.stream.hooks import Hooks, say_unreachable

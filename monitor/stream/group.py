@@ -7,8 +7,8 @@ topic (``monitor.stream.group_state``); the group's model schedule and accepted 
 (``monitor.stream.group_models``).
 
 Batch by batch the record pipeline scores and windows the records; a partition's windows close on its own
-event time (``monitor.hourly.partitioned``) and go, with its mark, to the windows topic keyed by input
-topic; the member that owns that key's partition merges the hours every partition has passed, judges them,
+event time (``monitor.hourly.judge``) and go, with its mark, to the windows topic keyed by input
+topic (the store is the pipeline's ``Route``); the member that owns that key's partition merges the hours every partition has passed, judges them,
 writes each report to the reports topic and tells the hooks. Every ``state.checkpoint_interval_seconds``
 the changed state goes to the changelog and everything since the last commit, with the input and windows
 offsets, commits in one transaction. A member that loses partitions commits first; one that gets
@@ -27,9 +27,10 @@ from typing import Any
 
 from monitor.counted import counted
 from monitor.errors import BrokerUnavailable, StateError
-from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.partition_close import PartitionClose
+from monitor.hourly.restoring import restoring
 from monitor.hourly.timeline import iso_utc
-from monitor.hourly.window import restoring
 from monitor.records import Polled, Position
 from monitor.stream.group_models import GroupSchedule, PublishedTakeover
 from monitor.stream.group_ownership import Ownership
@@ -50,7 +51,7 @@ class GroupStore:
     ``attach`` gives it its consumer (built with its ``on_revoked`` and ``on_assigned``); ``new_producer``
     makes the producer again after a fencing or a lost transaction."""
 
-    def __init__(self, config: Any, pipeline: RecordPipeline, judge: PartitionedJudge,
+    def __init__(self, config: Any, pipeline: RecordPipeline, judge: HourlyJudge,
                  new_producer: Callable[[], TransactionalSink], changelog: ChangelogReader, windows_partitions: int,
                  hooks: Sequence[Hooks] = (), clock: Callable[[], float] = time.time,
                  producer: TransactionalSink | None = None, schedule: TopicFollower | None = None,
@@ -134,7 +135,7 @@ class GroupStore:
             self.take_over(assigned)
         elif polled.messages:  # records polled with an assignment are read again from where the state resumes
             self._take(polled)
-        self._forward()
+        self._judged(self.pipeline.judge_hours(route=self))
 
     def _take(self, polled: Polled) -> None:
         assert self.source is not None
@@ -144,7 +145,9 @@ class GroupStore:
         offsets = {p: o for p, o in polled.next_offsets.items() if p[0] != self.windows_topic}
         if inputs:
             progress = self.source.progress(self.config.window.quiet_seconds)
-            self.pipeline.process(Polled(inputs, offsets), now_ms=int(self._clock() * 1000), progress=progress)
+            result = self.pipeline.process(Polled(inputs, offsets), now_ms=int(self._clock() * 1000),
+                                           progress=progress, route=self)
+            self._judged(result.reports)
             self.work.dirty_partitions.update(offsets)
         for message in closes:
             close = self._read_close(message)
@@ -155,11 +158,7 @@ class GroupStore:
                               "the group must run the same bundle (its hours now mix models)", *close.partition,
                               close.model_version, mine)
                 if close.partition[0] in self.work.judged:
-                    late = self.judge.receive(close)
-                    if late:
-                        log.warning("%d records of %s[%d] arrived after their hour was judged (the partition "
-                                    "was not assigned when it closed); counted as late", late, *close.partition)
-                        self.pipeline.counts.late += late
+                    self.judge.receive(close)  # what came after its hour was judged is counted as late there
                     self.work.dirty_topics.add(close.partition[0])
         for topic, number in polled.next_offsets:
             if topic == self.windows_topic:  # the judge state records how far its windows partition was read
@@ -186,22 +185,28 @@ class GroupStore:
             for hook in self.hooks:
                 hook.on_unreadable_state(topic, outcome)
 
-    def _forward(self) -> None:
-        """Send what the owned partitions closed to their topics' judges; judge what is complete."""
+    # -- the route of closed windows (``monitor.hourly.judge.Route``): the windows topic ---------------------
+    def forward(self, close: PartitionClose) -> None:
+        """A closed partition's windows and mark to its topic's judge, through the windows topic."""
+        topic = close.partition[0]
+        self._producer().send(self.windows_topic, topic, encode(close.to_dict()),
+                              partition_of(topic, self.windows_partitions))
+        self.work.dirty_partitions.add(close.partition)
+
+    def partitions_of(self, topic: str) -> set[int]:
         assert self.source is not None
-        for close in self.judge.take_outbox():
-            topic = close.partition[0]
-            self._producer().send(self.windows_topic, topic, encode(close.to_dict()),
-                                  partition_of(topic, self.windows_partitions))
-            self.work.dirty_partitions.add(close.partition)
-        if not self.work.judged:
-            return
-        reports = self.judge.assemble(self.pipeline.models.scorer_for, self.source.partitions_of, self.source.still_at)
+        return set(self.source.partitions_of(topic))
+
+    def still_at(self, offsets: Any) -> Any:
+        assert self.source is not None
+        return self.source.still_at(offsets)
+
+    def _judged(self, reports: Sequence[Any]) -> None:
+        """Hours judged here: to the reports topic, and into the next commit."""
         for report in reports:
             self._producer().send(self.config.reports_topic, report.topic, encode(report.to_dict()))
             self.work.judged_since_commit.append(report)
             self.work.dirty_topics.add(report.topic)
-        self.pipeline.announce(reports)
         if reports:
             self._prune_schedule()
 
@@ -212,8 +217,7 @@ class GroupStore:
         assert self.source is not None
         progress = self.source.progress(self.config.window.quiet_seconds)
         self._unreachable = say_unreachable(progress.unreachable, self._unreachable)
-        self.judge.close_due(self.pipeline.models.scorer_for, progress=progress, wall_ms=int(self._clock() * 1000))
-        self._forward()
+        self._judged(self.pipeline.close_due(progress=progress, wall_ms=int(self._clock() * 1000), route=self))
 
     def between_batches(self, committed: bool) -> None:
         """Follow the group's schedule and accepted formats; try the stopped partitions again when due."""
@@ -232,7 +236,7 @@ class GroupStore:
         known = len(self.models.accepted)
         self.models.poll()
         if len(self.models.accepted) > known:
-            self.work.apply_accepted(self.models.accepted, self.judge.hourly, self.work.judged)
+            self.work.apply_accepted(self.models.accepted, self.judge, self.work.judged)
         if self.models.follower is not None and not self.models.known and self.is_lead:
             # The first lead of a new group writes the schedule it starts with: members with another bundle
             # at model.path then follow it (or say they cannot) instead of scoring with their own.
@@ -344,7 +348,7 @@ class GroupStore:
         self._stop_unreadable(taken.stopped)
         self.work.owned, self.work.judged = inputs, judged
         self.models.rebuild()
-        self.work.apply_accepted(self.models.accepted, self.judge.hourly, judged)
+        self.work.apply_accepted(self.models.accepted, self.judge, judged)
         seconds = time.monotonic() - started
         level = logging.WARNING if seconds > self.config.state.restore_warning_seconds else logging.INFO
         log.log(level, "assigned %d input partitions (%s) and the judging of %s; restored in %.2f s from %d "

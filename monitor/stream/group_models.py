@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from monitor.errors import MonitorError
-from monitor.hourly.partitioned import PartitionedJudge
+from monitor.hourly.judge import HourlyJudge
 from monitor.hourly.timeline import iso_utc
 from monitor.stream.group_state import ACCEPTED_PREFIX, SCHEDULE_KEY, encode
 from monitor.stream.kafka_state import TopicFollower
@@ -31,7 +31,7 @@ class GroupSchedule:
     """Follows the models topic (``follower``; ``None``: a member without one keeps its own model) and makes
     ``pipeline`` score as the group's schedule says; ``load_model`` gives the scorer of a bundle version."""
 
-    def __init__(self, pipeline: RecordPipeline, judge: PartitionedJudge, follower: TopicFollower | None,
+    def __init__(self, pipeline: RecordPipeline, judge: HourlyJudge, follower: TopicFollower | None,
                  load_model: Callable[[str], Any] | None, checkpoint_interval_s: float,
                  on_unreadable: Callable[[], None] | None = None) -> None:
         """``on_unreadable``: called for each unreadable record (logged, skipped: the schedule before it

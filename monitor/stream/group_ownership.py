@@ -10,8 +10,8 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from monitor.counted import counted
-from monitor.hourly.judge import HourlyJudge, WindowReport
-from monitor.hourly.partitioned import PartitionedJudge
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.report import WindowReport
 from monitor.records import Position
 from monitor.stream.closed_windows import accepted_windows, kept_of
 from monitor.stream.group_state import encode, hour_key, judge_key, partition_key
@@ -36,7 +36,7 @@ class Ownership:
     stored_hours: dict[str, set[int]] = field(default_factory=dict)
     accepted_through: dict[str, int] = field(default_factory=dict)
 
-    def changed_state(self, judge: PartitionedJudge,
+    def changed_state(self, judge: HourlyJudge,
                       windows_partition: Callable[[str], Position]) -> Iterator[tuple[str, bytes | None]]:
         """The changelog records of what changed (key, value; ``None``: a tombstone): each changed owned
         partition's windows with its offset, each hour judged since with its sample and format counts, each

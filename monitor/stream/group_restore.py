@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.errors import StateError
-from monitor.hourly.partitioned import PartitionedJudge
-from monitor.hourly.window import restoring
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.restoring import restoring
 from monitor.records import Position
 from monitor.stream.group_state import hour_key, judge_key, offset_in, partition_key
 from monitor.stream.kafka_state import partition_of
@@ -46,7 +46,7 @@ class ChangelogRestore:
     """Takes state over from ``changelog`` (a ``ChangelogReader``) into ``judge``; ``on_unreadable(outcome,
     times)`` hears of each unreadable record (``older value used``, ``stopped``, ``left out``)."""
 
-    def __init__(self, config: Any, changelog: Versions, judge: PartitionedJudge, windows_partitions: int,
+    def __init__(self, config: Any, changelog: Versions, judge: HourlyJudge, windows_partitions: int,
                  on_unreadable: Callable[[str, int], None]) -> None:
         self.config = config
         self.changelog: Any = changelog

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from monitor.hourly.accumulator import WindowAccumulator
-from monitor.hourly.judge import WindowReport
+from monitor.hourly.report import WindowReport
 from monitor.hourly.timeline import iso_utc
 from monitor.records import Position
 from monitor.stream.batch import BatchResult

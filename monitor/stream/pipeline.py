@@ -1,8 +1,12 @@
-"""The one path every record takes, whatever its source: decode → score → window → close → judge → emit.
+"""The one path every record takes, whatever its source: decode → score → window → close → assemble →
+judge → announce.
 
-The Kafka service, ``replay`` (a file) and the simulation (generated hours in memory) all hand their batches
-to ``RecordPipeline.process``; that is why a file and a topic holding the same records give the same hourly
-figures. The pipeline does no polling, committing or checkpointing: the caller owns the loop.
+The Kafka service (a lone instance or a member of a group), ``replay`` (a file) and the simulation
+(generated hours in memory) all hand their batches to ``RecordPipeline.process``; that is why a file and a
+topic holding the same records give the same hourly figures. A lone instance assembles each topic's hours
+from its partitions' closed windows itself; a group member sends them to the member that judges the topic
+(a ``Route``) and judges the hours of its own topics as their windows arrive (``judge_hours``). The
+pipeline does no polling, committing or checkpointing: the caller owns the loop.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from monitor.core.score import Scorer, Scores
-from monitor.hourly.judge import HourlyJudge, WindowReport
-from monitor.hourly.partitioned import PartitionedJudge
+from monitor.hourly.judge import HourlyJudge, Route
+from monitor.hourly.report import WindowReport
 from monitor.hourly.window import Progress
 from monitor.records import Polled, Position, Rejected
 from monitor.stream import events
@@ -34,7 +38,7 @@ class RecordPipeline:
     letters and scored events to ``sink`` and tells ``hooks``. Between batches ``promote`` hands the windows
     still to start to another model (``monitor.stream.models``)."""
 
-    def __init__(self, scorer: Scorer, judge: HourlyJudge | PartitionedJudge, decoding: DecodeOptions, sink: Sink,
+    def __init__(self, scorer: Scorer, judge: HourlyJudge, decoding: DecodeOptions, sink: Sink,
                  outputs: Outputs = Outputs(), hooks: Sequence[Hooks] = ()) -> None:
         self.models = ModelSchedule(scorer, judge.length_ms)
         self.judge = judge
@@ -43,12 +47,15 @@ class RecordPipeline:
         self.outputs = outputs
         self.hooks = list(hooks)
         self.counts = Counts()
+        self._late_unreported: Counter[str] = Counter()
 
-    def process(self, polled: Polled, now_ms: int | None = None, progress: Progress = Progress()) -> BatchResult:
+    def process(self, polled: Polled, now_ms: int | None = None, progress: Progress = Progress(),
+                route: Route | None = None) -> BatchResult:
         """One batch, all the way. ``now_ms`` (the wall clock, live) is what decoding measures event times
         from the future against, and keeps one it lets through from moving a watermark past now; leave it
         out when event times need not follow a given clock (decoding then reads the wall clock).
-        ``progress``: which partitions hold windows open (``monitor.hourly.window.Windows``)."""
+        ``progress``: which partitions hold windows open (``monitor.hourly.window.Windows``); ``route``:
+        where closed windows go when their topics are judged elsewhere (``close_due``)."""
         started = time.perf_counter()
         decoded, scores = self._score(decode_batch(polled.messages, self.decoding, now_ms))
         result = BatchResult(decoded, polled.next_offsets)
@@ -57,8 +64,10 @@ class RecordPipeline:
             result.by_partition = _by_partition(decoded, polled.next_offsets)
             result.late = self._window(result, now_ms)
         self._emit(decoded, scores)
+        result.reports = self.close_due(progress=progress, wall_ms=now_ms, route=route)
+        result.late.update(self._late_unreported)  # records that came after their hour was judged
+        self._late_unreported.clear()
         self._account(len(polled.messages), result)
-        result.reports = self.close_due(progress=progress, wall_ms=now_ms)
         seconds = time.perf_counter() - started
         for hook in self.hooks:
             hook.on_batch(result, seconds)
@@ -77,11 +86,18 @@ class RecordPipeline:
         self.models.promote(scorer, boundary)  # type: ignore[arg-type]
         return boundary  # type: ignore[return-value]
 
-    def close_due(self, now_ms: int | None = None, progress: Progress = Progress(),
-                  wall_ms: int | None = None) -> list[WindowReport]:
-        """Close and judge the windows the event-time mark has passed (an idle stream's moved on by the wall
-        clock ``wall_ms``; ``now_ms``: an explicit event time), oldest first, and tell the hooks."""
-        return self.announce(self.judge.close_due(self.models.scorer_for, now_ms, progress, wall_ms))
+    def close_due(self, now_ms: int | None = None, progress: Progress = Progress(), wall_ms: int | None = None,
+                  route: Route | None = None) -> list[WindowReport]:
+        """Close the windows each partition's event time has passed (an idle one's moved on by the wall clock
+        ``wall_ms``; ``now_ms``: an explicit event time), assemble the hours every partition has passed and
+        judge them, oldest first, and tell the hooks: here, or, with ``route``, through a group's windows
+        topic to the member that judges the topic (``monitor.hourly.judge``)."""
+        return self.announce(self.judge.close_due(self.models.scorer_for, now_ms, progress, wall_ms, route))
+
+    def judge_hours(self, route: Route | None = None) -> list[WindowReport]:
+        """Judge the hours completed by closed windows received since (a group's windows topic), and tell
+        the hooks."""
+        return self.announce(self.judge.assemble(self.models.scorer_for, route))
 
     def flush(self) -> list[WindowReport]:
         """Close and judge every open window (the end of a finite input)."""
@@ -163,7 +179,13 @@ class RecordPipeline:
         c.rejected.update(r.reason for r in result.rejected)
 
     def announce(self, reports: list[WindowReport]) -> list[WindowReport]:
-        """Tell the hooks of judged windows (closed here, or assembled from partitions elsewhere)."""
+        """Tell the hooks of judged windows; keep the records that reached their hour after it was judged
+        for the next batch's late counts."""
+        late = self.judge.take_late_assembled()
+        for topic, n in sorted(late.items()):
+            log.warning("%d records of %s arrived after their hour was judged (a partition idle or not read "
+                        "when the hour closed); counted as late", n, topic)
+        self._late_unreported.update(late)
         self.models.retire(self.judge.closed_before_ms())
         self.counts.windows_closed += len(reports)
         for report in reports:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from monitor.errors import IncompatibleState, StateError
-from monitor.hourly.window import restoring
+from monitor.hourly.restoring import restoring
 from monitor.records import Position
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""The hourly pipeline: windows and history per topic, reports in start order, streaks, exact resumption."""
+"""The hourly judge: windows per partition, hours per topic judged against history, reports in start order,
+streaks, exact resumption."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 
 from monitor.errors import StateError
-from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.report import WindowReport
+from monitor.hourly.window import Windows
 from monitor.settings import CompareConfig, config_from_dict
 
 MINUTE_MS = 60_000
@@ -140,11 +143,25 @@ def test_late_records_are_counted_and_left_out_of_their_closed_window() -> None:
     hourly.add(A0, *batch([0.1], [MINUTE_MS + 5]))
     [closed] = hourly.close_due("v1")
     assert closed.totals.count == 1
-    assert hourly.add(A1, *batch([0.5, 0.6, 0.7], [10, 20, MINUTE_MS + 10])) == 2
+    assert hourly.add(A0, *batch([0.4], [7])) == 1  # its own partition closed minute 0: late on arrival
     assert hourly.add(B0, *batch([0.5], [10])) == 0  # another topic: its first window is open
-    assert hourly.late_total() == 2
+    assert hourly.late_total() == 1
     reports = hourly.flush("v1")
-    assert [(r.topic, r.start_ms, r.totals.count) for r in reports] == [("b", 0, 1), ("a", MINUTE_MS, 2)]
+    assert [(r.topic, r.start_ms, r.totals.count) for r in reports] == [("b", 0, 1), ("a", MINUTE_MS, 1)]
+
+
+def test_a_partition_first_heard_after_its_topics_hour_was_judged_has_its_records_of_it_counted_late() -> None:
+    """Each partition closes on its own event time; the topic's judge counts what reaches it for an hour
+    already judged as late (on a lone instance as in a group), never merges it."""
+    hourly = pipeline()
+    hourly.add(A0, *batch([0.1, 0.1], [5, MINUTE_MS + 5]))
+    [closed] = hourly.close_due("v1")
+    assert hourly.add(A1, *batch([0.5, 0.6, 0.7], [10, 20, MINUTE_MS + 10])) == 0  # A1's own minute 0 is open
+    assert hourly.close_due("v1") == []
+    assert hourly.take_late_assembled() == {"a": 2} and hourly.late_total() == 2
+    reports = hourly.flush("v1")
+    assert [(r.topic, r.start_ms, r.totals.count) for r in reports] == [("a", MINUTE_MS, 2)]
+    assert closed.totals.count == 1
 
 
 def test_a_drifted_window_after_enough_normal_history_is_critical() -> None:
@@ -285,3 +302,32 @@ def test_saved_windows_of_another_length_are_refused() -> None:
     windows, histories = hourly.snapshot()
     with pytest.raises(StateError, match="60 s long; window.length_seconds is 600"):
         HourlyJudge(10 * MINUTE_MS, 0, SETTINGS).restore(windows, histories)
+
+
+def test_a_state_saved_with_one_windows_per_topic_continues_exactly_with_windows_per_partition() -> None:
+    """State files written before windows were kept per partition hold one ``Windows`` per topic (with a
+    watermark and open parts per partition): restored, each partition continues from the topic's mark and
+    every figure equals an uninterrupted run's."""
+    rows = [(A0 if i % 3 else A1, 0.01 + 0.001 * (i % 7), i * 7_000) for i in range(60)]
+
+    def feed(judge: HourlyJudge, part: list[tuple[tuple[str, int], float, int]]) -> list[WindowReport]:
+        for partition in (A0, A1):
+            mine = [r for r in part if r[0] == partition]
+            judge.add(partition, *batch([r[1] for r in mine], [r[2] for r in mine]), sequences=["AB1"] * len(mine))
+        return judge.close_due("v1")
+
+    whole = pipeline()
+    expected = feed(whole, rows[:30]) + feed(whole, rows[30:]) + whole.flush("v1")
+
+    # The earlier layout, written by hand: one Windows for topic "a" fed with both partitions' records.
+    earlier = Windows(MINUTE_MS, 0)
+    first = pipeline()
+    for partition in (A0, A1):
+        mine = [r for r in rows[:30] if r[0] == partition]
+        earlier.add(partition, *batch([r[1] for r in mine], [r[2] for r in mine]), sequences=["AB1"] * len(mine))
+    judged = [first.judge_window("a", closed, "v1") for closed in earlier.close_due()]
+    _, histories = first.snapshot()
+    resumed = pipeline()
+    resumed.restore({"a": json.loads(json.dumps(earlier.snapshot()))}, json.loads(json.dumps(histories)))
+    got = judged + feed(resumed, rows[30:]) + resumed.flush("v1")
+    assert as_dicts(got) == as_dicts(expected) and len(expected) >= 4

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.report import WindowReport
 from monitor.hourly.timeline import HOUR_MS
 from monitor.settings import CompareConfig
 

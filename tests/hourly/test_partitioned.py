@@ -14,13 +14,42 @@ from monitor.errors import StateError
 from monitor.hourly.accumulator import WindowAccumulator
 from monitor.hourly.assembly import HourAssembler
 from monitor.hourly.judge import HourlyJudge
-from monitor.hourly.partitioned import PartitionClose, PartitionedJudge
+from monitor.hourly.partition_close import PartitionClose
 from monitor.hourly.window import Progress
 from monitor.settings import CompareConfig
 
 MINUTE_MS = 60_000
 SETTINGS = CompareConfig(min_history=2, previous_windows=20)
 PARTITIONS = [("t", n) for n in range(4)]
+
+
+class WindowsTopic:
+    """A group's windows topic as the readers' route: what their partitions close waits here for the judge
+    (``take``); the readers judge no topic, so they ask nothing of it."""
+
+    def __init__(self) -> None:
+        self.sent: list[PartitionClose] = []
+
+    def forward(self, close: PartitionClose) -> None:
+        self.sent.append(close)
+
+    def partitions_of(self, topic: str) -> list[int]:
+        return []
+
+    def still_at(self, offsets: object) -> None:
+        return None
+
+    def take(self) -> list[PartitionClose]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+WIRE = WindowsTopic()
+
+
+@pytest.fixture(autouse=True)
+def _empty_wire() -> None:
+    WIRE.take()
 
 
 def stream(windows: int = 8, per_window: int = 400, seed: int = 1) -> list[tuple[tuple[str, int], float, int, str]]:
@@ -38,7 +67,7 @@ def hourly() -> HourlyJudge:
     return HourlyJudge(MINUTE_MS, 0, SETTINGS, sample_size=50)
 
 
-def add(judge: HourlyJudge | PartitionedJudge, rows: list[tuple[tuple[str, int], float, int, str]]) -> None:
+def add(judge: HourlyJudge, rows: list[tuple[tuple[str, int], float, int, str]]) -> None:
     for partition in sorted({r[0] for r in rows}):
         mine = [r for r in rows if r[0] == partition]
         judge.add(partition, np.array([r[1] for r in mine]), np.ones(len(mine)), np.array([r[2] for r in mine]),
@@ -74,8 +103,8 @@ def assert_same(got: list[dict[str, object]], expected: list[dict[str, object]])
 def test_two_instances_and_a_judge_give_one_judges_figures_with_a_partition_moved_midway() -> None:
     rows = stream()
     expected = one_judge(rows)
-    readers = {0: PartitionedJudge(hourly()), 1: PartitionedJudge(hourly())}
-    judge = PartitionedJudge(hourly())
+    readers = {0: hourly(), 1: hourly()}
+    judge = hourly()
     judge.judge_topic("t", None)
     owner = {p: n % 2 for n, p in enumerate(PARTITIONS)}
     reports = []
@@ -88,17 +117,17 @@ def test_two_instances_and_a_judge_give_one_judges_figures_with_a_partition_move
         chunk = rows[start:start + 100]
         for n, reader in readers.items():
             add(reader, [r for r in chunk if owner[r[0]] == n])
-            reader.close_due("v1")
-            for close in relay(reader.take_outbox()):
+            reader.close_due("v1", route=WIRE)
+            for close in relay(WIRE.take()):
                 judge.receive(close)
-        reports += judge.assemble("v1", lambda topic: range(len(PARTITIONS)))
+        reports += judge.topics.assemble("v1", lambda topic: range(len(PARTITIONS)))
     # The end of the stream: every partition idle, its heartbeat closes what is open.
     idle = Progress(frozenset(PARTITIONS), frozenset(), frozenset(PARTITIONS))
     for reader in readers.values():
-        reader.close_due("v1", now_ms=10 ** 12, progress=idle)
-        for close in relay(reader.take_outbox()):
+        reader.close_due("v1", now_ms=10 ** 12, progress=idle, route=WIRE)
+        for close in relay(WIRE.take()):
             judge.receive(close)
-    reports += judge.assemble("v1", lambda topic: range(len(PARTITIONS)))
+    reports += judge.topics.assemble("v1", lambda topic: range(len(PARTITIONS)))
     assert_same([r.to_dict() for r in reports], expected)
     assert reports[-1].verdict in ("warning", "critical")
 
@@ -106,35 +135,35 @@ def test_two_instances_and_a_judge_give_one_judges_figures_with_a_partition_move
 def test_the_judge_role_moves_through_its_snapshot_and_goes_on_with_the_same_history() -> None:
     rows = stream(windows=10)
     expected = one_judge(rows)
-    reader = PartitionedJudge(hourly())
-    judge = PartitionedJudge(hourly())
+    reader = hourly()
+    judge = hourly()
     judge.judge_topic("t", None)
     reports = []
     for start in range(0, len(rows), 100):
         if start == len(rows) // 2:
-            kept = {s: {**judge.hourly.histories["t"].samples[s].to_dict(),
-                        "formats": judge.hourly.histories["t"].formats[s].to_dict()}
+            kept = {s: {**judge.histories["t"].samples[s].to_dict(),
+                        "formats": judge.histories["t"].formats[s].to_dict()}
                     for s in judge.kept_windows("t")}
             snapshot = json.loads(json.dumps(judge.topic_snapshot("t")))
-            judge = PartitionedJudge(hourly())
+            judge = hourly()
             judge.judge_topic("t", snapshot, {int(k): v for k, v in json.loads(json.dumps(kept)).items()})
-            moved = judge.hourly.histories["t"]
+            moved = judge.histories["t"]
             assert sorted(moved.samples) == sorted(moved.formats) == sorted(kept) != []  # ready to re-score
         add(reader, rows[start:start + 100])
-        reader.close_due("v1")
-        for close in relay(reader.take_outbox()):
+        reader.close_due("v1", route=WIRE)
+        for close in relay(WIRE.take()):
             judge.receive(close)
-        reports += judge.assemble("v1", lambda topic: range(len(PARTITIONS)))
+        reports += judge.topics.assemble("v1", lambda topic: range(len(PARTITIONS)))
     idle = Progress(frozenset(PARTITIONS), frozenset(), frozenset(PARTITIONS))
-    reader.close_due("v1", now_ms=10 ** 12, progress=idle)
-    for close in relay(reader.take_outbox()):
+    reader.close_due("v1", now_ms=10 ** 12, progress=idle, route=WIRE)
+    for close in relay(WIRE.take()):
         judge.receive(close)
-    reports += judge.assemble("v1", lambda topic: range(len(PARTITIONS)))
+    reports += judge.topics.assemble("v1", lambda topic: range(len(PARTITIONS)))
     assert_same([r.to_dict() for r in reports], expected)
 
 
 def test_a_partition_or_topic_snapshot_of_the_wrong_shape_is_refused_naming_it() -> None:
-    judge = PartitionedJudge(hourly())
+    judge = hourly()
     judge.own_partition(PARTITIONS[2], None)
     cut = {k: v for k, v in judge.partition_snapshot(PARTITIONS[2]).items() if k != "open"}
     with pytest.raises(StateError, match=r"^the saved windows of t\[2\] cannot be restored \(missing 'open'\)"):
@@ -148,21 +177,21 @@ def test_a_partition_or_topic_snapshot_of_the_wrong_shape_is_refused_naming_it()
 
 
 def test_an_hour_waits_for_every_partition_and_a_quiet_ones_heartbeat_releases_it() -> None:
-    reader = PartitionedJudge(hourly())
+    reader = hourly()
     for p in PARTITIONS[:2]:
         reader.own_partition(p, None)
     add(reader, [(PARTITIONS[0], 0.01, 1_000, "A"), (PARTITIONS[0], 0.01, MINUTE_MS + 1, "B")])
-    reader.close_due("v1", progress=Progress(frozenset(PARTITIONS[:2])))
-    judge = PartitionedJudge(hourly())
+    reader.close_due("v1", progress=Progress(frozenset(PARTITIONS[:2])), route=WIRE)
+    judge = hourly()
     judge.judge_topic("t", None)
-    for close in reader.take_outbox():
+    for close in WIRE.take():
         judge.receive(close)
-    assert judge.assemble("v1", lambda topic: [0, 1]) == []  # partition 1 has said nothing yet
+    assert judge.topics.assemble("v1", lambda topic: [0, 1]) == []  # partition 1 has said nothing yet
     quiet = Progress(frozenset(PARTITIONS[:2]), frozenset(), frozenset({PARTITIONS[1]}))
-    reader.close_due("v1", now_ms=MINUTE_MS + 5_000, progress=quiet)
-    for close in reader.take_outbox():
+    reader.close_due("v1", now_ms=MINUTE_MS + 5_000, progress=quiet, route=WIRE)
+    for close in WIRE.take():
         judge.receive(close)
-    [report] = judge.assemble("v1", lambda topic: [0, 1])
+    [report] = judge.topics.assemble("v1", lambda topic: [0, 1])
     assert (report.start_ms, report.totals.count) == (0, 1)
 
 
@@ -182,24 +211,24 @@ class Cluster:
 
 
 def test_an_idle_partition_that_never_had_a_record_holds_nothing_while_the_cluster_says_it_is_still_empty() -> None:
-    reader = PartitionedJudge(hourly())
+    reader = hourly()
     for p in PARTITIONS[:2]:
         reader.own_partition(p, None)
-    judge = PartitionedJudge(hourly())
+    judge = hourly()
     judge.judge_topic("t", None)
     cluster = Cluster()
     p1_idle = Progress(frozenset(PARTITIONS[:2]), idle=frozenset({PARTITIONS[1]}), idle_at={PARTITIONS[1]: 0})
     add(reader, [(PARTITIONS[0], 0.01, 1_000, "A"), (PARTITIONS[0], 0.01, MINUTE_MS + 1, "B")])
-    reader.close_due("v1", progress=p1_idle, wall_ms=10 ** 12)
-    for close in relay(reader.take_outbox()):
+    reader.close_due("v1", progress=p1_idle, wall_ms=10 ** 12, route=WIRE)
+    for close in relay(WIRE.take()):
         judge.receive(close)
     cluster.answering = False  # an outage is not quiet: the hour waits
-    assert judge.assemble("v1", lambda topic: [0, 1], cluster.still_at) == []
+    assert judge.topics.assemble("v1", lambda topic: [0, 1], cluster.still_at) == []
     cluster.answering = True
-    [report] = judge.assemble("v1", lambda topic: [0, 1], cluster.still_at)
+    [report] = judge.topics.assemble("v1", lambda topic: [0, 1], cluster.still_at)
     assert (report.start_ms, report.totals.count) == (0, 1)
     assert cluster.asked == [{PARTITIONS[1]: 0}, {PARTITIONS[1]: 0}]
-    assert judge.assemble("v1", lambda topic: [0, 1], cluster.still_at) == []
+    assert judge.topics.assemble("v1", lambda topic: [0, 1], cluster.still_at) == []
     assert len(cluster.asked) == 2, "asked only when an hour would be judged without the idle partition"
 
 
@@ -208,35 +237,36 @@ def test_an_idle_word_that_reaches_the_judge_after_the_partitions_records_cuts_n
     minute 2 before partition 1's owner has read them: its word that it is empty reaches the judge after
     partition 0's mark. The judge finds partition 1's end moved, waits for it, and the minute is judged with
     every record, none late, as one judge of the whole stream judges it."""
-    reader = PartitionedJudge(hourly())
+    reader = hourly()
     for p in PARTITIONS[:2]:
         reader.own_partition(p, None)
-    judge = PartitionedJudge(hourly())
+    judge = hourly()
     judge.judge_topic("t", None)
     cluster = Cluster()
     wall = 10 ** 12
     p1_idle = Progress(frozenset(PARTITIONS[:2]), idle=frozenset({PARTITIONS[1]}), idle_at={PARTITIONS[1]: 0})
-    reader.close_due("v1", progress=p1_idle, wall_ms=wall)  # the word "idle at offset 0", not yet delivered
+    # The word "idle at offset 0", not yet delivered:
+    reader.close_due("v1", progress=p1_idle, wall_ms=wall, route=WIRE)
     rows = [(PARTITIONS[0], 0.01, 1_000, "A"), (PARTITIONS[0], 0.02, 2 * MINUTE_MS + 1, "C")]
     late = [(PARTITIONS[1], 0.03, 5_000, "B"), (PARTITIONS[1], 0.01, 2 * MINUTE_MS + 2, "D")]
     cluster.ends[PARTITIONS[1]] = 2  # written, not read yet
     add(reader, rows)
-    reader.close_due("v1", progress=p1_idle, wall_ms=wall)
+    reader.close_due("v1", progress=p1_idle, wall_ms=wall, route=WIRE)
 
     def deliver() -> list[tuple[int, int]]:
-        for close in relay(reader.take_outbox()):
+        for close in relay(WIRE.take()):
             judge.receive(close)
-        return [(r.start_ms, r.totals.count) for r in judge.assemble("v1", lambda topic: [0, 1], cluster.still_at)]
+        return [(r.start_ms, r.totals.count) for r in judge.topics.assemble("v1", lambda topic: [0, 1], cluster.still_at)]
 
     assert deliver() == []
     assert 1 not in judge.assemblers["t"].idle, "awake again: it holds its hours until its owner speaks"
     add(reader, late)  # its owner reads them: it is no longer idle
-    reader.close_due("v1", progress=Progress(frozenset(PARTITIONS[:2])), wall_ms=wall)
+    reader.close_due("v1", progress=Progress(frozenset(PARTITIONS[:2])), wall_ms=wall, route=WIRE)
     assert deliver() == [(0, 2)]  # A and B: its own clock passed minute 0
     cluster.ends[PARTITIONS[0]] = 2
     both_idle = Progress(frozenset(PARTITIONS[:2]), idle=frozenset(PARTITIONS[:2]),
                          idle_at={PARTITIONS[0]: 2, PARTITIONS[1]: 2})
-    reader.close_due("v1", now_ms=10 ** 9, progress=both_idle)
+    reader.close_due("v1", now_ms=10 ** 9, progress=both_idle, route=WIRE)
     assert deliver() == [(2 * MINUTE_MS, 2)]
     assert judge.assemblers["t"].late_records == 0 and reader.late_total() == 0
     whole = one_judge([(p, e, t, s) for p, e, t, s in sorted(rows + late, key=lambda r: r[2])])
@@ -250,20 +280,20 @@ def test_an_idle_partition_holds_no_hour_its_open_window_joins_the_hour_and_only
     Minute 0 is judged without waiting for partition 1's clock, with partition 1's record in it. When
     partition 1 later closes that minute itself, nothing counts twice; if it woke up first and got another
     record for that minute, that one record is late."""
-    reader = PartitionedJudge(hourly())
+    reader = hourly()
     for p in PARTITIONS[:2]:
         reader.own_partition(p, None)
-    judge = PartitionedJudge(hourly())
+    judge = hourly()
     judge.judge_topic("t", None)
     wall = 10 ** 12
     reading = Progress(frozenset(PARTITIONS[:2]))
     p1_idle = Progress(frozenset(PARTITIONS[:2]), idle=frozenset({PARTITIONS[1]}))
 
     def step(progress: Progress, at: int = wall) -> list[tuple[int, int]]:
-        reader.close_due("v1", progress=progress, wall_ms=at)
-        for close in relay(reader.take_outbox()):
+        reader.close_due("v1", progress=progress, wall_ms=at, route=WIRE)
+        for close in relay(WIRE.take()):
             judge.receive(close)
-        return [(r.start_ms, r.totals.count) for r in judge.assemble("v1", lambda topic: [0, 1])]
+        return [(r.start_ms, r.totals.count) for r in judge.topics.assemble("v1", lambda topic: [0, 1])]
 
     reader.add(PARTITIONS[1], np.array([0.01]), np.ones(1), np.array([1_000]), np.zeros(1, bool), now_ms=wall,
                sequences=["A"])
@@ -311,15 +341,15 @@ def test_a_redelivered_part_counts_once_and_a_part_never_received_before_its_hou
 
 
 def test_older_models_are_let_go_only_once_every_owned_partition_closed_and_every_judged_topic_judged() -> None:
-    reader = PartitionedJudge(hourly())
+    reader = hourly()
     reader.own_partition(PARTITIONS[0], None)
     assert reader.closed_before_ms() is None  # a partition that closed nothing yet
     add(reader, [(PARTITIONS[0], 0.01, 1_000, "A"), (PARTITIONS[0], 0.01, 2 * MINUTE_MS + 1, "B")])
-    reader.close_due("v1")
+    reader.close_due("v1", route=WIRE)
     assert reader.closed_before_ms() == 2 * MINUTE_MS
     reader.judge_topic("t", None)  # judging the topic too: its hours are not judged yet
     assert reader.closed_before_ms() is None
-    for close in reader.take_outbox():
+    for close in WIRE.take():
         reader.receive(close)
-    reader.assemble("v1", lambda topic: [0])
+    reader.topics.assemble("v1", lambda topic: [0])
     assert reader.closed_before_ms() == 2 * MINUTE_MS

@@ -13,7 +13,8 @@ import pytest
 from monitor.core.score import Scorer
 from monitor.core.train import train
 from monitor.devtools import generate
-from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.report import WindowReport
 from monitor.hourly.timeline import DAY_MS, HOUR_MS
 from monitor.settings import CompareConfig
 from monitor.stream.hooks import WindowLog

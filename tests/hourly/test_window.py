@@ -12,14 +12,9 @@ from hypothesis import strategies as st
 
 from monitor.errors import ConfigError, StateError
 from monitor.hourly.accumulator import WindowAccumulator
+from monitor.hourly.restoring import restoring
 from monitor.hourly.timeline import HOUR_MS, window_start
-from monitor.hourly.window import (
-    LATE_WINDOWS_KEPT,
-    ClosedWindow,
-    Progress,
-    Windows,
-    restoring,
-)
+from monitor.hourly.window import LATE_WINDOWS_KEPT, ClosedWindow, Progress, Windows
 from monitor.records import Position
 
 P0: Position = ("sequences", 0)

@@ -14,7 +14,8 @@ from monitor.core.bundle import Bundle
 from monitor.core.signature import FormatReader
 from monitor.hourly.compare import Comparison
 from monitor.hourly.format_change import LISTED, FormatChange, FormatShift
-from monitor.hourly.judge import HourlyJudge, WindowReport, WindowTotals
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.report import WindowReport, WindowTotals
 from monitor.hourly.reasons import SIGNAL_TEXT, Reason
 from monitor.hourly.timeline import HOUR_MS
 from monitor.ops.export import Endpoint

@@ -12,7 +12,8 @@ import pytest
 from monitor.core.bundle import Bundle
 from monitor.core.score import Scorer
 from monitor.devtools import generate
-from monitor.hourly.judge import HourlyJudge, WindowReport
+from monitor.hourly.judge import HourlyJudge
+from monitor.hourly.report import WindowReport
 from monitor.records import RawMessage
 from monitor.settings import CompareConfig, InputConfig
 from monitor.stream.hooks import NoHooks

@@ -129,7 +129,7 @@ def test_a_restarted_service_resumes_from_its_state_with_the_same_figures(
                  "the checkpoint is corrupt (the offset of events[0] is -1", id="negative-offset"),
     pytest.param("UPDATE checkpoint SET windows = json_array()",
                  "the checkpoint is corrupt (windows is an array, not an object)", id="windows-an-array"),
-    pytest.param("UPDATE checkpoint SET windows = json_remove(windows, '$.events.open')",
+    pytest.param("UPDATE checkpoint SET windows = json_remove(windows, '$.events.partitions[0].windows.open')",
                  "the saved windows of 'events' cannot be restored (missing 'open')", id="window-snapshot-cut"),
     pytest.param("UPDATE checkpoint SET history = json_set(history, '$.events.entries[0].count', 'many')",
                  "the saved history of 'events' cannot be restored (ValueError", id="history-entry-a-text"),

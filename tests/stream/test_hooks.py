@@ -20,7 +20,8 @@ def test_partitions_are_said_unreachable_once_and_answering_again_once(caplog: p
     assert state == frozenset({("events", 1)})
     said = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert len(said) == 2
-    assert said[0][0] == logging.WARNING and said[0][1].startswith("the broker of events[0], events[1] is not answering")
+    assert said[0][0] == logging.WARNING
+    assert said[0][1].startswith("the broker of events[0], events[1] is not answering")
     assert said[1] == (logging.INFO, "the broker of events[0] answers again")
 
 
@@ -34,7 +35,8 @@ def report(verdict: str, abnormal: bool, reasons: str = "") -> SimpleNamespace:
 def test_the_window_log_warns_of_an_abnormal_window_with_its_reasons_and_tells_a_normal_one(
         caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="monitor.stream.hooks"):
-        WindowLog().on_window_closed(report("critical", True, "mean error 5x the baseline"), 1)  # type: ignore[arg-type]
+        abnormal = report("critical", True, "mean error 5x the baseline")
+        WindowLog().on_window_closed(abnormal, 1)  # type: ignore[arg-type]
         WindowLog().on_window_closed(report("normal", False), 0)  # type: ignore[arg-type]
     (warned, told) = caplog.records
     assert warned.levelno == logging.WARNING and told.levelno == logging.INFO

@@ -262,9 +262,10 @@ class MemoryConsumer:
         return {p for p, offset in offsets.items() if self.kafka.end(p) <= offset}
 
     def close(self) -> None:
+        """Leave the group: ``on_revoked`` first (it may commit), as kafka-python's ``close`` does."""
         if not self.dead:
-            self.dead = True
             self.kafka._leave(self, say=True)
+            self.dead = True
 
 
 class MemoryProducer:

@@ -1,7 +1,7 @@
-"""The service loop without a broker: built by the application builder on an in-memory source and sink, it
-checkpoints and commits what it finished, resumes exactly from its state file (and refuses, untouched, one it
-cannot resume from), rides out a sink outage, swaps models between batches and hands its observers a
-snapshot."""
+"""The lone instance's store (``FileStore``, state in a SQLite file) in the service loop without a broker:
+built by the application builder on an in-memory source and sink, it checkpoints and commits what it
+finished, resumes exactly from its state file (and refuses, untouched, one it cannot resume from), rides out
+a sink outage, swaps models between batches and hands its observers a snapshot."""
 
 from __future__ import annotations
 

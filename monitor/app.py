@@ -44,7 +44,7 @@ from monitor.stream.pipeline import RecordPipeline
 from monitor.stream.retry import BACKOFF_MAX_S, Retry, RetryingSink
 from monitor.stream.file_store import FileStore, restore
 from monitor.stream.loop import StreamLoop
-from monitor.stream.sources import Sink, Source
+from monitor.stream.sources import GroupSource, Sink, Source
 from monitor.stream.state import Accepted, Checkpoint, StateStore
 
 log = logging.getLogger(__name__)
@@ -211,15 +211,18 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
     observers: list[Hooks] = [WindowLog(), *hooks]
     metrics_server = _serve_metrics(config, scorer, observers, endpoint)
     pipeline = RecordPipeline(scorer, judge, config.input, producer, _outputs(config), observers)
-    member = GroupStore(config, pipeline, judge, new_producer, changelog, partitions[config.windows_topic],
+
+    def connect(member: GroupStore) -> GroupSource | None:
+        """The member's consumer of the input topics and the windows topic, with its rebalance callbacks."""
+        return _connect(lambda: clients.source([*config.input.topics, config.windows_topic], config.input.group_id,
+                                               config.input.auto_offset_reset, read_committed=exactly_once,
+                                               on_revoked=member.on_revoked, on_assigned=member.on_assigned,
+                                               on_lost=member.on_lost), stop, "consumer")
+
+    member = GroupStore(config, pipeline, judge, connect, new_producer, changelog, partitions[config.windows_topic],
                         observers, clock, producer=producer, schedule=schedule, load_model=load_model)
-    source = _connect(lambda: clients.source([*config.input.topics, config.windows_topic], config.input.group_id,
-                                             config.input.auto_offset_reset, read_committed=exactly_once,
-                                             on_revoked=member.on_revoked, on_assigned=member.on_assigned,
-                                             on_lost=member.on_lost), stop, "consumer")
-    if source is None:
+    if member.source is None:
         return None
-    member.attach(source)
     member.follow_schedule_at_start()
     service = StreamLoop(config, pipeline, member, observers)
     log.info("state in Kafka: changelog %r, windows %r (%d partitions), reports %r; %s", config.changelog_topic,

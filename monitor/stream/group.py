@@ -48,10 +48,12 @@ STOPPED_RETRY_S = 30.0  # how often a member reads the changelog again for a key
 
 class GroupStore:
     """State in the Kafka changelog, for one member of a group (the ``Store`` of ``monitor.stream.loop``).
-    ``attach`` gives it its consumer (built with its ``on_revoked`` and ``on_assigned``); ``new_producer``
-    makes the producer again after a fencing or a lost transaction."""
+    ``connect`` makes its consumer, given this store for the rebalance callbacks (``on_revoked``,
+    ``on_assigned``, ``on_lost``; ``None`` when a stop came first: ``source`` is then ``None``);
+    ``new_producer`` makes the producer again after a fencing or a lost transaction."""
 
     def __init__(self, config: Any, pipeline: RecordPipeline, judge: HourlyJudge,
+                 connect: Callable[[GroupStore], GroupSource | None],
                  new_producer: Callable[[], TransactionalSink], changelog: ChangelogReader, windows_partitions: int,
                  hooks: Sequence[Hooks] = (), clock: Callable[[], float] = time.time,
                  producer: TransactionalSink | None = None, schedule: TopicFollower | None = None,
@@ -84,9 +86,7 @@ class GroupStore:
         self._rewind_needed = False
         self.stopped: dict[Position, str] = {}  # partitions stopped on an unreadable changelog key, with the key
         self._stopped_retry_at = float("inf")
-
-    def attach(self, source: GroupSource) -> None:
-        self.source = source
+        self.source = connect(self)
 
     @property
     def is_lead(self) -> bool:

@@ -28,7 +28,7 @@ from monitor.hourly.restoring import restoring
 from monitor.settings import MonitorConfig, load_config
 from monitor.stream.group_state import ACCEPTED_PREFIX, topic_state
 from monitor.stream.kafka_state import ChangelogReader, publish
-from monitor.stream.closed_windows import accepted_windows
+from monitor.stream.closed_windows import accept_covered
 from monitor.stream.file_store import restore
 from monitor.stream.state import Accepted, StateStore
 
@@ -123,8 +123,7 @@ def _restored(path: Path | None, config: MonitorConfig) -> tuple[HourlyJudge, li
         restore(state, judge)
         pending = state.accepted(checkpoint.accepted_applied)
     for accepted in pending:  # as the service's apply_accepted does at its next checkpoint
-        for topic, start_ms in accepted_windows(judge, accepted):
-            judge.accept(topic, start_ms)
+        accept_covered(judge, accepted)
     return judge, pending
 
 

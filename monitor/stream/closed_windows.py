@@ -5,7 +5,7 @@ accepted covers: the same for state in a file (``monitor.stream.file_store``) an
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from monitor.hourly.judge import HourlyJudge
@@ -39,6 +39,17 @@ def accepted_windows(judge: HourlyJudge, accepted: Accepted) -> list[tuple[str, 
             if stands_for.sum() > 0 and matched / stands_for.sum() >= entry.above_threshold_share / 2:
                 covered.append((topic, entry.start_ms))
     return covered
+
+
+def accept_covered(judge: HourlyJudge, accepted: Accepted,
+                   topics: Collection[str] | None = None) -> list[tuple[str, int]]:
+    """Let the history windows ``accepted`` covers (``accepted_windows``; on ``topics`` only, when given)
+    serve in baselines whatever their verdict; returns them. The one way a store, a group member or the
+    offline commands take an accepted format in."""
+    windows = [w for w in accepted_windows(judge, accepted) if topics is None or w[0] in topics]
+    for topic, start_ms in windows:
+        judge.accept(topic, start_ms)
+    return windows
 
 
 def kept_of(report: WindowReport) -> dict[str, Any]:

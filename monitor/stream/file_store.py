@@ -26,7 +26,7 @@ from monitor.hourly.shadow import ShadowReport
 from monitor.hourly.timeline import iso_utc
 from monitor.hourly.restoring import restoring
 from monitor.records import Polled, Position
-from monitor.stream.closed_windows import accepted_windows, kept_of
+from monitor.stream.closed_windows import accept_covered, kept_of
 from monitor.stream.hooks import Hooks, say_unreachable
 from monitor.stream.batch import BatchResult
 from monitor.stream.pipeline import RecordPipeline
@@ -141,9 +141,7 @@ class FileStore:
         """Take in the formats accepted since the last time (``python -m monitor accept``)."""
         new = self.state.accepted(self.accepted_applied)
         for accepted in new:
-            windows = accepted_windows(self.pipeline.judge, accepted)
-            for topic, start_ms in windows:
-                self.pipeline.judge.accept(topic, start_ms)
+            windows = accept_covered(self.pipeline.judge, accepted)
             log.warning("format accepted (%s): the retraining corpus takes in %s, baselines take in %s again",
                         accepted.described, counted(len(accepted.sequences), "sequence"),
                         counted(len(windows), "window"))

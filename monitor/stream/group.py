@@ -8,8 +8,8 @@ topic (``monitor.stream.group_state``); the group's model schedule and accepted 
 
 Batch by batch the record pipeline scores and windows the records; a partition's windows close on its own
 event time (``monitor.hourly.judge``) and go, with its mark, to the windows topic keyed by input
-topic (the store is the pipeline's ``Route``); the member that owns that key's partition merges the hours every partition has passed, judges them,
-writes each report to the reports topic and tells the hooks. Every ``state.checkpoint_interval_seconds``
+topic (the store is the pipeline's ``Route``); the member that owns that key's partition merges the hours
+every partition has passed, judges them, writes each report to the reports topic and tells the hooks. Every ``state.checkpoint_interval_seconds``
 the changed state goes to the changelog and everything since the last commit, with the input and windows
 offsets, commits in one transaction. A member that loses partitions commits first; one that gets
 partitions reads the changelog (after the group's offsets are stable, so no open transaction of a former

@@ -13,7 +13,7 @@ from monitor.counted import counted
 from monitor.hourly.judge import HourlyJudge
 from monitor.hourly.report import WindowReport
 from monitor.records import Position
-from monitor.stream.closed_windows import accepted_windows, kept_of
+from monitor.stream.closed_windows import accept_covered, kept_of
 from monitor.stream.group_state import encode, hour_key, judge_key, partition_key
 from monitor.stream.state import Accepted
 
@@ -68,9 +68,7 @@ class Ownership:
                 if one.id <= self.accepted_through.get(topic, -1) or one.topic not in (None, topic):
                     self.accepted_through[topic] = max(self.accepted_through.get(topic, -1), one.id)
                     continue
-                windows = [w for w in accepted_windows(judge, one) if w[0] == topic]
-                for _, start in windows:
-                    judge.accept(topic, start)
+                windows = accept_covered(judge, one, [topic])
                 log.warning("format accepted (%s) on %s: baselines take in %s again", one.described, topic,
                             counted(len(windows), "window"))
                 self.accepted_through[topic] = one.id

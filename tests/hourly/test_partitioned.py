@@ -256,7 +256,8 @@ def test_an_idle_word_that_reaches_the_judge_after_the_partitions_records_cuts_n
     def deliver() -> list[tuple[int, int]]:
         for close in relay(WIRE.take()):
             judge.receive(close)
-        return [(r.start_ms, r.totals.count) for r in judge.topics.assemble("v1", lambda topic: [0, 1], cluster.still_at)]
+        judged = judge.topics.assemble("v1", lambda topic: [0, 1], cluster.still_at)
+        return [(r.start_ms, r.totals.count) for r in judged]
 
     assert deliver() == []
     assert 1 not in judge.assemblers["t"].idle, "awake again: it holds its hours until its owner speaks"

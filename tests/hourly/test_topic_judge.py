@@ -1,6 +1,6 @@
-"""The hourly judgement divided as a consumer group divides a stream: per-partition windows on the
-instances that read them, hours assembled and judged once by the topic's judge; the figures equal one
-judge's over the same records, however the partitions are divided and moved."""
+"""A topic's judge and the hourly judgement divided as a consumer group divides a stream: per-partition
+windows on the instances that read them, hours assembled and judged once by the topic's judge; the figures
+equal one judge's over the same records, however the partitions are divided and moved."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ the time from the end of the first batch to the last record (group join and firs
 shown as ``start``). Also prints ``Scorer.score`` alone over the same strings in batches of
 ``--max-records``, where the monitor's time went, and the ratios. Figures are medians on a shared machine
 whose broker shares the CPU with the client: compare ratios measured in one run, not absolute numbers.
+The printed report is ``bench/throughput_report.py``'s.
 """
 
 from __future__ import annotations
@@ -32,27 +33,22 @@ import contextlib
 import cProfile
 import gc
 import pstats
-import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka import libversion as confluent_libversion
-from confluent_kafka import version as confluent_version
 from kafka import KafkaAdminClient, KafkaConsumer
-from kafka import __version__ as kafka_version
 from kafka.admin import NewTopic
-from kafka.record import util as kafka_record_util
 from producers import PRODUCERS
 from prometheus_client import CollectorRegistry
+from throughput_report import BARE_CK, BARE_KP, MONITOR, VARIANTS, Run, report
 
 from monitor.app import build
 from monitor.core.score import Scorer
@@ -65,18 +61,7 @@ from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.kafka import keep_rebalances_requested
 from monitor.stream.loop import StreamLoop
 
-BARE_KP, MONITOR, BARE_CK = "bare kafka-python", "monitor", "bare confluent-kafka"
-VARIANTS = (BARE_KP, MONITOR, BARE_CK)
 STALL_S = 60.0  # no record for this long means the topic holds fewer than --records: give up
-
-
-@dataclass
-class Run:
-    """One read of the topic: steady-state rate, time to the first batch, and (monitor) where time went."""
-
-    rate: float
-    start_s: float
-    parts: Counter[str] = field(default_factory=Counter)
 
 
 class Pace:
@@ -267,57 +252,6 @@ def score_only(scorer: Scorer, sequences: list[str], batch: int) -> float:
     return len(sequences) / (time.perf_counter() - started)
 
 
-# ---- reporting ---------------------------------------------------------------------------------------------
-
-
-def breakdown(parts: Counter[str]) -> list[tuple[str, float]]:
-    """The monitor's loop split into exclusive stages (seconds), from the nested timers."""
-    return [
-        ("kafka-python poll", parts["kafka poll"]),
-        ("batch assembly", parts["next_batch"] - parts["kafka poll"]),
-        ("decode + bookkeeping", parts["process"] - parts["score"] - parts["window"] - parts["close windows"]
-         - parts["metrics batch"]),
-        ("Scorer.score", parts["score"]),
-        ("windows", parts["window"] + parts["close windows"]),
-        ("checkpoint + commit", parts["checkpoint"]),
-        ("metrics hooks", parts["metrics batch"] + parts["metrics tick"]),
-        ("rest of the loop", parts["loop"] - parts["next_batch"] - parts["process"] - parts["checkpoint"]
-         - parts["metrics tick"]),
-    ]
-
-
-def print_rates(runs: dict[str, list[Run]], scoring: list[float]) -> dict[str, float]:
-    print(f"{'reader':22} {'median rec/s':>13} {'min':>10} {'max':>10} {'start s':>8}")
-    medians = {}
-    for name, results in runs.items():
-        rates = [r.rate for r in results]
-        medians[name] = statistics.median(rates)
-        start = statistics.median(r.start_s for r in results)
-        print(f"{name:22} {medians[name]:13,.0f} {min(rates):10,.0f} {max(rates):10,.0f} {start:8.2f}")
-    medians["score only"] = statistics.median(scoring)
-    print(f"{'Scorer.score alone':22} {medians['score only']:13,.0f} {min(scoring):10,.0f} {max(scoring):10,.0f}")
-    return medians
-
-
-def print_ratios(medians: dict[str, float]) -> None:
-    kp, mon, ck, sc = (medians[k] for k in (BARE_KP, MONITOR, BARE_CK, "score only"))
-    serial = 1 / (1 / kp + 1 / sc)
-    print(f"monitor / bare kafka-python:           {mon / kp:5.2f}   (target >= 0.70)")
-    print(f"bare kafka-python / confluent-kafka:    {kp / ck:5.2f}")
-    print(f"Scorer.score alone / bare kafka-python: {sc / kp:5.2f}")
-    print(f"bare poll + score alone, one thread:    {serial:,.0f} rec/s = {serial / kp:.2f} of bare kafka-python "
-          "(the monitor's bound)")
-
-
-def print_breakdown(monitor_runs: list[Run], n: int) -> None:
-    total = sum((r.parts for r in monitor_runs), Counter())
-    records = n * len(monitor_runs)
-    loop = total["loop"]
-    print(f"where the monitor's time goes (all {len(monitor_runs)} runs, incl. first batch):")
-    for name, seconds in breakdown(total):
-        print(f"  {name:24} {seconds / records * 1e6:7.2f} us/record  {seconds / loop:6.1%}")
-
-
 # ---- main --------------------------------------------------------------------------------------------------
 
 
@@ -437,18 +371,6 @@ def distinct(fmt: str, n: int) -> list[str]:
         seen.update(dict.fromkeys(generate.sample(fmt, n, seed=seed)))
         seed += 1
     return list(seen)[:n]
-
-
-def report(runs: dict[str, list[Run]], scoring: list[float], args: argparse.Namespace) -> None:
-    what = f"{'distinct ' if args.unique else ''}{args.format}s"
-    print(f"\n{args.records:,} {what}, topic with {args.partitions} partition(s), median of {args.repeats} "
-          f"interleaved runs; rates are steady state (after the first batch); start = time to first batch")
-    crc = "C (crc32c package)" if kafka_record_util.crc32c_c is not None else "pure Python (no crc32c package)"
-    print(f"kafka-python {kafka_version}, its CRC32C check: {crc}; confluent-kafka {confluent_version()} "
-          f"(librdkafka {confluent_libversion()[0]})")
-    medians = print_rates(runs, scoring)
-    print_ratios(medians)
-    print_breakdown(runs[MONITOR], args.records)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
-"""Several instances in one consumer group with state kept in Kafka (``state.store: kafka``), against a real
-broker: partitions divided and handed over with their state, hours judged once across partitions, exactly
-once for every output, a paused-then-resumed instance fenced, a quiet partition holding no hour open."""
+"""Several instances in one consumer group with state kept in Kafka (``state.store: kafka``), and a lone
+instance with its SQLite store, against a real broker: what only a broker shows. Transactions a killed
+member leaves open (aborted by the broker's timeout, or fenced by its restart), producers fenced by the group
+coordinator, members dropped by their session, read_committed readers, broker outages, and the commands that
+read the group's changelog. The group's own logic (hand-overs, restarts, fenced zombies, the model schedule,
+accepted windows, quiet partitions) is checked without a broker in ``tests/stream/test_group.py``."""
 
 from __future__ import annotations
 
@@ -191,23 +194,6 @@ def assert_replays_hours_and_each_output_once(config: MonitorConfig, topic: str,
     assert_exactly_once(config, topic, rows)
 
 
-@pytest.mark.parametrize("delivery", ["exactly_once", "at_least_once"])
-def test_one_instance_with_state_in_kafka_judges_every_hour_as_replay_does(
-        kafka_broker: Any, stream: tuple[str, list[tuple[int, int, bytes]]], bundle_dir: Path,
-        serial_bundle: Bundle, replayed: list[dict[str, Any]], delivery: str) -> None:
-    topic, rows = stream
-    config = service_config(kafka_broker.bootstrap_servers, topic, bundle_dir, **kafka_settings(delivery=delivery))
-    with Running(config, serial_bundle) as service:
-        wait_for(lambda: service.pipeline.counts.consumed >= len(rows), 240, "the whole stream consumed")
-        wait_for(lambda: len(reports(config)) >= WINDOWS, 60, "every hour judged")
-    assert service.pipeline.counts.late == 0
-    assert_equal_figures(reports(config), replayed)
-    critical = [r for r in reports(config) if r["verdict"] == "critical"]
-    assert [r["start_ms"] for r in critical] == [START_MS + DRIFT_WINDOW * WINDOW_S * 1000]
-    assert critical[0]["reasons"][0]["signal"] == "far_records" and critical[0]["reasons"][0]["records"]
-    assert_exactly_once(config, topic, rows)  # uninterrupted, at least once repeats nothing either
-
-
 def group_files(config: MonitorConfig, folder: Path, count: int) -> list[Path]:
     """One configuration file per instance: the same group, each its own local folder and instance id."""
     files = []
@@ -247,61 +233,48 @@ def consumed_total(config: MonitorConfig, topic: str) -> int:
         consumer.close()
 
 
-def test_three_instances_one_killed_one_added_one_leaving_give_one_uninterrupted_instances_figures(
-        kafka_broker: Any, stream: tuple[str, list[tuple[int, int, bytes]]], bundle_dir: Path, tmp_path: Path,
-        replayed: list[dict[str, Any]]) -> None:
-    topic, rows = stream
-    config = service_config(kafka_broker.bootstrap_servers, topic, bundle_dir, **kafka_settings())
+def test_a_group_idle_on_an_empty_topic_fed_records_of_years_ago_through_kills_a_join_and_a_leave_gives_replays_figures(
+        kafka_broker: Any, bundle_dir: Path, tmp_path: Path, replayed: list[dict[str, Any]]) -> None:
+    """Three members started before their producers, idle (caught up with nothing, quiet) for several
+    ``window.quiet_seconds``; then records whose event times are years behind the wall clock. Mid-stream one
+    member is killed -9 inside a transaction and never comes back (the broker aborts what it left open once
+    ``state.transaction_timeout_seconds`` pass), a fourth joins, another is killed -9 and restarted at once
+    under its instance id (its new producer fences the dead one's), and a third leaves cleanly. An idle
+    partition gets no mark from the wall clock, so nothing is late: the hours are replay's, the drifting one
+    critical with its reasons and top records, each output written once."""
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "empty", partitions=PARTITIONS)
+    rows = records()
+    config = service_config(bootstrap, topic, bundle_dir, **kafka_settings())
     files = group_files(config, tmp_path, 4)
     logs = [tmp_path / f"i{i}.log" for i in range(4)]
     processes: list[subprocess.Popen[bytes]] = []
     try:
         processes = [start_service(files[i], logs[i]) for i in range(3)]
         wait_for(lambda: all(owned_now(logs[i]) for i in range(3)), 120, "three instances sharing the partitions")
+        time.sleep(4 * config.window.quiet_seconds)  # every partition idle, none ever had a record
+        produce_all(bootstrap, topic, rows)
         wait_for(lambda: consumed_total(config, topic) > 0.25 * len(rows), 180, "a quarter committed")
         processes[1].send_signal(signal.SIGKILL)  # mid-hour, with an open transaction, as a crash does
         processes[1].wait(10)
         wait_for(lambda: consumed_total(config, topic) > 0.45 * len(rows), 180, "the group going on without it")
         processes.append(start_service(files[3], logs[3]))
         wait_for(lambda: owned_now(logs[3]), 120, "the added instance owning partitions")
-        processes[2].send_signal(signal.SIGTERM)  # leaves: commits, hands its partitions over
-        assert processes[2].wait(60) == 0
-        wait_for(lambda: consumed_total(config, topic) >= len(rows), 240, "the whole stream committed")
-        wait_for(lambda: len(reports(config)) >= WINDOWS, 60, "every hour judged")
-    finally:
-        stop_all(processes)
-    assert_replays_hours_and_each_output_once(config, topic, rows, replayed)
-    assert any("transaction aborted" in log.read_text(errors="replace") or "restored in" in log.read_text(
-        errors="replace") for log in logs)
-
-
-def test_a_group_idle_on_an_empty_topic_then_fed_records_of_years_ago_gives_replays_figures(
-        kafka_broker: Any, bundle_dir: Path, tmp_path: Path, replayed: list[dict[str, Any]]) -> None:
-    """Three members started before their producers, idle (caught up with nothing, quiet) for several
-    ``window.quiet_seconds``; then records whose event times are years behind the wall clock, one member
-    killed -9 mid-stream and restarted under its instance id. An idle partition gets no mark from the wall
-    clock, so nothing is late: the hours are replay's, each output written once."""
-    bootstrap = kafka_broker.bootstrap_servers
-    topic = new_topic(bootstrap, "empty", partitions=PARTITIONS)
-    rows = records()
-    config = service_config(bootstrap, topic, bundle_dir, **kafka_settings())
-    files = group_files(config, tmp_path, 3)
-    logs = [tmp_path / f"i{i}.log" for i in range(3)]
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        processes = [start_service(files[i], logs[i]) for i in range(3)]
-        wait_for(lambda: all(owned_now(log) for log in logs), 120, "three instances sharing the partitions")
-        time.sleep(4 * config.window.quiet_seconds)  # every partition idle, none ever had a record
-        produce_all(bootstrap, topic, rows)
-        wait_for(lambda: consumed_total(config, topic) > 0.3 * len(rows), 180, "a third committed")
-        processes[1].send_signal(signal.SIGKILL)
-        processes[1].wait(10)
-        processes.append(start_service(files[1], tmp_path / "i1-again.log"))  # the same instance id
+        processes[2].send_signal(signal.SIGKILL)
+        processes[2].wait(10)
+        processes.append(start_service(files[2], tmp_path / "i2-again.log"))  # the same instance id
+        processes[0].send_signal(signal.SIGTERM)  # leaves: commits, hands its partitions over
+        assert processes[0].wait(60) == 0
         wait_for(lambda: consumed_total(config, topic) >= len(rows), 240, "the whole stream committed")
         wait_for(lambda: len(reports(config)) >= WINDOWS, 90, "every hour judged")
     finally:
         stop_all(processes)
     assert_replays_hours_and_each_output_once(config, topic, rows, replayed)
+    critical = [r for r in reports(config) if r["verdict"] == "critical"]
+    assert [r["start_ms"] for r in critical] == [START_MS + DRIFT_WINDOW * WINDOW_S * 1000]
+    assert critical[0]["reasons"][0]["signal"] == "far_records" and critical[0]["reasons"][0]["records"]
+    texts = [log.read_text(errors="replace") for log in [*logs, tmp_path / "i2-again.log"]]
+    assert any("transaction aborted" in text or "restored in" in text for text in texts)
 
 
 def test_a_lone_instance_on_a_partial_assignment_cuts_no_hour(
@@ -354,25 +327,39 @@ def test_a_lone_instance_on_a_partial_assignment_cuts_no_hour(
     assert_same_figures(closed_windows(config), replayed)
 
 
-def test_a_paused_then_resumed_instance_is_fenced_and_changes_nothing(
+def test_a_member_paused_past_its_session_alone_then_while_another_takes_over_writes_every_record_once(
         kafka_broker: Any, bundle_dir: Path, tmp_path: Path) -> None:
+    """Paused past its session (a stalled host, a long GC), first alone, three times mid-stream with a batch in
+    an open transaction: its next commit is refused as coming from an unknown member, and when it rejoins the
+    group has no other member to have taken over. Then paused while a second instance takes every partition
+    over: resumed, it is fenced and its writes stay invisible."""
     bootstrap = kafka_broker.bootstrap_servers
     topic = new_topic(bootstrap, "fence", partitions=2)
     config = service_config(bootstrap, topic, bundle_dir, **kafka_settings())
     first, second = group_files(config, tmp_path, 2)
-    rows = [(i % 2, START_MS + i * 10, s.encode()) for i, s in enumerate(generate.sample("serial", 4000, seed=3))]
-    zombie = start_service(first, tmp_path / "zombie.log")
+    rows = [(i % 2, START_MS + i * 5, s.encode()) for i, s in enumerate(generate.sample("serial", 22_000, seed=8))]
+    alone = 18_000
+    log = tmp_path / "zombie.log"
+    zombie = start_service(first, log)
     other: subprocess.Popen[bytes] | None = None
     try:
-        wait_for(lambda: owned_now(tmp_path / "zombie.log"), 120, "the first instance owning the partitions")
-        produce_all(bootstrap, topic, rows[:2000])
-        wait_for(lambda: consumed_total(config, topic) >= 2000, 120, "the first half committed")
-        produce_all(bootstrap, topic, rows[2000:])
+        wait_for(lambda: owned_now(log), 120, "the first instance owning the partitions")
+        for part in range(3):
+            produce_all(bootstrap, topic, rows[part * 6000:(part + 1) * 6000])
+            time.sleep(1.0 + 0.4 * part)  # mid-stream, with a batch in an open transaction
+            zombie.send_signal(signal.SIGSTOP)
+            time.sleep(6)  # past its 4 s session
+            zombie.send_signal(signal.SIGCONT)
+        wait_for(lambda: consumed_total(config, topic) >= alone, 240, "the paused instance's stream committed")
+        assert "the group dropped this member" in log.read_text(errors="replace"), "the pauses outlasted the session"
+        produce_all(bootstrap, topic, rows[alone:alone + 2000])
+        wait_for(lambda: consumed_total(config, topic) >= alone + 2000, 120, "the next records committed")
+        produce_all(bootstrap, topic, rows[alone + 2000:])
         time.sleep(0.3)  # let it take a batch into an open transaction
         zombie.send_signal(signal.SIGSTOP)
         other = start_service(second, tmp_path / "other.log")
         wait_for(lambda: owned_now(tmp_path / "other.log"), 120, "the second instance taking every partition")
-        wait_for(lambda: consumed_total(config, topic) >= len(rows), 120, "the second half committed by the other")
+        wait_for(lambda: consumed_total(config, topic) >= len(rows), 120, "the rest committed by the other")
         zombie.send_signal(signal.SIGCONT)
         time.sleep(8)  # the resumed instance tries to finish its batch and commit
     finally:
@@ -381,35 +368,6 @@ def test_a_paused_then_resumed_instance_is_fenced_and_changes_nothing(
     scored = Counter((e["source"]["partition"], e["source"]["offset"])
                      for e in (json.loads(r.value) for r in read_committed(bootstrap, config.output.topic)))
     assert len(scored) == len(rows) and max(scored.values()) == 1, "the resumed instance's writes stay invisible"
-
-
-def test_a_lone_member_the_group_drops_while_paused_still_writes_every_record_once(
-        kafka_broker: Any, bundle_dir: Path, tmp_path: Path) -> None:
-    # Paused past its session (a stalled host, a long GC): its next commit is refused as coming from an
-    # unknown member, and when it rejoins the group has no other member to have taken over.
-    bootstrap = kafka_broker.bootstrap_servers
-    topic = new_topic(bootstrap, "dropped", partitions=2)
-    config = service_config(bootstrap, topic, bundle_dir, **kafka_settings())
-    (only,) = group_files(config, tmp_path, 1)
-    rows = [(i % 2, START_MS + i * 5, s.encode()) for i, s in enumerate(generate.sample("serial", 18_000, seed=8))]
-    log = tmp_path / "only.log"
-    member = start_service(only, log)
-    try:
-        wait_for(lambda: owned_now(log), 120, "the instance owning the partitions")
-        for part in range(3):
-            produce_all(bootstrap, topic, rows[part * 6000:(part + 1) * 6000])
-            time.sleep(1.0 + 0.4 * part)  # mid-stream, with a batch in an open transaction
-            member.send_signal(signal.SIGSTOP)
-            time.sleep(6)  # past its 4 s session
-            member.send_signal(signal.SIGCONT)
-        wait_for(lambda: consumed_total(config, topic) >= len(rows), 240, "the whole stream committed")
-    finally:
-        member.send_signal(signal.SIGCONT)
-        stop_all([member])
-    assert "the group dropped this member" in log.read_text(errors="replace"), "the pauses outlasted the session"
-    scored = Counter((e["source"]["partition"], e["source"]["offset"])
-                     for e in (json.loads(r.value) for r in read_committed(bootstrap, config.output.topic)))
-    assert len(scored) == len(rows) and max(scored.values()) == 1
 
 
 def test_offsets_of_an_aborted_transaction_never_reach_a_later_commit(kafka_broker: Any) -> None:
@@ -477,128 +435,6 @@ def test_a_transaction_step_the_cluster_never_answers_fails_instead_of_waiting_f
     finally:
         producer.discard()
         member.close()
-
-
-def test_a_quiet_partition_holds_no_hour_open_beyond_its_heartbeat(
-        kafka_broker: Any, bundle_dir: Path, serial_bundle: Bundle) -> None:
-    bootstrap = kafka_broker.bootstrap_servers
-    topic = new_topic(bootstrap, "quiet", partitions=2)
-    config = service_config(bootstrap, topic, bundle_dir, **kafka_settings())
-    sequences = generate.sample("serial", 600, seed=4)
-    # Both partitions in the first window; then only partition 0, into the third window: the second window
-    # is complete once partition 1's heartbeat passes it.
-    early = [(i % 2, START_MS + i * 100, s.encode()) for i, s in enumerate(sequences[:200])]
-    later = [(0, START_MS + WINDOW_S * 1000 + i * 200, s.encode()) for i, s in enumerate(sequences[200:])]
-    with Running(config, serial_bundle) as service:
-        produce_all(bootstrap, topic, early)
-        wait_for(lambda: service.pipeline.counts.consumed >= len(early), 120, "the first window read")
-        produce_all(bootstrap, topic, later)
-        wait_for(lambda: len(reports(config)) >= 2, 60, "the first two windows judged with partition 1 quiet")
-    got = reports(config)
-    assert [r["start_ms"] for r in got[:2]] == [START_MS, START_MS + WINDOW_S * 1000]
-    assert [r["count"] for r in got[:2]] == [200, WINDOW_S * 1000 // 200]
-
-
-def test_a_model_published_while_two_instances_run_takes_over_at_one_boundary_on_both(
-        kafka_broker: Any, bundle_dir: Path, retrained_bundle_dir: Path, serial_bundle: Bundle,
-        tmp_path: Path) -> None:
-    """Live event times: the lead decides the takeover at a window boundary after the wall clock, every
-    member follows the group's schedule; the hours equal replay's with the same change applied."""
-    import shutil
-    import threading
-
-    from monitor.core import bundle as bundle_lib
-
-    bootstrap = kafka_broker.bootstrap_servers
-    topic = new_topic(bootstrap, "models", partitions=4)
-    published = Path(shutil.copytree(bundle_dir, tmp_path / "published"))
-    window_s = 5
-    settings = kafka_settings()
-    settings.update(window={"length_seconds": window_s, "allowed_lateness_seconds": 3, "quiet_seconds": 4,
-                            "close_check_seconds": 0.5},
-                    reload={"check_interval_seconds": 0.5}, promotion={"shadow": False})
-    config = service_config(bootstrap, topic, published, **settings)
-    files = group_files(config, tmp_path, 2)
-    logs = [tmp_path / "i0.log", tmp_path / "i1.log"]
-    sequences = iter(generate.sample("serial", 50_000, seed=21))
-    sent: list[tuple[int, int, bytes]] = []
-    producing = threading.Event()
-    producing.set()
-
-    def produce_live() -> None:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-        i = 0
-        while producing.is_set():
-            now_ms = int(time.time() * 1000)
-            value = next(sequences).encode()
-            producer.send(topic, value=value, partition=i % 4, timestamp_ms=now_ms)
-            sent.append((i % 4, now_ms, value))
-            i += 1
-            time.sleep(0.004)
-        producer.flush()
-        producer.close()
-
-    retrained = Scorer(bundle_lib.load(retrained_bundle_dir))
-    processes = [start_service(files[i], logs[i]) for i in range(2)]
-    thread = threading.Thread(target=produce_live, daemon=True)
-    try:
-        wait_for(lambda: all(owned_now(log) for log in logs), 120, "both instances owning partitions")
-        thread.start()
-        wait_for(lambda: len(reports(config)) >= 3, 90, "three windows judged with the first model")
-        bundle_lib.save(retrained.bundle, published)  # a new model is published at the shared model.path
-        wait_for(lambda: any(r["model_version"] == retrained.version for r in reports(config)), 90,
-                 "a window judged with the new model")
-        time.sleep(2 * window_s)
-        producing.clear()
-        thread.join(30)
-        wait_for(lambda: sum(r["count"] for r in reports(config)) >= len(sent), 60, "every record judged")
-    finally:
-        producing.clear()
-        stop_all(processes)
-    schedules = [json.loads(r.value)["takeovers"] for r in read_committed(bootstrap, config.models_topic)
-                 if r.key == b"schedule"]
-    decided = next(s for s in schedules if len(s) == 2)
-    assert [v for _, v in decided] == [serial_bundle.version, retrained.version]
-    boundary = decided[-1][0]
-    # Once every window before the boundary was judged, the old model was dropped from the schedule.
-    assert schedules[-1] == [[None, retrained.version]]
-    got = reports(config)
-    assert {r["model_version"] for r in got if r["start_ms"] < boundary} == {serial_bundle.version}
-    assert {r["model_version"] for r in got if r["start_ms"] >= boundary} == {retrained.version}
-    path = tmp_path / "sent.jsonl"
-    path.write_text("".join(json.dumps({"sequence": v.decode(), "timestamp": t}) + "\n"
-                            for _, t, v in sorted(sent, key=lambda row: row[1])))
-    replay_config = config_from_dict({k: v for k, v in settings.items() if k != "state"}, environ={})
-    judge = HourlyJudge(replay_config.window.length_ms, replay_config.window.allowed_lateness_ms,
-                        replay_config.compare, replay_config.window.sample_size, replay_config.formats)
-    result = replay(path, Scorer(serial_bundle), judge, ReplayColumns(), replay_config.input,
-                    changes=[(boundary, retrained)])
-    assert sum(r["count"] for r in got) == len(sent)
-    assert_equal_figures(got, [r.to_dict() for r in result.reports])
-
-
-def test_a_member_survives_a_broker_outage_and_every_record_is_still_written_once(
-        restartable_kafka_broker: Any, bundle_dir: Path, serial_bundle: Bundle) -> None:
-    broker = restartable_kafka_broker
-    bootstrap = broker.bootstrap_servers
-    topic = new_topic(bootstrap, "outage", partitions=2)
-    rows = [(i % 2, START_MS + i * 5, s.encode()) for i, s in enumerate(generate.sample("serial", 30_000, seed=6))]
-    produce_all(bootstrap, topic, rows[:20_000])
-    settings = kafka_settings()
-    settings["kafka"] = {**settings["kafka"], "reconnect_after_seconds": 10}
-    config = service_config(bootstrap, topic, bundle_dir, **settings)
-    running = Running(config, serial_bundle)
-    with running as service:
-        wait_for(lambda: service.pipeline.counts.consumed >= 2_000, 120, "consumption under way")
-        broker.stop()
-        time.sleep(8)  # longer than a send may block: sends, commits and restores fail meanwhile
-        assert running.thread.is_alive()
-        broker.start()
-        produce_all(bootstrap, topic, rows[20_000:])
-        wait_for(lambda: consumed_total(config, topic) >= len(rows), 180, "catching up after the outage")
-    scored = Counter((e["source"]["partition"], e["source"]["offset"])
-                     for e in (json.loads(r.value) for r in read_committed(bootstrap, config.output.topic)))
-    assert len(scored) == len(rows) and max(scored.values()) == 1
 
 
 def test_two_members_through_a_broker_outage_give_replays_figures_and_every_record_once(
@@ -672,10 +508,13 @@ def test_a_lone_instance_through_a_broker_outage_loses_nothing_to_lateness(
     assert_same_figures(closed_windows(config), replayed)
 
 
-def test_candidate_and_accept_work_on_the_changelog_and_the_judge_applies_an_acceptance(
+def test_one_instance_with_state_in_kafka_judges_as_replay_and_candidate_and_accept_work_on_its_changelog(
         kafka_broker: Any, stream: tuple[str, list[tuple[int, int, bytes]]], bundle_dir: Path,
-        retrained_bundle_dir: Path, serial_bundle: Bundle, tmp_path: Path,
+        retrained_bundle_dir: Path, serial_bundle: Bundle, replayed: list[dict[str, Any]], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
+    """One instance on the whole stream: its hours are replay's (the drifting one critical, with its reasons
+    and top records on the reports topic), each output committed once; then ``candidate`` and ``accept`` read
+    and write the group's changelog and models topic, and the running judge applies the acceptance."""
     from monitor.commands.promotion import run_accept, run_candidate
     from monitor.stream.kafka_state import ChangelogReader
 
@@ -693,7 +532,10 @@ def test_candidate_and_accept_work_on_the_changelog_and_the_judge_applies_an_acc
         stored = state.get(f"judge/{topic}")
         return json.loads(stored)["history"] if stored else []
 
-    with Running(config, serial_bundle):
+    with Running(config, serial_bundle) as service:
+        wait_for(lambda: service.pipeline.counts.consumed >= len(rows), 240, "the whole stream consumed")
+        wait_for(lambda: len(reports(config)) >= WINDOWS, 60, "every hour judged")
+        judged = reports(config)
         wait_for(lambda: len(history()) >= WINDOWS, 240, "every window judged and committed")
         code = run_candidate(model_dir=bundle_dir, candidate_dir=retrained_bundle_dir, state_path=None,
                              config_path=config_file, as_json=True)
@@ -703,4 +545,10 @@ def test_candidate_and_accept_work_on_the_changelog_and_the_judge_applies_an_acc
         assert run_accept(state_path=None, config_path=config_file, window=str(start)) == 0
         wait_for(lambda: any(h["start_ms"] == start and h["accepted"] for h in history()), 60,
                  "the judge applying the acceptance and committing it")
+    assert service.pipeline.counts.late == 0
+    assert_equal_figures(judged, replayed)
+    critical = [r for r in judged if r["verdict"] == "critical"]
+    assert [r["start_ms"] for r in critical] == [START_MS + DRIFT_WINDOW * WINDOW_S * 1000]
+    assert critical[0]["reasons"][0]["signal"] == "far_records" and critical[0]["reasons"][0]["records"]
+    assert_exactly_once(config, topic, rows)
     assert [h["start_ms"] for h in history() if h["accepted"]] == [start]

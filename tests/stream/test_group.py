@@ -3,12 +3,14 @@ builder on one in-memory cluster (``monitor.devtools.memory_kafka``), driven tur
 
 What a broker alone can show (transactions on the wire, fencing by the coordinator, outages, session
 timeouts) stays in ``tests/integration/test_scale_out.py``; here the group's own logic is checked in a
-second: hand-overs, a member killed and restarted, a fenced zombie, the model schedule and accepted formats,
+second: hand-overs, a member killed and restarted, a fenced zombie, the model schedule (a promotion by the
+lead, a bundle published at the shared ``model.path``), accepted formats and a quiet partition's heartbeat,
 each against replay's figures and each output exactly once."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -41,14 +43,17 @@ PER_WINDOW = 120
 BAD_EVERY = 97
 
 
-def settings(tmp_path: Path, bundle_dir: Path, name: str, delivery: str = "exactly_once") -> MonitorConfig:
+def settings(tmp_path: Path, bundle_dir: Path, name: str, delivery: str = "exactly_once",
+             **sections: dict[str, Any]) -> MonitorConfig:
+    """The members' configuration; ``sections`` add to it (``state``'s settings to the ones here)."""
+    state = sections.pop("state", {})
     return config_from_dict({
         "input": {"topics": ["events"], "group_id": "g"}, "model": {"path": str(bundle_dir)},
         "output": {"topic": "scored"}, "dead_letter": {"topic": "dead"}, "batch": {"max_records": 50},
         "window": {"length_seconds": WINDOW_MS // 1000, "allowed_lateness_seconds": 0, "quiet_seconds": 30},
         "compare": {"min_history": 2, "previous_windows": 10}, "metrics": {"enabled": False},
         "state": {"store": "kafka", "path": str(tmp_path / name / "state"), "instance_id": name,
-                  "delivery": delivery, "windows_partitions": 2}}, environ={})
+                  "delivery": delivery, "windows_partitions": 2, **state}, **sections}, environ={})
 
 
 def rows() -> list[tuple[int, bytes]]:
@@ -82,15 +87,17 @@ class Members:
     and to commit (what its scheduled jobs ask)."""
 
     def __init__(self, kafka: MemoryKafka, tmp_path: Path, bundle_dir: Path, bundle: Bundle,
-                 delivery: str = "exactly_once", clock: Callable[[], float] = time.time) -> None:
+                 delivery: str = "exactly_once", clock: Callable[[], float] = time.time,
+                 **sections: dict[str, Any]) -> None:
         self.kafka, self.tmp_path, self.bundle_dir, self.bundle = kafka, tmp_path, bundle_dir, bundle
-        self.delivery, self.clock = delivery, clock
+        self.delivery, self.clock, self.sections = delivery, clock, sections
         self.apps: dict[str, Application] = {}
         self.clients: dict[str, MemoryClients] = {}
 
     def start(self, name: str) -> Application:
         clients = MemoryClients(self.kafka)
-        app = build(settings(self.tmp_path, self.bundle_dir, name, self.delivery), scorer=Scorer(self.bundle),
+        app = build(settings(self.tmp_path, self.bundle_dir, name, self.delivery, **self.sections),
+                    scorer=Scorer(self.bundle),
                     clients=clients, clock=self.clock)
         assert app is not None
         self.apps[name], self.clients[name] = app, clients
@@ -180,6 +187,7 @@ def test_at_least_once_members_judge_every_hour_as_replay_does(
     group.start("m1")
     group.until_judged(WINDOWS)
     assert_as_replayed(group.reports(), replayed(settings(tmp_path, bundle_dir, "r"), serial_bundle, rows()))
+    assert_each_output_once(kafka, rows())  # uninterrupted, at least once repeats nothing either
 
 
 @pytest.mark.parametrize("members", [1, 2])
@@ -294,4 +302,63 @@ def test_a_model_the_lead_promotes_takes_over_at_one_boundary_on_every_member(
             (boundary, candidate.version)
     expected = replayed(settings(tmp_path, bundle_dir, "r"), serial_bundle, rows(), (boundary, candidate))
     assert_as_replayed(group.reports(), expected)
+    assert_each_output_once(kafka, rows())
+
+
+def test_a_quiet_partition_holds_no_hour_open_beyond_its_heartbeat(
+        tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle) -> None:
+    now_s = [time.time()]
+    kafka = MemoryKafka(clock=lambda: now_s[0])
+    sequences = generate.sample("serial", 600, seed=4)
+    # Both partitions in the first window; partition 1 then falls quiet, and partition 0 alone goes on into the
+    # third window: the second window is complete once partition 1's heartbeat passes it, the third stays open.
+    kafka.produce("events", [(START_MS + i * 100, s.encode()) for i, s in enumerate(sequences[:200])], partitions=2)
+    group = Members(kafka, tmp_path, bundle_dir, serial_bundle, clock=lambda: now_s[0])
+    group.start("m0")
+    group.turns(6)
+    assert not any(group.lag()) and group.reports() == []
+    now_s[0] += 31  # past window.quiet_seconds
+    for i, s in enumerate(sequences[200:]):
+        kafka._append("events", 0, None, s.encode(), START_MS + WINDOW_MS + i * 200)
+    group.until_judged(2)
+    group.turns(4)
+    got = group.reports()
+    assert [r["start_ms"] for r in got] == [START_MS, START_MS + WINDOW_MS]
+    assert [r["count"] for r in got] == [200, WINDOW_MS // 200]
+
+
+def test_a_model_published_at_the_shared_path_takes_over_at_one_boundary_on_every_member(
+        kafka: MemoryKafka, tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle,
+        retrained_bundle_dir: Path) -> None:
+    """A new bundle saved at the members' shared ``model.path``: the lead alone looks for it, schedules its
+    takeover at the window boundary after the wall clock, and every member follows the schedule; the old
+    model leaves the schedule once every window before the boundary is judged."""
+    published = Path(shutil.copytree(bundle_dir, tmp_path / "published"))
+    now_s = [(START_MS + 3 * WINDOW_MS) / 1000]
+    # One windows partition: the lead judges the topic, so it is the one to drop the old model from the schedule.
+    group = Members(kafka, tmp_path, published, serial_bundle, clock=lambda: now_s[0],
+                    promotion={"shadow": False}, state={"windows_partitions": 1})
+    for name in ("m0", "m1"):
+        group.start(name)
+    group.turns(2)
+    retrained = Scorer(bundle_lib.load(retrained_bundle_dir))
+    bundle_lib.save(retrained.bundle, published)
+    for app in group.apps.values():  # the scheduled check of model.path, on every member
+        assert app.check_for_new_bundle is not None
+        app.check_for_new_bundle()
+    assert [retrained.version in app.watcher.seen for app in group.apps.values()].count(True) == 1  # the lead's
+    group.turn()
+    now_s[0] += 3600
+    group.until_judged(WINDOWS)
+    schedules = [json.loads(r.value)["takeovers"] for r in kafka.records("g.models") if r.key == b"schedule"]
+    boundary = START_MS + 4 * WINDOW_MS
+    assert [s for s in schedules if len(s) == 2][0] == [[None, serial_bundle.version], [boundary, retrained.version]]
+    assert schedules[-1] == [[None, retrained.version]]
+    for app in group.apps.values():
+        assert app.service.scorer.version == retrained.version
+    got = group.reports()
+    assert {r["model_version"] for r in got if r["start_ms"] < boundary} == {serial_bundle.version}
+    assert {r["model_version"] for r in got if r["start_ms"] >= boundary} == {retrained.version}
+    expected = replayed(settings(tmp_path, bundle_dir, "r"), serial_bundle, rows(), (boundary, retrained))
+    assert_as_replayed(got, expected)
     assert_each_output_once(kafka, rows())

@@ -1,7 +1,7 @@
 """Detection quality on generated tasks: the project's fused default against references, in one run.
 
     python bench/quality.py [--rows 20000] [--formats serial uid residues plate] [--corpora mixed logs]
-                            [--methods fused autoencoder seed iforest shape ngram] [--json out.json]
+                            [--methods fused autoencoder seed iforest shape ngram shape_lm] [--json out.json]
 
 Two groups of tasks, each model trained on normal sequences only:
 
@@ -27,7 +27,11 @@ Methods, in this order (``--methods`` picks some):
 - ``shape``       string-shape frequency: letters->A, digits->9, other characters kept; the rarer the
                   shape was in training, the more abnormal;
 - ``ngram``       a character 5-gram language model with interpolated Witten-Bell smoothing
-                  (``monitor.core.ngram``); the score is the string's negative log-likelihood.
+                  (``monitor.core.ngram``); the score is the string's negative log-likelihood;
+- ``shape_lm``    the two cheapest references together, the obvious ensemble: the shape's frequency (score
+                  1 - training share) and the 5-gram model's negative log-likelihood, each made an upper-tail
+                  probability on the training data (``TailCalibration``; the model's values cross-fitted on
+                  two halves, so they are held out), score ``-log p_shape - log p_lm``.
 
 Prints AUROC, average precision and precision@k (k = number of anomalies) per task and method, the median
 of each method over tasks, then for each reference the tasks ``fused`` wins (AUROC and AP both higher), ties
@@ -61,7 +65,7 @@ from monitor.devtools import corpora, generate
 
 Scorer_ = Callable[[Sequence[str]], np.ndarray]
 Metrics = dict[str, float]
-METHODS = ("fused", "autoencoder", "seed", "iforest", "shape", "ngram")
+METHODS = ("fused", "autoencoder", "seed", "iforest", "shape", "ngram", "shape_lm")
 PROJECT_METHODS = ("fused", "autoencoder")  # both read one trained bundle
 CEILING = 0.9995  # both methods at or above it on both metrics: a tie, nothing left to win
 
@@ -138,8 +142,33 @@ def ngram_method(corpus: list[str], seed: int) -> Scorer_ | None:
     return lambda xs: np.asarray(model.nll(list(xs)), dtype=np.float64)
 
 
+def shape_lm_method(corpus: list[str], seed: int) -> Scorer_ | None:
+    try:
+        from monitor.core.fusion import TailCalibration
+        from monitor.core.ngram import CharNgramModel
+    except ImportError as exc:
+        print(f"  shape_lm: n/a ({exc})", file=sys.stderr)
+        return None
+    counts = Counter(map(generate.shape_key, corpus))
+    n = len(corpus)
+
+    def rarity(xs: Sequence[str]) -> np.ndarray:
+        return np.array([1.0 - counts.get(generate.shape_key(s), 0) / n for s in xs])
+
+    shape_tail = TailCalibration.fit(rarity(corpus))
+    halves = np.arange(n) % 2 == 1
+    held_out = np.empty(n)
+    for out in (halves, ~halves):
+        model = CharNgramModel.fit([s for s, o in zip(corpus, out) if not o], order=5)
+        held_out[out] = model.nll([s for s, o in zip(corpus, out) if o])
+    lm_tail = TailCalibration.fit(held_out)
+    lm = CharNgramModel.fit(corpus, order=5)
+    return lambda xs: -np.log(shape_tail.p(rarity(xs))) - np.log(lm_tail.p(np.asarray(lm.nll(list(xs)))))
+
+
 BUILDERS: dict[str, Callable[[list[str], int], Scorer_ | None]] = {
-    "seed": seed_method, "iforest": iforest_method, "shape": shape_method, "ngram": ngram_method}
+    "seed": seed_method, "iforest": iforest_method, "shape": shape_method, "ngram": ngram_method,
+    "shape_lm": shape_lm_method}
 
 
 def build_methods(names: Sequence[str], corpus: list[str], seed: int, label: str) -> dict[str, Scorer_ | None]:

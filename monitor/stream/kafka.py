@@ -66,6 +66,23 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False))
 
 
+def drop_parked(consumer: KafkaConsumer, partitions: Iterable[TopicPartition]) -> None:
+    """Forget what kafka-python fetched for ``partitions`` while they were paused, so they are fetched again
+    from their position. kafka-python 3.0.12 parks the records a paused partition had fetched and gives them
+    back only while no other partition's records are in line, which after the first batch is never: a
+    resumed partition then stays out of every fetch (seen: a stopped partition taken up again was never
+    read). Only its private fields hold them; a version without them is left as it is."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    for name in ("_paused_partition_records", "_paused_completed_fetches"):
+        parked = getattr(fetcher, name, None)
+        if not isinstance(parked, dict):
+            continue
+        for tp in partitions:
+            records = parked.pop(tp, None)
+            if records is not None and hasattr(records, "drain"):
+                records.drain()
+
+
 class KafkaSource:
     """A consumer-group member handing out batches of ``RawMessage``; commits only what it is told."""
 
@@ -145,7 +162,9 @@ class KafkaSource:
         """Fetch nothing from ``partitions`` (assigned ones), and again from every other assigned partition."""
         assigned = self.consumer.assignment()
         paused = [tp for tp in assigned if (tp.topic, tp.partition) in partitions]
-        self.consumer.resume(*[tp for tp in assigned if tp not in paused])
+        resumed = [tp for tp in assigned if tp not in paused]
+        self.consumer.resume(*resumed)
+        drop_parked(self.consumer, resumed)
         if paused:
             self.consumer.pause(*paused)
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from kafka import KafkaProducer
+from kafka import KafkaProducer, TopicPartition
 
 from monitor.settings import config_from_dict
 from monitor.stream.kafka import KafkaSource
@@ -95,3 +95,41 @@ def test_an_idle_partition_is_still_at_its_end_until_something_is_written_to_it(
     finally:
         source.close()
         judge.close()
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_a_paused_partition_sought_back_and_resumed_is_read_again(kafka_broker, round_: int) -> None:
+    # A stopped partition taken up again: paused while the others are read, then sought back and resumed.
+    # kafka-python 3.0.12 kept what it had fetched for it while paused parked and never fetched it again
+    # (about two runs in five here); KafkaSource.pause drops what is parked for the partitions it resumes.
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = new_topic(bootstrap, "paused", partitions=6)
+    produce(bootstrap, topic, [f"v{i}".encode() for i in range(3000)])
+    source = _source(bootstrap, topic)
+    try:
+        deadline = time.monotonic() + 30
+        while len(source.assignment()) < 6 and time.monotonic() < deadline:
+            source.next_batch(100, 200)
+        assigned = sorted(source.assignment())
+        ends = {(tp.topic, tp.partition): end for tp, end in source.consumer.end_offsets(
+            [TopicPartition(*p) for p in assigned]).items()}
+        stopped = (topic, 0)
+        for partition in assigned:
+            source.seek(partition, 0)
+        source.pause({stopped})
+        others = _read_counts(source, sum(n for p, n in ends.items() if p != stopped))
+        assert stopped not in others and sum(others.values()) == sum(n for p, n in ends.items() if p != stopped)
+        source.seek(stopped, 0)
+        source.pause(set())
+        assert _read_counts(source, ends[stopped]) == {stopped: ends[stopped]}
+    finally:
+        source.close()
+
+
+def _read_counts(source: KafkaSource, expected: int, timeout_s: float = 20.0) -> dict[tuple[str, int], int]:
+    counts: dict[tuple[str, int], int] = {}
+    deadline = time.monotonic() + timeout_s
+    while sum(counts.values()) < expected and time.monotonic() < deadline:
+        for m in source.next_batch(500, 300).messages:
+            counts[(m.topic, m.partition)] = counts.get((m.topic, m.partition), 0) + 1
+    return counts

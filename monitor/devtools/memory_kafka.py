@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from kafka.errors import CommitFailedError, ProducerFencedError
+from kafka.errors import CommitFailedError, KafkaError, ProducerFencedError
 
 from monitor.errors import BrokerUnavailable
 from monitor.hourly.window import Progress
@@ -279,6 +279,7 @@ class MemoryProducer:
         self.in_transaction = False
         self._pending: list[tuple[str, int, bytes | None, bytes | None, Sequence[tuple[str, bytes | None]]]] = []
         self.epoch = 0
+        self._failed: BaseException | None = None  # a refused commit: nothing goes on until ``abort``
         if transactional_id is not None:
             kafka.check_up()
             self.epoch = kafka.epochs[transactional_id] = kafka.epochs.get(transactional_id, 0) + 1
@@ -297,6 +298,7 @@ class MemoryProducer:
               headers: Sequence[tuple[str, bytes | None]]) -> None:
         self.kafka.create_topic(topic)
         record = (topic, self.kafka._partition_for(topic, key, partition), key, value, tuple(headers))
+        self._check_not_failed()
         if self.transactional:
             self.in_transaction = True
             self._pending.append(record)
@@ -311,19 +313,26 @@ class MemoryProducer:
             if offsets and through_consumer:
                 consumer.commit(offsets)
             return
+        self._check_not_failed()
         if kafka.epochs.get(self.transactional_id or "") != self.epoch:
             raise ProducerFencedError(f"a newer producer has the transactional id {self.transactional_id!r}")
         group = kafka._group(consumer.group_id)
         if offsets and (consumer.dead or consumer.generation != group.generation
                         or not set(offsets) <= consumer.assigned):
-            raise CommitFailedError("the group has moved on: these offsets are not this member's any more")
+            # As a broker's refused TxnOffsetCommit does: the transaction can only be aborted now.
+            self._failed = CommitFailedError("the group has moved on: these offsets are not this member's any more")
+            raise self._failed
         for topic, partition, key, value, headers in self._pending:
             kafka._append(topic, partition, key, value, None, headers)
         group.committed.update(offsets)
         self._pending, self.in_transaction = [], False
 
     def abort(self) -> None:
-        self._pending, self.in_transaction = [], False
+        self._pending, self.in_transaction, self._failed = [], False, None
+
+    def _check_not_failed(self) -> None:
+        if self._failed is not None:
+            raise KafkaError(f"the transaction must be aborted first: {self._failed}")
 
     def close(self, timeout_s: float = 0.0) -> None:
         self._pending = []

@@ -6,7 +6,7 @@ member that lost its partitions refused, outages until recovery."""
 from __future__ import annotations
 
 import pytest
-from kafka.errors import CommitFailedError, ProducerFencedError
+from kafka.errors import CommitFailedError, KafkaError, ProducerFencedError
 
 from monitor.devtools.memory_kafka import MemoryChangelog, MemoryClients, MemoryConsumer, MemoryFollower, \
     MemoryKafka, MemoryProducer
@@ -177,7 +177,8 @@ def test_a_killed_members_partitions_go_to_the_others_without_its_revoke_or_its_
     assert kafka.records("out") == []
 
 
-def test_a_transactional_commit_of_partitions_the_member_no_longer_owns_is_refused(kafka: MemoryKafka) -> None:
+def test_a_transactional_commit_of_partitions_the_member_no_longer_owns_is_refused_until_aborted(
+        kafka: MemoryKafka) -> None:
     first = Member(kafka)
     first.consumer.next_batch(10, 0)
     producer = MemoryProducer(kafka, "first")
@@ -186,8 +187,15 @@ def test_a_transactional_commit_of_partitions_the_member_no_longer_owns_is_refus
     with pytest.raises(CommitFailedError):
         producer.commit({("events", 0): 0, ("events", 3): 0}, first.consumer)
     assert kafka.records("out") == []
+    # As a broker's refused TxnOffsetCommit leaves it: the transaction can only be aborted.
+    with pytest.raises(KafkaError):
+        producer.commit({("events", 0): 0}, first.consumer)
+    with pytest.raises(KafkaError):
+        producer.send("out", "k", b"more")
+    producer.abort()
+    producer.send("out", "k", b"next")
     producer.commit({("events", 0): 0}, first.consumer)
-    assert [r.value for r in kafka.records("out")] == [b"late"]
+    assert [r.value for r in kafka.records("out")] == [b"next"]
 
 
 def test_a_group_commit_keeps_only_the_offsets_of_partitions_still_assigned(kafka: MemoryKafka) -> None:

@@ -207,7 +207,7 @@ def test_a_member_without_the_models_topic_keeps_its_own_model() -> None:
 
 @pytest.mark.parametrize("now_ms, latest_ms, interval_s, boundary", [
     (100_000, 450_000, 2.0, 8 * MINUTE),     # the latest event, 10 s on: the next boundary
-    (100_000, 450_000, 30.0, 9 * MINUTE),    # two checkpoint intervals (60 s) on
+    (100_000, 450_000, 20.0, 9 * MINUTE),    # two checkpoint intervals (40 s) on
     (1_000_000, 450_000, 2.0, 17 * MINUTE),  # the clock ahead of the events
     (1_000_000, None, 2.0, 17 * MINUTE),     # no event yet
 ])

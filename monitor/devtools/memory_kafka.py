@@ -347,10 +347,11 @@ class MemoryChangelog:
     def __init__(self, kafka: MemoryKafka, topic: str) -> None:
         self.kafka, self.topic = kafka, topic
         self.locations: dict[str, Position] = {}
+        self.removed: set[str] = set()
 
     def read(self) -> tuple[dict[str, bytes], int]:
         self.kafka.check_up()
-        latest, self.locations, read = latest_values(self.kafka.records(self.topic))
+        latest, self.locations, read, self.removed = latest_values(self.kafka.records(self.topic))
         return latest, read
 
     def versions(self, key: str) -> list[tuple[Position, bytes | None]]:

@@ -131,7 +131,8 @@ class ChangelogRestore:
         """The changelog once it holds the state of every committed offset. A member that died inside a
         transaction leaves it open until ``state.transaction_timeout_seconds``; until then the changelog's
         committed end stops before it, and other members' later commits are not visible yet: wait for them
-        (resuming from older state would score records again that outputs already hold)."""
+        (resuming from older state would score records again that outputs already hold). A key removed on
+        purpose (``state drop-key``: its latest record a tombstone) is not waited for: it starts afresh."""
         deadline = time.monotonic() + self.config.state.transaction_timeout_seconds + 30
         waited = False
         while True:
@@ -140,7 +141,8 @@ class ChangelogRestore:
             needed += [((self.windows_topic, partition_of(t, self.windows_partitions)), judge_key(t), "windows_offset")
                        for t in sorted(judged)]
             behind = [p for p, key, field_name in needed
-                      if committed.get(p) is not None and _offset_or_end(state.get(key), field_name) < committed[p]]  # type: ignore[operator]
+                      if committed.get(p) is not None and key not in self.changelog.removed
+                      and _offset_or_end(state.get(key), field_name) < committed[p]]  # type: ignore[operator]
             if not behind:
                 return state, read
             if time.monotonic() > deadline:

@@ -118,11 +118,13 @@ def partition_of(key: str, partitions: int) -> int:
     return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
-def latest_values(records: Iterable[Any]) -> tuple[dict[str, bytes], dict[str, Position], int]:
+def latest_values(records: Iterable[Any]) -> tuple[dict[str, bytes], dict[str, Position], int, set[str]]:
     """The latest value of every key of a compacted topic's records in order (a tombstone removes the key),
-    where each was read (partition, offset), and how many records were read."""
+    where each was read (partition, offset), how many records were read, and the keys whose latest record is
+    a tombstone (removed on purpose, as ``state drop-key`` does)."""
     latest: dict[str, bytes] = {}
     locations: dict[str, Position] = {}
+    removed: set[str] = set()
     read = 0
     for record in records:
         read += 1
@@ -130,10 +132,12 @@ def latest_values(records: Iterable[Any]) -> tuple[dict[str, bytes], dict[str, P
         if record.value is None:
             latest.pop(key, None)
             locations.pop(key, None)
+            removed.add(key)
         else:
             latest[key] = record.value
             locations[key] = (record.partition, record.offset)
-    return latest, locations, read
+            removed.discard(key)
+    return latest, locations, read, removed
 
 
 class ChangelogReader:
@@ -147,10 +151,11 @@ class ChangelogReader:
         self.consumer = KafkaConsumer(**options, group_id=None, enable_auto_commit=False,
                                       auto_offset_reset="earliest")
         self.locations: dict[str, Position] = {}  # key -> (partition, offset) of its latest value
+        self.removed: set[str] = set()  # keys whose latest record is a tombstone
 
     def read(self) -> tuple[dict[str, bytes], int]:
         """(the latest value of every key, records read)."""
-        latest, self.locations, read = latest_values(self._records())
+        latest, self.locations, read, self.removed = latest_values(self._records())
         return latest, read
 
     def versions(self, key: str) -> list[tuple[Position, bytes | None]]:

@@ -31,6 +31,7 @@ class Versions(Protocol):
 
     topic: str
     locations: dict[str, Position]
+    removed: set[str]  # keys whose latest record is a tombstone
 
     def versions(self, key: str) -> list[tuple[Position, bytes | None]]: ...
 

@@ -266,3 +266,21 @@ def test_an_unreadable_value_is_not_waited_for(clock: Clock) -> None:
     member.write(judge_key("t"), GARBAGE)
     taken = member.take_over({T0: 9, WINDOWS: 3}, {T0}, {"t"})
     assert set(taken.stopped) == {T0, WINDOWS} and clock.sleeps == 0
+
+
+def test_a_key_removed_on_purpose_is_not_waited_for_and_starts_afresh_from_the_committed_offset(
+        clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    """``state drop-key`` on a partition that has committed offsets: its owner starts it afresh at once (it
+    used to wait the transaction timeout first, taking the missing value for a former member's open
+    transaction), while a key that is only missing is still waited for."""
+    member = Member()
+    member.write(partition_key(T0), partition_value(windows_of(T0, 2), 9))
+    member.write(partition_key(T0), None)
+    with caplog.at_level(logging.INFO):
+        taken = member.take_over({T0: 9}, {T0})
+    assert clock.sleeps == 0 and taken.resume == {T0: 9} and taken.stopped == {}
+    assert member.judge.partition_snapshot(T0) == new_judge().partition_snapshot(T0)
+    assert "waiting for the changelog" not in caplog.text
+    later = partition_value(windows_of(T1, 1), 5)
+    clock.meanwhile = lambda: clock.sleeps == 1 and member.write(partition_key(T1), later)
+    assert member.take_over({T1: 5}, {T1}).resume == {T1: 5} and clock.sleeps == 1

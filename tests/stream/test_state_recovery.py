@@ -18,6 +18,7 @@ class Changelog:
     """A changelog's versions of one key, as ``ChangelogReader`` gives them."""
 
     topic = "g.changelog"
+    removed: set[str] = set()
 
     def __init__(self, values: list[bytes | None]) -> None:
         self.values = values  # oldest first, at offsets 0, 1, ...

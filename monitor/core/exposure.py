@@ -1,5 +1,5 @@
 """Outlier exposure: synthetic corruptions of held-out training strings, from which training learns how much
-each signal of the fused score weighs (``monitor.core.fusion.learn_weights``).
+each signal of the fused score weighs (``learn_weights``, called by ``monitor.core.fusion.fit_fusion``).
 
 Training has no anomalies, only normal strings. But it can make strings that are *probably* abnormal out of
 normal ones, by the small mistakes identifiers and messages suffer: a character dropped, doubled or swapped

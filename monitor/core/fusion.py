@@ -270,7 +270,7 @@ def fit_fusion(sequences: Sequence[str], errors: np.ndarray, signals: Sequence[s
     The n-gram model's calibration values are cross-fitted (each half scored by a model fitted on the other
     half): scored on its own training strings, an n-gram model finds them likelier than it will find new
     normal strings, and every new string would look rare. With ``held_out`` (at least ``MIN_HELD_OUT``
-    rows) the signals' weights are learned by outlier exposure (``learn_weights``); without, each weighs 1.
+    rows) the signals' weights are learned by outlier exposure (``exposure.learn_weights``); without, each weighs 1.
     """
     unknown = set(signals) - set(SIGNALS)
     if unknown or not signals:

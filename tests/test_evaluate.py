@@ -135,6 +135,8 @@ def test_train_prints_the_threshold_score_applies_and_the_errors_apart(tmp_path:
     assert lines[3] == ("threshold of the reconstruction error (--method autoencoder; the hourly windows' "
                         f"above-threshold share): {bundle.threshold:.6g} = quantile 0.99 of the training rows' "
                         "reconstruction errors")
+    assert lines[4] == f"signals of the fused score (weight, share): {bundle.fusion.weights_note()}"
+    assert "(60 held-out rows: too few to learn from)" in lines[4]  # 600 rows: every signal weighs 1
     # The first threshold printed is the one score applies.
     today = tmp_path / "today.txt"
     today.write_text("\n".join(generate.sample("serial", 300, seed=5) + ["AB-121E", "ab121e", "PHE-SER-CYS"]) + "\n")

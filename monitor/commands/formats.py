@@ -13,18 +13,20 @@ from monitor.errors import InputError
 
 
 def run_formats(model_dir: Path, top: int, as_json: bool) -> int:
-    """``python -m monitor formats``: the ``top`` formats and the rest counted together on standard output,
-    or with ``as_json`` the whole table as one JSON object."""
+    """``python -m monitor formats``: what each signal weighs in the fused score, then the ``top`` formats and
+    the rest counted together on standard output, or with ``as_json`` the whole table and the weights as one
+    JSON object."""
     bundle = load(model_dir)
     if bundle.fusion is None:
         raise InputError(f"the bundle at {model_dir} was made before formats were learned (format version 1): "
                          "retrain it to list its formats")
     table = bundle.fusion.formats
     if as_json:
-        print(json.dumps(table.to_dict()))
+        print(json.dumps({**table.to_dict(), "weights": bundle.fusion.weight_of()}))
         return 0
     print(f"{len(table.counts) + table.tail_formats:,} formats in {table.total:,} training sequences "
           f"(bundle {bundle.version})")
+    print(f"signals of the fused score (weight, share): {bundle.fusion.weights_note()}")
     print(f"{'share':>8}  {'records':>9}  {'format':<28} examples")
     for name, count in itertools.islice(table.counts.items(), max(top, 0)):
         examples = ", ".join(table.examples.get(name, []))

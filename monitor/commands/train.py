@@ -46,8 +46,9 @@ def run_train(input_path: Path, input_format: str, column: str | None, model_dir
 
 
 def print_trained(bundle: Bundle) -> float:
-    """What ``train`` says of a new bundle: data, epochs, preparation, and the thresholds each score flags
-    by (the fused score's first: ``score`` and ``rank`` apply it by default). Returns the fused threshold."""
+    """What ``train`` says of a new bundle: data, epochs, preparation, the thresholds each score flags by (the
+    fused score's first: ``score`` and ``rank`` apply it by default), and what each signal weighs in the fused
+    score. Returns the fused threshold."""
     # Imported here, not at the top: charts loads the hourly judge, which an input error need not wait for.
     from monitor.charts import epoch_limit_note
 
@@ -65,4 +66,6 @@ def print_trained(bundle: Bundle) -> float:
           "of the training rows' fused scores")
     print(f"threshold of the reconstruction error (--method autoencoder; the hourly windows' above-threshold "
           f"share): {bundle.threshold:.6g} = quantile {q:g} of the training rows' reconstruction errors")
+    if bundle.fusion is not None:
+        print(f"signals of the fused score (weight, share): {bundle.fusion.weights_note()}")
     return fused_threshold

@@ -7,11 +7,12 @@ Layout of a bundle directory::
     preparation.json     tokenizing mode, length, vocabulary, position dictionaries
     training_errors.npy  sorted reconstruction errors of the training rows (for percentile ranks)
     formats.json         the training data's formats: shares, examples, long tail (format version 2)
-    fusion.json          the fused score's signals and their calibrations (format version 2)
+    fusion.json          the fused score's signals, their calibrations (format version 2) and weights (3)
     fused_scores.npy     sorted fused scores of the training rows (format version 2)
     ngram.npz            the character n-gram model, when the fused score uses it (format version 2)
 
-Format version 1 bundles (before formats) still load: they score with the autoencoder's error alone.
+Format version 1 bundles (before formats) still load: they score with the autoencoder's error alone. Format
+version 2 bundles (before learned weights) still load and score as they did: every signal weighs 1.
 
 Loading refuses, naming the file and the problem, a bundle that is missing, incomplete, corrupt, of another
 format version, or whose files do not match the checksums recorded when it was saved.
@@ -38,8 +39,8 @@ from monitor.core.ngram import CharNgramModel
 from monitor.core.prepare import Preparer
 from monitor.errors import BundleError, BundleIncomplete, ConfigError
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST = "bundle.json"
 MODEL_FILE = "model.keras"
 PREPARATION_FILE = "preparation.json"
@@ -110,7 +111,7 @@ def save(bundle: Bundle, directory: Path) -> Path:
         np.save(staging / ERRORS_FILE, np.sort(bundle.training_errors).astype(np.float64))
         files = _save_fusion(bundle.fusion, staging) if bundle.fusion is not None else ()
         manifest = {
-            "format_version": FORMAT_VERSION if bundle.fusion is not None else 1,
+            "format_version": _format_version(bundle.fusion),
             "metadata": bundle.metadata,
             "threshold_quantile": bundle.threshold_quantile,
             "thresholds": bundle.thresholds,
@@ -123,6 +124,12 @@ def save(bundle: Bundle, directory: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return directory
+
+
+def _format_version(fusion: Fusion | None) -> int:
+    """1 without a fusion, 2 for a fusion of equal weights (as every fusion was before version 3), else 3:
+    a reader of version 2 would score a version 3 bundle as if its weights were equal, so it must refuse it."""
+    return 1 if fusion is None else 2 if fusion.weights is None else FORMAT_VERSION
 
 
 def _save_fusion(fusion: Fusion, staging: Path) -> tuple[str, ...]:

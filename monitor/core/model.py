@@ -8,6 +8,7 @@ flat float32 matrix and returns its reconstruction; the LSTM variant reshapes it
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import sys
@@ -175,7 +176,7 @@ def fit(model: keras.Model, x: np.ndarray, settings: ModelSettings, verbose: int
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=settings.patience, restore_best_weights=True, min_delta=1e-5))
     # Keras' validation_split takes the *last* rows; shuffle once (seeded) so it is a fair sample.
-    order = np.random.default_rng(settings.seed).permutation(len(x))
+    order = _shuffled(len(x), settings)
     history = model.fit(
         x[order], x[order], epochs=settings.epochs, batch_size=settings.batch_size,
         validation_split=settings.validation_split, shuffle=True, callbacks=callbacks,
@@ -184,6 +185,19 @@ def fit(model: keras.Model, x: np.ndarray, settings: ModelSettings, verbose: int
     return {"loss": [float(v) for v in history.history["loss"]],
             "val_loss": [float(v) for v in history.history.get("val_loss", [])],
             "epochs": len(history.history["loss"])}
+
+
+def _shuffled(count: int, settings: ModelSettings) -> np.ndarray:
+    return np.random.default_rng(settings.seed).permutation(count)
+
+
+def held_out_rows(count: int, settings: ModelSettings) -> np.ndarray:
+    """The rows (indices into the ``count`` rows given to ``fit``) the network was never fitted on: Keras'
+    validation rows, the last ``validation_split`` of the seeded shuffle, split where Keras splits it."""
+    if settings.validation_split <= 0:
+        return np.empty(0, dtype=np.int64)
+    order = _shuffled(count, settings)
+    return order[int(math.floor(count * (1.0 - settings.validation_split))):]
 
 
 def _progress_style() -> int:

@@ -14,7 +14,7 @@ import numpy as np
 
 from monitor.core import model as model_lib
 from monitor.core.bundle import Bundle, thresholds_for
-from monitor.core.fusion import DEFAULT_SIGNALS, SIGNALS, fit_fusion
+from monitor.core.fusion import DEFAULT_SIGNALS, SIGNALS, HeldOut, fit_fusion
 from monitor.core.prepare import Preparer
 from monitor.core.prepare_settings import PrepareSettings
 from monitor.core.score import Scorer
@@ -62,7 +62,8 @@ def train(corpus: Sequence[str], settings: TrainSettings | None = None, verbose:
     network = model_lib.build(settings.model, preparer.width, preparer.steps)
     history = model_lib.fit(network, x, settings.model, verbose=verbose)
     bundle = Bundle(preparer, network, np.empty(0), settings.threshold_quantile, {})
-    row_errors = Scorer(bundle).errors(sequences)
+    scorer = Scorer(bundle)
+    row_errors = scorer.errors(sequences)
     errors = np.sort(row_errors)
     quantiles = tuple(sorted({*REPORTED_QUANTILES, settings.threshold_quantile}))
     bundle.training_errors = errors
@@ -70,7 +71,9 @@ def train(corpus: Sequence[str], settings: TrainSettings | None = None, verbose:
     bundle.metadata = _metadata(sequences, len(corpus) - len(sequences), settings, preparer, history,
                                 time.perf_counter() - started)
     bundle.metadata["training_errors"] = error_summary(errors)
-    bundle.fusion = fit_fusion(sequences, row_errors, settings.signals)
+    # The network's validation rows, never fitted on, against their corruptions: what weighs each signal.
+    held_out = HeldOut(model_lib.held_out_rows(len(sequences), settings.model), scorer.errors, settings.model.seed)
+    bundle.fusion = fit_fusion(sequences, row_errors, settings.signals, held_out=held_out)
     bundle.metadata["formats"] = len(bundle.fusion.formats.counts) + bundle.fusion.formats.tail_formats
     return bundle
 

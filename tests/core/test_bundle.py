@@ -103,3 +103,35 @@ def test_a_saved_bundle_is_readable_by_its_owner_only(serial_bundle: Bundle, tmp
     directory = bundle_lib.save(serial_bundle, tmp_path / "private")
     assert directory.stat().st_mode & 0o777 == 0o700
     assert {path.stat().st_mode & 0o777 for path in directory.iterdir()} == {0o600}
+
+
+V2_BUNDLE = Path(__file__).resolve().parents[1] / "data" / "bundle-v2-serials"
+
+
+def test_a_bundle_of_format_version_2_loads_and_scores_as_it_did(tmp_path: Path) -> None:
+    """``tests/data/bundle-v2-serials`` was saved by the monitor before learned weights (format version 2,
+    every signal weighing 1), with what it scored then in ``bundle-v2-serials.expected.json``."""
+    expected = json.loads(V2_BUNDLE.with_name(V2_BUNDLE.name + ".expected.json").read_text())
+    assert json.loads((V2_BUNDLE / MANIFEST).read_text())["format_version"] == 2
+    loaded = bundle_lib.load(V2_BUNDLE)
+    assert loaded.fusion is not None and loaded.fusion.weights is None
+    assert loaded.fusion.weight_of() == {"format": 1.0, "autoencoder": 1.0, "ngram": 1.0}
+    for bundle in (loaded, bundle_lib.load(bundle_lib.save(loaded, tmp_path / "again"))):
+        scores = Scorer(bundle).score(expected["probes"])
+        assert np.allclose(scores.errors, expected["errors"], rtol=1e-6, atol=0)
+        assert np.allclose(scores.fused, expected["fused"], rtol=1e-6, atol=0)
+        assert np.allclose(scores.fused_percentiles, expected["fused_percentiles"], rtol=1e-6, atol=1e-9)
+        assert scores.fused_flags.tolist() == expected["fused_flags"]
+    assert json.loads((tmp_path / "again" / MANIFEST).read_text())["format_version"] == 2  # still equal weights
+
+
+def test_learned_weights_are_saved_checksummed_and_in_format_version_3(serial_bundle: Bundle, copy: Path) -> None:
+    fusion = serial_bundle.fusion
+    assert fusion is not None and fusion.weights is not None and fusion.learning["learned"]
+    assert json.loads((copy / MANIFEST).read_text())["format_version"] == FORMAT_VERSION == 3
+    saved = json.loads((copy / "fusion.json").read_text())
+    assert saved["weights"] == fusion.weight_of() and saved["learning"] == fusion.learning
+    saved["weights"] = {name: 1.0 for name in saved["weights"]}
+    (copy / "fusion.json").write_text(json.dumps(saved))
+    with pytest.raises(BundleError, match="fusion.json does not match the checksum"):
+        bundle_lib.load(copy)

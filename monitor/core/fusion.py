@@ -194,9 +194,8 @@ class Fusion:
     def score(self, sequences: Sequence[str], formats: Formats, errors: np.ndarray) -> np.ndarray:
         """The fused score of each sequence, given its formats and reconstruction errors."""
         p = self.tail_probabilities(sequences, formats, errors)
-        if self.weights is None:
-            return fuse(*p.values())
-        return fuse(*p.values(), weights=[self.weight_of()[s] for s in p])
+        weights = self.weight_of()  # 1 each for a bundle without learned weights: the same sums exactly
+        return fuse(*p.values(), weights=[weights[s] for s in p])
 
     def tail_probabilities(self, sequences: Sequence[str], formats: Formats,
                            errors: np.ndarray) -> dict[str, np.ndarray]:

@@ -36,15 +36,14 @@ from monitor.records import Position
 from monitor.settings import MonitorConfig, load_config
 from monitor.stream.group import GroupStore
 from monitor.stream.hooks import Hooks, WindowLog
-from monitor.stream.clients import Clients, KafkaClients
-from monitor.stream.kafka import client_options, is_outage
-from monitor.stream.kafka_state import StateProducer, internal_topics
+from monitor.stream.clients import Clients, check_options, clients_for, is_outage
+from monitor.stream.kafka_state import internal_topics
 from monitor.stream.batch import Outputs
 from monitor.stream.pipeline import RecordPipeline
 from monitor.stream.retry import BACKOFF_MAX_S, Retry, RetryingSink
 from monitor.stream.file_store import FileStore, restore
 from monitor.stream.loop import StreamLoop
-from monitor.stream.sources import GroupSource, Sink, Source
+from monitor.stream.sources import GroupSource, Sink, Source, TransactionalSink
 from monitor.stream.state import Accepted, Checkpoint, StateStore
 
 log = logging.getLogger(__name__)
@@ -111,7 +110,7 @@ def build(config: MonitorConfig, stop: threading.Event | None = None, *, scorer:
     scorer = scorer or Scorer(bundle_lib.load(Path(config.model.path), quantile))
     log.info("model bundle %s loaded from %s; threshold %.6g (quantile %g of its training errors)",
              scorer.bundle.version, config.model.path, scorer.bundle.threshold, scorer.bundle.threshold_quantile)
-    clients = clients or KafkaClients(config.kafka)
+    clients = clients or clients_for(config.kafka)
     if config.state.store == "kafka":
         if source is not None or sink is not None:
             raise ConfigError("a given source or sink is for state.store: sqlite; a group (state.store: kafka) "
@@ -188,7 +187,7 @@ def _build_group_member(config: MonitorConfig, stop: threading.Event, scorer: Sc
     exactly_once = config.state.delivery == "exactly_once"
     transactional_id = f"{config.input.group_id}-{config.state.instance_id or instance_name()}" if exactly_once else None
 
-    def new_producer() -> StateProducer:
+    def new_producer() -> TransactionalSink:
         return clients.state_producer(transactional_id, int(config.state.transaction_timeout_seconds * 1000))
 
     producer = _connect(new_producer, stop, "producer")
@@ -312,8 +311,7 @@ def run_service(config_path: Path | None, model_path: str | None = None) -> int:
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, path=model_path))
     logs.configure(config.logging.level, config.logging.format)
     # Everything that can be wrong with the settings is found before loading anything or connecting.
-    client_options(config.kafka, "consumer")
-    client_options(config.kafka, "producer")
+    check_options(config.kafka)
     # Liveness from the first moment: loading the model and reaching the cluster may take minutes.
     endpoint = start_endpoint(config)
     stop = threading.Event()
@@ -346,7 +344,7 @@ def _connect(make: Callable[[], T], stop: threading.Event, what: str) -> T | Non
     while not stop.is_set():
         try:
             client = make()
-        except Exception as exc:  # kafka-python raises several types for "no broker"; ask is_outage
+        except Exception as exc:  # the libraries raise several types for "no broker"; ask is_outage
             if not is_outage(exc) and type(exc).__name__ != "NoBrokersAvailable":
                 raise
             if stop.is_set():  # the stop came while this attempt was waiting for the cluster

@@ -9,6 +9,7 @@ batch is decoded into columns (``monitor.stream.decode.Decoded``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import NamedTuple
 
 Position = tuple[str, int]  # (topic, partition)
@@ -37,7 +38,7 @@ class RawMessage(NamedTuple):
 class Polled(NamedTuple):
     """One poll's messages, in order within each partition, and where each partition resumes after them."""
 
-    messages: list[RawMessage]
+    messages: Sequence[RawMessage]  # a list, or a client's batch (``monitor.stream.confluent.ConfluentBatch``)
     next_offsets: dict[Position, int]
 
 

@@ -38,7 +38,8 @@ RANKS = {"errors": 0, "records": 0, "percentiles": 0, "counted": 0, "__init__": 
          "hourly": 2, "stream": 3, "ops": 4, "charts": 4, "app": 5, "commands": 5, "devtools": 5, "cli": 6, "__main__": 7}
 # Third-party imports allowed only in the named modules (everything else: stdlib, numpy, monitor.*).
 OWNERS = {"tensorflow": {"core.model"}, "keras": {"core.model"},
-          "kafka": {"stream.kafka", "stream.kafka_state", "devtools.kafka_broker", "devtools.memory_kafka"},
+          "kafka": {"stream.kafka", "stream.kafka_state", "stream.confluent_options", "devtools.kafka_broker",
+                    "devtools.memory_kafka"},
           "prometheus_client": {"ops.export", "ops.metrics"},
           "apscheduler": {"ops.schedule"}, "sqlite3": {"stream.state"}, "matplotlib": {"charts"},
           "yaml": {"settings.yaml_text", "devtools.prometheus_server"}}

@@ -27,7 +27,7 @@ from monitor.hourly.timeline import iso_utc, parse_time, window_start
 from monitor.hourly.restoring import restoring
 from monitor.settings import MonitorConfig, load_config
 from monitor.stream.group_state import ACCEPTED_PREFIX, topic_state
-from monitor.stream.kafka_state import ChangelogReader, publish
+from monitor.stream.clients import clients_for
 from monitor.stream.closed_windows import accept_covered
 from monitor.stream.file_store import restore
 from monitor.stream.state import Accepted, StateStore
@@ -88,8 +88,8 @@ def run_accept(state_path: Path | None, config_path: Path | None, window: str | 
     if config.state.store == "kafka":
         record = {"at_ms": int(time.time() * 1000), "kind": kind, "value": value, "topic": topic,
                   "sequences": sequences}
-        publish(config.kafka, config.models_topic, f"{ACCEPTED_PREFIX}{uuid.uuid4().hex}",
-                json.dumps(record).encode("utf-8"))
+        clients_for(config.kafka).publish(config.models_topic, f"{ACCEPTED_PREFIX}{uuid.uuid4().hex}",
+                                          json.dumps(record).encode("utf-8"))
         print(f"accepted ({kind} {shown}): written to {config.models_topic}. The member judging each topic applies "
               "it within a commit interval: the windows it covers serve in baselines again (with state in Kafka "
               "retraining is off; publish a bundle that knows the format at model.path)")
@@ -129,7 +129,7 @@ def _restored(path: Path | None, config: MonitorConfig) -> tuple[HourlyJudge, li
 
 def _restored_from_kafka(config: MonitorConfig) -> HourlyJudge:
     """The judged topics' histories as the group's changelog holds them."""
-    reader = ChangelogReader(config.kafka, config.changelog_topic)
+    reader = clients_for(config.kafka).changelog(config.changelog_topic)
     try:
         state, _ = reader.read()
     finally:

@@ -236,6 +236,9 @@ def _options(value: Any) -> Options:
     """Kafka client options, passed through untouched: only their shape is checked here, names later."""
     if value is None:  # a `client:` whose every line is commented out
         return MappingProxyType({})
+    if value in ("kafka-python", "confluent-kafka"):
+        raise _Invalid(f"a mapping of option names to values (to choose the client, set kafka.library: {value})",
+                       value)
     if not isinstance(value, Mapping):
         raise _Invalid("a mapping of option names to values", value)
     options: dict[str, OptionValue] = {}

@@ -47,9 +47,12 @@ _WEIGHT_CEILING = 1e15
 
 @dataclass(frozen=True, repr=False)
 class KafkaConfig(Section, key="kafka"):
-    """Brokers, and kafka-python options passed as-is: ``client`` to every client, the others to one kind."""
+    """Brokers, the client library, and its options: ``client`` to every client, the others to one kind
+    (kafka-python's names; with confluent-kafka they are mapped to librdkafka's, whose own dotted names
+    are taken too)."""
 
     bootstrap_servers: tuple[str, ...] = setting(("127.0.0.1:9092",), string_list(_server, "'host:port'"))
+    library: str = setting("kafka-python", choice("kafka-python", "confluent-kafka"))
     client: Options = options_setting()
     consumer: Options = options_setting()
     producer: Options = options_setting()
@@ -58,7 +61,7 @@ class KafkaConfig(Section, key="kafka"):
     def __repr__(self) -> str:
         # The config gets logged at start-up; SASL and SSL passwords must not be.
         options = ", ".join(f"{name}={_redacted(getattr(self, name))!r}" for name in ("client", "consumer", "producer"))
-        return (f"KafkaConfig(bootstrap_servers={self.bootstrap_servers!r}, {options}, "
+        return (f"KafkaConfig(bootstrap_servers={self.bootstrap_servers!r}, library={self.library!r}, {options}, "
                 f"reconnect_after_seconds={self.reconnect_after_seconds!r})")
 
     def _cross_check(self) -> Iterator[tuple[str, str]]:

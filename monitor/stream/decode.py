@@ -116,7 +116,7 @@ class Decoded:
     sequences: list[str]
     weights: np.ndarray  # float64
     event_times_ms: np.ndarray  # int64
-    messages: list[RawMessage]
+    messages: Sequence[RawMessage]  # a list, or a client's batch (``monitor.stream.confluent.ConfluentBatch``)
     rejected: list[Rejected]
     # CRC-32 of each sequence's UTF-8 (``monitor.hourly.sample.text_hashes``), when decoding had the bytes at
     # hand anyway: the windows' samples need it, and hashing the bytes saves encoding the strings again.
@@ -175,7 +175,8 @@ def _plain_batch(messages: Sequence[RawMessage], options: DecodeOptions,
                  plausible: PlausibleTimes) -> Decoded | None:
     """A plain-text batch in a few list-wide passes, or ``None`` as soon as one message needs a closer
     look (the per-message path then says what is wrong with it)."""
-    values = list(map(_VALUE, messages))
+    columns = getattr(messages, "columns", None)  # a client's batch that reads its values in one pass
+    values, stamps = columns() if columns is not None else (list(map(_VALUE, messages)), map(_TIMESTAMP, messages))
     if not values or not all(values):
         return None
     longest = max(map(len, values))  # type: ignore[arg-type]
@@ -192,14 +193,14 @@ def _plain_batch(messages: Sequence[RawMessage], options: DecodeOptions,
     if any(map(str.isspace, texts)):
         return None
     try:
-        times = np.fromiter(map(_TIMESTAMP, messages), dtype=np.int64, count=len(messages))
+        times = np.fromiter(stamps, dtype=np.int64, count=len(values))
     except (TypeError, OverflowError):  # a record without a timestamp
         return None
     if times.min() < plausible.earliest_ms or times.max() > plausible.latest_ms:
         return None
     # The values are the sequences' UTF-8 exactly: their CRC is the samples' text hash, without encoding again.
     hashes = np.fromiter(map(zlib.crc32, values), dtype=np.uint64, count=len(values))  # type: ignore[arg-type]
-    return Decoded(texts, np.ones(len(texts)), times, list(messages), [], hashes)
+    return Decoded(texts, np.ones(len(texts)), times, messages, [], hashes)  # type: ignore[arg-type]
 
 
 _VALUE = operator.attrgetter("value")

@@ -139,9 +139,11 @@ class GroupStore:
 
     def _take(self, polled: Polled) -> None:
         assert self.source is not None
-        inputs, closes = [], []
-        for message in polled.messages:
-            (closes if message.topic == self.windows_topic else inputs).append(message)
+        inputs, closes = polled.messages, []
+        if any(topic == self.windows_topic for topic, _ in polled.next_offsets):  # else, as the usual batch, no split
+            inputs = []
+            for message in polled.messages:
+                (closes if message.topic == self.windows_topic else inputs).append(message)
         offsets = {p: o for p, o in polled.next_offsets.items() if p[0] != self.windows_topic}
         if inputs:
             progress = self.source.progress(self.config.window.quiet_seconds)
@@ -436,7 +438,7 @@ class GroupStore:
 def _recoverable(exc: BaseException) -> bool:
     """Errors of the cluster or the group (an outage, a rebalance, a fenced or timed-out transaction): the
     transaction is aborted and the work done again from the last commit. Anything else is a bug."""
-    return isinstance(exc, BrokerUnavailable) or type(exc).__module__.startswith("kafka")
+    return isinstance(exc, BrokerUnavailable) or type(exc).__module__.startswith(("kafka", "confluent_kafka", "cimpl"))
 
 
 def _partitions_text(partitions: set[Position]) -> str:

@@ -6,6 +6,9 @@
 the tests fail with ``LocalServiceError``'s message, never skip: a skipped
 integration suite would look green while testing nothing.  The same holds
 for ``prometheus_factory``, which starts Prometheus servers on demand.
+
+A test marked ``both_clients`` runs once per Kafka client library (``kafka.library``): the configurations
+``kafka_tools.service_config`` makes name the one of the run. Every other test runs on kafka-python.
 """
 
 from __future__ import annotations
@@ -18,6 +21,23 @@ import pytest
 
 from monitor.devtools.kafka_broker import BOOTSTRAP_ENV_VAR, ExternalKafka, KafkaBroker
 from monitor.devtools.prometheus_server import PrometheusServer
+from tests.integration import kafka_tools
+
+LIBRARIES = ("kafka-python", "confluent-kafka")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_clients"):
+        metafunc.parametrize("kafka_library", LIBRARIES, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def kafka_library(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The client library of this run (kafka-python unless the test is marked ``both_clients``)."""
+    library = getattr(request, "param", "kafka-python")
+    kafka_tools.LIBRARY = library
+    yield library
+    kafka_tools.LIBRARY = "kafka-python"
 
 
 @pytest.fixture(scope="session")

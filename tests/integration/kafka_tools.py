@@ -20,6 +20,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from monitor.settings import MonitorConfig, config_from_dict
 
 
+# The client library the configurations below name: set per test by the ``kafka_library`` fixture.
+LIBRARY = "kafka-python"
+
+
 def new_topic(bootstrap: str, prefix: str, partitions: int = 1) -> str:
     # uuid-named, so reruns against a long-lived cluster never see old data.
     topic = f"{prefix}-{uuid.uuid4().hex[:12]}"
@@ -83,7 +87,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
 def service_config(bootstrap: str, topic: str, bundle_dir: Path, **sections: dict[str, Any]) -> MonitorConfig:
     """A configuration for ``topic`` with its own group, dead-letter and output topics."""
     data: dict[str, Any] = {
-        "kafka": {"bootstrap_servers": [bootstrap]},
+        "kafka": {"bootstrap_servers": [bootstrap], "library": LIBRARY},
         "input": {"topics": [topic], "group_id": f"g-{uuid.uuid4().hex[:8]}"},
         "batch": {"max_records": 100, "max_wait_ms": 100},
         "model": {"path": str(bundle_dir)},

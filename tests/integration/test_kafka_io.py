@@ -1,32 +1,40 @@
-"""The Kafka source against a real broker: group membership and where it starts reading."""
+"""The Kafka source against a real broker, on both client libraries: group membership and where it starts
+reading."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 
-from kafka import KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from monitor.settings import config_from_dict
-from monitor.stream.kafka import KafkaSource
+from monitor.stream.clients import clients_for
 
 from .kafka_tools import new_topic, produce
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_clients]
+Source = Any  # KafkaSource or ConfluentSource
 
 
 def _source(bootstrap: str, topic: str, resume_at: dict[tuple[str, int], int] | None = None,
-            read_committed: bool = False) -> KafkaSource:
-    config = config_from_dict({"kafka": {"bootstrap_servers": [bootstrap]},
-                               "input": {"topics": [topic], "group_id": "unused"},
-                               "model": {"path": "unused"}}, environ={})
-    return KafkaSource(config.kafka, [topic], f"g-{uuid.uuid4().hex[:8]}", "earliest", resume_at,
-                       read_committed=read_committed)
+            read_committed: bool = False) -> Source:
+    return clients_for(_kafka(bootstrap)).source([topic], f"g-{uuid.uuid4().hex[:8]}", "earliest", resume_at,
+                                                 read_committed=read_committed)
 
 
-def _read(source: KafkaSource, expected: int, poll_ms: int, timeout_s: float = 30.0) -> list[bytes]:
+def _kafka(bootstrap: str) -> Any:
+    from . import kafka_tools
+
+    return config_from_dict({"kafka": {"bootstrap_servers": [bootstrap], "library": kafka_tools.LIBRARY},
+                             "input": {"topics": ["unused"], "group_id": "unused"},
+                             "model": {"path": "unused"}}, environ={}).kafka
+
+
+def _read(source: Source, expected: int, poll_ms: int, timeout_s: float = 30.0) -> list[bytes]:
     values: list[bytes] = []
     deadline = time.monotonic() + timeout_s
     while len(values) < expected and time.monotonic() < deadline:
@@ -111,8 +119,7 @@ def test_a_paused_partition_sought_back_and_resumed_is_read_again(kafka_broker, 
         while len(source.assignment()) < 6 and time.monotonic() < deadline:
             source.next_batch(100, 200)
         assigned = sorted(source.assignment())
-        ends = {(tp.topic, tp.partition): end for tp, end in source.consumer.end_offsets(
-            [TopicPartition(*p) for p in assigned]).items()}
+        ends = _ends(bootstrap, assigned)
         stopped = (topic, 0)
         for partition in assigned:
             source.seek(partition, 0)
@@ -126,7 +133,16 @@ def test_a_paused_partition_sought_back_and_resumed_is_read_again(kafka_broker, 
         source.close()
 
 
-def _read_counts(source: KafkaSource, expected: int, timeout_s: float = 20.0) -> dict[tuple[str, int], int]:
+def _ends(bootstrap: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        ends = consumer.end_offsets([TopicPartition(*p) for p in partitions])
+        return {(tp.topic, tp.partition): end for tp, end in ends.items()}
+    finally:
+        consumer.close()
+
+
+def _read_counts(source: Source, expected: int, timeout_s: float = 20.0) -> dict[tuple[str, int], int]:
     counts: dict[tuple[str, int], int] = {}
     deadline = time.monotonic() + timeout_s
     while sum(counts.values()) < expected and time.monotonic() < deadline:

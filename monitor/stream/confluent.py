@@ -1,0 +1,410 @@
+"""confluent-kafka (librdkafka) beside kafka-python: the consumer source and the producer of dead letters and
+scored events (with ``monitor.stream.confluent_state`` for state kept in Kafka, the only modules that import
+confluent-kafka, and only when ``kafka.library: confluent-kafka`` chooses it).
+
+The same contract as ``monitor.stream.kafka``: offsets are committed only when the service says so, an
+outage surfaces as ``BrokerUnavailable``, rebalance callbacks run inside ``next_batch``. What differs is
+speed: librdkafka fetches in its own threads, and a batch's values and timestamps are read into columns
+(``ConfluentBatch``) without building a message tuple per record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from monitor.errors import BrokerUnavailable, ConfigError
+from monitor.hourly.window import Progress
+from monitor.records import OutgoingMessage, Polled, Position, RawMessage
+from monitor.stream.confluent_options import librdkafka_error_path, librdkafka_options
+
+log = logging.getLogger(__name__)
+
+STILL_AT_TIMEOUT_S = 5.0  # how long a judge waits to learn whether idle partitions are still at their end
+STATS_INTERVAL_MS = 1_000  # how often librdkafka says which brokers are up and which partitions it knows
+SEND_TIMEOUT_S = 30.0
+
+# Errors that mean the cluster is (for now) out of reach rather than that a request was wrong.
+_OUTAGE_CODES = frozenset({
+    KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT, KafkaError._MSG_TIMED_OUT,
+    KafkaError._RESOLVE, KafkaError._WAIT_COORD, KafkaError.NETWORK_EXCEPTION, KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.BROKER_NOT_AVAILABLE, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.NOT_ENOUGH_REPLICAS,
+})
+# The group dropped this member or is rebalancing: a commit now is skipped, the next checkpoint commits again.
+_REBALANCING = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
+                          KafkaError.UNKNOWN_MEMBER_ID, KafkaError._ASSIGNMENT_LOST})
+
+
+def kafka_error(exc: BaseException) -> KafkaError | None:
+    """The ``KafkaError`` a confluent-kafka exception carries, if it carries one."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
+    return error if isinstance(error, KafkaError) else None
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means the cluster is (temporarily) unreachable rather than that a request was wrong."""
+    if isinstance(exc, BrokerUnavailable):
+        return True
+    error = kafka_error(exc)
+    return error is not None and not error.fatal() and (error.retriable() or error.code() in _OUTAGE_CODES)
+
+
+def make_client(kind: type, conf: dict[str, Any], kafka: Any) -> Any:
+    """``kind(conf)``, with librdkafka's refusal of a property turned into a ``ConfigError`` naming the
+    setting it came from."""
+    try:
+        return kind(conf)
+    except (KafkaException, ValueError, TypeError) as exc:
+        error = kafka_error(exc)
+        text = error.str() if error is not None else str(exc)
+        if error is not None and error.code() not in (KafkaError._INVALID_ARG, KafkaError.INVALID_CONFIG):
+            raise
+        path = librdkafka_error_path(kafka, text)
+        raise ConfigError(f"{path or 'kafka'}: librdkafka refused the options: {text}") from exc
+
+
+def outage_or_raise(exc: BaseException, what: str) -> BrokerUnavailable:
+    """A ``BrokerUnavailable`` for the caller to raise when ``exc`` is an outage; ``exc`` itself otherwise."""
+    if is_outage(exc):
+        return BrokerUnavailable(f"{what} failed: {exc}")
+    raise exc
+
+
+def producer_defaults(kafka: Any) -> dict[str, Any]:
+    """A producer's configuration: acknowledged by every in-sync replica, keys partitioned as kafka-python
+    and the Java client do (librdkafka's own default hashes them otherwise), then the section's options."""
+    return {"acks": "all", "partitioner": "murmur2_random", **librdkafka_options(kafka, "producer")}
+
+
+class ConfluentBatch(Sequence[RawMessage]):
+    """One consume's messages. The decoder reads ``columns()``; a ``RawMessage`` is built only for a message
+    someone looks at (a rejection, a scored event), so a clean batch costs no Python tuple per record."""
+
+    __slots__ = ("_messages",)
+
+    def __init__(self, messages: list[Message]) -> None:
+        self._messages = messages
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [_raw(m) for m in self._messages[index]]
+        return _raw(self._messages[index])
+
+    def __iter__(self) -> Iterator[RawMessage]:
+        return map(_raw, self._messages)
+
+    def columns(self) -> tuple[list[bytes | None], list[int]]:
+        """Every message's value, and its timestamp in epoch milliseconds (-1 where it has none)."""
+        messages = self._messages
+        return [m.value() for m in messages], [m.timestamp()[1] for m in messages]
+
+    def positions(self) -> list[Position]:
+        """Every message's (topic, partition)."""
+        return [(m.topic(), m.partition()) for m in self._messages]
+
+
+def _raw(m: Message) -> RawMessage:
+    kind, stamp = m.timestamp()
+    return RawMessage(m.topic(), m.partition(), m.offset(), stamp if kind else None, m.key(), m.value(),
+                      tuple(m.headers() or ()))
+
+
+class ConfluentSource:
+    """A consumer-group member handing out batches; commits only what it is told (``KafkaSource``'s twin)."""
+
+    def __init__(self, kafka: Any, topics: Sequence[str], group_id: str, auto_offset_reset: str,
+                 resume_at: Mapping[Position, int] | None = None, *, read_committed: bool = False,
+                 on_revoked: Callable[[set[Position]], None] | None = None,
+                 on_assigned: Callable[[set[Position]], None] | None = None,
+                 on_lost: Callable[[set[Position]], None] | None = None) -> None:
+        """As ``monitor.stream.kafka.KafkaSource``."""
+        self.on_revoked, self.on_assigned, self.on_lost = on_revoked, on_assigned, on_lost
+        self.auto_offset_reset = auto_offset_reset
+        conf = {**librdkafka_options(kafka, "consumer"), "group.id": group_id, "enable.auto.commit": False,
+                "enable.auto.offset.store": False, "auto.offset.reset": auto_offset_reset,
+                "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+                "statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": self._on_stats}
+        self.consumer = make_client(Consumer, conf, kafka)
+        self.resume_at = dict(resume_at or {})
+        self.heard_at: dict[Position, float] = {}
+        self.topics = tuple(topics)
+        # From librdkafka's statistics: brokers up (node ids) and each known topic's partitions with leader.
+        self._brokers_up: set[int] = set()
+        self._leaders: dict[str, dict[int, int]] = {}
+        # ... and where each partition's fetching stands when nothing fetched waits for the caller.
+        self._fetched_to: dict[Position, int] = {}
+        self.consumer.subscribe(list(topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
+
+    def next_batch(self, max_records: int, timeout_ms: int) -> Polled:
+        """Up to ``max_records`` messages, waiting at most ``timeout_ms`` for the first."""
+        try:
+            messages = self.consumer.consume(max_records, timeout_ms / 1000)
+        except KafkaException as exc:
+            raise outage_or_raise(exc, "fetching") from exc
+        if any(m.error() is not None for m in messages):
+            messages = self._without_errors(messages)
+        next_offsets: dict[Position, int] = {}
+        if messages:
+            if _one_partition(messages):  # the usual batch: only its last offset matters
+                last = messages[-1]
+                next_offsets[(last.topic(), last.partition())] = last.offset() + 1
+            else:
+                for m in messages:
+                    next_offsets[(m.topic(), m.partition())] = m.offset() + 1
+            now = time.monotonic()
+            self.heard_at.update((p, now) for p in next_offsets)
+        return Polled(ConfluentBatch(messages), next_offsets)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _without_errors(messages: list[Message]) -> list[Message]:
+        """The messages without librdkafka's error events (logged; an unknown topic is said once a batch)."""
+        kept = []
+        for m in messages:
+            error = m.error()
+            if error is None:
+                kept.append(m)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                where = "" if m.topic() is None else f" ({m.topic()}[{m.partition()}])"
+                log.warning("the consumer reported %s%s", error.str(), where)
+        return kept
+
+    def processed(self, next_offsets: Mapping[Position, int]) -> None:
+        self.resume_at.update(next_offsets)
+
+    def lag(self) -> dict[Position, int]:
+        return {p: max(0, end - position) for p, (position, end) in self._offsets().items()
+                if position is not None and end is not None}
+
+    def seek(self, partition: Position, offset: int) -> None:
+        self.consumer.seek(TopicPartition(*partition, offset))
+
+    def rewind(self, partitions: Iterable[Position]) -> dict[Position, int | None]:
+        """Seek each partition to the group's committed offset (or by ``auto_offset_reset``) and return those
+        offsets (``KafkaSource.rewind``)."""
+        wanted = [TopicPartition(*p) for p in partitions]
+        if not wanted:
+            return {}
+        try:
+            found = self.consumer.committed(wanted, timeout=30)
+        except KafkaException as exc:
+            raise outage_or_raise(exc, "reading committed offsets") from exc
+        committed = {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in found}
+        for (topic, number), offset in committed.items():
+            if offset is None:
+                low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=30)
+                offset = low if self.auto_offset_reset == "earliest" else high
+            self.consumer.seek(TopicPartition(topic, number, offset))
+        return committed
+
+    def partitions_of(self, topic: str) -> set[int]:
+        try:
+            metadata = self.consumer.list_topics(topic, timeout=10)
+        except KafkaException as exc:
+            raise outage_or_raise(exc, f"reading {topic}'s metadata") from exc
+        found = metadata.topics.get(topic)
+        return set(found.partitions) if found is not None and found.error is None else set()
+
+    def pause(self, partitions: set[Position]) -> None:
+        assigned = self.consumer.assignment()
+        paused = [tp for tp in assigned if (tp.topic, tp.partition) in partitions]
+        resumed = [tp for tp in assigned if (tp.topic, tp.partition) not in partitions]
+        if resumed:
+            self.consumer.resume(resumed)
+        if paused:
+            self.consumer.pause(paused)
+
+    def assignment(self) -> set[Position]:
+        return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+
+    def progress(self, idle_after_s: float) -> Progress:
+        """As ``KafkaSource.progress``; a partition's leader answers when librdkafka's last statistics
+        (each second) said its broker was up."""
+        now = time.monotonic()
+        behind, idle, unreachable = set(), set(), set()
+        idle_at: dict[Position, int] = {}
+        offsets = self._offsets()
+        for p, (position, end) in offsets.items():
+            if end is None or position is None or position < end:
+                behind.add(p)
+            elif now - self.heard_at.setdefault(p, now) >= idle_after_s:
+                if self._leaders.get(p[0], {}).get(p[1], -1) in self._brokers_up:
+                    idle.add(p)
+                    idle_at[p] = position
+                else:
+                    unreachable.add(p)
+        return Progress(frozenset(offsets), frozenset(behind), frozenset(idle), frozenset(unreachable),
+                        self._known_partitions(), idle_at)
+
+    def still_at(self, offsets: Mapping[Position, int]) -> set[Position] | None:
+        """As ``KafkaSource.still_at`` (with ``read_committed`` librdkafka gives the last stable offset)."""
+        if not offsets:
+            return set()
+        deadline = time.monotonic() + STILL_AT_TIMEOUT_S
+        still = set()
+        try:
+            for p, offset in offsets.items():
+                _, end = self.consumer.get_watermark_offsets(TopicPartition(*p),
+                                                              timeout=max(0.1, deadline - time.monotonic()))
+                if end <= offset:
+                    still.add(p)
+        except KafkaException as exc:
+            log.debug("end offsets of %d idle partitions not known now: %s", len(offsets), exc)
+            return None
+        return still
+
+    def _known_partitions(self) -> frozenset[Position] | None:
+        known: set[Position] = set()
+        for topic in self.topics:
+            numbers = self._leaders.get(topic)
+            if not numbers:
+                return None
+            known.update((topic, n) for n in numbers)
+        return frozenset(known)
+
+    def _offsets(self) -> dict[Position, tuple[int | None, int | None]]:
+        """(position, end offset) of each assigned partition as the client last learned them: no request."""
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return {}
+        offsets = {}
+        for tp in self.consumer.position(assigned):
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            p = (tp.topic, tp.partition)
+            # Nothing handed out since the assignment: the position is where fetching stands (an empty
+            # partition, or one resumed at its end, is caught up without a record).
+            position = tp.offset if tp.offset >= 0 else self._fetched_to.get(p)
+            offsets[p] = (position, high if high >= 0 else None)
+        return offsets
+
+    def _on_stats(self, text: str) -> None:
+        try:
+            stats = json.loads(text)
+            self._brokers_up = {b["nodeid"] for b in stats.get("brokers", {}).values()
+                                if b.get("state") == "UP" and b.get("nodeid", -1) >= 0}
+            topics = stats.get("topics", {})
+            self._leaders = {name: {int(n): p.get("leader", -1) for n, p in topic.get("partitions", {}).items()
+                                    if int(n) >= 0} for name, topic in topics.items()}
+            self._fetched_to = {(name, int(n)): p["next_offset"] for name, topic in topics.items()
+                                for n, p in topic.get("partitions", {}).items()
+                                if int(n) >= 0 and p.get("next_offset", -1) >= 0 and p.get("fetchq_cnt", 1) == 0}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.debug("librdkafka's statistics could not be read", exc_info=True)
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.on_assigned is not None:
+            self.on_assigned({(tp.topic, tp.partition) for tp in partitions})
+        for tp in partitions:
+            offset = self.resume_at.get((tp.topic, tp.partition))
+            if offset is not None:
+                log.info("resuming %s[%d] at checkpointed offset %d", tp.topic, tp.partition, offset)
+                tp.offset = offset
+        # Assigned with their offsets: a seek before the partition's fetcher has started is refused.
+        consumer.assign(partitions)
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.on_revoked is not None:
+            self.on_revoked({(tp.topic, tp.partition) for tp in partitions})
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self.on_lost is None:
+            self._revoked(consumer, partitions)
+        else:
+            self.on_lost({(tp.topic, tp.partition) for tp in partitions})
+
+    def commit(self, next_offsets: Mapping[Position, int], timeout_ms: int = 10_000) -> None:
+        """Commit, for each partition still assigned, the offset of the next message to read."""
+        assigned = self.assignment()
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items() if (t, p) in assigned]
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            error = kafka_error(exc)
+            if error is not None and error.code() in _REBALANCING:
+                log.warning("offset commit skipped, the group is rebalancing or dropped this member (%s); the "
+                            "next checkpoint commits again", error.name())
+                return
+            raise outage_or_raise(exc, "offset commit") from exc
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _one_partition(messages: list[Message]) -> bool:
+    first = messages[0].partition(), messages[0].topic()
+    return all((m.partition(), m.topic()) == first for m in messages)
+
+
+class ConfluentSink:
+    """A producer that sends a batch and waits until every message is acknowledged (``KafkaSink``'s twin)."""
+
+    def __init__(self, kafka: Any, conf: Mapping[str, Any] | None = None) -> None:
+        """``conf``: librdkafka's configuration in full (default: acks by every in-sync replica, then the
+        ``kafka`` section's producer options)."""
+        conf = conf or producer_defaults(kafka)
+        self.producer = make_client(Producer, dict(conf), kafka)
+        self._failed: list[KafkaError] = []
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._failed.append(error)
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None, **extra: Any) -> None:
+        """Queue one message (``extra``: librdkafka's ``produce`` arguments); ``wait`` says how it went."""
+        while True:
+            try:
+                self.producer.produce(topic, value, key, on_delivery=self._delivered, **extra)
+                return
+            except BufferError:  # librdkafka's queue is full: serve deliveries, then try again
+                self.producer.poll(0.1)
+
+    def send_all(self, topic: str, messages: Iterable[OutgoingMessage], timeout_s: float = SEND_TIMEOUT_S) -> int:
+        """Send ``(key, value, headers)`` triples; returns how many were confirmed, or raises."""
+        self._failed = []
+        sent = 0
+        try:
+            for key, value, headers in messages:
+                self.produce(topic, value, key, headers=headers or None)
+                sent += 1
+        except KafkaException as exc:
+            raise outage_or_raise(exc, f"delivery to {topic}") from exc
+        self.wait(f"delivery to {topic}", timeout_s)
+        return sent
+
+    def wait(self, what: str, timeout_s: float) -> None:
+        """Wait until everything produced is acknowledged; raise if a message failed or the time ran out
+        (what was still queued is dropped then: the caller sends it again)."""
+        left = self.producer.flush(timeout_s)
+        failed, self._failed = self._failed, []
+        if left:
+            self.producer.purge(in_queue=True, in_flight=False)
+            self.producer.poll(0)
+            raise BrokerUnavailable(f"{what} failed: {left} messages not acknowledged within {timeout_s:g} s")
+        if failed:
+            exc = KafkaException(failed[0])
+            raise outage_or_raise(exc, f"{what} ({len(failed)} messages)") from None
+
+    def forget_failures(self) -> None:
+        """Forget the failures of messages sent so far (their transaction was aborted)."""
+        self._failed = []
+
+    def send(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None = None) -> None:
+        """Queue one message without waiting (load generation); ``flush`` waits for all of them."""
+        self.produce(topic, value, key, **({} if timestamp_ms is None else {"timestamp": timestamp_ms}))
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        self.producer.flush(-1 if timeout_s is None else timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self.producer.flush(timeout_s)

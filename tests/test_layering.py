@@ -40,13 +40,14 @@ RANKS = {"errors": 0, "records": 0, "percentiles": 0, "counted": 0, "__init__": 
 OWNERS = {"tensorflow": {"core.model"}, "keras": {"core.model"},
           "kafka": {"stream.kafka", "stream.kafka_state", "stream.confluent_options", "devtools.kafka_broker",
                     "devtools.memory_kafka"},
+          "confluent_kafka": {"stream.confluent", "stream.confluent_state"},
           "prometheus_client": {"ops.export", "ops.metrics"},
           "apscheduler": {"ops.schedule"}, "sqlite3": {"stream.state"}, "matplotlib": {"charts"},
           "yaml": {"settings.yaml_text", "devtools.prometheus_server"}}
 HEAVY = set(OWNERS) - {"yaml"}
 ON_FIRST_USE = {"tensorflow", "keras"}  # imported inside the functions that need them, by no module's import
 # What importing a module of each layer may load, through everything it imports at module level.
-MAY_LOAD = {0: set(), 1: set(), 2: set(), 3: {"kafka", "sqlite3"}, 4: HEAVY - ON_FIRST_USE - {"matplotlib"},
+MAY_LOAD = {0: set(), 1: set(), 2: set(), 3: {"kafka", "confluent_kafka", "sqlite3"}, 4: HEAVY - ON_FIRST_USE - {"matplotlib"},
             5: HEAVY - ON_FIRST_USE, 6: HEAVY - ON_FIRST_USE, 7: HEAVY - ON_FIRST_USE}
 PURE_LAYERS = ("errors", "records", "percentiles", "counted", "settings", "hourly")
 MAX_LINES = 450

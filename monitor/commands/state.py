@@ -9,6 +9,7 @@ from pathlib import Path
 from monitor.errors import InputError
 from monitor.settings import load_config
 from monitor.stream.changelog_admin import drop_key, show
+from monitor.stream.clients import clients_for
 
 UNREADABLE_EXIT = 5
 
@@ -23,6 +24,6 @@ def run_state(config_path: Path | None, action: str, key: str | None, shown_key:
     if action == "drop-key":
         if not key:
             raise InputError("drop-key needs the key to remove (`state show` lists them)")
-        drop_key(config.kafka, config.changelog_topic, key)
+        drop_key(clients_for(config.kafka), config.changelog_topic, key)
         return 0
-    return UNREADABLE_EXIT if show(config.kafka, config.changelog_topic, shown_key or key) else 0
+    return UNREADABLE_EXIT if show(clients_for(config.kafka), config.changelog_topic, shown_key or key) else 0

@@ -420,3 +420,6 @@ class MemoryClients:
 
     def follower(self, topic: str) -> MemoryFollower:
         return MemoryFollower(self.kafka, topic)
+
+    def publish(self, topic: str, key: str, value: bytes | None) -> None:
+        MemoryProducer(self.kafka, None).send(topic, key, value)

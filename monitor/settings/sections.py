@@ -52,11 +52,11 @@ class KafkaConfig(Section, key="kafka"):
     are taken too)."""
 
     bootstrap_servers: tuple[str, ...] = setting(("127.0.0.1:9092",), string_list(_server, "'host:port'"))
-    library: str = setting("kafka-python", choice("kafka-python", "confluent-kafka"))
     client: Options = options_setting()
     consumer: Options = options_setting()
     producer: Options = options_setting()
     reconnect_after_seconds: float = setting(60.0, positive_number)
+    library: str = setting("kafka-python", choice("kafka-python", "confluent-kafka"))
 
     def __repr__(self) -> str:
         # The config gets logged at start-up; SASL and SSL passwords must not be.

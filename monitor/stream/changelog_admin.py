@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 from monitor.errors import InputError
-from monitor.stream.clients import clients_for
+from monitor.stream.clients import Clients
 
 Print = Callable[[str], None]
 
 
-def show(kafka: Any, topic: str, key: str | None = None, out: Print = print) -> int:
+def show(clients: Clients, topic: str, key: str | None = None, out: Print = print) -> int:
     """Print the changelog's keys (or one key's values); returns how many values are unreadable."""
-    reader = clients_for(kafka).changelog(topic)
+    reader = clients.changelog(topic)
     try:
         if key is None:
             state, read = reader.read()
@@ -52,16 +51,16 @@ def show(kafka: Any, topic: str, key: str | None = None, out: Print = print) -> 
     return bad
 
 
-def drop_key(kafka: Any, topic: str, key: str, out: Print = print) -> None:
+def drop_key(clients: Clients, topic: str, key: str, out: Print = print) -> None:
     """Write a tombstone for ``key`` (which must have a value now)."""
-    reader = clients_for(kafka).changelog(topic)
+    reader = clients.changelog(topic)
     try:
         state, _ = reader.read()
     finally:
         reader.close()
     if key not in state:
         raise InputError(f"no key {key!r} with a value in {topic} (`python -m monitor state show` lists them)")
-    clients_for(kafka).publish(topic, key, None)
+    clients.publish(topic, key, None)
     out(f"{key} removed from {topic}. A partition key: its owner starts the partition afresh from the group's "
         "committed offset (its open hours lack what was read before). A judge key: the topic is judged afresh, "
         "without history. The owner reads the changelog again within 30 s.")

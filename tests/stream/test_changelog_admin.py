@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from monitor.devtools.memory_kafka import MemoryChangelog, MemoryKafka, MemoryProducer
+from monitor.devtools.memory_kafka import MemoryChangelog, MemoryClients, MemoryKafka, MemoryProducer
 from monitor.errors import InputError
-from monitor.stream import changelog_admin
 from monitor.stream.changelog_admin import drop_key, show, unreadable
 from monitor.stream.group_state import encode, judge_key, partition_key
 
@@ -25,25 +24,26 @@ class Readers:
         self.opened: list[MemoryChangelog] = []
         self.closed = 0
 
-    def __call__(self, kafka: MemoryKafka, topic: str) -> MemoryChangelog:
+    def __call__(self, kafka: MemoryKafka) -> MemoryClients:
+        """The clients the commands are given: in-memory ones whose changelog readers are counted."""
         readers = self
 
         class Reader(MemoryChangelog):
             def close(self) -> None:
                 readers.closed += 1
 
-        reader = Reader(kafka, topic)
-        self.opened.append(reader)
-        return reader
+        class Clients(MemoryClients):
+            def changelog(self, topic: str) -> MemoryChangelog:
+                reader = Reader(self.kafka, topic)
+                readers.opened.append(reader)
+                return reader
+
+        return Clients(kafka)
 
 
 @pytest.fixture
-def readers(monkeypatch: pytest.MonkeyPatch) -> Readers:
-    opened = Readers()
-    monkeypatch.setattr(changelog_admin, "ChangelogReader", opened)
-    monkeypatch.setattr(changelog_admin, "publish",
-                        lambda kafka, topic, key, value: MemoryProducer(kafka, None).send(topic, key, value))
-    return opened
+def readers() -> Readers:
+    return Readers()
 
 
 def write(kafka: MemoryKafka, key: str, value: bytes | None) -> tuple[int, int]:
@@ -71,7 +71,7 @@ def changelog() -> tuple[MemoryKafka, dict[str, tuple[int, int]]]:
 def test_every_key_is_listed_with_where_its_latest_value_is_its_size_and_whether_it_reads(readers: Readers) -> None:
     kafka, where = changelog()
     lines: list[str] = []
-    assert show(kafka, TOPIC, out=lines.append) == 2
+    assert show(readers(kafka), TOPIC, out=lines.append) == 2
     assert lines[0] == f"{TOPIC}: 3 keys from 8 records"
     rows = {line.split("\t")[0]: line.split("\t")[1:] for line in lines[1:]}
     assert list(rows) == sorted([JUDGE, P0, P1]), "removed keys are not listed"
@@ -87,7 +87,7 @@ def test_a_keys_values_are_listed_newest_first_and_the_newest_readable_one_is_pr
     kafka, _ = changelog()
     write(kafka, P0, GARBAGE)
     lines: list[str] = []
-    assert show(kafka, TOPIC, P0, out=lines.append) == 1
+    assert show(readers(kafka), TOPIC, P0, out=lines.append) == 1
     statuses = [line.split("\t")[2] for line in lines[:3]]
     assert statuses[0].startswith("unreadable: ") and statuses[1:] == ["ok", "ok"]
     offsets = [int(line.split("\t")[0].rsplit(" ", 1)[1]) for line in lines[:3]]
@@ -99,25 +99,25 @@ def test_a_keys_values_are_listed_newest_first_and_the_newest_readable_one_is_pr
 def test_values_from_before_the_key_was_removed_are_not_shown(readers: Readers) -> None:
     kafka, _ = changelog()
     lines: list[str] = []
-    assert show(kafka, TOPIC, JUDGE, out=lines.append) == 1
+    assert show(readers(kafka), TOPIC, JUDGE, out=lines.append) == 1
     assert [line.split("\t")[2] for line in lines] == ["unreadable: a JSON list, not an object",
                                                         "tombstone (removed)"]
     lines.clear()
-    assert show(kafka, TOPIC, "hour/t/0", out=lines.append) == 0
+    assert show(readers(kafka), TOPIC, "hour/t/0", out=lines.append) == 0
     assert [line.split("\t")[2] for line in lines] == ["tombstone (removed)"]
 
 
 def test_a_key_the_changelog_never_held_is_refused_naming_it(readers: Readers) -> None:
     kafka, _ = changelog()
     with pytest.raises(InputError, match="no key 'partition/t/9' in g.changelog"):
-        show(kafka, TOPIC, partition_key(("t", 9)), out=lambda line: None)
+        show(readers(kafka), TOPIC, partition_key(("t", 9)), out=lambda line: None)
     assert readers.closed == 1
 
 
 def test_dropping_a_key_writes_a_tombstone_and_the_key_reads_no_more(readers: Readers) -> None:
     kafka, _ = changelog()
     said: list[str] = []
-    drop_key(kafka, TOPIC, P1, out=said.append)
+    drop_key(readers(kafka), TOPIC, P1, out=said.append)
     [last] = [r for r in kafka.records(TOPIC) if r.key == P1.encode()][-1:]
     assert last.value is None
     state, _ = MemoryChangelog(kafka, TOPIC).read()
@@ -131,7 +131,7 @@ def test_a_key_without_a_value_is_not_dropped(readers: Readers, key: str) -> Non
     kafka, _ = changelog()
     before = len(kafka.records(TOPIC))
     with pytest.raises(InputError, match=f"no key '{key}' with a value in {TOPIC}"):
-        drop_key(kafka, TOPIC, key, out=lambda line: None)
+        drop_key(readers(kafka), TOPIC, key, out=lambda line: None)
     assert len(kafka.records(TOPIC)) == before and readers.closed == 1
 
 

@@ -1,7 +1,8 @@
 """Scale-out: 1 and 2 monitor instances in one consumer group (``state.store: kafka``, exactly once) on a
-4-partition topic, next to 1 and 2 bare kafka-python readers in a group, in the same run.
+4-partition topic, next to 1 and 2 bare readers in a group, on each client library, in the same run.
 
     python bench/scale_out.py [--records 1500000] [--partitions 4] [--instances 1,2] [--repeats 2]
+                              [--libraries kafka-python,confluent-kafka]
     python bench/throughput.py --instances 1,2 ...   (the same)
 
 Starts a local single-node broker, fills a new topic with generated serials, trains a bundle, then for each
@@ -26,8 +27,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import yaml
+from confluent_kafka import Consumer, KafkaException
 from kafka import (
     ConsumerRebalanceListener,
     KafkaAdminClient,
@@ -44,10 +47,21 @@ COMMIT_EVERY_S = 1.0
 STALL_S = 120.0
 
 
-def bare_reader(bootstrap: str, topic: str, group: str) -> None:
+def bare_reader(bootstrap: str, topic: str, group: str, library: str) -> None:
     """A bare group member: poll, decode, commit every second (so its progress shows like the monitor's)."""
+    stop = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    if library == "confluent-kafka":
+        bare_confluent(bootstrap, topic, group, lambda: stop)
+        return
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
                              auto_offset_reset="earliest")
+
     class Announce(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked: object) -> None:
             pass
@@ -57,13 +71,6 @@ def bare_reader(bootstrap: str, topic: str, group: str) -> None:
 
     keep_rebalances_requested(consumer)  # the monitor's fix for a lost rebalance (else: no partitions, seen)
     consumer.subscribe([topic], listener=Announce())
-    stop = False
-
-    def request_stop(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, request_stop)
     last = time.monotonic()
     while not stop:
         for records in consumer.poll(timeout_ms=200, max_records=5000).values():
@@ -72,6 +79,24 @@ def bare_reader(bootstrap: str, topic: str, group: str) -> None:
             consumer.commit()
             last = time.monotonic()
     consumer.close(autocommit=False)
+
+
+def bare_confluent(bootstrap: str, topic: str, group: str, stopped: Any) -> None:
+    """``bare_reader`` on confluent-kafka, set up as the monitor sets its consumer up."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "fetch.queue.backoff.ms": 10})
+    consumer.subscribe([topic], on_assign=lambda c, parts: print(f"assigned {len(parts)} input partitions",
+                                                                  flush=True))
+    last = time.monotonic()
+    while not stopped():
+        [m.value().decode("utf-8") for m in consumer.consume(5000, 0.2) if m.error() is None]
+        if time.monotonic() - last >= COMMIT_EVERY_S and consumer.assignment():
+            try:
+                consumer.commit(asynchronous=False)
+            except KafkaException:
+                pass  # nothing consumed since the last commit
+            last = time.monotonic()
+    consumer.close()
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> int:
@@ -126,8 +151,9 @@ def follow(bootstrap: str, group: str, topic: str, partitions: int, n: int,
                 process.kill()
 
 
-def monitor_config(bootstrap: str, topic: str, group: str, bundle: Path, folder: Path, i: int) -> Path:
-    config = {"kafka": {"bootstrap_servers": [bootstrap]},
+def monitor_config(bootstrap: str, topic: str, group: str, bundle: Path, folder: Path, i: int,
+                   library: str) -> Path:
+    config = {"kafka": {"bootstrap_servers": [bootstrap], "library": library},
               "input": {"topics": [topic], "group_id": group},
               "model": {"path": str(bundle)},
               "dead_letter": {"topic": f"{topic}.dead-letter"},
@@ -146,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--instances", default="1,2", help="instance counts to run, comma-separated")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--bare-reader", nargs=3, metavar=("BOOTSTRAP", "TOPIC", "GROUP"), help=argparse.SUPPRESS)
+    parser.add_argument("--libraries", default="kafka-python,confluent-kafka", help="client libraries, comma-separated")
+    parser.add_argument("--bare-reader", nargs=4, metavar=("BOOTSTRAP", "TOPIC", "GROUP", "LIBRARY"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare_reader:
         bare_reader(*args.bare_reader)
@@ -170,30 +198,35 @@ def main(argv: list[str] | None = None) -> int:
         produce_confluent(bootstrap, topic, [s.encode() for s in sequences],
                           [now_ms - 3_600_000 + i * 3_600_000 // len(sequences) for i in range(len(sequences))])
         rates: dict[tuple[str, int], list[float]] = {}
+        libraries = args.libraries.split(",")
         for _ in range(args.repeats):
-            for count in counts:
-                group = f"bare-{uuid.uuid4().hex[:8]}"
-                bare = [[sys.executable, __file__, "--bare-reader", bootstrap, topic, group]] * count
-                rates.setdefault(("bare kafka-python", count), []).append(
-                    follow(bootstrap, group, topic, args.partitions, args.records, bare, folder))
-                group = f"monitor-{uuid.uuid4().hex[:8]}"
-                monitors = [[sys.executable, "-m", "monitor", "run", "--config",
-                             str(monitor_config(bootstrap, topic, group, bundle, folder, i))] for i in range(count)]
-                rates.setdefault(("monitor", count), []).append(
-                    follow(bootstrap, group, topic, args.partitions, args.records, monitors, folder))
+            for library in libraries:
+                for count in counts:
+                    group = f"bare-{uuid.uuid4().hex[:8]}"
+                    bare = [[sys.executable, __file__, "--bare-reader", bootstrap, topic, group, library]] * count
+                    rates.setdefault((f"bare {library}", count), []).append(
+                        follow(bootstrap, group, topic, args.partitions, args.records, bare, folder))
+                    group = f"monitor-{uuid.uuid4().hex[:8]}"
+                    monitors = [[sys.executable, "-m", "monitor", "run", "--config",
+                                 str(monitor_config(bootstrap, topic, group, bundle, folder, i, library))]
+                                for i in range(count)]
+                    rates.setdefault((f"monitor {library}", count), []).append(
+                        follow(bootstrap, group, topic, args.partitions, args.records, monitors, folder))
     print(f"\n{args.records:,} serials on {args.partitions} partitions, {os.cpu_count()} cores shared with the "
           f"broker; median of {args.repeats} interleaved runs, steady state (every member working to all committed)")
-    print(f"{'reader':<20}{'instances':>10}{'total rec/s':>14}{'per instance':>14}")
+    print(f"{'reader':<26}{'instances':>10}{'total rec/s':>14}{'per instance':>14}")
     for (name, count), values in sorted(rates.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         median = statistics.median(values)
-        print(f"{name:<20}{count:>10}{median:>14,.0f}{median / count:>14,.0f}")
-    for count in counts:
-        ratio = statistics.median(rates[("monitor", count)]) / statistics.median(rates[("bare kafka-python", count)])
-        print(f"monitor / bare kafka-python with {count} instance(s): {ratio:.2f}")
-    if len(counts) > 1:
-        low, high = counts[0], counts[-1]
-        scaling = statistics.median(rates[("monitor", high)]) / statistics.median(rates[("monitor", low)])
-        print(f"monitor total with {high} instances / with {low}: {scaling:.2f}")
+        print(f"{name:<26}{count:>10}{median:>14,.0f}{median / count:>14,.0f}")
+    for library in libraries:
+        monitor, bare = f"monitor {library}", f"bare {library}"
+        for count in counts:
+            ratio = statistics.median(rates[(monitor, count)]) / statistics.median(rates[(bare, count)])
+            print(f"{monitor} / {bare} with {count} instance(s): {ratio:.2f}")
+        if len(counts) > 1:
+            low, high = counts[0], counts[-1]
+            scaling = statistics.median(rates[(monitor, high)]) / statistics.median(rates[(monitor, low)])
+            print(f"{monitor} total with {high} instances / with {low}: {scaling:.2f}   (target >= 1.7)")
     return 0
 
 

@@ -10,13 +10,15 @@ confluent-kafka's producer (or kafka-python's with ``--producer kafka-python``),
 20,000 sequences of the format,
 then reads the whole topic from the beginning, each time with a fresh consumer group, with:
 
-- ``bare kafka-python``    a KafkaConsumer poll loop (``--max-records`` per poll) that only decodes values;
-- ``monitor``              the real service (``StreamLoop``) built by ``monitor.app.build`` with default settings (batches of 5,000,
-                           no output topic, a fresh state file, the metrics hooks but no HTTP endpoint) looped as
-                           ``StreamLoop.run`` loops it: ``step`` (decode, score, hourly windows) and,
-                           every ``state.checkpoint_interval_seconds``, a checkpoint, then the commit;
-- ``bare confluent-kafka`` a confluent_kafka Consumer ``consume`` loop that only decodes values (the
-                           ceiling for Python);
+- ``bare kafka-python``       a KafkaConsumer poll loop (``--max-records`` per poll) that only decodes values;
+- ``monitor kafka-python``    the real service (``StreamLoop``) built by ``monitor.app.build`` with default settings
+                              (batches of 5,000, no output topic, a fresh state file, the metrics hooks but no
+                              HTTP endpoint) looped as ``StreamLoop.run`` loops it: ``step`` (decode, score,
+                              hourly windows) and, every ``state.checkpoint_interval_seconds``, a checkpoint,
+                              then the commit;
+- ``bare confluent-kafka``    a confluent_kafka Consumer ``consume`` loop that only decodes values (the ceiling
+                              for Python);
+- ``monitor confluent-kafka`` the same service with ``kafka.library: confluent-kafka``;
 
 interleaved, ``--repeats`` times each. A rate is steady state: records after the first batch, divided by
 the time from the end of the first batch to the last record (group join and first fetch excluded; they are
@@ -48,7 +50,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 from producers import PRODUCERS
 from prometheus_client import CollectorRegistry
-from throughput_report import BARE_CK, BARE_KP, MONITOR, VARIANTS, Run, report
+from throughput_report import BARE_CK, BARE_KP, MONITORS, VARIANTS, Run, report
 
 from monitor.app import build
 from monitor.core.score import Scorer
@@ -172,10 +174,11 @@ def _value(message: Any) -> str:
     return message.value().decode("utf-8")
 
 
-def read_monitor(bootstrap: str, topic: str, n: int, scorer: Scorer) -> Run:
-    """The real service over the topic, looped as ``StreamLoop.run`` does; its stages timed from outside."""
+def read_monitor(bootstrap: str, topic: str, n: int, scorer: Scorer, library: str = "kafka-python") -> Run:
+    """The real service over the topic on ``library``, looped as ``StreamLoop.run`` does; its stages timed
+    from outside."""
     with tempfile.TemporaryDirectory(prefix="bench-state-") as folder:
-        config = monitor_config(bootstrap, topic, Path(folder) / "state.sqlite")
+        config = monitor_config(bootstrap, topic, Path(folder) / "state.sqlite", library)
         service, clock = timed_service(config, scorer)
         pace, before = Pace(n), 0
         try:
@@ -199,8 +202,8 @@ def step(service: StreamLoop, checkpoint_interval_s: float, clock: Counter[str])
     clock["loop"] += time.perf_counter() - started
 
 
-def monitor_config(bootstrap: str, topic: str, state_path: Path) -> MonitorConfig:
-    return config_from_dict({"kafka": {"bootstrap_servers": [bootstrap]},
+def monitor_config(bootstrap: str, topic: str, state_path: Path, library: str = "kafka-python") -> MonitorConfig:
+    return config_from_dict({"kafka": {"bootstrap_servers": [bootstrap], "library": library},
                              "input": {"topics": [topic], "group_id": _group("monitor")},
                              "output": {"topic": None}, "state": {"path": str(state_path)},
                              "metrics": {"enabled": False}}, environ={})
@@ -217,7 +220,8 @@ def timed_service(config: MonitorConfig, scorer: Scorer) -> tuple[StreamLoop, Co
     app = build(config, scorer=timed_scorer, hooks=[metrics])  # type: ignore[arg-type]
     assert app is not None
     service, pipeline = app.service, app.service.pipeline
-    for obj, name, label in ((service.source.consumer, "poll", "kafka poll"),  # type: ignore[attr-defined]
+    client_poll = [(service.source.consumer, "poll", "kafka poll")] if config.kafka.library == "kafka-python" else []
+    for obj, name, label in (*client_poll,  # confluent-kafka's consumer is a C type: its methods stay as they are
                              (service.source, "next_batch", "next_batch"), (pipeline, "process", "process"),
                              (pipeline, "_window", "window"), (pipeline, "close_due", "close windows"),
                              (service.store, "commit", "checkpoint"), (metrics, "on_batch", "metrics batch"),
@@ -287,15 +291,16 @@ def measure(bootstrap: str, topic: str, sequences: list[str], scorer: Scorer,
     n = len(sequences)
     readers: dict[str, Callable[[], Run]] = {
         BARE_KP: lambda: read_kafka_python(bootstrap, topic, n, args.max_records),
-        MONITOR: lambda: cold(scorer) and read_monitor(bootstrap, topic, n, scorer),
         BARE_CK: lambda: read_confluent(bootstrap, topic, n, args.max_records),
+        **{name: (lambda library=library: cold(scorer) and read_monitor(bootstrap, topic, n, scorer, library))
+           for name, library in MONITORS.items()},
     }
     runs: dict[str, list[Run]] = {name: [] for name in VARIANTS}
     scoring = []
     for repeat in range(args.repeats):
         for name in VARIANTS:
             runs[name].append(readers[name]())
-            print(f"  run {repeat + 1} {name:22} {runs[name][-1].rate:11,.0f} rec/s", file=sys.stderr)
+            print(f"  run {repeat + 1} {name:24} {runs[name][-1].rate:11,.0f} rec/s", file=sys.stderr)
         cold(scorer)
         scoring.append(score_only(scorer, sequences, args.max_records))
     return runs, scoring
@@ -307,13 +312,13 @@ def cold(scorer: Scorer) -> bool:
     return True
 
 
-def profile_monitor(bootstrap: str, topic: str, n: int, scorer: Scorer, top: int = 18) -> None:
+def profile_monitor(bootstrap: str, topic: str, n: int, scorer: Scorer, library: str, top: int = 18) -> None:
     """cProfile over one monitor read of the first ``n`` records (a fresh group); top functions by own time."""
     profiler = cProfile.Profile()
     profiler.enable()
-    read_monitor(bootstrap, topic, n, scorer)
+    read_monitor(bootstrap, topic, n, scorer, library)
     profiler.disable()
-    print(f"\ncProfile of the monitor loop over {n:,} records (own time; profiling slows Python code):")
+    print(f"\ncProfile of the monitor loop on {library} over {n:,} records (own time; profiling slows Python):")
     stats = pstats.Stats(profiler, stream=sys.stdout)
     stats.sort_stats("tottime").print_stats(top)
 
@@ -335,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                         "--partitions partitions (default 4), see bench/scale_out.py")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="afterwards, cProfile one monitor read of the first N records")
+    parser.add_argument("--profile-library", default="confluent-kafka", choices=sorted(set(MONITORS.values())))
     args = parser.parse_args(argv)
     if args.instances:
         import scale_out  # noqa: PLC0415 - its own broker and processes; only for this mode
@@ -356,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             runs, scoring = measure(bootstrap, topic, sequences, scorer, args)
             report(runs, scoring, args)
             if args.profile:
-                profile_monitor(bootstrap, topic, min(args.profile, args.records), scorer)
+                profile_monitor(bootstrap, topic, min(args.profile, args.records), scorer, args.profile_library)
         finally:
             if args.bootstrap:
                 delete_topic(bootstrap, topic)

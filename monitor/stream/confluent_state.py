@@ -6,8 +6,9 @@ with the same topics, settings and guarantees).
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -28,6 +29,7 @@ from monitor.stream.kafka_state import (
 log = logging.getLogger(__name__)
 
 ADMIN_TIMEOUT_S = 30.0
+STEP_GRACE_S = 5.0  # past a transaction step's own timeout, before it counts as never coming back
 # A reader assigns partitions itself and never commits; librdkafka still wants a group id.
 _READER_GROUP = "sequence-monitor-reader"
 
@@ -189,6 +191,7 @@ class StateProducer:
                                "transaction.timeout.ms": transaction_timeout_ms, "enable.idempotence": True})
         self.transactional = transactional_id is not None
         self.in_transaction = False
+        self.stuck = False  # a step of the transaction never came back (``_bounded``)
         self.sink = self._start()
 
     @property
@@ -240,18 +243,47 @@ class StateProducer:
             if self.transactional:
                 self._begin()
                 if committed:
-                    self.producer.send_offsets_to_transaction(committed, consumer.consumer_group_metadata(),
-                                                              TRANSACTION_STEP_TIMEOUT_S)
-                self.producer.commit_transaction(TRANSACTION_STEP_TIMEOUT_S)
+                    self._bounded("sending the offsets to the transaction", self.producer.send_offsets_to_transaction,
+                                  committed, consumer.consumer_group_metadata(), TRANSACTION_STEP_TIMEOUT_S)
+                self._bounded("committing the transaction", self.producer.commit_transaction,
+                              TRANSACTION_STEP_TIMEOUT_S)
                 self.in_transaction = False
             elif committed and through_consumer:
                 consumer.commit(offsets=committed, asynchronous=False)
         except KafkaException as exc:
             raise outage_or_raise(exc, "commit") from exc
 
+    def _bounded(self, step: str, call: Callable[..., None], *args: Any) -> None:
+        """``call(*args)``, waited for at most a little longer than the timeout it is given. librdkafka was
+        seen to wait in ``send_offsets_to_transaction`` far past its timeout after a broker outage, while the
+        group rebalanced (minutes, until stopped): the step runs on a thread of its own, and a step that does
+        not come back is an outage. The producer is then given up (``abort`` raises): its successor, with
+        the same transactional id, fences it, and the broker aborts its transaction."""
+        outcome: list[BaseException | None] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                call(*args)
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="transaction step", daemon=True).start()
+        if not done.wait(TRANSACTION_STEP_TIMEOUT_S + STEP_GRACE_S):
+            self.stuck = True
+            raise BrokerUnavailable(f"{step} took more than {TRANSACTION_STEP_TIMEOUT_S + STEP_GRACE_S:.0f} s")
+        if outcome[0] is not None:
+            raise outcome[0]
+
     def abort(self) -> None:
         """Drop what was sent since the last commit (exactly once), and carry on with the same producer
-        (librdkafka drops a failed transaction's offsets with it) unless its error is fatal."""
+        (librdkafka drops a failed transaction's offsets with it) unless its error is fatal or it is stuck
+        in a step of the transaction (then this raises, and a new producer takes over)."""
+        if self.stuck:
+            raise BrokerUnavailable("the producer is stuck in a step of its transaction")
         if self.transactional and self.in_transaction:
             self.in_transaction = False
             try:

@@ -233,6 +233,7 @@ def consumed_total(config: MonitorConfig, topic: str) -> int:
         consumer.close()
 
 
+@pytest.mark.both_clients
 def test_a_group_idle_on_an_empty_topic_fed_records_of_years_ago_through_kills_a_join_and_a_leave_gives_replays_figures(
         kafka_broker: Any, bundle_dir: Path, tmp_path: Path, replayed: list[dict[str, Any]]) -> None:
     """Three members started before their producers, idle (caught up with nothing, quiet) for several
@@ -327,6 +328,7 @@ def test_a_lone_instance_on_a_partial_assignment_cuts_no_hour(
     assert_same_figures(closed_windows(config), replayed)
 
 
+@pytest.mark.both_clients
 def test_a_member_paused_past_its_session_alone_then_while_another_takes_over_writes_every_record_once(
         kafka_broker: Any, bundle_dir: Path, tmp_path: Path) -> None:
     """Paused past its session (a stalled host, a long GC), first alone, three times mid-stream with a batch in
@@ -437,6 +439,7 @@ def test_a_transaction_step_the_cluster_never_answers_fails_instead_of_waiting_f
         member.close()
 
 
+@pytest.mark.both_clients
 def test_two_members_through_a_broker_outage_give_replays_figures_and_every_record_once(
         restartable_kafka_broker: Any, bundle_dir: Path, tmp_path: Path, replayed: list[dict[str, Any]]) -> None:
     broker = restartable_kafka_broker
@@ -508,6 +511,7 @@ def test_a_lone_instance_through_a_broker_outage_loses_nothing_to_lateness(
     assert_same_figures(closed_windows(config), replayed)
 
 
+@pytest.mark.both_clients
 def test_one_instance_with_state_in_kafka_judges_as_replay_and_candidate_and_accept_work_on_its_changelog(
         kafka_broker: Any, stream: tuple[str, list[tuple[int, int, bytes]]], bundle_dir: Path,
         retrained_bundle_dir: Path, serial_bundle: Bundle, replayed: list[dict[str, Any]], tmp_path: Path,

@@ -1,0 +1,91 @@
+"""The confluent-kafka client's parts that need no broker: a batch read as columns, the same decoding as a
+list of messages, which errors are outages, and librdkafka's refusals turned into settings errors. What a
+broker shows (groups, transactions, outages) runs on both clients in ``tests/integration``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Message
+
+from monitor.errors import BrokerUnavailable, ConfigError
+from monitor.records import RawMessage
+from monitor.settings import config_from_dict
+from monitor.stream.confluent import ConfluentBatch, ConfluentSink, ConfluentSource, is_outage, kafka_error
+from monitor.stream.decode import decode_batch
+from monitor.stream.pipeline import _by_partition
+
+NOW_MS = 1_800_000_000_000
+
+
+def message(value: bytes | None, partition: int = 0, offset: int = 0, timestamp: int = NOW_MS - 1000,
+            kind: int = 1) -> Message:
+    return Message(topic="t", partition=partition, offset=offset, key=b"k", value=value,
+                   timestamp=(kind, timestamp), headers=[("origin", b"test")])
+
+
+def config(**kafka: object) -> object:
+    return config_from_dict({"kafka": {"bootstrap_servers": ["127.0.0.1:1"], "library": "confluent-kafka", **kafka},
+                             "model": {"path": "unused"}}, environ={})
+
+
+def test_a_batch_reads_values_and_timestamps_as_columns_and_builds_a_message_only_when_asked() -> None:
+    batch = ConfluentBatch([message(b"AB121E", offset=7), message(b"DN176", partition=2, offset=9, kind=0)])
+    assert batch.columns() == ([b"AB121E", b"DN176"], [NOW_MS - 1000, NOW_MS - 1000])
+    assert batch.positions() == [("t", 0), ("t", 2)]
+    assert len(batch) == 2
+    assert batch[0] == RawMessage("t", 0, 7, NOW_MS - 1000, b"k", b"AB121E", (("origin", b"test"),))
+    assert batch[1].timestamp is None, "a message without a timestamp (type 0) has none"
+    assert [m.offset for m in batch] == [7, 9] and [m.offset for m in batch[1:]] == [9]
+
+
+@pytest.mark.parametrize("values", [
+    [b"AB121E", b"DN176", b"KQ4411"],  # the columns' fast path
+    [b"AB121E", b"", b"\xff\xfe", b"   ", b"KQ4411"],  # rejections: the per-message path
+], ids=["clean", "with-rejections"])
+def test_a_batch_decodes_as_the_same_messages_in_a_list_do(values: list[bytes]) -> None:
+    options = config().input
+    messages = [message(v, partition=i % 2, offset=i) for i, v in enumerate(values)]
+    batch, listed = decode_batch(ConfluentBatch(messages), options, NOW_MS), \
+        decode_batch(list(ConfluentBatch(messages)), options, NOW_MS)
+    assert batch.sequences == listed.sequences
+    assert np.array_equal(batch.event_times_ms, listed.event_times_ms)
+    assert [list(batch.messages)[i] for i in range(len(batch))] == list(listed.messages)
+    assert [(r.reason, r.message) for r in batch.rejected] == [(r.reason, r.message) for r in listed.rejected]
+    grouped = _by_partition(batch, {("t", 0): 9, ("t", 1): 9})
+    assert {p: list(rows) for p, rows in grouped.items()} == \
+        {p: list(rows) for p, rows in _by_partition(listed, {("t", 0): 9, ("t", 1): 9}).items()}
+
+
+@pytest.mark.parametrize(("code", "outage"), [
+    (KafkaError._TRANSPORT, True), (KafkaError._ALL_BROKERS_DOWN, True), (KafkaError._TIMED_OUT, True),
+    (KafkaError.NOT_COORDINATOR, True), (KafkaError._MSG_TIMED_OUT, True),
+    (KafkaError.TOPIC_AUTHORIZATION_FAILED, False), (KafkaError.INVALID_CONFIG, False),
+    (KafkaError._FENCED, False),
+])
+def test_an_error_is_an_outage_when_the_cluster_is_out_of_reach_not_when_a_request_is_wrong(
+        code: int, outage: bool) -> None:
+    exc = KafkaException(KafkaError(code))
+    assert kafka_error(exc) is not None and kafka_error(exc).code() == code
+    assert is_outage(exc) is outage
+    assert is_outage(BrokerUnavailable("down"))
+    assert not is_outage(ValueError("not Kafka's"))
+
+
+def test_a_fatal_error_is_never_an_outage() -> None:
+    assert not is_outage(KafkaException(KafkaError(KafkaError._TRANSPORT, fatal=True)))
+
+
+def test_an_option_librdkafka_refuses_is_a_settings_error_naming_where_it_was_set() -> None:
+    with pytest.raises(ConfigError, match=r"kafka\.consumer\.max_poll_interval_ms|max\.poll\.interval\.ms"):
+        ConfluentSource(config(consumer={"max_poll_interval_ms": 1000, "session_timeout_ms": 6000}).kafka,
+                        ["t"], "g", "earliest")
+    with pytest.raises(ConfigError, match=r"kafka\.producer\.queue\.buffering\.max\.kbytes"):
+        ConfluentSink(config(producer={"queue.buffering.max.kbytes": -5}).kafka)
+
+
+def test_a_send_nobody_acknowledges_is_an_outage_and_leaves_nothing_queued() -> None:
+    sink = ConfluentSink(config().kafka)  # nothing listens on port 1
+    with pytest.raises(BrokerUnavailable, match="not acknowledged"):
+        sink.send_all("t", [(None, b"AB121E", [])], timeout_s=0.5)
+    assert len(sink.producer) == 0, "what was still queued is dropped: the caller sends it again"

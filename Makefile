@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo docs test bench-quality bench-score bench-ngram bench-train bench-throughput bench-scale-out bench-detection bench-cli-start clean
+.PHONY: demo docs test bench-quality bench-score bench-ngram bench-train bench-throughput bench-poll-overlap bench-scale-out bench-detection bench-cli-start clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench-train: $(STAMP)
 bench-throughput: $(STAMP)
 	deploy/local/install-system-deps.sh
 	$(BIN)/python bench/throughput.py
+
+bench-poll-overlap: $(STAMP)
+	deploy/local/install-system-deps.sh
+	$(BIN)/python bench/poll_overlap.py
 
 bench-scale-out: $(STAMP)
 	$(BIN)/python bench/scale_out.py

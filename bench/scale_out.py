@@ -139,6 +139,8 @@ def follow(bootstrap: str, group: str, topic: str, partitions: int, n: int,
             if first is None and all(working(logs / f"{group}-{i}.log") for i in range(len(commands))):
                 first = (now, count)
             if count >= n and first is not None:
+                if count == first[1]:
+                    return float("nan")  # all read before every member held partitions: too fast to time
                 return (count - first[1]) / max(now - first[0], 1e-9)
             time.sleep(0.25)
     finally:

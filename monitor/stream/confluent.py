@@ -172,12 +172,15 @@ class ConfluentSource:
 
     @staticmethod
     def _without_errors(messages: list[Message]) -> list[Message]:
-        """The messages without librdkafka's error events (logged; an unknown topic is said once a batch)."""
+        """The messages without librdkafka's error events: logged (an unreachable broker, a missing topic,
+        a poll interval exceeded: librdkafka recovers from them itself), or raised when fatal."""
         kept = []
         for m in messages:
             error = m.error()
             if error is None:
                 kept.append(m)
+            elif error.fatal():
+                raise KafkaException(error)
             elif error.code() != KafkaError._PARTITION_EOF:
                 where = "" if m.topic() is None else f" ({m.topic()}[{m.partition()}])"
                 log.warning("the consumer reported %s%s", error.str(), where)
@@ -212,6 +215,11 @@ class ConfluentSource:
         return committed
 
     def partitions_of(self, topic: str) -> set[int]:
+        """The topic's partitions: from librdkafka's last statistics (no request; a judge asks once a batch),
+        else from a metadata request."""
+        known = self._leaders.get(topic)
+        if known:
+            return set(known)
         try:
             metadata = self.consumer.list_topics(topic, timeout=10)
         except KafkaException as exc:

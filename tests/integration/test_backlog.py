@@ -126,6 +126,7 @@ def test_a_backlog_on_four_partitions_read_in_one_go_equals_replay(
     assert_same_figures(got, replayed)
 
 
+@pytest.mark.both_clients
 def test_kill_9_during_the_catch_up_then_restart_equals_replay(
         kafka_broker: Any, backlog: tuple[str, list[tuple[int, int, str]]], bundle_dir: Path, tmp_path: Path,
         replayed: list[dict[str, Any]]) -> None:

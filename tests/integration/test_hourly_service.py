@@ -79,6 +79,7 @@ def test_the_uninterrupted_run_flags_the_drifting_window(uninterrupted: list[dic
     assert "critical" not in verdicts[:4]
 
 
+@pytest.mark.both_clients
 def test_kill_9_mid_window_then_restart_gives_the_same_hourly_figures(
         kafka_broker: Any, produced: tuple[str, list[str], list[int]], bundle_dir: Path, tmp_path: Path,
         uninterrupted: list[dict[str, Any]]) -> None:

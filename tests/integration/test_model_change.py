@@ -83,6 +83,7 @@ def send(bootstrap: str, topic: str, rows: list[tuple[int, int, str]]) -> None:
         producer.close()
 
 
+@pytest.mark.both_clients
 def test_kill_9_after_a_promotion_then_restart_equals_replay_with_the_same_change(
         kafka_broker: Any, bundle_dir: Path, retrained_bundle_dir: Path, serial_bundle: Bundle,
         tmp_path: Path) -> None:

@@ -12,10 +12,11 @@ import pytest
 from monitor.devtools.memory_kafka import MemoryClients
 from monitor.settings import config_from_dict
 from monitor.stream import clients as clients_module
-from monitor.stream.clients import Clients, KafkaClients
+from monitor.errors import ConfigError
+from monitor.stream.clients import Clients, ConfluentClients, KafkaClients, check_options, clients_for
 from monitor.stream.kafka_state import InternalTopic
 
-METHODS = ("ensure_topics", "source", "sink", "state_producer", "changelog", "follower")
+METHODS = ("ensure_topics", "source", "sink", "state_producer", "changelog", "follower", "publish")
 
 
 class Built:
@@ -35,7 +36,7 @@ def kafka_section() -> Any:
 @pytest.mark.parametrize("name", METHODS)
 def test_both_kinds_of_clients_take_every_call_of_the_protocol_with_its_parameters(name: str) -> None:
     expected = inspect.signature(getattr(Clients, name)).parameters
-    for kind in (KafkaClients, MemoryClients):
+    for kind in (KafkaClients, ConfluentClients, MemoryClients):
         got = inspect.signature(getattr(kind, name)).parameters
         assert [(p.name, p.kind, p.default) for p in got.values()] == \
             [(p.name, p.kind, p.default) for p in expected.values()], f"{kind.__name__}.{name}"
@@ -78,3 +79,31 @@ def test_missing_topics_are_created_through_the_kafka_section(monkeypatch: pytes
     topics = [InternalTopic("g.models", 1, {}, compacted=True)]
     assert KafkaClients(kafka_section).ensure_topics(topics, 3) == {"g.models": 1}
     assert asked == [(kafka_section, topics, 3)]
+
+
+def _kafka(**section: Any) -> Any:
+    return config_from_dict({"input": {"topics": ["events"]}, "model": {"path": "model"},
+                             "kafka": {"bootstrap_servers": "broker:9092", **section}}, environ={}).kafka
+
+
+def test_the_library_the_kafka_section_names_makes_the_clients() -> None:
+    assert type(clients_for(_kafka())) is KafkaClients
+    assert type(clients_for(_kafka(library="confluent-kafka"))) is ConfluentClients
+
+
+@pytest.mark.parametrize(("library", "option", "refused"), [
+    ("kafka-python", {"client": {"security.protocol": "SSL"}}, "kafka.client.security.protocol: not a kafka-python"),
+    ("confluent-kafka", {"producer": {"max_block_ms": 1000}}, "kafka.producer.max_block_ms: a kafka-python option "
+                                                              "without a confluent-kafka equivalent"),
+    ("confluent-kafka", {"consumer": {"group.id": "g"}}, "kafka.consumer.group.id"),
+])
+def test_options_the_chosen_library_would_refuse_are_found_before_anything_connects(
+        library: str, option: dict[str, Any], refused: str) -> None:
+    with pytest.raises(ConfigError, match=refused.replace(".", r"\.")):
+        check_options(_kafka(library=library, **option))
+    check_options(_kafka(library=library, client={"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}))
+
+
+def test_a_library_named_where_the_shared_options_go_is_refused_with_where_it_belongs() -> None:
+    with pytest.raises(ConfigError, match="kafka.library: confluent-kafka"):
+        _kafka(client="confluent-kafka")

@@ -23,6 +23,7 @@ from monitor.errors import BrokerUnavailable, ConfigError
 from monitor.hourly.window import Progress
 from monitor.records import OutgoingMessage, Polled, Position, RawMessage
 from monitor.stream.confluent_options import librdkafka_error_path, librdkafka_options
+from monitor.stream.sources import progress_of
 
 log = logging.getLogger(__name__)
 
@@ -242,21 +243,10 @@ class ConfluentSource:
     def progress(self, idle_after_s: float) -> Progress:
         """As ``KafkaSource.progress``; a partition's leader answers when librdkafka's last statistics
         (each second) said its broker was up."""
-        now = time.monotonic()
-        behind, idle, unreachable = set(), set(), set()
-        idle_at: dict[Position, int] = {}
-        offsets = self._offsets()
-        for p, (position, end) in offsets.items():
-            if end is None or position is None or position < end:
-                behind.add(p)
-            elif now - self.heard_at.setdefault(p, now) >= idle_after_s:
-                if self._leaders.get(p[0], {}).get(p[1], -1) in self._brokers_up:
-                    idle.add(p)
-                    idle_at[p] = position
-                else:
-                    unreachable.add(p)
-        return Progress(frozenset(offsets), frozenset(behind), frozenset(idle), frozenset(unreachable),
-                        self._known_partitions(), idle_at)
+        return progress_of(self._offsets(), self.heard_at, idle_after_s, self._answering, self._known_partitions())
+
+    def _answering(self, partition: Position) -> bool:
+        return self._leaders.get(partition[0], {}).get(partition[1], -1) in self._brokers_up
 
     def still_at(self, offsets: Mapping[Position, int]) -> set[Position] | None:
         """As ``KafkaSource.still_at`` (with ``read_committed`` librdkafka gives the last stable offset)."""

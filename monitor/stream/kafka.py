@@ -26,6 +26,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from monitor.errors import BrokerUnavailable, ConfigError
 from monitor.hourly.window import Progress
 from monitor.records import OutgoingMessage, Polled, Position
+from monitor.stream.sources import progress_of
 
 log = logging.getLogger(__name__)
 
@@ -175,21 +176,7 @@ class KafkaSource:
         """Which assigned partitions are behind their end (or not known to be caught up), and which are
         caught up and have given no record for ``idle_after_s``: idle if their leader is connected (its
         fetches answer), unreachable if not (an outage: the end the client knows may be stale)."""
-        now = time.monotonic()
-        behind, idle, unreachable = set(), set(), set()
-        idle_at: dict[Position, int] = {}
-        offsets = self._offsets()
-        for p, (position, end) in offsets.items():
-            if end is None or position is None or position < end:
-                behind.add(p)
-            elif now - self.heard_at.setdefault(p, now) >= idle_after_s:
-                if self._answering(p):
-                    idle.add(p)
-                    idle_at[p] = position
-                else:
-                    unreachable.add(p)
-        return Progress(frozenset(offsets), frozenset(behind), frozenset(idle), frozenset(unreachable),
-                        self._known_partitions(), idle_at)
+        return progress_of(self._offsets(), self.heard_at, idle_after_s, self._answering, self._known_partitions())
 
     def still_at(self, offsets: Mapping[Position, int]) -> set[Position] | None:
         """Which of these partitions (of any owner) still end where they were read to: nothing was written to

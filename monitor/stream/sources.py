@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Protocol
@@ -87,6 +88,29 @@ class TransactionalSink(Sink, Protocol):
 
     def discard(self) -> None:
         """Close without waiting: given up on (fenced, timed out)."""
+
+
+def progress_of(offsets: Mapping[Position, tuple[int | None, int | None]], heard_at: dict[Position, float],
+                idle_after_s: float, answering: Callable[[Position], bool],
+                known: frozenset[Position] | None) -> Progress:
+    """A Kafka source's ``progress`` from each assigned partition's (position, end offset), when each last
+    gave a record (``heard_at``, wall-clock monotonic; a partition not heard yet counts from now), and
+    whether its leader answers: behind its end (or not known to be caught up), idle (caught up, quiet for
+    ``idle_after_s``, its leader answering), or unreachable (quiet, but its leader is away: an outage, and the
+    end the client knows may be stale)."""
+    now = time.monotonic()
+    behind, idle, unreachable = set(), set(), set()
+    idle_at: dict[Position, int] = {}
+    for p, (position, end) in offsets.items():
+        if end is None or position is None or position < end:
+            behind.add(p)
+        elif now - heard_at.setdefault(p, now) >= idle_after_s:
+            if answering(p):
+                idle.add(p)
+                idle_at[p] = position
+            else:
+                unreachable.add(p)
+    return Progress(frozenset(offsets), frozenset(behind), frozenset(idle), frozenset(unreachable), known, idle_at)
 
 
 class MemorySource:

@@ -103,6 +103,8 @@ _OWNED = {
                      "isolation.level", "transactional_id", "transactional.id", "key_deserializer",
                      "value_deserializer", "key_serializer", "value_serializer", "stats_cb", "error_cb",
                      "on_commit", "on_delivery", "logger"), "set by the monitor itself; remove it"),
+    "statistics.interval.ms": "set by the monitor itself (each second: librdkafka's statistics say which brokers "
+                              "are up); remove it",
 }
 
 _KNOWN = {"consumer": set(KafkaConsumer.DEFAULT_CONFIG), "producer": set(KafkaProducer.DEFAULT_CONFIG)}

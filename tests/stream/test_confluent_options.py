@@ -54,12 +54,12 @@ def test_a_sasl_ssl_configuration_becomes_librdkafkas_names_and_values_for_each_
 
 
 def test_the_roles_own_options_win_over_the_shared_ones_and_admin_takes_only_the_shared() -> None:
-    section = kafka(client={"linger_ms": 5, "request_timeout_ms": 20000, "statistics.interval.ms": 1000,
+    section = kafka(client={"linger_ms": 5, "request_timeout_ms": 20000, "api.version.request.timeout.ms": 1000,
                             "client_id": "shared"},
                     consumer={"request_timeout_ms": 10000, "client.id": "reader"},
                     producer={"linger.ms": 50})
     consumer = librdkafka_options(section, "consumer")
-    assert (consumer["socket.timeout.ms"], consumer["client.id"], consumer["statistics.interval.ms"]) == \
+    assert (consumer["socket.timeout.ms"], consumer["client.id"], consumer["api.version.request.timeout.ms"]) == \
         (10000, "reader", 1000)
     assert librdkafka_options(section, "producer")["linger.ms"] == 50
     admin = librdkafka_options(section, "admin")
@@ -81,11 +81,11 @@ def test_another_roles_options_under_client_are_left_out_for_this_role_and_check
 
 
 def test_librdkafkas_own_names_pass_as_given() -> None:
-    section = kafka(client={"statistics.interval.ms": 1000, "ssl.endpoint.identification.algorithm": "none",
+    section = kafka(client={"api.version.request.timeout.ms": 1000, "ssl.endpoint.identification.algorithm": "none",
                             "socket.keepalive.enable": True, "debug": ["broker", "topic"]},
                     consumer={"enable.partition.eof": False, "queued.max.messages.kbytes": "65536"})
     assert librdkafka_options(section, "consumer") == {
-        "bootstrap.servers": "127.0.0.1:9092", "statistics.interval.ms": 1000,
+        "bootstrap.servers": "127.0.0.1:9092", "api.version.request.timeout.ms": 1000,
         "ssl.endpoint.identification.algorithm": "none", "socket.keepalive.enable": True,
         "debug": "broker,topic", "enable.partition.eof": False, "queued.max.messages.kbytes": "65536"}
 
@@ -103,6 +103,8 @@ def test_librdkafkas_own_names_pass_as_given() -> None:
     ("isolation.level", "set by the monitor itself; remove it"),
     ("transactional.id", "set by the monitor itself; remove it"),
     ("stats_cb", "set by the monitor itself; remove it"),
+    ("statistics.interval.ms", "set by the monitor itself (each second: librdkafka's statistics say which brokers "
+                               "are up); remove it"),
     ("on_delivery", "set by the monitor itself; remove it"),
     ("logger", "set by the monitor itself; remove it"),
     ("throttle_cb", "a callback, which the configuration cannot give"),

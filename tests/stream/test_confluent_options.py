@@ -4,10 +4,11 @@ every name the table gives is one librdkafka accepts."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+import confluent_kafka  # the test extra installs it: missing, these tests fail, never skip
 import pytest
+from confluent_kafka.admin import AdminClient
 from kafka import KafkaConsumer, KafkaProducer
 
 from monitor.errors import ConfigError
@@ -218,9 +219,6 @@ def test_the_table_renames_only_kafka_python_options_of_its_role_and_has_a_sampl
 
 
 def test_librdkafka_accepts_every_name_and_value_the_table_gives() -> None:
-    confluent_kafka = pytest.importorskip("confluent_kafka")
-    from confluent_kafka.admin import AdminClient
-    started = time.monotonic()
     quiet = {"socket.connection.setup.timeout.ms": 1000, "log_level": 0}
     for role, renamed in RENAMED.items():
         for key in renamed:
@@ -235,11 +233,9 @@ def test_librdkafka_accepts_every_name_and_value_the_table_gives() -> None:
                     del client
             except confluent_kafka.KafkaException as exc:
                 pytest.fail(f"{role} {key} -> {options}: {exc}")
-    assert time.monotonic() - started < 5
 
 
 def test_librdkafkas_own_error_names_where_the_property_was_set() -> None:
-    confluent_kafka = pytest.importorskip("confluent_kafka")
     section = kafka(bootstrap_servers="127.0.0.1:1", client={"linger_ms": 5},
                     producer={"statistcs.interval.ms": 10})
     with pytest.raises(confluent_kafka.KafkaException) as caught:

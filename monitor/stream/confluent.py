@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from monitor.errors import BrokerUnavailable, ConfigError
 from monitor.hourly.window import Progress
@@ -90,10 +90,11 @@ class ConfluentBatch(Sequence[RawMessage]):
     """One consume's messages. The decoder reads ``columns()``; a ``RawMessage`` is built only for a message
     someone looks at (a rejection, a scored event), so a clean batch costs no Python tuple per record."""
 
-    __slots__ = ("_messages",)
+    __slots__ = ("_messages", "_positions")
 
     def __init__(self, messages: list[Message]) -> None:
         self._messages = messages
+        self._positions: list[Position] | None = None
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -112,8 +113,11 @@ class ConfluentBatch(Sequence[RawMessage]):
         return list(map(Message.value, messages)), list(map(_SECOND, map(Message.timestamp, messages)))
 
     def positions(self) -> list[Position]:
-        """Every message's (topic, partition)."""
-        return [(m.topic(), m.partition()) for m in self._messages]
+        """Every message's (topic, partition), read once (the source needs them for a batch of several
+        partitions, and so does the pipeline)."""
+        if self._positions is None:
+            self._positions = [(m.topic(), m.partition()) for m in self._messages]
+        return self._positions
 
 
 def _raw(m: Message) -> RawMessage:
@@ -159,17 +163,18 @@ class ConfluentSource:
             raise outage_or_raise(exc, "fetching") from exc
         if any(map(Message.error, messages)):  # map over the C methods: no Python frame per message
             messages = self._without_errors(messages)
+        batch = ConfluentBatch(messages)
         next_offsets: dict[Position, int] = {}
         if messages:
             if _one_partition(messages):  # the usual batch: only its last offset matters
                 last = messages[-1]
                 next_offsets[(last.topic(), last.partition())] = last.offset() + 1
             else:
-                for m in messages:
-                    next_offsets[(m.topic(), m.partition())] = m.offset() + 1
+                for position, offset in zip(batch.positions(), map(Message.offset, messages)):
+                    next_offsets[position] = offset + 1
             now = time.monotonic()
             self.heard_at.update((p, now) for p in next_offsets)
-        return Polled(ConfluentBatch(messages), next_offsets)  # type: ignore[arg-type]
+        return Polled(batch, next_offsets)  # type: ignore[arg-type]
 
     @staticmethod
     def _without_errors(messages: list[Message]) -> list[Message]:

@@ -1,5 +1,6 @@
 """kafka-python's consumer source and the producer of dead letters and scored events (with
-``monitor.stream.kafka_state``, for state kept in Kafka, the only modules that import kafka-python).
+``monitor.stream.kafka_state``, for state kept in Kafka, the only modules that use kafka-python's clients;
+``monitor.stream.confluent_options`` reads its option names).
 
 Offsets are never committed automatically: the service commits positions it has finished with (after their
 records were scored, dead-lettered and confirmed), so delivery is at least once. A broker outage surfaces

@@ -210,7 +210,7 @@ def _by_partition(decoded: Decoded, next_offsets: dict[Position, int]) -> dict[P
     if len(next_offsets) == 1:  # the usual batch: one partition, no grouping needed
         return {next(iter(next_offsets)): np.arange(len(decoded))}
     groups: dict[Position, list[int]] = {}
-    positions = getattr(decoded.messages, "positions", None)  # a client's batch reads them without tuples
+    positions = getattr(decoded.messages, "positions", None)  # a client's batch that has read them already
     for i, position in enumerate(positions() if positions is not None else ((m.topic, m.partition)
                                                                             for m in decoded.messages)):
         groups.setdefault(position, []).append(i)

@@ -290,6 +290,27 @@ class _SeekOnAssign(ConsumerRebalanceListener):
             self.source.on_lost({(tp.topic, tp.partition) for tp in lost})
 
 
+FLUSH_SLICE_S = 1.0
+
+
+def wait_for_sends(producer: KafkaProducer, futures: Iterable[Any], timeout_s: float) -> None:
+    """Wait until every send in ``futures`` is acknowledged, at most ``timeout_s`` in all (``KafkaTimeoutError``
+    past it; a send's own error raised). kafka-python's ``flush(timeout)`` and ``get(timeout)`` each take the
+    whole timeout for every batch and future they wait for: after an outage, one wait after another would
+    add up to minutes."""
+    deadline = time.monotonic() + timeout_s
+    while True:  # in slices: each flush waits at most a slice for the batch it stops at
+        remaining = deadline - time.monotonic()
+        try:
+            producer.flush(timeout=max(0.0, min(remaining, FLUSH_SLICE_S)))
+            break
+        except KafkaTimeoutError:
+            if remaining <= FLUSH_SLICE_S:
+                raise
+    for future in futures:
+        future.get(timeout=max(0.0, deadline - time.monotonic()))
+
+
 class KafkaSink:
     """A producer that sends a batch and waits until every message is acknowledged."""
 
@@ -304,9 +325,7 @@ class KafkaSink:
         try:
             futures = [self.producer.send(topic, value=value, key=key, headers=headers)
                        for key, value, headers in messages]
-            self.producer.flush(timeout=timeout_s)
-            for future in futures:
-                future.get(timeout=timeout_s)
+            wait_for_sends(self.producer, futures, timeout_s)
         except KafkaError as exc:
             if is_outage(exc):
                 raise BrokerUnavailable(f"delivery to {topic} failed: {exc}") from exc

@@ -28,7 +28,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from monitor.errors import BrokerUnavailable, ConfigError, StateError
 from monitor.records import OutgoingMessage, Position
-from monitor.stream.kafka import client_options, is_outage
+from monitor.stream.kafka import client_options, is_outage, wait_for_sends
 
 log = logging.getLogger(__name__)
 
@@ -293,9 +293,7 @@ class StateProducer:
                 return
             # Every send must have landed before anything commits: after an outage kafka-python may expire
             # a batch and still let its transaction commit, which would lose those records.
-            self.producer.flush(timeout=30)
-            for future in self._futures:
-                future.get(timeout=30)
+            wait_for_sends(self.producer, self._futures, TRANSACTION_STEP_TIMEOUT_S)
             if self.transactional:
                 self._begin()
                 if committed:

@@ -26,6 +26,24 @@ from tests.integration import kafka_tools
 LIBRARIES = ("kafka-python", "confluent-kafka")
 
 
+LOG_TAIL_LINES = 60
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A failed test that ran services (``kafka_tools.start_service`` logs to ``*.log`` under ``tmp_path``)
+    shows the end of each service's log in its report: on a CI machine the log is what says why a member
+    did not get there in time."""
+    report = yield
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.failed and report.when == "call" and isinstance(tmp_path, Path):
+        for log in sorted(tmp_path.glob("**/*.log")):
+            lines = log.read_text(errors="replace").splitlines()
+            report.sections.append((f"service log {log.relative_to(tmp_path)} (last {LOG_TAIL_LINES} lines)",
+                                    "\n".join(lines[-LOG_TAIL_LINES:])))
+    return report
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.get_closest_marker("both_clients"):
         metafunc.parametrize("kafka_library", LIBRARIES, indirect=True)

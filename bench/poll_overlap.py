@@ -91,7 +91,7 @@ def batches(poll: Poll, n: int, overlapped: bool) -> Iterator[list[bytes]]:
 
 def read(client: str, bootstrap: str, topic: str, n: int, scorer: Scorer, overlapped: bool) -> float:
     """Steady-state records per second of polling and scoring the whole topic."""
-    scorer.bundle.preparer.forget()  # no run profits from the one before
+    scorer.forget()  # no run profits from the one before
     poll, close = CLIENTS[client](bootstrap, topic)
     started: float | None = None
     first = seen = 0

@@ -6,15 +6,15 @@ For each format (serials, which repeat, and user ids, which mostly do not), trai
 on generated sequences, pins this process to one CPU core with one TensorFlow and BLAS thread, then times:
 
 - ``monitor``  ``Scorer.score`` over batches of ``--batch`` (the service's ``batch.max_records``):
-               preparation, reconstruction, error, flag; ``cold``: the memo of encodings emptied before each
-               run (every distinct string prepared afresh, as in a new process), ``warm``: kept from the run
-               before (a stream of identifiers seen before);
+               preparation, reconstruction, error, flag; ``cold``: the memos of errors and encodings emptied
+               before each run (every distinct string scored afresh, as in a new process), ``warm``: kept
+               from the run before (a stream of identifiers seen before);
 - ``fused``    ``Scorer.score(batch).fused`` over the same batches (warm): the above plus the fused score (format
                rarity, n-gram likelihood, calibrations and their weighted sum), what ``score`` and ``rank`` give;
 - ``prepare``  preparation alone (cold and warm), and ``model`` the forward pass alone (where the time goes);
 - ``before``   the reference, measured in the same run: the same, cold, with each new string prepared by one
-               Python call (``Preparer._indices_of``, how every string was prepared before batch arrays) and
-               a memo that always remembers;
+               Python call (``Preparer._indices_of``, how every string was prepared before batch arrays), a
+               memo of encodings that always remembers and no memo of errors;
 - ``seed``     the seed notebook's way: one ``model.predict`` call per sequence (on a small sample).
 
 Prints the median sequences per second of each over ``--repeats`` runs and the ratio of the monitor to the
@@ -42,6 +42,7 @@ import tensorflow as tf  # noqa: E402
 
 from monitor.core.model import Reconstructor  # noqa: E402
 from monitor.core.prepare import Preparer  # noqa: E402
+from monitor.core.row_memo import RowMemo  # noqa: E402
 from monitor.core.score import Scorer  # noqa: E402
 from monitor.core.train import train  # noqa: E402
 from monitor.devtools import generate  # noqa: E402
@@ -96,7 +97,7 @@ def measure(fmt: str, args: argparse.Namespace, core: int) -> None:
             bundle.model.predict(bundle.preparer.encode([s]), verbose=0)
 
     def cold(work: Callable[[], object]) -> Callable[[], object]:
-        return lambda: (bundle.preparer.forget(), work())
+        return lambda: (scorer.forget(), work())
 
     def scored(with_scorer: Scorer = scorer) -> None:
         for batch in batches:
@@ -112,6 +113,7 @@ def measure(fmt: str, args: argparse.Namespace, core: int) -> None:
 
     before = one_string_at_a_time(bundle.preparer)
     before_scorer = Scorer(dataclasses.replace(bundle, preparer=before))
+    before_scorer._errors = RowMemo(0, dtype=np.float64)  # noqa: SLF001 - before errors were remembered
 
     results = {
         "before, cold": rate(lambda: (before.forget(), scored(before_scorer)), args.rows, args.repeats),

@@ -307,8 +307,9 @@ def measure(bootstrap: str, topic: str, sequences: list[str], scorer: Scorer,
 
 
 def cold(scorer: Scorer) -> bool:
-    """Forget remembered encodings, so no run profits from the one before (a fresh process would not)."""
-    scorer.bundle.preparer.forget()
+    """Forget remembered errors and encodings, so no run profits from the one before (a fresh process would
+    not)."""
+    scorer.forget()
     return True
 
 

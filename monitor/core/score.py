@@ -27,6 +27,7 @@ from monitor.core.fusion import (
 )
 from monitor.core.model import Reconstructor
 from monitor.core.prepare import Preparer
+from monitor.core.row_memo import MEMO_SIZE, RowMemo
 from monitor.core.signature import FormatReader, Formats
 from monitor.percentiles import percentile_ranks
 
@@ -141,6 +142,9 @@ class Scorer:
         self.bundle = bundle
         self._reconstruct = Reconstructor(bundle.model, batch_size)
         self._formats = FormatReader()
+        # A string's error under one model never changes: a repeat (most of a stream of serials) skips
+        # encoding and the model alike.
+        self._errors = RowMemo(MEMO_SIZE, dtype=np.float64)
 
     @cached_property
     def fusion(self) -> Fusion:
@@ -172,8 +176,18 @@ class Scorer:
 
     def errors(self, sequences: Sequence[str]) -> np.ndarray:
         """Mean squared reconstruction error of each sequence (float64)."""
+        if not len(sequences):
+            return np.empty(0)
+        return self._errors.rows(sequences, self._fresh_errors)[:, 0]
+
+    def _fresh_errors(self, sequences: list[str]) -> np.ndarray:
         x = self.bundle.preparer.encode(sequences)
-        return np.mean(np.square(x - self._reconstruct(x)), axis=1, dtype=np.float64)
+        return self._reconstruct.errors(x)[:, None]
+
+    def forget(self) -> None:
+        """Forget every remembered error and encoding (benchmarks start each run as cold as a new process)."""
+        self._errors.forget()
+        self.bundle.preparer.forget()
 
     @property
     def training_formats(self) -> FormatTable:

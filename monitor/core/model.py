@@ -214,25 +214,11 @@ class Reconstructor:
         tf = _tf()
         spec = tf.TensorSpec(shape=(None, model.input_shape[-1]), dtype=tf.float32)
         self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        # The error in the same graph: the reconstruction never leaves TensorFlow (a tenth of the time of a
-        # new string). Squares in float32, their mean in float64, as numpy's mean(..., dtype=float64) does.
-        self._errors = tf.function(
-            lambda x: tf.reduce_mean(tf.cast(tf.square(x - model(x, training=False)), tf.float64), axis=1),
-            input_signature=[spec])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if len(x) == 0:
             return np.zeros_like(x)
-        return self._in_slices(self._call, x)
-
-    def errors(self, x: np.ndarray) -> np.ndarray:
-        """Mean squared reconstruction error of each row of ``x`` (float64)."""
-        if len(x) == 0:
-            return np.zeros(0)
-        return self._in_slices(self._errors, x)
-
-    def _in_slices(self, call: Any, x: np.ndarray) -> np.ndarray:
-        parts = [call(x[i: i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)]
+        parts = [self._call(x[i: i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)]
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 

@@ -182,7 +182,7 @@ class Scorer:
 
     def _fresh_errors(self, sequences: list[str]) -> np.ndarray:
         x = self.bundle.preparer.encode(sequences)
-        return self._reconstruct.errors(x)[:, None]
+        return np.mean(np.square(x - self._reconstruct(x)), axis=1, dtype=np.float64, keepdims=True)
 
     def forget(self) -> None:
         """Forget every remembered error and encoding (benchmarks start each run as cold as a new process)."""

@@ -26,8 +26,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from monitor.core.prepare_batch import BatchPreparer
-from monitor.core.row_memo import MEMO_SIZE, RowMemo
 from monitor.core.prepare_settings import PrepareSettings
+from monitor.core.row_memo import MEMO_SIZE, RowMemo
 from monitor.errors import InputError
 
 PAD, OOV = 0, 1  # reserved slots of every dictionary

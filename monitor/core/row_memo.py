@@ -27,10 +27,10 @@ class RowMemo:
     are computed together, in one call.
 
     Looking a string up and remembering it costs about a fifth of preparing it afresh (far less than scoring
-    it), so on a stream that rarely repeats (user ids, order numbers) the memo costs more than it saves: once fewer than
-    ``MEMO_MIN_HIT_RATE`` of the last ``MEMO_WINDOW`` batches' strings were found, it is skipped, except every
-    ``MEMO_PROBE_EVERY``-th batch, which still looks up and remembers; a probe that finds repeats (1 %: it
-    only knows the probes' strings) turns it back on.
+    it), so on a stream that rarely repeats (user ids, order numbers) the memo costs more than it saves: once
+    fewer than ``MEMO_MIN_HIT_RATE`` of the last ``MEMO_WINDOW`` batches' strings were found, it is skipped,
+    except every ``MEMO_PROBE_EVERY``-th batch, which still looks up and remembers; a probe that finds repeats
+    (1 %: it only knows the probes' strings) turns it back on.
     """
 
     def __init__(self, capacity: int, dtype: type[np.generic] = np.int32) -> None:

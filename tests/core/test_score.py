@@ -67,20 +67,19 @@ def test_a_scorer_for_another_thread_scores_alike_with_a_memo_of_its_own(serial_
     assert other._errors is not scorer._errors
 
 
-def test_a_repeated_string_is_not_scored_again_and_keeps_its_error(serial_bundle: Bundle) -> None:
+def test_a_repeated_string_is_not_scored_again_and_keeps_its_error(serial_bundle: Bundle,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     scorer = Scorer(serial_bundle)
     batch = ["AB121E", "KQ4324", "AB121E", "usr-104512-DE"]
     first = scorer.errors(batch)
     assert first[0] == first[2]
     encoded: list[list[str]] = []
     encode = serial_bundle.preparer.encode
-    serial_bundle.preparer.encode = lambda sequences: encoded.append(list(sequences)) or encode(sequences)  # type: ignore[method-assign]
-    try:
-        again = scorer.errors(["KQ4324", "DN176", "AB121E"])
-        assert encoded == [["DN176"]]  # only the new string is encoded and reconstructed
-        np.testing.assert_array_equal(again[[0, 2]], first[[1, 0]])
-        scorer.forget()  # as cold as a new scorer: every string scored afresh, to within float rounding
-        np.testing.assert_allclose(scorer.errors(batch), first, rtol=1e-6)
-        assert encoded[-1] == batch
-    finally:
-        del serial_bundle.preparer.encode
+    monkeypatch.setattr(serial_bundle.preparer, "encode",
+                        lambda sequences: encoded.append(list(sequences)) or encode(sequences))
+    again = scorer.errors(["KQ4324", "DN176", "AB121E"])
+    assert encoded == [["DN176"]]  # only the new string is encoded and reconstructed
+    np.testing.assert_array_equal(again[[0, 2]], first[[1, 0]])
+    scorer.forget()  # as cold as a new scorer: every string scored afresh, to within float rounding
+    np.testing.assert_allclose(scorer.errors(batch), first, rtol=1e-6)
+    assert encoded[-1] == batch

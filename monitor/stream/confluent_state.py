@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from monitor.errors import BrokerUnavailable, ConfigError, StateError
+from monitor.errors import BrokerUnavailable, StateError
 from monitor.records import OutgoingMessage, Position
 from monitor.stream.confluent import ConfluentSink, is_outage, make_client, outage_or_raise, producer_defaults
 from monitor.stream.confluent_options import librdkafka_options
@@ -24,6 +24,7 @@ from monitor.stream.kafka_state import (
     TRANSACTION_STEP_TIMEOUT_S,
     InternalTopic,
     latest_values,
+    transactions_unsupported,
 )
 
 log = logging.getLogger(__name__)
@@ -206,9 +207,7 @@ class StateProducer:
             except KafkaException as exc:
                 error = exc.args[0]
                 if error.code() in (KafkaError.UNSUPPORTED_VERSION, KafkaError._UNSUPPORTED_FEATURE):
-                    raise ConfigError(f"the Kafka cluster does not support transactions ({exc}); exactly-once "
-                                      "needs Kafka 2.5 or later. Set state.delivery: at_least_once to run "
-                                      "without them (outputs may then repeat after a crash)") from exc
+                    raise transactions_unsupported(exc) from exc
                 raise outage_or_raise(exc, "starting the transactional producer") from exc
         return sink
 

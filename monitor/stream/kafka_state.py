@@ -231,6 +231,13 @@ def publish(kafka: Any, topic: str, key: str, value: bytes | None) -> None:
         producer.close(timeout=10)
 
 
+def transactions_unsupported(exc: BaseException) -> ConfigError:
+    """The error for a cluster that refuses transactions (either client's ``StateProducer``)."""
+    return ConfigError(f"the Kafka cluster does not support transactions ({exc}); exactly-once needs Kafka 2.5 or "
+                       "later. Set state.delivery: at_least_once to run without them (outputs may then repeat after "
+                       "a crash)")
+
+
 class StateProducer:
     """Sends a batch's outputs and state, and commits them with the consumed offsets.
 
@@ -255,9 +262,7 @@ class StateProducer:
                 producer.init_transactions()
             except UnsupportedVersionError as exc:
                 producer.close(timeout=5)
-                raise ConfigError(f"the Kafka cluster does not support transactions ({exc}); exactly-once needs "
-                                  "Kafka 2.5 or later. Set state.delivery: at_least_once to run without them "
-                                  "(outputs may then repeat after a crash)") from exc
+                raise transactions_unsupported(exc) from exc
             except BaseException:
                 producer.close(timeout=0)
                 raise

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo docs test bench-quality bench-score bench-ngram bench-train bench-throughput bench-poll-overlap bench-scale-out bench-detection bench-cli-start clean
+.PHONY: demo docs test bench-quality bench-score bench-ngram bench-train bench-throughput bench-poll-overlap bench-scale-out bench-detection bench-cli-start bench-batch-rounding clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ bench-detection: $(STAMP)
 
 bench-cli-start: $(STAMP)
 	$(BIN)/python bench/cli_start.py
+
+bench-batch-rounding: $(STAMP)
+	$(BIN)/python bench/batch_rounding.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -163,8 +163,10 @@ class Preparer:
         """A ``(len(sequences), width)`` float32 matrix of zeros and ones."""
         active = self.active_features(sequences)
         matrix = np.zeros((len(sequences), self.width), dtype=np.float32)
-        rows = np.repeat(np.arange(len(sequences)), active.shape[1])
-        matrix[rows, active.ravel()] = 1.0
+        # One flat index per feature set: a 1-d scatter takes a third of the time of a (row, column) one.
+        flat = active.astype(np.intp)
+        flat += np.arange(0, len(sequences) * self.width, self.width, dtype=np.intp)[:, None]
+        matrix.ravel()[flat.ravel()] = 1.0
         return matrix
 
     def active_features(self, sequences: Sequence[str]) -> np.ndarray:

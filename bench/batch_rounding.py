@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
+import timeit
 from collections.abc import Callable
 
 import numpy as np
@@ -77,13 +77,9 @@ def _blocked(reconstruct: Reconstructor, x: np.ndarray, block: int) -> np.ndarra
 
 
 def _per_row(work: Callable[[], object], rows: int, repeats: int = 5) -> float:
+    """Median microseconds a row over ``repeats`` timed runs, after one warm-up."""
     work()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) / rows * 1e6
+    return statistics.median(timeit.repeat(work, number=1, repeat=repeats)) / rows * 1e6
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from monitor.settings import MonitorConfig, config_from_dict
+from tests.tolerances import SUM_REL
 
 
 # The client library the configurations below name: set per test by the ``kafka_library`` fixture.
@@ -150,15 +151,6 @@ def closed_windows(config: MonitorConfig) -> list[dict[str, Any]]:
         store.close()
 
 
-# A record's error is the model's float32 arithmetic, whose kernels (and so its rounding) depend on how many
-# rows a batch has: the same string scored in a batch of another size differs by up to about 2e-5 relative
-# (tests/core/test_score.py). A service's batches are not replay's (after an outage they are small), so a
-# record's error is compared to RECORD_REL, an hour's sums and means to SUM_REL (seen: 1.1e-9 after a 45 s
-# outage), and the robust z, a difference of nearly equal means over a spread of at least 5 % of the
-# baseline, to Z_ABS. A record more or less in an hour moves its mean by far more.
-RECORD_REL = 1e-4
-SUM_REL = 1e-6
-Z_ABS = 1e-4
 
 
 def assert_same_figures(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:

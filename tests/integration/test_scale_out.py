@@ -33,10 +33,9 @@ from monitor.hourly.judge import HourlyJudge
 from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.kafka_state import StateProducer
 
+from tests.tolerances import RECORD_REL, SUM_REL, Z_ABS
+
 from .kafka_tools import (
-    RECORD_REL,
-    SUM_REL,
-    Z_ABS,
     Running,
     assert_same_figures,
     checkpointing_service_config,

@@ -29,6 +29,7 @@ from monitor.stream.batch import BatchResult
 from monitor.stream.loop import StreamLoop
 from monitor.stream.sources import MemorySink, MemorySource
 from monitor.stream.state import StateStore
+from tests.tolerances import SUM_REL
 
 MINUTE_MS = 60_000
 START_MS = 1_700_000_040_000
@@ -120,7 +121,7 @@ def test_a_restarted_service_resumes_from_its_state_with_the_same_figures(
     reports = [closed_windows(tmp_path / name / "state.sqlite") for name in ("once", "halves")]
     assert [r["count"] for r in reports[0]] == [r["count"] for r in reports[1]]
     for a, b in zip(*reports, strict=True):
-        assert b["weighted_mean"] == pytest.approx(a["weighted_mean"], rel=1e-9)
+        assert b["weighted_mean"] == pytest.approx(a["weighted_mean"], rel=SUM_REL)
         assert a["verdict"] == b["verdict"]
 
 

@@ -34,6 +34,7 @@ from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.group_state import encode
 from monitor.stream.pipeline import RecordPipeline, drain
 from monitor.stream.sources import MemorySink, MemorySource
+from tests.tolerances import SUM_REL
 
 WINDOW_MS = 60_000
 START_MS = 1_700_000_040_000 - 1_700_000_040_000 % WINDOW_MS
@@ -146,7 +147,7 @@ def assert_as_replayed(got: list[dict[str, Any]], expected: list[dict[str, Any]]
             (b["count"], b["weight_sum"], b["verdict"], b["formats"])
         assert [x["signal"] for x in a["reasons"]] == [x["signal"] for x in b["reasons"]]
         for key in ("weighted_mean", "above_threshold_share", "baseline_median", "error_p99"):
-            assert a[key] == (None if b[key] is None else pytest.approx(b[key], rel=1e-9, abs=1e-15)), key
+            assert a[key] == (None if b[key] is None else pytest.approx(b[key], rel=SUM_REL, abs=1e-15)), key
 
 
 def assert_each_output_once(kafka: MemoryKafka, values: list[tuple[int, bytes]]) -> None:

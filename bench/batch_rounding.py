@@ -7,7 +7,7 @@ again in batches of 1, 7, 64, 500 and 1,000 with a fresh scorer each time, and p
 from the reference and by how much (relative). The model computes in float32, and the kernels TensorFlow
 picks, with their order of additions, depend on a batch's row count: the figures say how far a live service's
 errors (its batches) can be from replay's or ``score``'s (theirs). Comparisons of a service's hours with
-replay's are held to these figures (tests/integration/kafka_tools.py).
+replay's are held to these figures (tests/tolerances.py).
 
 Then the way out not taken: the model called on fixed blocks of ``BLOCKS`` rows (the last one padded with
 zeros), every string in every batch size again, with the time a row takes next to one call of all the rows
@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from monitor.core.model import Reconstructor
-from monitor.core.score import Scorer
+from monitor.core.score import Scorer, reconstruction_errors
 from monitor.core.train import train
 from monitor.devtools import generate
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  one call of {len(x):,} rows: {_per_row(lambda: reconstruct(x), len(x)):.2f} us a row")
     for block in BLOCKS:
         def errors(rows: np.ndarray, block: int = block) -> np.ndarray:
-            return _error(rows, _blocked(reconstruct, rows, block))
+            return reconstruction_errors(rows, _blocked(reconstruct, rows, block))
 
         whole = errors(x)
         differing = sum(int(np.count_nonzero(np.concatenate([errors(x[i:i + size]) for i in
@@ -65,10 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  blocks of {block:>4} rows: {differing:,} errors differing, "
               f"{_per_row(lambda block=block: _blocked(reconstruct, x, block), len(x)):.2f} us a row")
     return 0
-
-
-def _error(x: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
-    return np.mean(np.square(x - reconstruction), axis=1, dtype=np.float64)
 
 
 def _blocked(reconstruct: Reconstructor, x: np.ndarray, block: int) -> np.ndarray:

@@ -182,7 +182,7 @@ class Scorer:
 
     def _fresh_errors(self, sequences: list[str]) -> np.ndarray:
         x = self.bundle.preparer.encode(sequences)
-        return np.mean(np.square(x - self._reconstruct(x)), axis=1, dtype=np.float64, keepdims=True)
+        return reconstruction_errors(x, self._reconstruct(x))[:, None]
 
     def forget(self) -> None:
         """Forget every remembered error and encoding (benchmarks start each run as cold as a new process)."""
@@ -239,6 +239,11 @@ def _error_only(bundle: Bundle) -> Fusion:
     calibration = SignalCalibration(TailCalibration.fit(log_error(bundle.training_errors)))
     training_scores = np.sort(fuse(calibration.overall.p(log_error(bundle.training_errors))))
     return Fusion(("autoencoder",), FormatTable({}, 0), calibration, training_scores)
+
+
+def reconstruction_errors(x: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
+    """Each row's mean squared reconstruction error (float64): the per-sequence score of the autoencoder."""
+    return np.mean(np.square(x - reconstruction), axis=1, dtype=np.float64)
 
 
 def group_score(errors: np.ndarray, weights: np.ndarray | None = None) -> float:

@@ -89,7 +89,7 @@ def test_a_repeated_string_is_not_scored_again_and_keeps_its_error(serial_bundle
 def test_a_strings_error_agrees_to_float32_rounding_whatever_batch_it_is_scored_in(serial_bundle: Bundle) -> None:
     """The model's float32 kernels, and so their rounding, depend on a batch's row count: a string's error
     differs in its last digits between a batch of one and a batch of thousands (seen up to 2e-5 relative;
-    tests/integration/kafka_tools.py compares a service's figures with replay's to that). Never more: the
+    tests/tolerances.py holds figures from other batchings to that). Never more: the
     rows stay each string's own."""
     sequences = generate.sample("serial", 1_200, seed=4)
     whole = Scorer(serial_bundle).errors(sequences)

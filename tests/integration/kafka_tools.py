@@ -151,8 +151,6 @@ def closed_windows(config: MonitorConfig) -> list[dict[str, Any]]:
         store.close()
 
 
-
-
 def assert_same_figures(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
     assert [w["start_ms"] for w in got] == [w["start_ms"] for w in expected]
     for a, b in zip(got, expected):

@@ -41,8 +41,10 @@ _OUTAGE_CODES = frozenset({
     KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.NOT_ENOUGH_REPLICAS,
 })
 # The group dropped this member or is rebalancing: a commit now is skipped, the next checkpoint commits again.
+# GROUP_ID_NOT_FOUND: a group whose last member was dropped is gone, and brokers answer OffsetCommit v9+ (which
+# librdkafka speaks; kafka-python stops at v8 and is told ILLEGAL_GENERATION) with that.
 _REBALANCING = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
-                          KafkaError.UNKNOWN_MEMBER_ID, KafkaError._ASSIGNMENT_LOST})
+                          KafkaError.UNKNOWN_MEMBER_ID, KafkaError._ASSIGNMENT_LOST, KafkaError.GROUP_ID_NOT_FOUND})
 
 
 def kafka_error(exc: BaseException) -> KafkaError | None:

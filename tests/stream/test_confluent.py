@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from monitor.errors import BrokerUnavailable, ConfigError
 from monitor.records import RawMessage
@@ -89,3 +89,41 @@ def test_a_send_nobody_acknowledges_is_an_outage_and_leaves_nothing_queued() -> 
     with pytest.raises(BrokerUnavailable, match="not acknowledged"):
         sink.send_all("t", [(None, b"AB121E", [])], timeout_s=0.5)
     assert len(sink.producer) == 0, "what was still queued is dropped: the caller sends it again"
+
+
+class _RefusingConsumer:
+    """Stands in for a consumer whose commit the group refuses: a broker cannot be made to refuse on demand
+    with each of these codes (which one it picks depends on how far the group got in dropping the member)."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("t", 0)]
+
+    def commit(self, **_: object) -> None:
+        raise KafkaException(KafkaError(self.code))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("code", [KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION,
+                                  KafkaError.REBALANCE_IN_PROGRESS, KafkaError.GROUP_ID_NOT_FOUND])
+def test_a_commit_the_group_refuses_after_dropping_the_member_is_skipped_for_the_next_checkpoint(
+        code: int, caplog: pytest.LogCaptureFixture) -> None:
+    # GROUP_ID_NOT_FOUND is what a broker answers librdkafka's OffsetCommit (v9+) once the group's last member
+    # was dropped; it once stopped a lone instance whose loop had stalled.
+    source = ConfluentSource(config().kafka, ["t"], "g", "earliest")
+    source.consumer.close()
+    source.consumer = _RefusingConsumer(code)
+    source.commit({("t", 0): 5})
+    assert any("commit skipped" in r.message for r in caplog.records)
+
+
+def test_a_commit_refused_for_another_reason_is_raised() -> None:
+    source = ConfluentSource(config().kafka, ["t"], "g", "earliest")
+    source.consumer.close()
+    source.consumer = _RefusingConsumer(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    with pytest.raises(KafkaException):
+        source.commit({("t", 0): 5})

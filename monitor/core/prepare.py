@@ -25,7 +25,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from monitor.core.prepare_batch import BatchPreparer
 from monitor.core.prepare_settings import PrepareSettings
 from monitor.core.row_memo import MEMO_SIZE, RowMemo
 from monitor.errors import InputError
@@ -223,6 +222,10 @@ class Preparer:
         return values
 
     def _build_lookups(self) -> None:
+        # Imported here: the batch path loads numba (half a second), which commands that build no preparer,
+        # such as the CLI's help, should not pay for.
+        from monitor.core.prepare_batch import BatchPreparer
+
         self._separator_re = re.compile(f"({self.settings.separator_pattern})")
         self._vocabulary_index = {tok: i + _RESERVED for i, tok in enumerate(self.vocabulary)}
         self._lookups: list[tuple[dict[str | None, int], int]] = []

@@ -54,7 +54,8 @@ class BatchPreparer:
         self.length = preparer.length
         self.steps = preparer.steps
         self.channels = preparer.channels
-        self.vectorized = preparer.mode == "chars" or _CLASS_RUN.fullmatch(settings.separator_pattern) is not None
+        # The loops split on one character class; another pattern takes the string-by-string path.
+        self.in_loops = preparer.mode == "chars" or _CLASS_RUN.fullmatch(settings.separator_pattern) is not None
         self._separator_class = re.compile(settings.separator_pattern[:-1]) if preparer.mode != "chars" else None
         self._class_of = np.full(0x110000, kernel.UNKNOWN, dtype=np.int8)  # per code point: separator or not
         self._kinds = np.array([_KINDS[c] for c in self.channels], dtype=np.int64)
@@ -103,7 +104,7 @@ class BatchPreparer:
         preparer = self.preparer
         bag = preparer.settings.encoding == "bag"
         width = self.length if bag else len(preparer._lookups)  # noqa: SLF001
-        if not self.vectorized:
+        if not self.in_loops:
             out = np.empty((len(sequences), width), dtype=np.int32)
             for i, sequence in enumerate(sequences):
                 out[i] = self._one(sequence)

@@ -35,6 +35,10 @@ def compiled(function: F) -> F:
         log.warning("compiled code is not cached (%s); set NUMBA_CACHE_DIR to a writable directory", exc)
         return njit(nogil=True)(function)  # type: ignore[no-any-return]
 
+
+# The same values as ``Preparer``'s string-by-string path (monitor/core/prepare.py), written here rather than
+# imported: numba takes a global as a constant of the cached machine code and would not see another module's
+# change. tests/core/test_prepare_batch.py holds the two paths equal, past both limits.
 MAX_COUNT_VALUE = 999  # the token-count summary names counts up to this
 SHAPE_WIDTH = 16  # the summary step's shape keeps this many characters
 SEPARATOR, IN_TOKEN, UNKNOWN = 1, 0, 2  # a code point's class (unknown: not asked of the pattern yet)

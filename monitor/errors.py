@@ -6,6 +6,7 @@
     ├── ConfigError               a setting has the wrong type, range or name; exit 2
     ├── StateError                the state file is empty, unreadable, corrupt or of another version; exit 4
     ├── BrokerUnavailable         the Kafka cluster did not answer in time; retried by the service, never fatal
+    ├── CommittedOffsetsPending   a transaction still holds a group's committed offsets; waited for, never fatal
     ├── ShutdownTimeout           the stop deadline passed while the broker was unreachable; ends the loop
     └── LocalServiceError         a development server (local Kafka, Prometheus) could not be had; exit 1
 
@@ -56,6 +57,11 @@ class IncompatibleState(StateError):
 
 class BrokerUnavailable(MonitorError):
     """The cluster could not be reached or did not answer in time; worth retrying."""
+
+
+class CommittedOffsetsPending(MonitorError):
+    """A transaction that commits offsets of these partitions was still open when the wait for them ended
+    (KIP-447), or the group's coordinator did not answer: worth waiting for again."""
 
 
 class ShutdownTimeout(MonitorError):

@@ -13,6 +13,8 @@ relies on and nothing more:
 - a producer started under a transactional id fences the one before it; a commit carrying offsets of
   partitions its member no longer owns, or an old generation, is refused (KIP-447);
 - ``outage`` makes every request fail as an unreachable cluster does, until ``recover``.
+- ``hang_offsets`` leaves a group's committed offsets held by a transaction that never ends (a hanging
+  transaction): a member's wait for them times out, each wait passing ``sleep``, until ``end_hanging``.
 
 What it leaves out: replication, compaction, batching, timeouts, and the broker's wait for an open
 transaction of a dead member (here what it did not commit is simply never seen).
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 
 from kafka.errors import CommitFailedError, KafkaError, ProducerFencedError
 
-from monitor.errors import BrokerUnavailable
+from monitor.errors import BrokerUnavailable, CommittedOffsetsPending
 from monitor.hourly.window import Progress
 from monitor.records import OutgoingMessage, Polled, Position, RawMessage
 from monitor.stream.kafka_state import InternalTopic, latest_values, partition_of
@@ -40,14 +42,16 @@ class _Group:
     members: list[MemoryConsumer] = field(default_factory=list)
     generation: int = 0
     committed: dict[Position, int] = field(default_factory=dict)
+    hanging: set[Position] = field(default_factory=set)  # offsets a transaction holds that never ends
 
 
 class MemoryKafka:
     """Topics, consumer groups and transactional ids, in memory. ``clock``: the wall clock a consumer measures
     quiet partitions with (tests move it on by hand)."""
 
-    def __init__(self, clock: Clock = time.monotonic) -> None:
+    def __init__(self, clock: Clock = time.monotonic, sleep: Callable[[float], None] = lambda seconds: None) -> None:
         self.clock = clock
+        self.sleep = sleep
         self.logs: dict[str, list[list[RawMessage]]] = {}
         self.groups: dict[str, _Group] = {}
         self.epochs: dict[str, int] = {}  # transactional id -> the epoch of its newest producer
@@ -80,6 +84,12 @@ class MemoryKafka:
 
     def recover(self) -> None:
         self.down = False
+
+    def hang_offsets(self, group_id: str, partitions: Iterable[Position]) -> None:
+        self._group(group_id).hanging.update(partitions)
+
+    def end_hanging(self, group_id: str) -> None:
+        self._group(group_id).hanging.clear()
 
     def check_up(self) -> None:
         if self.down:
@@ -221,9 +231,14 @@ class MemoryConsumer:
     def seek(self, partition: Position, offset: int) -> None:
         self.positions[partition] = offset
 
-    def rewind(self, partitions: Iterable[Position]) -> dict[Position, int | None]:
+    def rewind(self, partitions: Iterable[Position], timeout_s: float) -> dict[Position, int | None]:
         self.kafka.check_up()
-        committed = self.kafka._group(self.group_id).committed
+        group = self.kafka._group(self.group_id)
+        held = sorted(set(partitions) & group.hanging)
+        if held:
+            self.kafka.sleep(timeout_s)
+            raise CommittedOffsetsPending(f"{len(held)} partition(s) held by an open transaction")
+        committed = group.committed
         found = {p: committed.get(p) for p in partitions}
         for p in found:
             self.positions[p] = self._reset_position(p)

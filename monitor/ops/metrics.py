@@ -42,8 +42,8 @@ from monitor.stream.hooks import Snapshot
 
 PREFIX = "sequence_monitor"
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# Taking partitions and judged topics over from the changelog: a few records (10 ms) .. a long changelog or a
-# wait for a former member's open transaction (state.transaction_timeout_seconds, minutes).
+# Taking partitions and judged topics over from the changelog: a few records (10 ms) .. a long changelog
+# (minutes). A wait for a former member's open transaction is not in it: committed_offsets_wait_seconds.
 RESTORE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
@@ -105,6 +105,7 @@ class Metrics(Collector):
         self.aborts: Counter[str] = Counter()
         self.unreadable: Counter[tuple[str, str]] = Counter()
         self.stopped: list[Position] = []
+        self.offsets_pending_s = 0.0
         registry.register(self)
 
     # -- hooks (service loop thread) ------------------------------------------------------------------------
@@ -177,6 +178,10 @@ class Metrics(Collector):
     def on_stopped(self, partitions: Sequence[Position]) -> None:
         with self._lock:
             self.stopped = list(partitions)
+
+    def on_offsets_pending(self, seconds: float) -> None:
+        with self._lock:
+            self.offsets_pending_s = seconds
 
     def on_tick(self, snapshot: Snapshot) -> None:
         """Copy what a scrape reads from the loop's state (consumer lag, open windows, readiness, model)."""
@@ -360,6 +365,9 @@ class Metrics(Collector):
         for topic, number in self.stopped:
             stopped.add_metric([topic, str(number)], 1)
         yield from (rebalances, restores, restore, aborts, unreadable, stopped)
+        yield GaugeMetricFamily(f"{PREFIX}_committed_offsets_wait_seconds", "How long the take-over of the "
+                                "assigned partitions has waited for their committed offsets, which a former "
+                                "owner's open transaction holds (0: not waiting)", value=self.offsets_pending_s)
         if self.last_restore is not None:
             yield GaugeMetricFamily(f"{PREFIX}_last_restore_seconds", "Time the last take-over from the "
                                     "changelog took", value=self.last_restore)

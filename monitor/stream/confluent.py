@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from monitor.errors import BrokerUnavailable, ConfigError
+from monitor.errors import BrokerUnavailable, CommittedOffsetsPending, ConfigError
 from monitor.hourly.window import Progress
 from monitor.records import OutgoingMessage, Polled, Position, RawMessage
 from monitor.stream.confluent_options import librdkafka_error_path, librdkafka_options
@@ -204,15 +204,18 @@ class ConfluentSource:
     def seek(self, partition: Position, offset: int) -> None:
         self.consumer.seek(TopicPartition(*partition, offset))
 
-    def rewind(self, partitions: Iterable[Position]) -> dict[Position, int | None]:
+    def rewind(self, partitions: Iterable[Position], timeout_s: float) -> dict[Position, int | None]:
         """Seek each partition to the group's committed offset (or by ``auto_offset_reset``) and return those
         offsets (``KafkaSource.rewind``)."""
         wanted = [TopicPartition(*p) for p in partitions]
         if not wanted:
             return {}
         try:
-            found = self.consumer.committed(wanted, timeout=30)
+            # librdkafka retries an offset fetch while a transaction holds the offsets, until the timeout.
+            found = self.consumer.committed(wanted, timeout=timeout_s)
         except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError._TIMED_OUT:
+                raise CommittedOffsetsPending(str(exc)) from exc
             raise outage_or_raise(exc, "reading committed offsets") from exc
         committed = {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in found}
         for (topic, number), offset in committed.items():

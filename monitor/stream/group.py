@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from monitor.counted import counted
-from monitor.errors import BrokerUnavailable, StateError
+from monitor.errors import BrokerUnavailable, CommittedOffsetsPending, StateError
 from monitor.hourly.judge import HourlyJudge
 from monitor.hourly.partition_close import PartitionClose
 from monitor.hourly.restoring import restoring
@@ -44,6 +44,13 @@ from monitor.stream.sources import GroupSource, TransactionalSink
 log = logging.getLogger(__name__)
 
 STOPPED_RETRY_S = 30.0  # how often a member reads the changelog again for a key it could not read
+# How long one wait for a former owner's open transaction holds the loop: the loop goes on polling between
+# waits, so the member stays in the group, hears a stop and a new assignment, and its metrics stay fresh.
+PENDING_WAIT_S = 10.0
+# Past the transaction timeout and this margin (the broker aborts a timed-out transaction within about ten
+# seconds), what still holds the offsets is a hanging transaction, which no timeout ends: said as an error.
+HANGING_AFTER_S = 60.0
+HANGING_REPEAT_S = 300.0
 
 
 class GroupStore:
@@ -81,6 +88,8 @@ class GroupStore:
         self.rebalances = 0
         self.aborts = 0
         self._pending_assignment: set[Position] | None = None
+        self._pending_since: float | None = None  # when the wait for stable committed offsets began
+        self._hanging_said_at = float("-inf")
         self.models = GroupSchedule(pipeline, judge, schedule, load_model, config.state.checkpoint_interval_seconds,
                                     lambda: self._tell_unreadable(config.models_topic, "skipped"))
         self._rewind_needed = False
@@ -333,7 +342,15 @@ class GroupStore:
         judged = {t for t in self.inputs if partition_of(t, self.windows_partitions) in windows}
         # Waits while a transaction of a former owner still holds offsets of these partitions (KIP-447):
         # once they are stable, the changelog holds whatever that transaction committed.
-        committed = self.source.rewind(assigned)
+        try:
+            committed = self.source.rewind(assigned, PENDING_WAIT_S)
+        except CommittedOffsetsPending as exc:
+            self._wait_for_stable_offsets(assigned, exc)
+            return
+        if self._pending_since is not None:
+            self._pending_since, self._hanging_said_at = None, float("-inf")
+            for hook in self.hooks:
+                hook.on_offsets_pending(0.0)
         taken = self.restorer.take_over(committed, inputs, judged)
         for partition, offset in taken.resume.items():
             self.source.seek(partition, offset)
@@ -358,6 +375,33 @@ class GroupStore:
                 seconds, taken.read)
         for hook in self.hooks:
             hook.on_assignment(sorted(inputs), sorted(judged), seconds)
+
+    def _wait_for_stable_offsets(self, assigned: set[Position], exc: CommittedOffsetsPending) -> None:
+        """The take-over of ``assigned`` waits for the group's committed offsets (tried again at the next
+        turn of the loop). Only time the cluster answers counts: past the transaction timeout, what holds them
+        is a hanging transaction, said as an error with the cure."""
+        assert self.source is not None
+        self._pending_assignment = set(assigned)
+        now = self._clock()
+        if self._pending_since is None:
+            log.info("waiting for the committed offsets of %s: a transaction of their former owner still holds "
+                     "them, or the group's coordinator is not answering (%s)", _partitions_text(assigned), exc)
+        if self._pending_since is None or self.source.progress(self.config.window.quiet_seconds).unreachable:
+            self._pending_since = now  # an outage is said as such by the loop, and is no hanging transaction
+        waited = now - self._pending_since
+        for hook in self.hooks:
+            hook.on_offsets_pending(waited)
+        timeout = self.config.state.transaction_timeout_seconds
+        if waited < timeout + HANGING_AFTER_S or now - self._hanging_said_at < HANGING_REPEAT_S:
+            return
+        self._hanging_said_at = now
+        log.error("the committed offsets of %s have been held for %.0f s, past the transaction timeout (%.0f s), "
+                  "though the cluster answers: a hanging transaction, which no timeout ends (Kafka can leave one "
+                  "when a broker stops while it writes a transaction's markers to partitions without another "
+                  "replica). This member waits. Find it with `kafka-transactions.sh --bootstrap-server HOST:PORT "
+                  "find-hanging --broker-id N --max-transaction-timeout 1` on each broker, and end each one listed "
+                  "with `kafka-transactions.sh abort --topic T --partition P --start-offset O`: the group then "
+                  "resumes from its last commit", _partitions_text(assigned), waited, timeout)
 
     def _stop_unreadable(self, stopped: dict[Position, str]) -> None:
         """Stop reading the partitions whose state is unreadable (their hours wait; everything else goes on)

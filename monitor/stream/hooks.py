@@ -57,6 +57,7 @@ class Hooks(Protocol):
     def on_transaction_abort(self, reason: str) -> None: ...
     def on_unreadable_state(self, topic: str, outcome: str) -> None: ...
     def on_stopped(self, partitions: Sequence[Position]) -> None: ...
+    def on_offsets_pending(self, seconds: float) -> None: ...
 
 
 class NoHooks:
@@ -91,6 +92,10 @@ class NoHooks:
 
     def on_stopped(self, partitions: Sequence[Position]) -> None:
         """The partitions stopped now because their state in the changelog is unreadable (empty: none)."""
+
+    def on_offsets_pending(self, seconds: float) -> None:
+        """The take-over of the assigned partitions has waited ``seconds`` for their committed offsets (a
+        former owner's open transaction holds them); 0 once it is done."""
 
 
 class WindowLog(NoHooks):

@@ -24,7 +24,7 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from monitor.errors import BrokerUnavailable, ConfigError
+from monitor.errors import BrokerUnavailable, CommittedOffsetsPending, ConfigError
 from monitor.hourly.window import Progress
 from monitor.records import OutgoingMessage, Polled, Position
 from monitor.stream.sources import progress_of
@@ -137,11 +137,19 @@ class KafkaSource:
     def seek(self, partition: Position, offset: int) -> None:
         self.consumer.seek(TopicPartition(*partition), offset)
 
-    def rewind(self, partitions: Iterable[Position]) -> dict[Position, int | None]:
+    def rewind(self, partitions: Iterable[Position], timeout_s: float) -> dict[Position, int | None]:
         """Seek each partition to the group's committed offset (or by ``auto_offset_reset`` when there is
         none) and return those offsets. With ``read_committed`` this waits while a transaction that commits
-        offsets of these partitions is still open (KIP-447). Not from a rebalance callback: it blocks."""
-        committed = {p: self.consumer.committed(TopicPartition(*p)) for p in partitions}
+        offsets of these partitions is still open (KIP-447), at most ``timeout_s``: then
+        ``CommittedOffsetsPending``. Not from a rebalance callback: it blocks."""
+        deadline = time.monotonic() + timeout_s
+        committed: dict[Position, int | None] = {}
+        for p in partitions:
+            left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            try:
+                committed[p] = self.consumer.committed(TopicPartition(*p), timeout_ms=left_ms)
+            except KafkaTimeoutError as exc:
+                raise CommittedOffsetsPending(f"{p[0]}[{p[1]}]: {exc}") from exc
         for p, offset in committed.items():
             if offset is not None:
                 self.consumer.seek(TopicPartition(*p), offset)

@@ -54,8 +54,9 @@ class GroupSource(Source, Protocol):
 
     def seek(self, partition: Position, offset: int) -> None: ...
 
-    def rewind(self, partitions: Iterable[Position]) -> dict[Position, int | None]:
-        """Seek each partition to the group's committed offset, and return those offsets."""
+    def rewind(self, partitions: Iterable[Position], timeout_s: float) -> dict[Position, int | None]:
+        """Seek each partition to the group's committed offset, and return those offsets; raises
+        ``CommittedOffsetsPending`` when they are not stable (or not answered) within ``timeout_s``."""
 
     def partitions_of(self, topic: str) -> set[int]: ...
 

@@ -434,3 +434,12 @@ def test_unreadable_internal_records_are_counted_and_stopped_partitions_shown_un
         == {("serials", "0"), ("g.windows", "3")}
     m.on_stopped([])
     assert "sequence_monitor_state_stopped_partitions" not in samples(registry)
+
+
+def test_the_wait_for_committed_offsets_a_transaction_holds_is_shown_until_it_ends(clocked: Any) -> None:
+    m, registry, _ = clocked
+    assert samples(registry)["sequence_monitor_committed_offsets_wait_seconds"][0].value == 0
+    m.on_offsets_pending(950.0)
+    assert samples(registry)["sequence_monitor_committed_offsets_wait_seconds"][0].value == 950
+    m.on_offsets_pending(0.0)
+    assert samples(registry)["sequence_monitor_committed_offsets_wait_seconds"][0].value == 0

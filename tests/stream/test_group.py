@@ -10,6 +10,7 @@ each against replay's figures and each output exactly once."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from collections import Counter
@@ -225,6 +226,31 @@ def test_members_joining_and_leaving_hand_their_partitions_over_without_a_cut(
     assert_as_replayed(group.reports(), replayed(settings(tmp_path, bundle_dir, "r"), serial_bundle, rows()))
     assert_each_output_once(kafka, rows())
     assert sum(app.service.store.rebalances for app in group.apps.values()) >= 3
+
+
+def test_offsets_a_hanging_transaction_holds_are_waited_for_and_said_past_the_transaction_timeout(
+        tmp_path: Path, bundle_dir: Path, serial_bundle: Bundle, caplog: pytest.LogCaptureFixture) -> None:
+    """A transaction that never ends holds a partition's committed offsets (a broker can leave one): the member
+    reads nothing of what it was assigned, keeps its loop turning, says so as an error once the wait passes the
+    transaction timeout, and once the transaction is ended takes everything over as if nothing happened."""
+    now_s = [time.time()]
+    kafka = MemoryKafka(clock=lambda: now_s[0], sleep=lambda seconds: now_s.__setitem__(0, now_s[0] + seconds))
+    kafka.produce("events", rows(), partitions=PARTITIONS)
+    kafka.hang_offsets("g", [("events", 1)])
+    group = Members(kafka, tmp_path, bundle_dir, serial_bundle, clock=lambda: now_s[0])
+    group.start("m0")
+    with caplog.at_level(logging.INFO, logger="monitor.stream.group"):
+        group.turns(8)  # a wait of 10 s each: 80 s, within the transaction timeout (30 s) and its margin (60 s)
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        group.turns(4)
+    said = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 1 and "hanging transaction" in said[0].getMessage()
+    assert "events 0,1,2" in said[0].getMessage() and "kafka-transactions.sh" in said[0].getMessage()
+    assert kafka.records("scored") == [] and group.reports() == []
+    kafka.end_hanging("g")
+    group.until_judged(WINDOWS)
+    assert_as_replayed(group.reports(), replayed(settings(tmp_path, bundle_dir, "r"), serial_bundle, rows()))
+    assert_each_output_once(kafka, rows())
 
 
 def test_a_zombie_fenced_by_its_restarted_self_changes_nothing(

@@ -89,6 +89,7 @@ EXPORTED_METRICS = {
     "sequence_monitor_transaction_aborts_total",
     "sequence_monitor_state_unreadable_records_total",
     "sequence_monitor_state_stopped_partitions",
+    "sequence_monitor_committed_offsets_wait_seconds",
 }
 # Each alert the runbooks promise, with the series its expression must read.
 REQUIRED_ALERTS = {
@@ -104,6 +105,7 @@ REQUIRED_ALERTS = {
     "SequenceMonitorHoursNotJudged": {"sequence_monitor_window_judged_timestamp_seconds"},
     "SequenceMonitorRestoreSlow": {"sequence_monitor_last_restore_seconds"},
     "SequenceMonitorTransactionsAborting": {"sequence_monitor_transaction_aborts_total"},
+    "SequenceMonitorHangingTransaction": {"sequence_monitor_committed_offsets_wait_seconds"},
 }
 _METRIC_NAME = re.compile(r"\b(sequence_monitor_[a-z_]+)\b")
 _RECORDED_NAME = re.compile(r"\b([a-z_]+:[a-z0-9_]+:[a-z0-9_]+)\b")

@@ -136,6 +136,13 @@ class LocalProcess:
             self._log_handle.close()
             self._log_handle = None
 
+    def crash(self) -> None:
+        """SIGKILL the server, as a power cut would (its data stays for the next ``start``)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self.stop()
+
     def close(self) -> None:
         """Stop the server and delete a work directory this object made."""
         self.stop()

@@ -85,3 +85,19 @@ def test_restart_keeps_topic_data(restartable_kafka_broker: KafkaBroker) -> None
 
     assert broker.bootstrap_servers == servers
     assert _consume(servers, topic, 20) == list(enumerate(before + after))
+
+
+def test_a_crash_keeps_acknowledged_data_and_the_same_ports(restartable_kafka_broker: KafkaBroker) -> None:
+    broker = restartable_kafka_broker
+    servers = broker.bootstrap_servers
+    topic = _new_topic(servers)
+    before, after = _values("before", 10), _values("after", 10)
+    _produce(servers, topic, before)
+
+    broker.crash()  # SIGKILL: no controlled shutdown, the log recovered at the next start
+    assert not broker.is_running()
+    broker.start()
+    _produce(servers, topic, after)
+
+    assert broker.bootstrap_servers == servers
+    assert _consume(servers, topic, 20) == list(enumerate(before + after))

@@ -479,7 +479,10 @@ def test_two_members_through_a_broker_outage_give_replays_figures_and_every_reco
         processes = [start_service(files[i], logs[i]) for i in range(2)]
         wait_for(lambda: all(owned_now(log) for log in logs), 120, "two instances sharing the partitions")
         wait_for(lambda: consumed_total(config, topic) > 0.2 * len(rows), 180, "a fifth committed")
-        broker.stop()
+        # A crash, not a clean stop: a single broker that stops cleanly while it writes a transaction's markers
+        # finds its partitions without a leader, skips them as deleted, and leaves the transaction hanging
+        # (seen in about one run in three). No member can end that; test_group covers what a member then says.
+        broker.crash()
         time.sleep(45)
         assert all(p.poll() is None for p in processes), "an instance stopped during the outage"
         broker.start()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from monitor.errors import BrokerUnavailable, ConfigError
+from monitor.errors import BrokerUnavailable, CommittedOffsetsPending, ConfigError
 from monitor.records import RawMessage
 from monitor.settings import config_from_dict
 from monitor.stream.confluent import ConfluentBatch, ConfluentSink, ConfluentSource, is_outage, kafka_error
@@ -127,3 +127,22 @@ def test_a_commit_refused_for_another_reason_is_raised() -> None:
     source.consumer = _RefusingConsumer(KafkaError.TOPIC_AUTHORIZATION_FAILED)
     with pytest.raises(KafkaException):
         source.commit({("t", 0): 5})
+
+
+class _WaitingConsumer(_RefusingConsumer):
+    """Stands in for a consumer whose offset fetch ends with ``code``: librdkafka retries a fetch that an open
+    transaction holds until the call's timeout, which a broker cannot be made to hold on demand."""
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        raise KafkaException(KafkaError(self.code))
+
+
+def test_committed_offsets_still_held_when_the_wait_ends_are_pending_and_an_outage_stays_an_outage() -> None:
+    source = ConfluentSource(config().kafka, ["t"], "g", "earliest")
+    source.consumer.close()
+    source.consumer = _WaitingConsumer(KafkaError._TIMED_OUT)
+    with pytest.raises(CommittedOffsetsPending):
+        source.rewind([("t", 0)], 0.1)
+    source.consumer = _WaitingConsumer(KafkaError._TRANSPORT)
+    with pytest.raises(BrokerUnavailable):
+        source.rewind([("t", 0)], 0.1)

@@ -58,7 +58,8 @@ from monitor.core.train import train
 from monitor.devtools import generate
 from monitor.devtools.kafka_broker import KafkaBroker
 from monitor.hourly.timeline import HOUR_MS
-from monitor.ops.metrics import Metrics, error_buckets
+from monitor.ops.buckets import error_buckets
+from monitor.ops.metrics import Metrics
 from monitor.settings import MonitorConfig, config_from_dict
 from monitor.stream.kafka import keep_rebalances_requested
 from monitor.stream.loop import StreamLoop

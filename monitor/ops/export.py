@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from monitor.core.bundle import Bundle
 from monitor.ops.http_server import BoundedServer, Limits
-from monitor.ops.metrics import Metrics, error_buckets
+from monitor.ops.buckets import error_buckets
+from monitor.ops.metrics import Metrics
 
 ALLOWED_METHODS = ("GET", "HEAD")
 # Passed in a new list each time: wsgiref adds Content-Length to the list it is given.

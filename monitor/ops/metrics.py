@@ -36,27 +36,12 @@ from monitor.hourly.accumulator import WindowAccumulator
 from monitor.hourly.hour_figures import VERDICT_LEVEL
 from monitor.hourly.report import WindowReport
 from monitor.hourly.reasons import LEVELS, SIGNAL_TEXT
+from monitor.ops.buckets import BATCH_BUCKETS, RESTORE_BUCKETS, cumulative
 from monitor.records import Position
 from monitor.stream.batch import BatchResult
 from monitor.stream.hooks import Snapshot
 
 PREFIX = "sequence_monitor"
-BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# Taking partitions and judged topics over from the changelog: a few records (10 ms) .. a long changelog
-# (minutes). A wait for a former member's open transaction is not in it: committed_offsets_wait_seconds.
-RESTORE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
-
-
-def error_buckets(training_errors: np.ndarray, count: int = 24) -> tuple[float, ...]:
-    """Log-spaced upper bounds from well below the typical training error to far above the worst.
-
-    Default Prometheus buckets (5 ms .. 10 s) say nothing about errors of 1e-5 .. 1e-1; these follow the
-    model. They are fixed for the life of the process so the series stay comparable across a model reload.
-    """
-    positive = training_errors[training_errors > 0]
-    low = float(np.quantile(positive, 0.01)) / 10 if len(positive) else 1e-7
-    high = max(float(training_errors.max(initial=0.0)) * 100, low * 1e4)
-    return tuple(float(f"{b:.3g}") for b in np.geomspace(max(low, 1e-9), high, count))
 
 
 @dataclass
@@ -230,10 +215,10 @@ class Metrics(Collector):
         errors = HistogramMetricFamily(f"{PREFIX}_reconstruction_error",
                                        "Per-record reconstruction error (mean squared)", labels=["topic"])
         for topic, counts in sorted(self.error_counts.items()):
-            errors.add_metric([topic], _cumulative(self.buckets, counts), self.error_sums[topic])
+            errors.add_metric([topic], cumulative(self.buckets, counts), self.error_sums[topic])
         batch = HistogramMetricFamily(f"{PREFIX}_batch_duration_seconds",
                                       "Time to decode, score, window and deliver one batch")
-        batch.add_metric([], _cumulative(np.asarray(BATCH_BUCKETS), self.batch_counts), self.batch_sum)
+        batch.add_metric([], cumulative(np.asarray(BATCH_BUCKETS), self.batch_counts), self.batch_sum)
         yield from (errors, batch)
 
     def _window_gauges(self) -> Iterator[Any]:
@@ -349,7 +334,7 @@ class Metrics(Collector):
                                        "over from the changelog", value=int(self.restore_counts.sum()))
         restore = HistogramMetricFamily(f"{PREFIX}_restore_seconds", "Time to take the assigned partitions and "
                                         "judged topics over from the changelog")
-        restore.add_metric([], _cumulative(np.asarray(RESTORE_BUCKETS), self.restore_counts), self.restore_sum)
+        restore.add_metric([], cumulative(np.asarray(RESTORE_BUCKETS), self.restore_counts), self.restore_sum)
         aborts = CounterMetricFamily(f"{PREFIX}_transaction_aborts", "Transactions aborted (their work is done "
                                      "again), by reason: the error's type", labels=["reason"])
         for reason, n in sorted(self.aborts.items()):
@@ -445,9 +430,3 @@ def window_signals(report: WindowReport) -> dict[str, int]:
         if level > 0 and reason.signal in SIGNAL_TEXT:
             signals[reason.signal] = max(level, signals.get(reason.signal, 0))
     return signals
-
-
-def _cumulative(bounds: np.ndarray, counts: np.ndarray) -> list[tuple[str, float]]:
-    running = np.cumsum(counts)
-    buckets = [(f"{b:g}", float(n)) for b, n in zip(bounds, running[:-1])]
-    return buckets + [("+Inf", float(running[-1]))]

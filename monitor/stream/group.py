@@ -33,7 +33,8 @@ from monitor.hourly.restoring import restoring
 from monitor.hourly.timeline import iso_utc
 from monitor.records import Polled, Position
 from monitor.stream.group_models import GroupSchedule, PublishedTakeover
-from monitor.stream.group_ownership import Ownership
+from monitor.stream.group_ownership import Ownership, partitions_text
+from monitor.stream.group_pending import PENDING_WAIT_S, OffsetsWait
 from monitor.stream.group_restore import ChangelogRestore
 from monitor.stream.group_state import SCHEDULE_KEY, encode
 from monitor.stream.hooks import Hooks, say_unreachable
@@ -44,13 +45,6 @@ from monitor.stream.sources import GroupSource, TransactionalSink
 log = logging.getLogger(__name__)
 
 STOPPED_RETRY_S = 30.0  # how often a member reads the changelog again for a key it could not read
-# How long one wait for a former owner's open transaction holds the loop: the loop goes on polling between
-# waits, so the member stays in the group, hears a stop and a new assignment, and its metrics stay fresh.
-PENDING_WAIT_S = 10.0
-# Past the transaction timeout and this margin (the broker aborts a timed-out transaction within about ten
-# seconds), what still holds the offsets is a hanging transaction, which no timeout ends: said as an error.
-HANGING_AFTER_S = 60.0
-HANGING_REPEAT_S = 300.0
 
 
 class GroupStore:
@@ -88,8 +82,7 @@ class GroupStore:
         self.rebalances = 0
         self.aborts = 0
         self._pending_assignment: set[Position] | None = None
-        self._pending_since: float | None = None  # when the wait for stable committed offsets began
-        self._hanging_said_at = float("-inf")
+        self.offsets_wait = OffsetsWait(config.state.transaction_timeout_seconds, self.hooks, clock)
         self.models = GroupSchedule(pipeline, judge, schedule, load_model, config.state.checkpoint_interval_seconds,
                                     lambda: self._tell_unreadable(config.models_topic, "skipped"))
         self._rewind_needed = False
@@ -320,7 +313,7 @@ class GroupStore:
         self.rebalances += 1
         self._pending_assignment = None
         log.warning("the group dropped this member (its session expired): the work since the last commit on %s "
-                    "is dropped and done again from it", _partitions_text(lost))
+                    "is dropped and done again from it", partitions_text(lost))
         if self.producer is not None and self.producer.in_transaction:
             self._abort("MemberLost", "the group dropped this member")
         self._release()
@@ -344,13 +337,12 @@ class GroupStore:
         # once they are stable, the changelog holds whatever that transaction committed.
         try:
             committed = self.source.rewind(assigned, PENDING_WAIT_S)
-        except CommittedOffsetsPending as exc:
-            self._wait_for_stable_offsets(assigned, exc)
+        except CommittedOffsetsPending as exc:  # tried again at the next turn of the loop
+            self._pending_assignment = set(assigned)
+            answers = not self.source.progress(self.config.window.quiet_seconds).unreachable
+            self.offsets_wait.still(partitions_text(assigned), str(exc), answers)
             return
-        if self._pending_since is not None:
-            self._pending_since, self._hanging_said_at = None, float("-inf")
-            for hook in self.hooks:
-                hook.on_offsets_pending(0.0)
+        self.offsets_wait.done()
         taken = self.restorer.take_over(committed, inputs, judged)
         for partition, offset in taken.resume.items():
             self.source.seek(partition, offset)
@@ -371,37 +363,10 @@ class GroupStore:
         seconds = time.monotonic() - started
         level = logging.WARNING if seconds > self.config.state.restore_warning_seconds else logging.INFO
         log.log(level, "assigned %d input partitions (%s) and the judging of %s; restored in %.2f s from %d "
-                "changelog records", len(inputs), _partitions_text(inputs), ", ".join(sorted(judged)) or "no topic",
+                "changelog records", len(inputs), partitions_text(inputs), ", ".join(sorted(judged)) or "no topic",
                 seconds, taken.read)
         for hook in self.hooks:
             hook.on_assignment(sorted(inputs), sorted(judged), seconds)
-
-    def _wait_for_stable_offsets(self, assigned: set[Position], exc: CommittedOffsetsPending) -> None:
-        """The take-over of ``assigned`` waits for the group's committed offsets (tried again at the next
-        turn of the loop). Only time the cluster answers counts: past the transaction timeout, what holds them
-        is a hanging transaction, said as an error with the cure."""
-        assert self.source is not None
-        self._pending_assignment = set(assigned)
-        now = self._clock()
-        if self._pending_since is None:
-            log.info("waiting for the committed offsets of %s: a transaction of their former owner still holds "
-                     "them, or the group's coordinator is not answering (%s)", _partitions_text(assigned), exc)
-        if self._pending_since is None or self.source.progress(self.config.window.quiet_seconds).unreachable:
-            self._pending_since = now  # an outage is said as such by the loop, and is no hanging transaction
-        waited = now - self._pending_since
-        for hook in self.hooks:
-            hook.on_offsets_pending(waited)
-        timeout = self.config.state.transaction_timeout_seconds
-        if waited < timeout + HANGING_AFTER_S or now - self._hanging_said_at < HANGING_REPEAT_S:
-            return
-        self._hanging_said_at = now
-        log.error("the committed offsets of %s have been held for %.0f s, past the transaction timeout (%.0f s), "
-                  "though the cluster answers: a hanging transaction, which no timeout ends (Kafka can leave one "
-                  "when a broker stops while it writes a transaction's markers to partitions without another "
-                  "replica). This member waits. Find it with `kafka-transactions.sh --bootstrap-server HOST:PORT "
-                  "find-hanging --broker-id N --max-transaction-timeout 1` on each broker, and end each one listed "
-                  "with `kafka-transactions.sh abort --topic T --partition P --start-offset O`: the group then "
-                  "resumes from its last commit", _partitions_text(assigned), waited, timeout)
 
     def _stop_unreadable(self, stopped: dict[Position, str]) -> None:
         """Stop reading the partitions whose state is unreadable (their hours wait; everything else goes on)
@@ -483,10 +448,3 @@ def _recoverable(exc: BaseException) -> bool:
     """Errors of the cluster or the group (an outage, a rebalance, a fenced or timed-out transaction): the
     transaction is aborted and the work done again from the last commit. Anything else is a bug."""
     return isinstance(exc, BrokerUnavailable) or type(exc).__module__.startswith(("kafka", "confluent_kafka", "cimpl"))
-
-
-def _partitions_text(partitions: set[Position]) -> str:
-    by_topic: dict[str, list[int]] = {}
-    for topic, number in sorted(partitions):
-        by_topic.setdefault(topic, []).append(number)
-    return "; ".join(f"{t} {','.join(map(str, ns))}" for t, ns in by_topic.items()) or "none"

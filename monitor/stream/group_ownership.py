@@ -87,3 +87,11 @@ class Ownership:
         self.committed()
         self.stored_hours.clear()
         self.accepted_through.clear()
+
+
+def partitions_text(partitions: set[Position]) -> str:
+    """``topic 0,1; other 3``: partitions as the log names them."""
+    by_topic: dict[str, list[int]] = {}
+    for topic, number in sorted(partitions):
+        by_topic.setdefault(topic, []).append(number)
+    return "; ".join(f"{t} {','.join(map(str, ns))}" for t, ns in by_topic.items()) or "none"

@@ -10,7 +10,7 @@ from kafka.errors import CommitFailedError, KafkaError, ProducerFencedError
 
 from monitor.devtools.memory_kafka import MemoryChangelog, MemoryClients, MemoryConsumer, MemoryFollower, \
     MemoryKafka, MemoryProducer
-from monitor.errors import BrokerUnavailable
+from monitor.errors import BrokerUnavailable, CommittedOffsetsPending
 from monitor.records import Position
 from monitor.stream.kafka_state import InternalTopic, partition_of
 
@@ -232,8 +232,25 @@ def test_rewind_seeks_to_the_committed_offsets_and_names_them(kafka: MemoryKafka
     consumer = MemoryConsumer(kafka, ["events"], "g")
     read_all(consumer)
     consumer.commit({("events", 0): 1})
-    assert consumer.rewind([("events", 0), ("events", 1)]) == {("events", 0): 1, ("events", 1): None}
+    assert consumer.rewind([("events", 0), ("events", 1)], 10) == {("events", 0): 1, ("events", 1): None}
     assert sorted(read_all(consumer)) == [b"1", b"4", b"5"]  # partition 1 back to the earliest
+
+
+def test_offsets_a_hanging_transaction_holds_fail_each_wait_for_them_until_it_is_ended() -> None:
+    waited: list[float] = []
+    kafka = MemoryKafka(sleep=waited.append)
+    kafka.produce("events", [(0, b"%d" % i) for i in range(4)])
+    consumer = MemoryConsumer(kafka, ["events"], "g")
+    read_all(consumer)
+    consumer.commit({("events", 0): 1})
+    kafka.hang_offsets("g", [("events", 1)])
+    for _ in range(2):
+        with pytest.raises(CommittedOffsetsPending):
+            consumer.rewind([("events", 0), ("events", 1)], 10)
+    assert waited == [10, 10]
+    assert consumer.rewind([("events", 0)], 10) == {("events", 0): 1}  # a partition it does not hold is free
+    kafka.end_hanging("g")
+    assert consumer.rewind([("events", 0), ("events", 1)], 10) == {("events", 0): 1, ("events", 1): None}
 
 
 def test_an_outage_fails_every_request_and_reads_nothing_until_the_cluster_recovers(kafka: MemoryKafka) -> None:

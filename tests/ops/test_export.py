@@ -19,7 +19,8 @@ from monitor.hourly.report import WindowReport, WindowTotals
 from monitor.hourly.reasons import SIGNAL_TEXT, Reason
 from monitor.hourly.timeline import HOUR_MS
 from monitor.ops.export import Endpoint
-from monitor.ops.metrics import Metrics, error_buckets
+from monitor.ops.buckets import error_buckets
+from monitor.ops.metrics import Metrics
 from monitor.records import RawMessage, Record, Rejected
 from monitor.settings import CompareConfig, FormatConfig
 from monitor.stream.decode import Decoded

@@ -234,7 +234,7 @@ class MemoryConsumer:
     def rewind(self, partitions: Iterable[Position], timeout_s: float) -> dict[Position, int | None]:
         self.kafka.check_up()
         group = self.kafka._group(self.group_id)
-        held = sorted(set(partitions) & group.hanging)
+        held = set(partitions) & group.hanging
         if held:
             self.kafka.sleep(timeout_s)
             raise CommittedOffsetsPending(f"{len(held)} partition(s) held by an open transaction")

@@ -214,7 +214,8 @@ class ConfluentSource:
             # librdkafka retries an offset fetch while a transaction holds the offsets, until the timeout.
             found = self.consumer.committed(wanted, timeout=timeout_s)
         except KafkaException as exc:
-            if exc.args and exc.args[0].code() == KafkaError._TIMED_OUT:
+            error = kafka_error(exc)
+            if error is not None and error.code() == KafkaError._TIMED_OUT:
                 raise CommittedOffsetsPending(str(exc)) from exc
             raise outage_or_raise(exc, "reading committed offsets") from exc
         committed = {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in found}

@@ -11,10 +11,15 @@ on generated sequences, pins this process to one CPU core with one TensorFlow an
                from the run before (a stream of identifiers seen before);
 - ``fused``    ``Scorer.score(batch).fused`` over the same batches (warm): the above plus the fused score (format
                rarity, n-gram likelihood, calibrations and their weighted sum), what ``score`` and ``rank`` give;
-- ``prepare``  preparation alone (cold and warm), and ``model`` the forward pass alone (where the time goes);
+- ``prepare``  preparation alone (cold and warm), the float32 matrix included (``encode``) and not (the feature
+               indices, all the path from indices needs);
+- ``model``    the model alone (where the time goes): ``TensorFlow`` its forward pass and the error over the
+               encoded matrix, ``from indices`` the error from the feature indices (``monitor.core.dense_errors``,
+               what ``monitor`` runs for a dense model), with how far apart their errors are and how far each
+               is from the same model computed in float64;
 - ``before``   the reference, measured in the same run: the same, cold, with each new string prepared by one
                Python call (``Preparer._indices_of``, how every string was prepared before batch arrays), a
-               memo of encodings that always remembers and no memo of errors;
+               memo of encodings that always remembers, no memo of errors, and TensorFlow's forward pass;
 - ``seed``     the seed notebook's way: one ``model.predict`` call per sequence (on a small sample).
 
 Prints the median sequences per second of each over ``--repeats`` runs and the ratio of the monitor to the
@@ -40,10 +45,12 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from monitor.core.model import Reconstructor  # noqa: E402
+from monitor.core.bundle import Bundle  # noqa: E402
+from monitor.core.dense_errors import DenseErrors  # noqa: E402
+from monitor.core.model import Reconstructor, dense_layers  # noqa: E402
 from monitor.core.prepare import Preparer  # noqa: E402
 from monitor.core.row_memo import RowMemo  # noqa: E402
-from monitor.core.score import Scorer  # noqa: E402
+from monitor.core.score import Scorer, reconstruction_errors  # noqa: E402
 from monitor.core.train import train  # noqa: E402
 from monitor.devtools import generate  # noqa: E402
 
@@ -90,6 +97,8 @@ def measure(fmt: str, args: argparse.Namespace, core: int) -> None:
     scorer = Scorer(bundle)
     reconstruct = Reconstructor(bundle.model)
     encoded = bundle.preparer.encode(sequences)
+    active = bundle.preparer.active_features(sequences)
+    dense = DenseErrors.of(dense_layers(bundle.model), bundle.preparer.repeats_features)
     few = sequences[: args.seed_rows]
 
     def seed_way() -> None:  # the notebook: prepare and predict one sequence at a time
@@ -111,9 +120,17 @@ def measure(fmt: str, args: argparse.Namespace, core: int) -> None:
         for batch in batches:
             preparer.encode(batch)
 
+    def indices() -> None:
+        for batch in batches:
+            bundle.preparer.active_features(batch)
+
+    def tensorflow_errors() -> np.ndarray:
+        return reconstruction_errors(encoded, reconstruct(encoded))
+
     before = one_string_at_a_time(bundle.preparer)
     before_scorer = Scorer(dataclasses.replace(bundle, preparer=before))
     before_scorer._errors = RowMemo(0, dtype=np.float64)  # noqa: SLF001 - before errors were remembered
+    before_scorer._dense = None  # noqa: SLF001 - and before the errors came from feature indices
 
     results = {
         "before, cold": rate(lambda: (before.forget(), scored(before_scorer)), args.rows, args.repeats),
@@ -123,18 +140,52 @@ def measure(fmt: str, args: argparse.Namespace, core: int) -> None:
         "fused, warm": rate(fused, args.rows, args.repeats),
         "prepare, cold": rate(cold(prepared), args.rows, args.repeats),
         "prepare, warm": rate(prepared, args.rows, args.repeats),
-        "model": rate(lambda: reconstruct(encoded), args.rows, args.repeats),
+        "indices, cold": rate(cold(indices), args.rows, args.repeats),
+        "model, TensorFlow": rate(tensorflow_errors, args.rows, args.repeats),
         "seed": rate(seed_way, len(few), max(1, args.repeats // 2)),
     }
+    if dense is not None:
+        results["model, from indices"] = rate(lambda: dense.errors(active), args.rows, args.repeats)
     print(f"format {fmt}: {bundle.preparer.mode} tokens, {bundle.preparer.width} features; "
           f"{len(set(sequences)):,} distinct among {args.rows:,}, in batches of {args.batch:,}; pinned to CPU "
           f"core {core}, one thread; median of {args.repeats} runs")
     for name, value in results.items():
-        print(f"  {name:14} {value:12,.0f} sequences/s")
+        print(f"  {name:19} {value:12,.0f} sequences/s")
     print(f"  monitor / seed way: {results['monitor, cold'] / results['seed']:,.0f}x cold, "
           f"{results['monitor, warm'] / results['seed']:,.0f}x warm")
     print(f"  monitor / before, cold: {results['monitor, cold'] / results['before, cold']:.2f}x scoring, "
           f"{results['prepare, cold'] / results['before, prepare']:.2f}x preparing")
+    if dense is not None:
+        expected = tensorflow_errors()
+        apart = np.abs(dense.errors(active) - expected) / expected
+        with_matrix = 1 / results["prepare, cold"] + 1 / results["model, TensorFlow"]
+        with_indices = 1 / results["indices, cold"] + 1 / results["model, from indices"]
+        print(f"  model from indices / TensorFlow: {results['model, from indices'] / results['model, TensorFlow']:.2f}x, "
+              f"{with_matrix / with_indices:.2f}x with each one's preparation (indices, cold, against the matrix)")
+        print(f"  their errors apart (relative): {_spread(apart)}; errors from {expected.min():.1e} to "
+              f"{expected.max():.1e}")
+        sample = slice(0, 20_000)
+        exact = float64_errors(bundle, encoded[sample])
+        for name, errors in (("TensorFlow", expected[sample]), ("from indices", dense.errors(active[sample]))):
+            print(f"  {name} against the same model in float64 (20,000 rows): "
+                  f"{_spread(np.abs(errors - exact) / exact)}")
+
+
+def _spread(relative: np.ndarray) -> str:
+    return (f"median {np.median(relative):.1e}, 99th percentile {np.quantile(relative, 0.99):.1e}, "
+            f"largest {relative.max():.1e}")
+
+
+def float64_errors(bundle: Bundle, x: np.ndarray) -> np.ndarray:
+    """The dense model's errors on ``x`` in float64 throughout (a one's residual as ``sigmoid(-z)``): the
+    reference both float32 paths are held to."""
+    *hidden, last = dense_layers(bundle.model) or []
+    h = x.astype(np.float64)
+    for layer in hidden:
+        h = np.maximum(h @ layer.weights.astype(np.float64) + layer.bias, 0.0)
+    logits = h @ last.weights.astype(np.float64) + last.bias
+    residuals = 1.0 / (1.0 + np.exp(np.where(x > 0, logits, -logits)))
+    return np.mean(np.square(residuals), axis=1)
 
 
 class _OneByOne:

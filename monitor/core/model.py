@@ -222,6 +222,33 @@ class Reconstructor:
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
+@dataclass(frozen=True)
+class DenseLayer:
+    """One dense layer's weights ``(inputs, units)``, biases and activation (``relu``, ``sigmoid``, ...)."""
+
+    weights: np.ndarray
+    bias: np.ndarray
+    activation: str
+
+
+def dense_layers(model: keras.Model) -> list[DenseLayer] | None:
+    """The layers of a model that is nothing but dense layers one after another (the ``dense`` kind), as float32
+    arrays; ``None`` for any other model (the LSTM, a layer without biases, a model of other layer types)."""
+    keras = _keras()
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        values = layer.get_weights()
+        if type(layer) is not keras.layers.Dense or len(values) != 2:  # no bias, or LoRA's or quantized weights
+            return None
+        weights, bias = values
+        layers.append(DenseLayer(np.ascontiguousarray(weights, dtype=np.float32),
+                                 np.ascontiguousarray(bias, dtype=np.float32),
+                                 keras.activations.serialize(layer.activation)))
+    return layers or None
+
+
 def save(model: keras.Model, path: Path) -> None:
     """Save in Keras' native ``.keras`` format."""
     model.save(path)

@@ -154,6 +154,17 @@ class Preparer:
             return self.settings.vocabulary_size
         return self.steps * self.step_width
 
+    @property
+    def ones_per_sequence(self) -> int:
+        """How many feature indices ``active_features`` gives each sequence."""
+        return self.length if self.settings.encoding == "bag" else len(self._lookups)
+
+    @property
+    def repeats_features(self) -> bool:
+        """Whether one sequence's ``active_features`` may name a feature twice (a bag repeats a token); the
+        matrix of ``encode`` holds a one there all the same."""
+        return self.settings.encoding == "bag"
+
     def _channel_widths(self) -> dict[str, int]:
         return {c: _RESERVED + max(len(d) for d in self.dictionaries[c]) for c in self.channels}
 

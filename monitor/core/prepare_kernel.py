@@ -14,27 +14,9 @@ holding the GIL: a group's members prepare batches in parallel.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 import numpy as np
-from numba import njit
 
-log = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def compiled(function: F) -> F:
-    """``function`` compiled without the GIL, its machine code kept in numba's cache (next to this module, in
-    ``NUMBA_CACHE_DIR`` or the user's cache directory); where none of them can be written, compiled anew at
-    each start (a few seconds) rather than failing."""
-    try:
-        return njit(cache=True, nogil=True)(function)  # type: ignore[no-any-return]
-    except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
-        log.warning("compiled code is not cached (%s); set NUMBA_CACHE_DIR to a writable directory", exc)
-        return njit(nogil=True)(function)  # type: ignore[no-any-return]
-
+from monitor.core.compiled import compiled
 
 # The same values as ``Preparer``'s string-by-string path (monitor/core/prepare.py), written here rather than
 # imported: numba takes a global as a constant of the cached machine code and would not see another module's

@@ -10,6 +10,7 @@ happens here: strings in, arrays out.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,6 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from monitor.core.bundle import Bundle
+from monitor.core.dense_errors import AGREEMENT, DenseErrors
 from monitor.core.format_table import FormatTable
 from monitor.core.fusion import (
     Fusion,
@@ -25,11 +27,13 @@ from monitor.core.fusion import (
     fuse,
     log_error,
 )
-from monitor.core.model import Reconstructor
+from monitor.core.model import Reconstructor, dense_layers
 from monitor.core.prepare import Preparer
 from monitor.core.row_memo import MEMO_SIZE, RowMemo
 from monitor.core.signature import FormatReader, Formats
 from monitor.percentiles import percentile_ranks
+
+log = logging.getLogger(__name__)
 
 METHODS = ("fused", "autoencoder")
 """What ranks and flags one sequence: the fused score or the autoencoder's error alone."""
@@ -141,6 +145,8 @@ class Scorer:
     def __init__(self, bundle: Bundle, batch_size: int = 8192) -> None:
         self.bundle = bundle
         self._reconstruct = Reconstructor(bundle.model, batch_size)
+        # A dense model's errors come from the feature indices without TensorFlow (monitor.core.dense_errors).
+        self._dense = _dense_errors(bundle, self._reconstruct)
         self._formats = FormatReader()
         # A string's error under one model never changes: a repeat (most of a stream of serials) skips
         # encoding and the model alike.
@@ -181,6 +187,8 @@ class Scorer:
         return self._errors.rows(sequences, self._fresh_errors)[:, 0]
 
     def _fresh_errors(self, sequences: list[str]) -> np.ndarray:
+        if self._dense is not None:
+            return self._dense.errors(self.bundle.preparer.active_features(sequences))[:, None]
         x = self.bundle.preparer.encode(sequences)
         return reconstruction_errors(x, self._reconstruct(x))[:, None]
 
@@ -232,6 +240,21 @@ class Scorer:
         x = self.bundle.preparer.encode(sequences)
         squared = np.square(x - self._reconstruct(x))
         return [self.bundle.preparer.describe(s, row, top) for s, row in zip(sequences, squared)]
+
+
+def _dense_errors(bundle: Bundle, reconstruct: Reconstructor) -> DenseErrors | None:
+    """The errors of ``bundle``'s model from feature indices, if it is a dense model whose errors this path
+    computes as TensorFlow does (checked here, once per scorer); else ``None``: TensorFlow scores it."""
+    preparer = bundle.preparer
+    dense = DenseErrors.of(dense_layers(bundle.model), preparer.repeats_features, reconstruct.batch_size)
+    if dense is None or dense.width != preparer.width:
+        return None
+    difference = dense.agrees_with(reconstruct, preparer.ones_per_sequence)
+    if difference > AGREEMENT:
+        log.warning("model %s: the errors computed from feature indices differ from TensorFlow's by up to %.1e "
+                    "(relative); this model is scored by TensorFlow", bundle.version, difference)
+        return None
+    return dense
 
 
 def _error_only(bundle: Bundle) -> Fusion:

@@ -84,7 +84,7 @@ def test_without_a_writable_cache_the_loops_are_compiled_anew_not_refused(
     # told it has no place for its cache instead.
     from numba.core import caching
 
-    from monitor.core.prepare_kernel import compiled
+    from monitor.core.compiled import compiled
 
     monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
 

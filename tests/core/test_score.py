@@ -75,11 +75,11 @@ def test_a_repeated_string_is_not_scored_again_and_keeps_its_error(serial_bundle
     first = scorer.errors(batch)
     assert first[0] == first[2]
     encoded: list[list[str]] = []
-    encode = serial_bundle.preparer.encode
-    monkeypatch.setattr(serial_bundle.preparer, "encode",
-                        lambda sequences: encoded.append(list(sequences)) or encode(sequences))
+    active_features = serial_bundle.preparer.active_features
+    monkeypatch.setattr(serial_bundle.preparer, "active_features",
+                        lambda sequences: encoded.append(list(sequences)) or active_features(sequences))
     again = scorer.errors(["KQ4324", "DN176", "AB121E"])
-    assert encoded == [["DN176"]]  # only the new string is encoded and reconstructed
+    assert encoded == [["DN176"]]  # only the new string is prepared and reconstructed
     np.testing.assert_array_equal(again[[0, 2]], first[[1, 0]])
     scorer.forget()  # as cold as a new scorer: every string scored afresh, to within float rounding
     np.testing.assert_allclose(scorer.errors(batch), first, rtol=1e-6)

@@ -2,9 +2,11 @@
 
 The network's input is a row of zeros and ones, about 20 ones in 148 columns for a user id. Building that
 float32 matrix and running TensorFlow over it cost more than preparing the strings did; here the first layer
-sums the weight rows of the ones, the middle layers are numpy's matrix products, and the error is taken from
-the output layer's logits where the ones are (``monitor.core.dense_kernel``). No matrix of inputs or
-reconstruction is built. Figures: docs/benchmarks.md, "The error from feature indices".
+sums the weight rows of the ones, the other layers multiply one row at a time, and the error is taken from the
+output layer's logits where the ones are (``monitor.core.dense_kernel``). No matrix of inputs or
+reconstruction is built, and a string's error is the same to the bit in any batch (TensorFlow's and BLAS's
+products differ in their last bits with a row's batch and place in it). Figures: docs/benchmarks.md, "The
+error from feature indices".
 
 Only a model that is dense layers with ReLU between and a sigmoid at the end takes this path (the ``dense``
 kind, the default); every other model keeps TensorFlow's. ``agrees_with`` checks the two on a model, which is
@@ -58,11 +60,10 @@ class DenseErrors:
             hidden = np.empty((len(part), self.first.bias.shape[0]), dtype=np.float32)
             kernel.first_layer(part, self.repeats, self.first.weights, self.first.bias, hidden)
             for layer in self.middle:
-                hidden = hidden @ layer.weights
-                hidden += layer.bias
-                np.maximum(hidden, 0.0, out=hidden)
-            logits = hidden @ self.last.weights
-            logits += self.last.bias
+                hidden, previous = np.empty((len(part), layer.bias.shape[0]), dtype=np.float32), hidden
+                kernel.dense_layer(previous, layer.weights, layer.bias, True, hidden)
+            logits = np.empty((len(part), self.width), dtype=np.float32)
+            kernel.dense_layer(hidden, self.last.weights, self.last.bias, False, logits)
             kernel.squared_error_means(logits, part, self.repeats, out[start: start + len(part)])
         return out
 

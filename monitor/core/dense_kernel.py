@@ -9,7 +9,8 @@ Two steps of the network need only those indices:
   the residual ``1 - sigmoid(z)`` is ``sigmoid(-z)``: the sign of those logits is flipped and every residual is a
   sigmoid, computed without the cancellation of ``1 - r`` when ``r`` is close to one.
 
-The layers between them are matrix products, left to numpy (``monitor.core.dense_errors``). The sigmoid's
+The layers between them are products of a row with a weight matrix (``dense_layer``), one row at a time, so a
+string's error is the same to the bit whatever batch it is scored in. The sigmoid's
 exponential is written out (Cephes' ``expf``: a reduction to ``[-ln 2 / 2, ln 2 / 2]``, a polynomial, a power of
 two made from its bits) because numba has no vector exponential of its own: the loop then runs in the
 processor's vector lanes, eight floats at a time.
@@ -83,6 +84,28 @@ def first_layer(active: np.ndarray, repeats: bool, weights: np.ndarray, bias: np
                 total[u] += weights[feature, u]
         for u in range(units):
             out[i, u] = max(total[u], _ZERO)
+
+
+@compiled(**FLOAT_LOOPS)
+def dense_layer(x: np.ndarray, weights: np.ndarray, bias: np.ndarray, relu: bool, out: np.ndarray) -> None:
+    """``out[i] = bias + x[i] @ weights`` (then ``max(., 0)`` if ``relu``), one row at a time: each output is
+    summed over the inputs in the same order whatever the batch, so a row's result never depends on the rows
+    beside it (a BLAS product's does, in its last bits: its kernels differ by a row's place in the matrix)."""
+    inputs, units = weights.shape
+    total = np.empty(units, dtype=np.float32)
+    for i in range(x.shape[0]):
+        for u in range(units):
+            total[u] = bias[u]
+        for k in range(inputs):
+            value = x[i, k]
+            for u in range(units):
+                total[u] += value * weights[k, u]
+        if relu:
+            for u in range(units):
+                out[i, u] = max(total[u], _ZERO)
+        else:
+            for u in range(units):
+                out[i, u] = total[u]
 
 
 @compiled(**FLOAT_LOOPS)

@@ -139,7 +139,8 @@ class Scorer:
     """Scores batches of sequences with one bundle, e.g.
     ``Scorer(bundle.load("models/serials")).score(["AB121E", "9 ER 223 ABCDSED"]).percentiles``.
 
-    Building it compiles the model's forward pass once; reuse one scorer for many batches.
+    Building it compiles the model's forward pass and checks the errors from feature indices against it
+    (``monitor.core.dense_errors``) once; reuse one scorer for many batches.
     """
 
     def __init__(self, bundle: Bundle, batch_size: int = 8192) -> None:

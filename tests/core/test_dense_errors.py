@@ -120,10 +120,26 @@ def test_indices_outside_the_input_are_refused_and_batches_are_cut_without_chang
     whole = DenseErrors.of(model_lib.dense_layers(serial_bundle.model), False)
     assert dense is not None and whole is not None
     active = serial_bundle.preparer.active_features(generate.sample("serial", 100, seed=8))
-    np.testing.assert_allclose(dense.errors(active), whole.errors(active), rtol=1e-5)
+    np.testing.assert_array_equal(dense.errors(active), whole.errors(active))
     assert dense.errors(active[:0]).shape == (0,)
     for bad in (-1, dense.width):
         wrong = active.copy()
         wrong[3, 2] = bad
         with pytest.raises(ValueError, match="feature indices"):
             dense.errors(wrong)
+
+
+def test_a_strings_error_is_the_same_to_the_bit_in_any_batch_and_at_any_place_in_it(serial_bundle: Bundle) -> None:
+    # TensorFlow's and BLAS's products differ in their last bits with a row's batch and its place in it; rows
+    # multiplied one at a time do not: replay, a restart's batches and a member's share give the same errors.
+    sequences = generate.sample("serial", 1_000, seed=4)
+    whole = Scorer(serial_bundle).errors(sequences)
+    for size in (1, 7, 100, 333):
+        scorer = Scorer(serial_bundle)
+        parts = np.concatenate([scorer.errors(sequences[i:i + size]) for i in range(0, len(sequences), size)])
+        np.testing.assert_array_equal(parts, whole)
+    one = sequences[17]
+    repeated = [one if i % 7 == 0 else s for i, s in enumerate(sequences)]
+    scorer = Scorer(serial_bundle)
+    scorer._errors.capacity = 0  # noqa: SLF001 - no memo: every copy of the string is computed where it stands
+    assert set(scorer.errors(repeated)[::7].tolist()) == {whole[17]}

@@ -68,15 +68,15 @@ class DenseErrors:
             kernel.squared_error_means(logits, part, self.repeats, out[start: start + len(part)])
         return out
 
-    def agrees_with(self, reconstruct: Callable[[np.ndarray], np.ndarray], features: int,
-                    seed: int = 0) -> float:
-        """The largest relative difference between these errors and ``reconstruct``'s (the model through
-        TensorFlow) on rows of ``features`` random ones; at most ``AGREEMENT`` where the two are the same model."""
+    def agrees_with(self, reference: Callable[[np.ndarray], np.ndarray], features: int, seed: int = 0) -> float:
+        """The largest relative difference between these errors and ``reference``'s (the errors of the model
+        through TensorFlow, given the input matrix) on rows of ``features`` random ones; at most ``AGREEMENT``
+        where the two are the same model."""
         rng = np.random.default_rng(seed)
         features = max(1, min(features, self.width))
         active = np.stack([rng.choice(self.width, features, replace=self.repeats) for _ in range(_CHECK_ROWS)])
         x = np.zeros((len(active), self.width), dtype=np.float32)
         np.put_along_axis(x, active.astype(np.intp), 1.0, axis=1)
-        expected = np.mean(np.square(x - reconstruct(x)), axis=1, dtype=np.float64)
+        expected = reference(x)
         got = self.errors(active)
         return float(np.max(np.abs(got - expected) / np.maximum(np.abs(expected), 1e-30)))

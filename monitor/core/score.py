@@ -250,7 +250,7 @@ def _dense_errors(bundle: Bundle, reconstruct: Reconstructor) -> DenseErrors | N
     dense = DenseErrors.of(dense_layers(bundle.model), preparer.repeats_features, reconstruct.batch_size)
     if dense is None or dense.width != preparer.width:
         return None
-    difference = dense.agrees_with(reconstruct, preparer.ones_per_sequence)
+    difference = dense.agrees_with(lambda x: reconstruction_errors(x, reconstruct(x)), preparer.ones_per_sequence)
     if difference > AGREEMENT:
         log.warning("model %s: the errors computed from feature indices differ from TensorFlow's by up to %.1e "
                     "(relative); this model is scored by TensorFlow", bundle.version, difference)

@@ -6,6 +6,7 @@ pipeline → service, with metrics, model reloading and retraining beside it; an
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import gc
 import logging
 import os
@@ -370,10 +371,14 @@ def _install_stop_handlers(stop: threading.Event) -> Callable[[], None]:
         stop.set()
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    # SIGUSR1 writes every thread's Python stack to stderr and the service carries on: a service that seems
+    # stuck says where, even while its main thread waits inside a Kafka client's C code.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def restore_previous() -> None:
         for signum, old in previous.items():
             signal.signal(signum, old)
+        faulthandler.unregister(signal.SIGUSR1)
 
     return restore_previous
 

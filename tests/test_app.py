@@ -1,11 +1,20 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import yaml
 
 from monitor.app import _connect
+from monitor.devtools.local_process import free_loopback_port
 
 
 class NoBrokersAvailable(Exception):
@@ -24,3 +33,39 @@ def test_a_stop_while_the_cluster_is_unreachable_is_logged_as_the_last_word(
         assert _connect(unreachable, stop, "consumer") is None
     assert [r.getMessage() for r in caplog.records] == [
         "stopped before the Kafka cluster was reached: the consumer never connected, nothing was read"]
+
+
+def test_sigusr1_writes_every_threads_stack_and_the_service_carries_on(bundle_dir: Path, tmp_path: Path) -> None:
+    # A service that seems stuck must say where: the stacks come while the main thread waits inside the Kafka
+    # client for a cluster that never answers, and the service still stops cleanly on SIGTERM afterwards.
+    config = {"kafka": {"bootstrap_servers": [f"127.0.0.1:{free_loopback_port()}"]},
+              "input": {"topics": ["serials"]}, "model": {"path": str(bundle_dir)},
+              "metrics": {"enabled": False}, "state": {"path": str(tmp_path / "state.sqlite")}}
+    config_file = tmp_path / "monitor.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    log = tmp_path / "monitor.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config_file)],
+                                   stderr=handle, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert wait_until(lambda: "model bundle" in log.read_text(errors="replace"), 120), \
+            log.read_text(errors="replace")
+        process.send_signal(signal.SIGUSR1)
+        assert wait_until(lambda: "in _connect" in log.read_text(errors="replace"), 30), log.read_text(errors="replace")
+        assert process.poll() is None, "SIGUSR1 ended the service"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log.read_text(errors="replace")
+    assert "Current thread" in text and "stopped before the Kafka cluster was reached" in text
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False

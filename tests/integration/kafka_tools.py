@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -173,9 +174,30 @@ def checkpointing_service_config(bootstrap: str, topic: str, bundle_dir: Path, f
     return config, config_file
 
 
+# Each started service's log, by process id (``print_stacks``).
+_SERVICE_LOGS: dict[int, Path] = {}
+
+
 def start_service(config_file: Path, log: Path) -> subprocess.Popen[bytes]:
     """``python -m monitor run`` in a process of its own; its log goes to a file (an undrained pipe would
     block the service once it filled)."""
     with log.open("wb") as handle:
-        return subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config_file)],
-                                stderr=handle, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config_file)],
+                                   stderr=handle, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    _SERVICE_LOGS[process.pid] = log
+    return process
+
+
+def print_stacks(processes: Sequence[subprocess.Popen[bytes]], lines: int = 120) -> None:
+    """Have every service still running write its threads' stacks into its log (SIGUSR1), then print each
+    log's last ``lines``: a failed wait then shows where each instance was, even one blocked in C code."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGUSR1)
+    time.sleep(2)
+    for process in processes:
+        log = _SERVICE_LOGS.get(process.pid)
+        if log is not None and log.exists():
+            state = "running" if process in running else f"exited {process.returncode}"
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            print(f"--- {log.name} ({state}), its last {len(tail)} lines ---", *tail, sep="\n")

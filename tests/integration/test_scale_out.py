@@ -11,6 +11,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -42,6 +43,7 @@ from .kafka_tools import (
     closed_windows,
     committed_offset,
     new_topic,
+    print_stacks,
     service_config,
     start_service,
     wait_for,
@@ -224,7 +226,10 @@ def group_files(config: MonitorConfig, folder: Path, count: int) -> list[Path]:
 
 
 def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM to every instance still running, then wait for each (kill one that overruns)."""
+    """SIGTERM to every instance still running, then wait for each (kill one that overruns). Called from a
+    ``finally`` while a failure propagates, it first prints each instance's stacks and last log lines."""
+    if sys.exc_info()[1] is not None:
+        print_stacks(processes)
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

@@ -35,6 +35,8 @@ class DenseErrors:
 
     def __init__(self, layers: Sequence[DenseLayer], repeats: bool, batch_size: int = 8192) -> None:
         self.first, *self.middle, self.last = layers
+        # The layers after the first multiply a row by the transpose's rows (``kernel.dense_layer``).
+        self.transposed = [np.ascontiguousarray(layer.weights.T) for layer in layers[1:]]
         self.width = self.first.weights.shape[0]
         self.repeats = repeats
         self.batch_size = batch_size
@@ -60,11 +62,11 @@ class DenseErrors:
             part = active[start: start + self.batch_size]
             hidden = np.empty((len(part), self.first.bias.shape[0]), dtype=np.float32)
             kernel.first_layer(part, self.repeats, self.first.weights, self.first.bias, hidden)
-            for layer in self.middle:
+            for layer, weights_t in zip(self.middle, self.transposed):
                 hidden, previous = np.empty((len(part), layer.bias.shape[0]), dtype=np.float32), hidden
-                kernel.dense_layer(previous, layer.weights, layer.bias, True, hidden)
+                kernel.dense_layer(previous, weights_t, layer.bias, True, hidden)
             logits = np.empty((len(part), self.width), dtype=np.float32)
-            kernel.dense_layer(hidden, self.last.weights, self.last.bias, False, logits)
+            kernel.dense_layer(hidden, self.transposed[-1], self.last.bias, False, logits)
             kernel.squared_error_means(logits, part, self.repeats, out[start: start + len(part)])
         return out
 

@@ -9,8 +9,9 @@ Two steps of the network need only those indices:
   the residual ``1 - sigmoid(z)`` is ``sigmoid(-z)``: the sign of those logits is flipped and every residual is a
   sigmoid, computed without the cancellation of ``1 - r`` when ``r`` is close to one.
 
-The layers between them are products of a row with a weight matrix (``dense_layer``), one row at a time, so a
-string's error is the same to the bit whatever batch it is scored in. The sigmoid's
+The layers between them are products of a row with a weight matrix (``dense_layer``, dot products with the
+rows of its transpose), one row at a time, so a string's error is the same to the bit whatever batch it is
+scored in. The sigmoid's
 exponential is written out (Cephes' ``expf``: a reduction to ``[-ln 2 / 2, ln 2 / 2]``, a polynomial, a power of
 two made from its bits) because numba has no vector exponential of its own: the loop then runs in the
 processor's vector lanes, eight floats at a time.
@@ -87,25 +88,35 @@ def first_layer(active: np.ndarray, repeats: bool, weights: np.ndarray, bias: np
 
 
 @compiled(**FLOAT_LOOPS)
-def dense_layer(x: np.ndarray, weights: np.ndarray, bias: np.ndarray, relu: bool, out: np.ndarray) -> None:
-    """``out[i] = bias + x[i] @ weights`` (then ``max(., 0)`` if ``relu``), one row at a time: each output is
-    summed over the inputs in the same order whatever the batch, so a row's result never depends on the rows
-    beside it (a BLAS product's does, in its last bits: its kernels differ by a row's place in the matrix)."""
-    inputs, units = weights.shape
-    total = np.empty(units, dtype=np.float32)
+def dense_layer(x: np.ndarray, weights_t: np.ndarray, bias: np.ndarray, relu: bool, out: np.ndarray) -> None:
+    """``out[i] = bias + x[i] @ weights_t.T`` (then ``max(., 0)`` if ``relu``), one row at a time.
+
+    ``weights_t`` is the layer's ``(units, inputs)`` transpose, so each output is a dot product of two
+    contiguous rows, which the compiler sums in vector lanes. Four outputs are summed in one pass over the
+    row (their sums share its loads). Every row runs the same code whatever the batch, so a row's result
+    never depends on the rows beside it; a BLAS product's does, in its last bits, because its kernels treat
+    a row differently by its place in the matrix."""
+    units, inputs = weights_t.shape
     for i in range(x.shape[0]):
-        for u in range(units):
-            total[u] = bias[u]
-        for k in range(inputs):
-            value = x[i, k]
-            for u in range(units):
-                total[u] += value * weights[k, u]
-        if relu:
-            for u in range(units):
-                out[i, u] = max(total[u], _ZERO)
-        else:
-            for u in range(units):
-                out[i, u] = total[u]
+        u = 0
+        while u + 4 <= units:
+            s0, s1, s2, s3 = _ZERO, _ZERO, _ZERO, _ZERO
+            for k in range(inputs):
+                value = x[i, k]
+                s0 += value * weights_t[u, k]
+                s1 += value * weights_t[u + 1, k]
+                s2 += value * weights_t[u + 2, k]
+                s3 += value * weights_t[u + 3, k]
+            out[i, u], out[i, u + 1], out[i, u + 2], out[i, u + 3] = s0, s1, s2, s3
+            u += 4
+        for v in range(u, units):  # the last units when they are not a multiple of four
+            total = _ZERO
+            for k in range(inputs):
+                total += x[i, k] * weights_t[v, k]
+            out[i, v] = total
+        for v in range(units):
+            total = out[i, v] + bias[v]
+            out[i, v] = max(total, _ZERO) if relu else total
 
 
 @compiled(**FLOAT_LOOPS)

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 STILL_AT_TIMEOUT_S = 5.0  # how long a judge waits to learn whether idle partitions are still at their end
 STATS_INTERVAL_MS = 1_000  # how often librdkafka says which brokers are up and which partitions it knows
+LEADERS_AWAY_LOG_AFTER_S = 10.0  # partitions without a leader up are logged once it has lasted this long
 SEND_TIMEOUT_S = 30.0
 _SECOND = operator.itemgetter(1)
 
@@ -155,6 +156,10 @@ class ConfluentSource:
         self._leaders: dict[str, dict[int, int]] = {}
         # ... and where each partition's fetching stands when nothing fetched waits for the caller.
         self._fetched_to: dict[Position, int] = {}
+        # Assigned partitions whose leader is not up, since when, and whether that was logged.
+        self._leaders_away: frozenset[Position] = frozenset()
+        self._leaders_away_since = 0.0
+        self._said_away = False
         self.consumer.subscribe(list(topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
 
     def next_batch(self, max_records: int, timeout_ms: int) -> Polled:
@@ -302,8 +307,11 @@ class ConfluentSource:
 
     def _on_stats(self, text: str) -> None:
         try:
-            stats = json.loads(text)
-            self._brokers_up = {b["nodeid"] for b in stats.get("brokers", {}).values()
+            stats = json.loads(text, object_pairs_hook=_JsonObject)
+            # A broker's entries are keyed by its name, and librdkafka may list one node twice: a broker it
+            # is retiring (left out of a metadata response during a restart) beside the one it connected
+            # anew. A plain dict kept only the last, and a partition whose leader was up looked unreachable.
+            self._brokers_up = {b["nodeid"] for _, b in stats.get("brokers", _JsonObject([])).pairs
                                 if b.get("state") == "UP" and b.get("nodeid", -1) >= 0}
             topics = stats.get("topics", {})
             self._leaders = {name: {int(n): p.get("leader", -1) for n, p in topic.get("partitions", {}).items()
@@ -311,8 +319,33 @@ class ConfluentSource:
             self._fetched_to = {(name, int(n)): p["next_offset"] for name, topic in topics.items()
                                 for n, p in topic.get("partitions", {}).items()
                                 if int(n) >= 0 and p.get("next_offset", -1) >= 0 and p.get("fetchq_cnt", 1) == 0}
+            self._say_leaders_away(stats)
         except (ValueError, KeyError, TypeError, AttributeError):
             log.debug("librdkafka's statistics could not be read", exc_info=True)
+
+    def _say_leaders_away(self, stats: _JsonObject) -> None:
+        """Log which assigned partitions have had no leader up for ``LEADERS_AWAY_LOG_AFTER_S`` (not the
+        moments after an assignment), with what librdkafka's statistics say of them and of every broker
+        entry, and when their leaders are up again: why ``progress`` calls them unreachable."""
+        away = frozenset(p for p in self.assignment() if not self._answering(p))
+        now = time.monotonic()
+        if away != self._leaders_away:
+            self._leaders_away, self._leaders_away_since = away, now
+            if not away and self._said_away:
+                log.info("librdkafka's statistics: every assigned partition's leader is up again")
+                self._said_away = False
+            return
+        if not away or self._said_away or now - self._leaders_away_since < LEADERS_AWAY_LOG_AFTER_S:
+            return
+        self._said_away = True
+        brokers = ", ".join(f"{name} (node {b.get('nodeid')}): {b.get('state')}"
+                            for name, b in stats.get("brokers", _JsonObject([])).pairs)
+        partitions = ", ".join(
+            f"{t}[{n}] leader {self._leaders.get(t, {}).get(n, 'unknown')} "
+            f"({stats.get('topics', {}).get(t, {}).get('partitions', {}).get(str(n), {}).get('fetch_state', '?')})"
+            for t, n in sorted(away))
+        log.info("librdkafka's statistics: no leader up for %.0f s for %s; brokers %s",
+                 now - self._leaders_away_since, partitions, brokers or "none")
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self.on_assigned is not None:
@@ -353,6 +386,15 @@ class ConfluentSource:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+class _JsonObject(dict):  # type: ignore[type-arg]
+    """A JSON object read by ``json.loads(..., object_pairs_hook=_JsonObject)``: a dict that also keeps every
+    pair in order, a repeated key's included (``pairs``)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
 
 
 def _one_partition(messages: list[Message]) -> bool:

@@ -160,6 +160,7 @@ class ConfluentSource:
         self._leaders_away: frozenset[Position] = frozenset()
         self._leaders_away_since = 0.0
         self._said_away = False
+        self._stats_unreadable = False
         self.consumer.subscribe(list(topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
 
     def next_batch(self, max_records: int, timeout_ms: int) -> Polled:
@@ -311,17 +312,21 @@ class ConfluentSource:
             # A broker's entries are keyed by its name, and librdkafka may list one node twice: a broker it
             # is retiring (left out of a metadata response during a restart) beside the one it connected
             # anew. A plain dict kept only the last, and a partition whose leader was up looked unreachable.
-            self._brokers_up = {b["nodeid"] for _, b in stats.get("brokers", _JsonObject([])).pairs
-                                if b.get("state") == "UP" and b.get("nodeid", -1) >= 0}
+            brokers_up = {b["nodeid"] for _, b in stats.get("brokers", _JsonObject([])).pairs
+                          if b.get("state") == "UP" and b.get("nodeid", -1) >= 0}
             topics = stats.get("topics", {})
-            self._leaders = {name: {int(n): p.get("leader", -1) for n, p in topic.get("partitions", {}).items()
-                                    if int(n) >= 0} for name, topic in topics.items()}
-            self._fetched_to = {(name, int(n)): p["next_offset"] for name, topic in topics.items()
-                                for n, p in topic.get("partitions", {}).items()
-                                if int(n) >= 0 and p.get("next_offset", -1) >= 0 and p.get("fetchq_cnt", 1) == 0}
+            leaders = {name: {int(n): p.get("leader", -1) for n, p in topic.get("partitions", {}).items()
+                              if int(n) >= 0} for name, topic in topics.items()}
+            fetched_to = {(name, int(n)): p["next_offset"] for name, topic in topics.items()
+                          for n, p in topic.get("partitions", {}).items()
+                          if int(n) >= 0 and p.get("next_offset", -1) >= 0 and p.get("fetchq_cnt", 1) == 0}
+            self._brokers_up, self._leaders, self._fetched_to = brokers_up, leaders, fetched_to
             self._say_leaders_away(stats)
         except (ValueError, KeyError, TypeError, AttributeError):
-            log.debug("librdkafka's statistics could not be read", exc_info=True)
+            # What they said before stays in use: say so once, since it may keep a partition unreachable.
+            (log.debug if self._stats_unreadable else log.warning)(
+                "librdkafka's statistics could not be read; the last ones read stay in use", exc_info=True)
+            self._stats_unreadable = True
 
     def _say_leaders_away(self, stats: _JsonObject) -> None:
         """Log which assigned partitions have had no leader up for ``LEADERS_AWAY_LOG_AFTER_S`` (not the

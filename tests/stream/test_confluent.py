@@ -173,3 +173,16 @@ def test_a_partition_answers_when_any_entry_of_its_leaders_node_is_up() -> None:
         assert source._fetched_to == {("t", 0): 7}
     finally:
         source.consumer.close()
+
+
+def test_unreadable_statistics_keep_the_last_ones_and_say_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    source = ConfluentSource(config().kafka, ["t"], "g", "earliest")
+    try:
+        source._on_stats(_statistics((1, "UP")))
+        source._on_stats('{"brokers": {}, "topics": {"t": {"partitions": {"zero": {}}}}}')
+        source._on_stats("{cut sho")
+        assert source._answering(("t", 0))
+        warnings = [r for r in caplog.records if r.levelname == "WARNING" and "statistics" in r.message]
+        assert len(warnings) == 1, warnings
+    finally:
+        source.consumer.close()

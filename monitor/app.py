@@ -371,16 +371,27 @@ def _install_stop_handlers(stop: threading.Event) -> Callable[[], None]:
         stop.set()
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    # SIGUSR1 writes every thread's Python stack to stderr and the service carries on: a service that seems
-    # stuck says where, even while its main thread waits inside a Kafka client's C code.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    dumps_stacks = _dump_stacks_on_sigusr1()
 
     def restore_previous() -> None:
         for signum, old in previous.items():
             signal.signal(signum, old)
-        faulthandler.unregister(signal.SIGUSR1)
+        if dumps_stacks:
+            faulthandler.unregister(signal.SIGUSR1)
 
     return restore_previous
+
+
+def _dump_stacks_on_sigusr1() -> bool:
+    """SIGUSR1 writes every thread's Python stack to stderr and the service carries on: a service that seems
+    stuck says where, even while its main thread waits inside a Kafka client's C code. Not where stderr has no
+    file descriptor (an embedding that replaced it) or the platform has no SIGUSR1."""
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (AttributeError, ValueError, OSError, RuntimeError) as exc:  # io.UnsupportedOperation is an OSError
+        log.info("SIGUSR1 will not write the threads' stacks: %s", exc)
+        return False
+    return True
 
 
 def _forward_stop(stop: threading.Event, service: StreamLoop, config: MonitorConfig) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.app import _connect
+from monitor.app import _connect, _dump_stacks_on_sigusr1
 from monitor.devtools.local_process import free_loopback_port
 
 
@@ -60,6 +61,14 @@ def test_sigusr1_writes_every_threads_stack_and_the_service_carries_on(bundle_di
             process.kill()
     text = log.read_text(errors="replace")
     assert "Current thread" in text and "stopped before the Kafka cluster was reached" in text
+
+
+def test_without_a_file_descriptor_for_stderr_the_service_runs_without_stack_dumps_and_says_so(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # as an embedding that captures stderr leaves it
+    with caplog.at_level(logging.INFO, logger="monitor.app"):
+        assert _dump_stacks_on_sigusr1() is False
+    assert any("SIGUSR1 will not write the threads' stacks" in r.getMessage() for r in caplog.records)
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:

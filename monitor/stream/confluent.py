@@ -1,6 +1,7 @@
 """confluent-kafka (librdkafka) beside kafka-python: the consumer source and the producer of dead letters and
 scored events (with ``monitor.stream.confluent_state`` for state kept in Kafka, the only modules that import
-confluent-kafka, and only when ``kafka.library: confluent-kafka`` chooses it).
+confluent-kafka, and only when ``kafka.library: confluent-kafka`` chooses it; what librdkafka's statistics
+say of the cluster is read by ``monitor.stream.confluent_stats``).
 
 The same contract as ``monitor.stream.kafka``: offsets are committed only when the service says so, an
 outage surfaces as ``BrokerUnavailable``, rebalance callbacks run inside ``next_batch``. What differs is
@@ -10,7 +11,6 @@ speed: librdkafka fetches in its own threads, and a batch's values and timestamp
 
 from __future__ import annotations
 
-import json
 import logging
 import operator
 import time
@@ -23,13 +23,12 @@ from monitor.errors import BrokerUnavailable, CommittedOffsetsPending, ConfigErr
 from monitor.hourly.window import Progress
 from monitor.records import OutgoingMessage, Polled, Position, RawMessage
 from monitor.stream.confluent_options import librdkafka_error_path, librdkafka_options
+from monitor.stream.confluent_stats import STATS_INTERVAL_MS, ClusterStatistics
 from monitor.stream.sources import progress_of
 
 log = logging.getLogger(__name__)
 
 STILL_AT_TIMEOUT_S = 5.0  # how long a judge waits to learn whether idle partitions are still at their end
-STATS_INTERVAL_MS = 1_000  # how often librdkafka says which brokers are up and which partitions it knows
-LEADERS_AWAY_LOG_AFTER_S = 10.0  # partitions without a leader up are logged once it has lasted this long
 SEND_TIMEOUT_S = 30.0
 _SECOND = operator.itemgetter(1)
 
@@ -146,21 +145,13 @@ class ConfluentSource:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False, "auto.offset.reset": auto_offset_reset,
                 "isolation.level": "read_committed" if read_committed else "read_uncommitted",
-                "statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": self._on_stats}
+                "statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": self._statistics_read}
         self.consumer = make_client(Consumer, conf, kafka)
         self.resume_at = dict(resume_at or {})
         self.heard_at: dict[Position, float] = {}
         self.topics = tuple(topics)
-        # From librdkafka's statistics: brokers up (node ids) and each known topic's partitions with leader.
-        self._brokers_up: set[int] = set()
-        self._leaders: dict[str, dict[int, int]] = {}
-        # ... and where each partition's fetching stands when nothing fetched waits for the caller.
-        self._fetched_to: dict[Position, int] = {}
-        # Assigned partitions whose leader is not up, since when, and whether that was logged.
-        self._leaders_away: frozenset[Position] = frozenset()
-        self._leaders_away_since = 0.0
-        self._said_away = False
-        self._stats_unreadable = False
+        # Brokers up, partitions with their leader, where fetching stands (no request to the cluster).
+        self.statistics = ClusterStatistics(self.assignment)
         self.consumer.subscribe(list(topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
 
     def next_batch(self, max_records: int, timeout_ms: int) -> Polled:
@@ -235,9 +226,9 @@ class ConfluentSource:
     def partitions_of(self, topic: str) -> set[int]:
         """The topic's partitions: from librdkafka's last statistics (no request; a judge asks once a batch),
         else from a metadata request."""
-        known = self._leaders.get(topic)
+        known = self.statistics.partitions_of(topic)
         if known:
-            return set(known)
+            return known
         try:
             metadata = self.consumer.list_topics(topic, timeout=10)
         except KafkaException as exc:
@@ -260,10 +251,8 @@ class ConfluentSource:
     def progress(self, idle_after_s: float) -> Progress:
         """As ``KafkaSource.progress``; a partition's leader answers when librdkafka's last statistics
         (each second) said its broker was up."""
-        return progress_of(self._offsets(), self.heard_at, idle_after_s, self._answering, self._known_partitions())
-
-    def _answering(self, partition: Position) -> bool:
-        return self._leaders.get(partition[0], {}).get(partition[1], -1) in self._brokers_up
+        return progress_of(self._offsets(), self.heard_at, idle_after_s, self.statistics.answering,
+                           self.statistics.known_partitions(self.topics))
 
     def still_at(self, offsets: Mapping[Position, int]) -> set[Position] | None:
         """As ``KafkaSource.still_at`` (with ``read_committed`` librdkafka gives the last stable offset)."""
@@ -282,15 +271,6 @@ class ConfluentSource:
             return None
         return still
 
-    def _known_partitions(self) -> frozenset[Position] | None:
-        known: set[Position] = set()
-        for topic in self.topics:
-            numbers = self._leaders.get(topic)
-            if not numbers:
-                return None
-            known.update((topic, n) for n in numbers)
-        return frozenset(known)
-
     def _offsets(self) -> dict[Position, tuple[int | None, int | None]]:
         """(position, end offset) of each assigned partition as the client last learned them: no request."""
         assigned = self.consumer.assignment()
@@ -302,55 +282,12 @@ class ConfluentSource:
             p = (tp.topic, tp.partition)
             # Nothing handed out since the assignment: the position is where fetching stands (an empty
             # partition, or one resumed at its end, is caught up without a record).
-            position = tp.offset if tp.offset >= 0 else self._fetched_to.get(p)
+            position = tp.offset if tp.offset >= 0 else self.statistics.fetched_to.get(p)
             offsets[p] = (position, high if high >= 0 else None)
         return offsets
 
-    def _on_stats(self, text: str) -> None:
-        try:
-            stats = json.loads(text, object_pairs_hook=_JsonObject)
-            # A broker's entries are keyed by its name, and librdkafka may list one node twice: a broker it
-            # is retiring (left out of a metadata response during a restart) beside the one it connected
-            # anew. A plain dict kept only the last, and a partition whose leader was up looked unreachable.
-            brokers_up = {b["nodeid"] for _, b in stats.get("brokers", _JsonObject([])).pairs
-                          if b.get("state") == "UP" and b.get("nodeid", -1) >= 0}
-            topics = stats.get("topics", {})
-            leaders = {name: {int(n): p.get("leader", -1) for n, p in topic.get("partitions", {}).items()
-                              if int(n) >= 0} for name, topic in topics.items()}
-            fetched_to = {(name, int(n)): p["next_offset"] for name, topic in topics.items()
-                          for n, p in topic.get("partitions", {}).items()
-                          if int(n) >= 0 and p.get("next_offset", -1) >= 0 and p.get("fetchq_cnt", 1) == 0}
-            self._brokers_up, self._leaders, self._fetched_to = brokers_up, leaders, fetched_to
-            self._say_leaders_away(stats)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            # What they said before stays in use: say so once, since it may keep a partition unreachable.
-            (log.debug if self._stats_unreadable else log.warning)(
-                "librdkafka's statistics could not be read; the last ones read stay in use", exc_info=True)
-            self._stats_unreadable = True
-
-    def _say_leaders_away(self, stats: _JsonObject) -> None:
-        """Log which assigned partitions have had no leader up for ``LEADERS_AWAY_LOG_AFTER_S`` (not the
-        moments after an assignment), with what librdkafka's statistics say of them and of every broker
-        entry, and when their leaders are up again: why ``progress`` calls them unreachable."""
-        away = frozenset(p for p in self.assignment() if not self._answering(p))
-        now = time.monotonic()
-        if away != self._leaders_away:
-            self._leaders_away, self._leaders_away_since = away, now
-            if not away and self._said_away:
-                log.info("librdkafka's statistics: every assigned partition's leader is up again")
-                self._said_away = False
-            return
-        if not away or self._said_away or now - self._leaders_away_since < LEADERS_AWAY_LOG_AFTER_S:
-            return
-        self._said_away = True
-        brokers = ", ".join(f"{name} (node {b.get('nodeid')}): {b.get('state')}"
-                            for name, b in stats.get("brokers", _JsonObject([])).pairs)
-        partitions = ", ".join(
-            f"{t}[{n}] leader {self._leaders.get(t, {}).get(n, 'unknown')} "
-            f"({stats.get('topics', {}).get(t, {}).get('partitions', {}).get(str(n), {}).get('fetch_state', '?')})"
-            for t, n in sorted(away))
-        log.info("librdkafka's statistics: no leader up for %.0f s for %s; brokers %s",
-                 now - self._leaders_away_since, partitions, brokers or "none")
+    def _statistics_read(self, text: str) -> None:
+        self.statistics.read(text)
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self.on_assigned is not None:
@@ -391,15 +328,6 @@ class ConfluentSource:
 
     def close(self) -> None:
         self.consumer.close()
-
-
-class _JsonObject(dict):  # type: ignore[type-arg]
-    """A JSON object read by ``json.loads(..., object_pairs_hook=_JsonObject)``: a dict that also keeps every
-    pair in order, a repeated key's included (``pairs``)."""
-
-    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
-        super().__init__(pairs)
-        self.pairs = pairs
 
 
 def _one_partition(messages: list[Message]) -> bool:

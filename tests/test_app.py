@@ -37,8 +37,8 @@ def test_a_stop_while_the_cluster_is_unreachable_is_logged_as_the_last_word(
 
 
 def test_sigusr1_writes_every_threads_stack_and_the_service_carries_on(bundle_dir: Path, tmp_path: Path) -> None:
-    # A service that seems stuck must say where: the stacks come while the main thread waits inside the Kafka
-    # client for a cluster that never answers, and the service still stops cleanly on SIGTERM afterwards.
+    # A service that seems stuck must say where: the stacks come while it starts (its state opened, a cluster
+    # that never answers waited for), and the service still stops cleanly on SIGTERM afterwards.
     config = {"kafka": {"bootstrap_servers": [f"127.0.0.1:{free_loopback_port()}"]},
               "input": {"topics": ["serials"]}, "model": {"path": str(bundle_dir)},
               "metrics": {"enabled": False}, "state": {"path": str(tmp_path / "state.sqlite")}}
@@ -52,13 +52,16 @@ def test_sigusr1_writes_every_threads_stack_and_the_service_carries_on(bundle_di
         assert wait_until(lambda: "model bundle" in log.read_text(errors="replace"), 120), \
             log.read_text(errors="replace")
         process.send_signal(signal.SIGUSR1)
-        assert wait_until(lambda: "in _connect" in log.read_text(errors="replace"), 30), log.read_text(errors="replace")
+        # Wherever the main thread is (the state being opened, the cluster being reached), its frames say so.
+        assert wait_until(lambda: "in run_service" in log.read_text(errors="replace"), 30), \
+            log.read_text(errors="replace")
         assert process.poll() is None, "SIGUSR1 ended the service"
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait(30)
     text = log.read_text(errors="replace")
     assert "Current thread" in text and "stopped before the Kafka cluster was reached" in text
 

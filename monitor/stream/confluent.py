@@ -139,19 +139,20 @@ class ConfluentSource:
         """As ``monitor.stream.kafka.KafkaSource``."""
         self.on_revoked, self.on_assigned, self.on_lost = on_revoked, on_assigned, on_lost
         self.auto_offset_reset = auto_offset_reset
+        # Brokers up, partitions with their leader, where fetching stands (no request to the cluster); it asks
+        # for the assignment only once statistics arrive, inside a consume.
+        self.statistics = ClusterStatistics(self.assignment)
         # librdkafka (>= 2.4) waits fetch.queue.backoff.ms (1 s) before fetching again once its queue holds
         # queued.min.messages (100,000): a reader faster than that would wait most of the time.
         conf = {"fetch.queue.backoff.ms": 10, **librdkafka_options(kafka, "consumer"), "group.id": group_id,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False, "auto.offset.reset": auto_offset_reset,
                 "isolation.level": "read_committed" if read_committed else "read_uncommitted",
-                "statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": self._statistics_read}
+                "statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": self.statistics.read}
         self.consumer = make_client(Consumer, conf, kafka)
         self.resume_at = dict(resume_at or {})
         self.heard_at: dict[Position, float] = {}
         self.topics = tuple(topics)
-        # Brokers up, partitions with their leader, where fetching stands (no request to the cluster).
-        self.statistics = ClusterStatistics(self.assignment)
         self.consumer.subscribe(list(topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
 
     def next_batch(self, max_records: int, timeout_ms: int) -> Polled:
@@ -285,9 +286,6 @@ class ConfluentSource:
             position = tp.offset if tp.offset >= 0 else self.statistics.fetched_to.get(p)
             offsets[p] = (position, high if high >= 0 else None)
         return offsets
-
-    def _statistics_read(self, text: str) -> None:
-        self.statistics.read(text)
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self.on_assigned is not None:
